@@ -1,0 +1,68 @@
+"""The ``golf`` command line. Like ASE's CLI: a table of lazily imported subcommand modules,
+each with ``add_arguments(parser)`` and ``run(args) -> int``. Heavy imports (torch, RDKit,
+oracle backends) happen inside ``run`` so ``golf --help`` is instant.
+
+A ``GolfError`` raised anywhere becomes one line on stderr and exit code 2; Ctrl-C exits 130.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("golf.cli.data", "build labelled datasets, reference optima and oracle trajectories"),
+    "predict": ("golf.cli.predict", "energies and forces of structures with an NNP"),
+    "optimize": ("golf.cli.optimize", "relax conformations with an NNP or an oracle"),
+    "train": ("golf.cli.train", "train an NNP (baseline, traj-N, or GOLF with --golf)"),
+    "evaluate": ("golf.cli.evaluate", "the paper's relaxation metrics for a model on a test set"),
+    "run": ("golf.cli.run", "the end-to-end GOLF experiment (the main job)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="golf",
+        description="GOLF: train neural network potentials that relax molecules like the reference method.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:  # a subcommand not built yet
+            if exc.name != module_name:
+                raise
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from golf.errors import GolfError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from golf import __version__
+
+        print(__version__)
+        return 0
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args._run(args) or 0)
+    except GolfError as exc:
+        print(f"golf {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"golf {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

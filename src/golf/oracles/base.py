@@ -1,0 +1,142 @@
+"""The oracle protocol: energies and forces of conformations from a reference method.
+
+An oracle never raises on a bad conformation: it returns an ``OracleResult`` with ``ok=False`` and a
+reason (SCF not converged, bad geometry, ...), so one molecule never kills a run. Oracles are built
+from ``(name, settings)`` by ``make_oracle`` so that a spec can be shipped to worker processes and
+the backend (tblite, PySCF) is created there. Nothing under ``golf.oracles`` imports torch.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from golf.conformation import Conformation
+
+
+@dataclass
+class OracleResult:
+    """One oracle evaluation.
+
+    Attributes:
+        ok: whether energy and forces are valid.
+        energy: total energy in eV (None when not ok).
+        forces: forces in eV/Angstrom, shape [n, 3] (None when not ok).
+        reason: why the call failed (empty when ok).
+        seconds: wall time of the call.
+    """
+
+    ok: bool
+    energy: float | None = None
+    forces: np.ndarray | None = None
+    reason: str = ""
+    seconds: float = 0.0
+
+    @classmethod
+    def failure(cls, reason: str, seconds: float = 0.0) -> "OracleResult":
+        return cls(ok=False, reason=reason, seconds=seconds)
+
+
+@dataclass
+class RelaxResult:
+    """An oracle relaxation of one conformation to its own minimum.
+
+    Attributes:
+        ok: whether the relaxation produced a valid final structure (converged or not).
+        converged: whether max |force| < fmax was reached within the step limit.
+        positions: final coordinates in Angstrom [n, 3].
+        energy: final energy in eV.
+        forces: final forces in eV/Angstrom [n, 3].
+        n_steps: optimizer steps taken.
+        trajectory_positions: coordinates at every step [T, n, 3] (Angstrom), first = start.
+        trajectory_energies: energies at every step [T] (eV).
+        trajectory_forces: forces at every step [T, n, 3] (eV/Angstrom).
+        reason: failure reason when not ok.
+    """
+
+    ok: bool
+    converged: bool = False
+    positions: np.ndarray | None = None
+    energy: float | None = None
+    forces: np.ndarray | None = None
+    n_steps: int = 0
+    trajectory_positions: np.ndarray | None = None
+    trajectory_energies: np.ndarray | None = None
+    trajectory_forces: np.ndarray | None = None
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class OracleSpec:
+    """A picklable description of an oracle: its registry name and settings."""
+
+    name: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> "Oracle":
+        from golf.oracles import make_oracle
+
+        return make_oracle(self.name, **self.settings)
+
+
+class Oracle(ABC):
+    """Base class of all oracles (genuine: xtb, dft; surrogate: mmff).
+
+    Subclasses implement ``_compute`` for one valid conformation; the base class checks the geometry
+    first and turns any backend exception into a failed result.
+    """
+
+    #: registry name, e.g. "xtb"
+    name: str = ""
+
+    @property
+    @abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """JSON-serialisable settings that reproduce this oracle (method, basis, accuracy...)."""
+
+    @property
+    def spec(self) -> OracleSpec:
+        return OracleSpec(self.name, dict(self.settings))
+
+    @abstractmethod
+    def _compute(self, conf: Conformation) -> OracleResult:
+        """Energy (eV) and forces (eV/A) of one conformation with a valid geometry."""
+
+    def compute(self, conf: Conformation) -> OracleResult:
+        """Energy and forces of one conformation; never raises for a bad conformation."""
+        import time
+
+        problem = conf.geometry_problem()
+        if problem is not None:
+            return OracleResult.failure(f"bad geometry: {problem}")
+        t0 = time.perf_counter()
+        try:
+            result = self._compute(conf)
+        except Exception as exc:  # backend errors become per-conformation failures
+            return OracleResult.failure(
+                f"{type(exc).__name__}: {exc}".splitlines()[0], time.perf_counter() - t0
+            )
+        if result.ok and (
+            result.energy is None
+            or not np.isfinite(result.energy)
+            or result.forces is None
+            or not np.all(np.isfinite(result.forces))
+        ):
+            return OracleResult.failure("non-finite energy or forces", time.perf_counter() - t0)
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def compute_batch(self, confs: Sequence[Conformation]) -> list[OracleResult]:
+        """Energies and forces of several conformations (serially, in this process)."""
+        return [self.compute(c) for c in confs]
+
+    def relax(
+        self, conf: Conformation, fmax: float = 0.01, max_steps: int = 500
+    ) -> RelaxResult:
+        """Relax to this oracle's own minimum (see ``golf.oracles.relax``)."""
+        from golf.oracles.relax import relax_with_oracle
+
+        return relax_with_oracle(self, conf, fmax=fmax, max_steps=max_steps)
