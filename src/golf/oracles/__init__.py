@@ -17,15 +17,31 @@ ORACLES: dict[str, str] = {
 }
 
 
+def resolve_oracle(name: str) -> str:
+    """The "module:Class" entry of an oracle: a registry name, or a user's own "module:Class"
+    (a plugin oracle, importable in the worker processes too); registers the latter."""
+    if name in ORACLES:
+        return ORACLES[name]
+    if ":" in name and all(part.replace(".", "").replace("_", "").isalnum() for part in name.split(":")):
+        ORACLES[name] = name
+        return name
+    raise OracleUnavailable(f"unknown oracle {name!r}; choose one of {', '.join(ORACLES)} (or module:Class)")
+
+
 def make_oracle(name: str, **settings: Any) -> Oracle:
-    """Build an oracle by registry name; unknown names and missing backends raise ``OracleUnavailable``."""
+    """Build an oracle by registry name (or "module:Class"); unknown names and missing backends raise
+    ``OracleUnavailable``."""
     import importlib
 
-    if name not in ORACLES:
-        raise OracleUnavailable(f"unknown oracle {name!r}; choose one of {', '.join(ORACLES)}")
-    module_name, cls_name = ORACLES[name].split(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, cls_name)(**settings)
+    module_name, cls_name = resolve_oracle(name).split(":")
+    try:
+        module = importlib.import_module(module_name)
+        cls = getattr(module, cls_name)
+    except (ImportError, AttributeError) as exc:
+        if name in ("mmff", "xtb", "dft"):
+            raise
+        raise OracleUnavailable(f"cannot import oracle {name!r}: {exc}") from exc
+    return cls(**settings)
 
 
-__all__ = ["ORACLES", "Oracle", "OracleResult", "OracleSpec", "RelaxResult", "make_oracle"]
+__all__ = ["ORACLES", "Oracle", "OracleResult", "OracleSpec", "RelaxResult", "make_oracle", "resolve_oracle"]

@@ -1,0 +1,49 @@
+"""``golf predict``: energies (eV) and forces (eV/Angstrom) of every structure in a file, with an NNP."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="structures: .sdf/.mol, .xyz/.extxyz, .db (ASE), .smi/.csv")
+    parser.add_argument("--model", required=True,
+                        help="golf checkpoint or official GOLF/schnetpack state dict (.pt)")
+    parser.add_argument("-o", "--output", required=True, help="output file (.extxyz; also .sdf or .db)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--batch-size", type=int, default=64, help="molecules per forward pass (default 64)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from golf.batch import Batch
+    from golf.errors import InputError
+    from golf.models.checkpoint import load_model, resolve_device
+    from golf.models.potential import ModelEnergyForces
+    from golf.molecules import read_conformations, write_conformations
+
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError as exc:
+        raise InputError(f"bad --device {args.device!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda requested but CUDA is not available")
+    model = load_model(args.model, device=device, dtype=args.dtype)
+    confs = read_conformations(args.input)
+    if not confs:
+        raise InputError(f"{args.input}: no structures found")
+    model.check_elements([c.numbers for c in confs])
+    provider = ModelEnergyForces(model)
+    properties = []
+    for start in range(0, len(confs), args.batch_size):
+        chunk = confs[start : start + args.batch_size]
+        batch = Batch.from_conformations(chunk, device=device, dtype=model.dtype)
+        energy, forces = provider(batch)
+        for e, f in zip(energy.cpu().double().numpy(), batch.split(forces)):
+            properties.append({"energy": float(e), "forces": f.cpu().double().numpy()})
+    write_conformations(args.output, confs, properties)
+    print(f"wrote {len(confs)} structures to {args.output}")
+    return 0

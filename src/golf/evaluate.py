@@ -1,0 +1,645 @@
+"""Evaluate relaxations with the GOLF paper's metrics (``golf evaluate``).
+
+For every test conformation of a reference set (``golf data reference``: start structure plus the
+genuine oracle's own optimum energy ``E_opt``):
+
+1. relax it with the model for ``max(steps)`` optimizer steps (batched, ``golf.optim.relax`` with
+   ``trajectory=True`` and a tiny ``fmax`` so the run has fixed length), or with RDKit MMFF94 for the
+   reference row;
+2. submit genuine-oracle calls at the start (``E_0``) and at the structure reached after each T in
+   ``steps`` to an oracle executor (``golf.oracles.executors``: local process pool or Dask, so the
+   genuine oracle never runs in this torch process; "serial" only for MMFF as a stand-in oracle in
+   tests), and collect them as they finish. ``E_0`` is computed by the same executor (not read from
+   the db) so that start and optimum energies always come from identical oracle settings;
+3. compute the metrics of ``golf.metrics`` per conformation and aggregated per T.
+
+A relaxation that stopped before T (converged, or failed and kept its last good structure) uses
+the structure of its last step for every later T; identical structures are sent to the oracle once.
+
+What a "step" is:
+
+* model: one step of the batched optimizer of ``golf.optim`` as that method defines it: for
+  "lbfgs"/"lbfgs-ase"/"fire"/"gd" one position update followed by one NNP evaluation; for
+  "lbfgs-golf" (the paper's ``torch.optim.LBFGS(max_iter=5)``) one ``optimizer.step``, i.e. up to 5
+  updates/evaluations;
+* MMFF (``evaluate_mmff``): one iteration of RDKit's BFGS minimizer on the MMFF94 force field
+  (``ForceField.Minimize(maxIts=T)``; one iteration is one line search, which may evaluate the force
+  field several times). The structure after T iterations is obtained by a fresh ``Minimize(maxIts=T)``
+  from the start structure (coordinates reset before each run, since RDKit's force field moves the
+  conformer in place), which is exactly the state of one long run after T iterations because the
+  minimizer is deterministic. RDKit's default convergence thresholds (forceTol 1e-4, energyTol 1e-6)
+  apply; after convergence later T reuse the converged structure.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from golf import metrics as _metrics
+from golf.conformation import Conformation
+from golf.errors import InputError
+
+#: Default force threshold (eV/A) for model relaxations: tiny, so they run for the full step budget.
+DEFAULT_FMAX: float = 1e-6
+
+JSON_FORMAT = "golf-metrics/1"
+
+
+@dataclass
+class ReferenceRecord:
+    """One test conformation with its reference optimum.
+
+    Attributes:
+        conf: the start conformation.
+        opt_energy: genuine-oracle energy of the oracle's own optimum (eV).
+        opt_positions: coordinates of that optimum [n, 3] (Angstrom), if known.
+    """
+
+    conf: Conformation
+    opt_energy: float
+    opt_positions: np.ndarray | None = None
+
+
+@dataclass
+class Trajectory:
+    """Structures of one relaxation at the evaluated steps.
+
+    Attributes:
+        frames: list of coordinate arrays [n, 3] (Angstrom); ``frames[0]`` is the start.
+        frame_of_step: for each evaluated T, the index into ``frames`` of the structure after T steps
+            ([K] ints). Several T may share a frame (early stop).
+        n_steps: optimizer steps taken (model); for MMFF the largest evaluated T that was run, i.e.
+            an upper bound on the iterations to convergence when ``converged``.
+        converged: whether the relaxation met its convergence criterion.
+        reason: why it stopped early ("converged", or a failure reason); "" if it ran the full budget.
+    """
+
+    frames: list[np.ndarray]
+    frame_of_step: list[int]
+    n_steps: int
+    converged: bool = False
+    reason: str = ""
+
+
+@dataclass
+class EvaluationResult:
+    """Metrics of one model (or the MMFF row) on a reference set.
+
+    Attributes:
+        name: label of the model ("GOLF-10k", "mmff", ...).
+        steps: the evaluated T.
+        records: one dict per conformation (see ``evaluate_model``).
+        aggregate: one dict per T (``golf.metrics.aggregate``).
+        settings: how it was computed (optimizer, fmax, oracle, ...).
+    """
+
+    name: str
+    steps: list[int]
+    records: list[dict[str, Any]]
+    aggregate: list[dict[str, float]]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (NaN -> null)."""
+        return _json_clean(
+            {
+                "name": self.name,
+                "steps": list(self.steps),
+                "settings": self.settings,
+                "aggregate": self.aggregate,
+                "records": self.records,
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EvaluationResult":
+        def nan(x: Any) -> Any:
+            return float("nan") if x is None else x
+
+        agg = [{k: nan(v) for k, v in row.items()} for row in d["aggregate"]]
+        return cls(d["name"], list(d["steps"]), list(d["records"]), agg, dict(d.get("settings", {})))
+
+    def table(self) -> str:
+        return _metrics.format_table(self.aggregate, title=self.name)
+
+
+def _json_clean(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _json_clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _json_clean(x.tolist())
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    return x
+
+
+# ----------------------------------------------------------------------------------------------
+# inputs
+
+
+def as_reference_records(reference: Iterable[Any]) -> list[ReferenceRecord]:
+    """Normalise reference items: ``ReferenceRecord``, ``(conf, opt_energy[, opt_positions])`` tuples,
+    or objects/dicts with ``conf``/``opt_energy``/``opt_positions``."""
+    out: list[ReferenceRecord] = []
+    for i, item in enumerate(reference):
+        if isinstance(item, ReferenceRecord):
+            out.append(item)
+        elif isinstance(item, (tuple, list)):
+            conf, e_opt = item[0], item[1]
+            pos = item[2] if len(item) > 2 else None
+            out.append(ReferenceRecord(conf, float(e_opt), None if pos is None else np.asarray(pos)))
+        elif isinstance(item, dict):
+            out.append(
+                ReferenceRecord(item["conf"], float(item["opt_energy"]), item.get("opt_positions"))
+            )
+        else:
+            conf = getattr(item, "conf", None) or getattr(item, "conformation", None)
+            e_opt = getattr(item, "opt_energy", None)
+            if conf is None or e_opt is None:
+                raise TypeError(f"reference item {i}: cannot read conformation and opt_energy")
+            out.append(ReferenceRecord(conf, float(e_opt), getattr(item, "opt_positions", None)))
+    return out
+
+
+def load_reference(path: str | os.PathLike, limit: int | None = None) -> list[ReferenceRecord]:
+    """Read a reference db (``golf data reference``) as ``ReferenceRecord`` s.
+
+    Raises InputError (one line) for a missing/unreadable file, an empty db, or rows without
+    ``opt_energy``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: reference db not found")
+    _check_reference_rows(path)
+    from golf.db import read_reference
+
+    try:
+        items = read_reference(str(path))
+    except InputError:
+        raise
+    except Exception as exc:  # corrupt db etc.
+        raise InputError(f"{path}: cannot read reference db ({type(exc).__name__}: {exc})") from exc
+    records = as_reference_records(items)
+    if not records:
+        raise InputError(f"{path}: reference db has no conformations")
+    for r in records:
+        if r.opt_energy is None or not math.isfinite(float(r.opt_energy)):
+            raise InputError(
+                f"{path}: conformation {r.conf.mol_id}/{r.conf.conf_id} has no finite opt_energy "
+                "(make the test set with `golf data reference`)"
+            )
+    if limit is not None:
+        records = records[: max(int(limit), 0)]
+    return records
+
+
+def _check_reference_rows(path: Path) -> None:
+    """Cheap schema check with ASE db: every row has the kvp ``opt_energy``."""
+    try:
+        import ase.db
+
+        with ase.db.connect(str(path), type="db") as db:
+            n = 0
+            for row in db.select():
+                n += 1
+                if "opt_energy" not in row.key_value_pairs:
+                    raise InputError(
+                        f"{path}: row {row.id} has no opt_energy; this is not a reference db "
+                        "(make one with `golf data reference`)"
+                    )
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable ASE database ({type(exc).__name__}: {exc})") from exc
+    if n == 0:
+        raise InputError(f"{path}: reference db has no conformations")
+
+
+def reference_oracle(path: str | os.PathLike) -> tuple[str | None, dict[str, Any]]:
+    """The oracle (name, settings) that made a reference db's optima, read from its first row
+    (kvp ``oracle``, data ``oracle_settings``); (None, {}) if not recorded."""
+    try:
+        from golf.db import db_oracle
+
+        found = db_oracle(path)
+    except Exception:
+        found = None
+    if not found or not found[0]:
+        return None, {}
+    return str(found[0]), dict(found[1] or {})
+
+
+# ----------------------------------------------------------------------------------------------
+# relaxations
+
+
+def _as_provider(model: Any) -> Any:
+    """A torch ``Potential`` becomes a ``ModelEnergyForces`` provider; providers pass through."""
+    try:
+        import torch
+
+        if isinstance(model, torch.nn.Module):
+            from golf.models import ModelEnergyForces
+
+            return ModelEnergyForces(model)
+    except ImportError:  # pragma: no cover
+        pass
+    return model
+
+
+def _get(obj: Any, *names: str, default: Any = None) -> Any:
+    for n in names:
+        if isinstance(obj, dict) and n in obj:
+            return obj[n]
+        if hasattr(obj, n):
+            return getattr(obj, n)
+    return default
+
+
+def model_trajectories(
+    model: Any,
+    confs: Sequence[Conformation],
+    steps: Sequence[int],
+    optimizer: str = "lbfgs",
+    fmax: float = DEFAULT_FMAX,
+    batch_size: int | None = None,
+    progress: bool = False,
+    **optimizer_kwargs: Any,
+) -> list[Trajectory]:
+    """Relax ``confs`` with a model (``golf.optim.relax``, trajectory kept) for max(steps) steps and
+    pick the structure after each T (padding with the last structure after an early stop).
+
+    ``optimizer_kwargs`` go to ``golf.optim.relax`` (e.g. ``device``, ``dtype``, optimizer config).
+    Frame 0 is always the exact start structure (the optimizer's copy may be float32-rounded).
+    """
+    from tqdm.auto import tqdm
+
+    from golf.optim import relax
+
+    max_steps = int(max(steps))
+    kwargs: dict[str, Any] = dict(method=optimizer, fmax=fmax, max_steps=max_steps, trajectory=True)
+    if batch_size is not None:
+        kwargs["batch_size"] = int(batch_size)
+    kwargs.update(optimizer_kwargs)
+    with tqdm(total=len(confs), desc="relax", unit="mol", disable=not progress, leave=False) as bar:
+        results = relax(_as_provider(model), list(confs), progress=bar.update, **kwargs)
+    out: list[Trajectory] = []
+    for conf, rec in zip(confs, results):
+        traj = _get(rec, "trajectory_positions")
+        n_steps = int(_get(rec, "n_steps", default=0) or 0)
+        final = _get(rec, "positions")
+        frames: list[np.ndarray]
+        if traj is None:
+            frames = [conf.positions] + ([np.asarray(final, dtype=np.float64)] if final is not None else [])
+        else:
+            frames = list(np.asarray(traj, dtype=np.float64).reshape(-1, conf.n_atoms, 3))
+            # golf.optim stores the start plus every step (n_steps + 1 frames); be lenient otherwise
+            if len(frames) == n_steps and n_steps > 0:
+                frames = [conf.positions] + frames
+        if frames:
+            frames[0] = conf.positions
+        else:
+            frames = [conf.positions]
+        # a failed relaxation keeps its last good structure: cut at the first non-finite frame
+        bad = [k for k, f in enumerate(frames) if not np.all(np.isfinite(f))]
+        if bad:
+            frames = frames[: bad[0]]
+        idx = _metrics.trajectory_frame_indices(len(frames), steps)
+        reason = str(_get(rec, "reason", default="") or "")
+        out.append(
+            Trajectory(
+                frames=frames,
+                frame_of_step=[int(i) for i in idx],
+                n_steps=n_steps if n_steps else len(frames) - 1,
+                converged=bool(_get(rec, "converged", default=False)),
+                reason="" if reason == "max_steps" else reason,
+            )
+        )
+    return out
+
+
+def mmff_trajectories(confs: Sequence[Conformation], steps: Sequence[int]) -> list[Trajectory]:
+    """RDKit MMFF94 relaxations: the structure after T BFGS iterations for each T (see module doc)."""
+    from rdkit import Chem
+    from rdkit.Chem import rdForceFieldHelpers as ffh
+
+    steps = [int(t) for t in steps]
+    out: list[Trajectory] = []
+    for conf in confs:
+        frames = [conf.positions]
+        frame_of_step = [0] * len(steps)
+        reason = ""
+        converged = False
+        n_steps = 0
+        try:
+            if not conf.molblock:
+                raise ValueError("no bond information (molblock) for MMFF")
+            mol = Chem.MolFromMolBlock(conf.molblock, removeHs=False, sanitize=True)
+            if mol is None:
+                raise ValueError("RDKit cannot parse the mol block")
+            if [a.GetAtomicNum() for a in mol.GetAtoms()] != conf.numbers.tolist():
+                raise ValueError("mol block atoms do not match the conformation")
+            props = ffh.MMFFGetMoleculeProperties(mol)
+            if props is None:
+                raise ValueError("MMFF94 has no parameters for this molecule")
+            mol.RemoveAllConformers()
+            mol.AddConformer(Chem.Conformer(conf.n_atoms), assignId=True)
+            rd_conf = mol.GetConformer()
+            start = [p.tolist() for p in conf.positions]
+            cache: dict[int, int] = {0: 0}
+            converged_at: int | None = None
+            for k, t in sorted(enumerate(steps), key=lambda kv: kv[1]):
+                if converged_at is not None and t >= converged_at:
+                    frame_of_step[k] = cache[converged_at]
+                    continue
+                if t in cache:
+                    frame_of_step[k] = cache[t]
+                    continue
+                # the force field moves the conformer's coordinates in place: reset to the start
+                for i, p in enumerate(start):
+                    rd_conf.SetAtomPosition(i, p)
+                ff = ffh.MMFFGetMoleculeForceField(mol, props)
+                ff.Initialize()
+                status = ff.Minimize(maxIts=t)
+                pos = np.asarray(ff.Positions(), dtype=np.float64).reshape(-1, 3)
+                frames.append(pos)
+                cache[t] = len(frames) - 1
+                frame_of_step[k] = cache[t]
+                n_steps = t
+                if status == 0:
+                    converged_at = t
+                    converged = True
+        except Exception as exc:
+            reason = f"mmff: {exc}"
+            frame_of_step = [0] * len(steps)
+            frames = [conf.positions]
+        out.append(Trajectory(frames, frame_of_step, n_steps, converged, reason))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# genuine oracle on the trajectories
+
+
+def _evaluate_trajectories(
+    name: str,
+    reference: Sequence[ReferenceRecord],
+    trajectories: Sequence[Trajectory],
+    executor: Any,
+    steps: Sequence[int],
+    settings: dict[str, Any],
+    progress: bool = True,
+) -> EvaluationResult:
+    """Genuine oracle at frame 0 and at the frame of every T; metrics per conformation and per T."""
+    from tqdm.auto import tqdm
+
+    steps = [int(t) for t in steps]
+    n_conf = len(reference)
+    # submit every distinct (conformation, frame) once
+    energies: dict[tuple[int, int], float] = {}
+    reasons: dict[tuple[int, int], str] = {}
+    n_submitted = 0
+    for i, (ref, traj) in enumerate(zip(reference, trajectories)):
+        for f in sorted({0, *traj.frame_of_step}):
+            executor.submit(ref.conf.with_positions(traj.frames[f]), key=(i, f), task="compute")
+            n_submitted += 1
+    t0 = time.perf_counter()
+    with tqdm(
+        total=n_submitted, desc=f"{name}: oracle", unit="call", disable=not progress, leave=False
+    ) as bar:
+        for key, result in executor.as_completed():
+            i, f = key
+            ok = bool(getattr(result, "ok", False))
+            e = getattr(result, "energy", None)
+            if ok and e is not None and math.isfinite(float(e)):
+                energies[(i, f)] = float(e)
+            else:
+                energies[(i, f)] = float("nan")
+                reasons[(i, f)] = str(getattr(result, "reason", "") or "oracle failure")
+            bar.update(1)
+    oracle_seconds = time.perf_counter() - t0
+
+    e0 = np.full(n_conf, np.nan)
+    eopt = np.array([float(r.opt_energy) for r in reference], dtype=np.float64)
+    et = np.full((n_conf, len(steps)), np.nan)
+    for i, traj in enumerate(trajectories):
+        e0[i] = energies.get((i, 0), float("nan"))
+        for k, f in enumerate(traj.frame_of_step):
+            et[i, k] = energies.get((i, f), float("nan"))
+    per = _metrics.conformation_metrics(e0, et, eopt)
+    aggregate = _metrics.aggregate(e0, et, eopt, steps)
+
+    records: list[dict[str, Any]] = []
+    for i, (ref, traj) in enumerate(zip(reference, trajectories)):
+        frames_used = sorted({0, *traj.frame_of_step})
+        fails = [reasons[(i, f)] for f in frames_used if (i, f) in reasons]
+        records.append(
+            {
+                "mol_id": int(ref.conf.mol_id),
+                "conf_id": int(ref.conf.conf_id),
+                "smiles": ref.conf.smiles,
+                "n_atoms": int(ref.conf.n_atoms),
+                "E_0": e0[i],
+                "E_opt": eopt[i],
+                "E_T": et[i].tolist(),
+                "pct_T": per["pct"][i].tolist(),
+                "E_res_T": per["e_res"][i].tolist(),
+                "success_T": per["success"][i].tolist(),
+                "diverged_T": per["diverged"][i].tolist(),
+                "n_steps": int(traj.n_steps),
+                "converged": bool(traj.converged),
+                "stop_reason": traj.reason,
+                "n_oracle_calls": len(frames_used),
+                "n_oracle_failures": len(fails),
+                "oracle_failure_reasons": sorted(set(fails))[:5],
+            }
+        )
+    settings = dict(settings)
+    settings.update(
+        n_conformations=n_conf,
+        n_oracle_calls=n_submitted,
+        oracle_seconds=round(oracle_seconds, 3),
+        energy_units="eV (E_0, E_opt, E_T); kcal/mol (E_res); percent (pct, pct_div, pct_success)",
+    )
+    return EvaluationResult(name, steps, records, aggregate, settings)
+
+
+def _check_steps(steps: Sequence[int]) -> list[int]:
+    steps = [int(t) for t in steps]
+    if not steps or any(t < 1 for t in steps):
+        raise InputError("steps must be a non-empty list of integers >= 1")
+    return sorted(set(steps))
+
+
+def evaluate_model(
+    model: Any,
+    reference: Sequence[Any],
+    executor: Any,
+    steps: Sequence[int] = _metrics.DEFAULT_STEPS,
+    optimizer: str = "lbfgs",
+    fmax: float = DEFAULT_FMAX,
+    batch_size: int | None = None,
+    name: str = "model",
+    progress: bool = True,
+    optimizer_kwargs: dict[str, Any] | None = None,
+) -> EvaluationResult:
+    """Relax every reference conformation with a model and score it with the genuine oracle.
+
+    Args:
+        model: a ``golf.models.Potential`` (wrapped in ``ModelEnergyForces``) or any EnergyForces
+            provider ``provider(batch) -> (energy [B] eV, forces [N,3] eV/A)``.
+        reference: ``ReferenceRecord`` s or ``(conf, opt_energy_eV, opt_positions)`` tuples
+            (``golf.db.read_reference``); ``opt_energy`` must come from the same genuine oracle.
+        executor: an open ``golf.oracles.executors`` OracleExecutor for the genuine oracle.
+        steps: evaluated step numbers T (>= 1); the model runs max(steps) steps.
+        optimizer: ``golf.optim`` method name ("lbfgs", ...).
+        fmax: force threshold eV/A (tiny default: fixed-length runs).
+        batch_size: molecules per optimizer batch (golf.optim default if None).
+        name: label for tables, plots and JSON.
+        progress: show tqdm bars over relaxed molecules and oracle calls (stderr).
+        optimizer_kwargs: extra keyword arguments for ``golf.optim.relax``.
+
+    Returns:
+        EvaluationResult. ``records[c]`` has: mol_id, conf_id, smiles, n_atoms, E_0, E_opt (eV),
+        E_T / pct_T / E_res_T (kcal/mol) / success_T / diverged_T (lists aligned with ``steps``,
+        NaN for failed oracle calls), n_steps, converged, stop_reason, n_oracle_calls,
+        n_oracle_failures, oracle_failure_reasons. ``aggregate`` is ``golf.metrics.aggregate``.
+    """
+    steps = _check_steps(steps)
+    reference = as_reference_records(reference)
+    confs = [r.conf for r in reference]
+    t0 = time.perf_counter()
+    trajs = model_trajectories(
+        model, confs, steps, optimizer=optimizer, fmax=fmax, batch_size=batch_size,
+        progress=progress, **(optimizer_kwargs or {}),
+    )
+    relax_seconds = time.perf_counter() - t0
+    settings = {
+        "kind": "model",
+        "optimizer": optimizer,
+        "fmax": fmax,
+        "max_steps": max(steps),
+        "batch_size": batch_size,
+        "optimizer_kwargs": dict(optimizer_kwargs or {}),
+        "relax_seconds": round(relax_seconds, 3),
+        "step_definition": f"one step of golf.optim method {optimizer!r} (see golf.optim.lbfgs)",
+    }
+    return _evaluate_trajectories(name, reference, trajs, executor, steps, settings, progress)
+
+
+def evaluate_mmff(
+    reference: Sequence[Any],
+    executor: Any,
+    steps: Sequence[int] = _metrics.DEFAULT_STEPS,
+    name: str = "mmff",
+    progress: bool = True,
+) -> EvaluationResult:
+    """The MMFF reference row: RDKit MMFF94 relaxations scored with the genuine oracle.
+
+    A step is one iteration of RDKit's BFGS minimizer (see the module docstring). Same return
+    layout as ``evaluate_model``.
+    """
+    steps = _check_steps(steps)
+    reference = as_reference_records(reference)
+    t0 = time.perf_counter()
+    trajs = mmff_trajectories([r.conf for r in reference], steps)
+    settings = {
+        "kind": "mmff",
+        "optimizer": "rdkit-mmff94-bfgs",
+        "max_steps": max(steps),
+        "relax_seconds": round(time.perf_counter() - t0, 3),
+        "step_definition": "one iteration of RDKit's BFGS minimizer (ForceField.Minimize maxIts) "
+        "on MMFF94; default forceTol 1e-4, energyTol 1e-6",
+    }
+    return _evaluate_trajectories(name, reference, trajs, executor, steps, settings, progress)
+
+
+# ----------------------------------------------------------------------------------------------
+# output
+
+
+def metrics_document(
+    results: Sequence[EvaluationResult], settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The metrics.json layout::
+
+        {"format": "golf-metrics/1",
+         "settings": {...run settings: model, reference, oracle, oracle_settings, executor, steps...},
+         "models": [ {"name", "steps", "settings", "aggregate": [row per T], "records": [per conf]}, ...]}
+
+    NaN values are written as null.
+    """
+    return _json_clean(
+        {
+            "format": JSON_FORMAT,
+            "settings": dict(settings or {}),
+            "models": [r.to_dict() for r in results],
+        }
+    )
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Write JSON to a temp file in the same directory, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_json_clean(obj), fh, indent=1, allow_nan=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_metrics(
+    path: str | os.PathLike,
+    results: Sequence[EvaluationResult],
+    settings: dict[str, Any] | None = None,
+) -> Path:
+    """Write metrics.json atomically (layout: ``metrics_document``)."""
+    return write_json_atomic(path, metrics_document(results, settings))
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, EvaluationResult]:
+    """Read a metrics.json back: model name -> EvaluationResult (NaN restored in aggregates)."""
+    with open(path) as fh:
+        doc = json.load(fh)
+    return {m["name"]: EvaluationResult.from_dict(m) for m in doc.get("models", [])}
+
+
+__all__ = [
+    "DEFAULT_FMAX",
+    "EvaluationResult",
+    "ReferenceRecord",
+    "Trajectory",
+    "as_reference_records",
+    "evaluate_mmff",
+    "evaluate_model",
+    "load_reference",
+    "metrics_document",
+    "mmff_trajectories",
+    "model_trajectories",
+    "read_metrics",
+    "reference_oracle",
+    "write_json_atomic",
+    "write_metrics",
+]

@@ -1,0 +1,296 @@
+"""A GOLF training run on disk: persistence, resume, logging and evaluation around ``golf.loop``.
+
+RUN_DIR layout:
+    oracle.db        every genuine-oracle result, committed the moment it arrives (ASE SQLite; kvp
+                     ``call`` orders them, ``used`` = 1 when it entered the replay buffer)
+    failures.jsonl   every failed genuine-oracle call (one JSON line each, fsynced)
+    checkpoint.pt    model + trainer (optimizer, scheduler, RNG) + counters, written atomically
+    log.csv          progress rows (calls, buffer, loss, surrogate share, throughput, held-out errors)
+    config.json      the run's configuration
+    model.pt         the final model (a golf checkpoint), written when the budget is spent
+
+Resume (after a kill -9 too): results in oracle.db beyond the checkpoint are added to the buffer and
+get their NNP updates; failed calls stay counted; calls that were in flight are simply not counted,
+so the budget always equals results stored.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from golf.errors import GolfError, InputError
+from golf.loop import GolfConfig, GolfLoop, GolfStats, LabelRequest
+
+ORACLE_DB = "oracle.db"
+FAILURES = "failures.jsonl"
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+LOG = "log.csv"
+CONFIG = "config.json"
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+class RunStore:
+    """Files of one GOLF run (see the module docstring)."""
+
+    def __init__(self, run_dir: str | os.PathLike, oracle_spec: Any) -> None:
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.oracle_spec = oracle_spec
+
+    def record(self, call: int, request: LabelRequest, result: Any, used: bool) -> None:
+        """Persist one genuine-oracle result before it is used."""
+        if result.ok:
+            from golf.db import append_labelled
+
+            append_labelled(
+                self.dir / ORACLE_DB, request.conf, result, self.oracle_spec, key=f"golf-{call}",
+                extra_kvp=dict(call=call, used=int(used), reason=request.reason, episode_step=request.episode_step),
+            )
+        else:
+            line = json.dumps(dict(call=call, reason=result.reason, mol_id=int(request.conf.mol_id),
+                                   conf_id=int(request.conf.conf_id), end=request.reason))
+            with open(self.dir / FAILURES, "a") as fh:
+                fh.write(line + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def stored_results(self) -> list[dict[str, Any]]:
+        """Stored successful results in call order (rows of ``golf.db.iter_rows``)."""
+        path = self.dir / ORACLE_DB
+        if not path.exists():
+            return []
+        from golf.db import iter_rows
+
+        return sorted(iter_rows(path), key=lambda r: int(r["kvp"]["call"]))
+
+    def n_failures(self) -> int:
+        path = self.dir / FAILURES
+        return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.exists() else 0
+
+    def log(self, row: dict[str, Any]) -> None:
+        path = self.dir / LOG
+        new = not path.exists()
+        with open(path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def has_state(self) -> bool:
+        return any((self.dir / f).exists() for f in (ORACLE_DB, FAILURES, CHECKPOINT))
+
+
+def train_golf(
+    baseline: str | os.PathLike,
+    data: Sequence[str | os.PathLike],
+    run_dir: str | os.PathLike,
+    config: GolfConfig,
+    oracle: str = "xtb",
+    oracle_settings: dict[str, Any] | None = None,
+    executor: str = "local",
+    workers: int = 2,
+    scheduler: str | None = None,
+    timeout: float | None = None,
+    lr: float = 1e-4,
+    lr_min: float = 0.0,
+    clip: float = 1.0,
+    w_energy: float = 0.01,
+    w_forces: float = 0.99,
+    eval_fraction: float = 0.1,
+    eval_every: int = 50,
+    checkpoint_every: int = 25,
+    resume: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """Run GOLF from a baseline model on D0 (``data``) until ``config.budget`` oracle calls are spent.
+
+    Returns the path of the final model (RUN_DIR/model.pt). See the module docstring for the files.
+    """
+    from tqdm.auto import tqdm
+
+    from golf.dataset import LabelledData
+    from golf.models import ModelEnergyForces, load_model, save_model
+    from golf.oracles import OracleSpec
+    from golf.oracles.executors import make_executor
+    from golf.replay import ReplayBuffer
+    from golf.train import Trainer
+
+    run_dir = Path(run_dir)
+    spec = OracleSpec(oracle, dict(oracle_settings or {}))
+    store = RunStore(run_dir, spec)
+    if (run_dir / MODEL).exists() and not resume:
+        raise GolfError(f"{run_dir} already holds a finished GOLF run; use --resume or another --out")
+    if store.has_state() and not resume:
+        raise GolfError(f"{run_dir} holds an unfinished GOLF run; continue it with --resume")
+
+    model = load_model(baseline, device=device)
+    d0 = LabelledData.from_db(list(data))
+    if len(d0) == 0:
+        raise InputError("the initial dataset is empty")
+    model.check_elements(np.unique(d0.numbers))
+    train_data, held_out = d0.split_by_molecule(eval_fraction, seed=config.seed) if eval_fraction > 0 else (d0, None)
+    pool = train_data.conformations()
+    buffer = ReplayBuffer(train_data, initial_conf_pct=config.initial_conf_pct)
+    trainer = Trainer(model, lr=lr, lr_min=lr_min, total_steps=config.budget * config.utd_ratio, clip=clip,
+                      w_energy=w_energy, w_forces=w_forces, device=device, seed=config.seed)
+    _atomic_json(run_dir / CONFIG, dict(golf=asdict(config), baseline=str(baseline), data=[str(d) for d in data],
+                                        oracle=oracle, oracle_settings=spec.settings, lr=lr, lr_min=lr_min, clip=clip,
+                                        w_energy=w_energy, w_forces=w_forces, executor=executor, workers=workers))
+
+    # ---- resume: checkpoint first, then every stored result it has not seen
+    stats = GolfStats()
+    trained_calls = 0
+    if resume and (run_dir / CHECKPOINT).exists():
+        ckpt = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=False)
+        trainer.load_state_dict(ckpt["trainer"], restore_global_rng=False)
+        stats = GolfStats(**ckpt["stats"])
+        trained_calls = int(ckpt["calls_done"])
+    stored = store.stored_results()
+    n_failed = store.n_failures()
+    late = []
+    for row in stored:
+        if not row["kvp"].get("used", 1):
+            continue
+        buffer.add(row["conformation"], row["energy"], row["forces"])
+        if int(row["kvp"]["call"]) >= trained_calls:
+            late.append(row)
+    stats.calls_done = len(stored) + n_failed
+    stats.calls_ok = len(stored)
+    stats.calls_failed = n_failed
+    stats.skipped_force = sum(1 for r in stored if not r["kvp"].get("used", 1))
+
+    provider = ModelEnergyForces(model)
+    t_start = time.perf_counter()
+    calls_at_start = stats.calls_done
+    bar = tqdm(total=config.budget, initial=stats.calls_done, desc="GOLF oracle calls", unit="call",
+               disable=not progress, dynamic_ncols=True)
+
+    def save_checkpoint() -> None:
+        payload = dict(trainer=trainer.state_dict(), stats=stats.as_dict(), calls_done=stats.calls_done,
+                       config=asdict(config))
+        tmp = run_dir / f".{CHECKPOINT}.tmp"
+        torch.save(payload, tmp)
+        os.replace(tmp, run_dir / CHECKPOINT)
+
+    def on_result(request: LabelRequest, result: Any, used: bool) -> None:
+        store.record(stats.calls_done, request, result, used)
+
+    def on_progress(s: GolfStats, metrics: dict[str, float]) -> None:
+        bar.update(1)
+        bar.set_postfix(buffer=len(buffer.new), loss=f"{metrics.get('loss', float('nan')):.3g}", refresh=False)
+        if s.calls_done % checkpoint_every == 0:
+            save_checkpoint()
+        if s.calls_done % eval_every == 0 or s.calls_done == config.budget:
+            row = _log_row(s, metrics, buffer, golf_loop, t_start, calls_at_start)
+            if held_out is not None and len(held_out):
+                ev = trainer.evaluate(held_out, batch_size=config.batch_size)
+                row.update(heldout_energy_mae_mev=ev["energy_mae_mev"], heldout_forces_mae_mev_a=ev["forces_mae_mev_a"])
+            store.log(row)
+
+    with make_executor(spec, kind=executor, n_workers=workers, scheduler=scheduler, timeout=timeout) as ex:
+        golf_loop = GolfLoop(provider, trainer, buffer, pool, ex, config, on_result=on_result,
+                             on_progress=on_progress, stats=stats, device=device, dtype=model.dtype)
+        for _ in late:  # results stored after the last checkpoint still owe their updates
+            golf_loop.train(config.utd_ratio)
+        golf_loop.run()
+    bar.close()
+    save_checkpoint()
+    from golf import __version__
+
+    save_model(model, run_dir / MODEL, provenance=dict(
+        kind="golf", baseline=str(baseline), budget=config.budget, oracle=oracle, oracle_settings=spec.settings,
+        data=[str(d) for d in data], golf_version=__version__, stats=stats.as_dict()))
+    _atomic_json(run_dir / "summary.json", dict(stats=stats.as_dict(), seconds=time.perf_counter() - t_start))
+    return run_dir / MODEL
+
+
+def _log_row(stats: GolfStats, metrics: dict[str, float], buffer: Any, loop: GolfLoop, t_start: float,
+             calls_at_start: int) -> dict[str, Any]:
+    ended = stats.episodes_ended
+    n_ended = max(1, sum(ended.values()))
+    elapsed = max(time.perf_counter() - t_start, 1e-9)
+    return dict(
+        calls=stats.calls_done, ok=stats.calls_ok, failed=stats.calls_failed, skipped_force=stats.skipped_force,
+        skipped_surrogate=stats.skipped_surrogate, buffer_new=len(buffer.new), updates=stats.updates,
+        nnp_steps=stats.nnp_steps, loss=metrics.get("loss", float("nan")),
+        surrogate_share=ended.get("surrogate", 0) / n_ended,
+        calls_per_s=(stats.calls_done - calls_at_start) / elapsed,
+        oracle_utilization=min(1.0, len(loop.pending) / max(1, loop.executor.n_workers)),
+        seconds=elapsed,
+    )
+
+
+#: GOLF-loop presets for ``golf train --golf --preset``. "paper": Tsypin et al. 2024 (GOLF-10k).
+GOLF_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(budget=10000, n_parallel=120, max_episode_steps=100, utd_ratio=50, initial_conf_pct=0.1,
+                  batch_size=64, lr=1e-4),
+    "quick": dict(budget=200, n_parallel=16, max_episode_steps=100, utd_ratio=10, initial_conf_pct=0.1,
+                  batch_size=32, lr=5e-4),
+}
+
+
+def _oracle_options(pairs: Sequence[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise InputError(f"--oracle-option {pair!r}: expected KEY=VALUE")
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def run_golf(args: Any) -> int:
+    """``golf train --golf``: map the CLI options onto ``GolfConfig`` and ``train_golf``."""
+    if not args.from_model:
+        raise InputError("--golf needs --from BASELINE.pt (the model GOLF starts from)")
+    if not args.data:
+        raise InputError("--golf needs --data D0.db (the initial dataset)")
+    preset = dict(GOLF_PRESETS[args.preset or "quick"])
+
+    def pick(name: str, default: Any = None) -> Any:
+        value = getattr(args, name, None)
+        return preset.get(name, default) if value is None else value
+
+    config = GolfConfig(
+        budget=int(pick("budget")), n_parallel=int(pick("n_parallel")),
+        max_episode_steps=int(pick("max_episode_steps")), utd_ratio=int(pick("utd_ratio")),
+        initial_conf_pct=float(pick("initial_conf_pct")), batch_size=int(pick("batch_size")),
+        conf_optimizer=pick("conf_optimizer", GolfConfig.conf_optimizer),
+        max_pending=int(pick("max_pending", 0)), max_force=float(pick("max_force", GolfConfig.max_force)),
+        max_surrogate_rise=float(pick("max_surrogate_rise", GolfConfig.max_surrogate_rise)),
+        seed=int(pick("seed", 0)),
+    )
+    for name in ("budget", "n_parallel", "max_episode_steps", "batch_size"):
+        if getattr(config, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be >= 1")
+    if config.utd_ratio < 0 or not 0.0 <= config.initial_conf_pct <= 1.0:
+        raise InputError("--utd-ratio must be >= 0 and --initial-conf-pct in [0, 1]")
+    train_golf(
+        args.from_model, args.data, args.out, config,
+        oracle=pick("oracle", "xtb"), oracle_settings=_oracle_options(args.oracle_option),
+        executor=pick("executor", "local"), workers=int(pick("workers", 2)), scheduler=args.scheduler,
+        timeout=args.timeout, lr=float(pick("lr")), lr_min=float(pick("lr_min", 0.0)),
+        clip=float(pick("clip", 1.0)), w_energy=float(pick("w_energy", 0.01)), w_forces=float(pick("w_forces", 0.99)),
+        eval_every=int(pick("eval_every", 50)), checkpoint_every=int(pick("checkpoint_every", 25)),
+        resume=bool(args.resume), device=pick("device", "cpu"), progress=not args.no_progress,
+    )
+    print(f"GOLF model: {Path(args.out) / MODEL}")
+    return 0

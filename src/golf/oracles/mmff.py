@@ -1,0 +1,167 @@
+"""MMFF94 through RDKit: the cheap surrogate oracle of GOLF.
+
+The bond graph comes from ``Conformation.molblock`` (sanitized, hydrogens explicit); coordinates come
+from ``Conformation.positions`` -- nothing is re-embedded. When a conformation carries no mol block,
+bonds are perceived from the coordinates with ``rdDetermineBonds`` (charge from ``conf.charge``).
+
+The MMFF typing and force-field setup is cached per mol block (an LRU of ``cache_size`` entries),
+so repeated calls on the same molecule (every step of the GOLF loop, ~100 molecules) only pay for the
+energy/gradient evaluation. The cached force field evaluates energies at arbitrary coordinates via
+``ForceField.CalcEnergy(positions)`` / ``CalcGrad(positions)``.
+
+Units: RDKit returns kcal/mol and kcal/mol/A; they are converted to eV and eV/A here.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Sequence
+
+import numpy as np
+
+from golf.conformation import Conformation
+from golf.oracles.base import Oracle, OracleResult
+from golf.units import KCAL_MOL_TO_EV
+
+_DEFAULT_CACHE_SIZE = 4096
+
+
+class _MMFFSetupError(Exception):
+    """MMFF cannot type or set up this molecule."""
+
+
+def _mol_from_conformation(conf: Conformation):
+    """RDKit molecule with explicit hydrogens whose atom order matches ``conf.numbers``."""
+    from rdkit import Chem
+
+    if conf.molblock:
+        mol = Chem.MolFromMolBlock(conf.molblock, sanitize=True, removeHs=False)
+        if mol is None:
+            raise _MMFFSetupError("RDKit could not parse/sanitize the mol block")
+    else:
+        from rdkit.Chem import rdDetermineBonds
+
+        lines = [str(conf.n_atoms), ""]
+        for z, (x, y, zc) in zip(conf.numbers, conf.positions):
+            lines.append(f"{Chem.GetPeriodicTable().GetElementSymbol(int(z))} {x:.8f} {y:.8f} {zc:.8f}")
+        mol = Chem.MolFromXYZBlock("\n".join(lines) + "\n")
+        if mol is None:
+            raise _MMFFSetupError("RDKit could not read the coordinates")
+        try:
+            rdDetermineBonds.DetermineBonds(mol, charge=int(conf.charge))
+        except Exception as exc:  # RDKit raises ValueError/RuntimeError on impossible valences
+            raise _MMFFSetupError(f"bond perception failed: {exc}".splitlines()[0]) from exc
+    numbers = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)
+    if len(numbers) != conf.n_atoms or not np.array_equal(numbers, conf.numbers):
+        raise _MMFFSetupError(
+            "mol block atoms do not match the conformation's atomic numbers "
+            "(hydrogens must be explicit and in the same order)"
+        )
+    return mol
+
+
+def _build_force_field(conf: Conformation, variant: str, nonbonded_thresh: float):
+    """(mol, force field) for a conformation's molecule; raises _MMFFSetupError if MMFF can't type it."""
+    from rdkit import Chem
+    from rdkit.Chem import rdForceFieldHelpers
+    from rdkit.Geometry import Point3D
+
+    mol = _mol_from_conformation(conf)
+    if mol.GetNumConformers() == 0:
+        mol.AddConformer(Chem.Conformer(mol.GetNumAtoms()), assignId=True)
+    c = mol.GetConformer()
+    for i, p in enumerate(conf.positions):
+        c.SetAtomPosition(i, Point3D(*map(float, p)))
+    props = rdForceFieldHelpers.MMFFGetMoleculeProperties(mol, mmffVariant=variant)
+    if props is None:
+        raise _MMFFSetupError("MMFF94 cannot assign atom types to this molecule")
+    props.SetMMFFVerbosity(0)
+    ff = rdForceFieldHelpers.MMFFGetMoleculeForceField(
+        mol, props, nonBondedThresh=nonbonded_thresh, ignoreInterfragInteractions=False
+    )
+    if ff is None:
+        raise _MMFFSetupError("MMFF94 force field setup failed")
+    return mol, ff
+
+
+class MMFFOracle(Oracle):
+    """RDKit MMFF94 (or MMFF94s) energies in eV and forces in eV/A.
+
+    Args:
+        variant: "MMFF94" (default) or "MMFF94s".
+        nonbonded_thresh: non-bonded cutoff used by RDKit when the force field is set up (Angstrom);
+            the default 100 A covers every pair of the drug-like molecules golf handles.
+        cache_size: number of molecules whose force-field setup is kept.
+    """
+
+    name = "mmff"
+
+    def __init__(
+        self, variant: str = "MMFF94", nonbonded_thresh: float = 100.0, cache_size: int = _DEFAULT_CACHE_SIZE
+    ) -> None:
+        if variant not in ("MMFF94", "MMFF94s"):
+            raise ValueError(f"unknown MMFF variant {variant!r} (MMFF94 or MMFF94s)")
+        self.variant = variant
+        self.nonbonded_thresh = float(nonbonded_thresh)
+        self.cache_size = int(cache_size)
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"variant": self.variant, "nonbonded_thresh": self.nonbonded_thresh}
+
+    def _force_field(self, conf: Conformation):
+        """Cached force field for the molecule (keyed by mol block); an exception object if setup failed."""
+        key = conf.molblock
+        if key is not None and key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        try:
+            entry: Any = _build_force_field(conf, self.variant, self.nonbonded_thresh)[1]
+        except _MMFFSetupError as exc:
+            entry = exc
+        if key is not None:  # without a mol block bonds depend on the geometry: no caching
+            self._cache[key] = entry
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return entry
+
+    def _compute(self, conf: Conformation) -> OracleResult:
+        ff = self._force_field(conf)
+        if isinstance(ff, Exception):
+            return OracleResult.failure(f"MMFF: {ff}")
+        pos = conf.positions.reshape(-1).tolist()
+        energy = ff.CalcEnergy(pos) * KCAL_MOL_TO_EV
+        grad = np.asarray(ff.CalcGrad(pos), dtype=np.float64).reshape(-1, 3)
+        return OracleResult(ok=True, energy=float(energy), forces=-grad * KCAL_MOL_TO_EV)
+
+    def energy(self, conf: Conformation) -> float:
+        """MMFF energy in eV (NaN if the molecule can't be typed or the geometry is invalid)."""
+        if conf.geometry_problem() is not None:
+            return float("nan")
+        ff = self._force_field(conf)
+        if isinstance(ff, Exception):
+            return float("nan")
+        try:
+            return float(ff.CalcEnergy(conf.positions.reshape(-1).tolist()) * KCAL_MOL_TO_EV)
+        except Exception:
+            return float("nan")
+
+
+_DEFAULT_ORACLE: MMFFOracle | None = None
+
+
+def mmff_energies(confs: Sequence[Conformation], oracle: MMFFOracle | None = None) -> np.ndarray:
+    """MMFF94 energies of many conformations, shape [B], in eV; NaN where MMFF fails.
+
+    Uses a module-level cached ``MMFFOracle`` (so force-field setups are reused across calls)
+    unless ``oracle`` is given.
+    """
+    global _DEFAULT_ORACLE
+    if oracle is None:
+        if _DEFAULT_ORACLE is None:
+            _DEFAULT_ORACLE = MMFFOracle()
+        oracle = _DEFAULT_ORACLE
+    return np.array([oracle.energy(c) for c in confs], dtype=np.float64)
+
+
+__all__ = ["MMFFOracle", "mmff_energies"]

@@ -1,0 +1,115 @@
+"""Plots of the paper's relaxation metrics against the optimizer step T (matplotlib, Agg backend).
+
+``plot_metrics`` draws one line per model (``golf evaluate`` draws one model, optionally with the
+MMFF row; ``golf run`` draws every model of the experiment on one figure).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+
+#: E_res below this (kcal/mol) is drawn at this value on the log axis (irrelevant differences).
+_RES_FLOOR = 1e-2
+
+
+def _rows(aggregate: Any) -> list[dict[str, float]]:
+    """Accept a list of aggregate rows (``golf.metrics.aggregate``) or a dict holding one under
+    ``"aggregate"`` (the layout of metrics.json)."""
+    if isinstance(aggregate, Mapping):
+        if "aggregate" in aggregate:
+            return list(aggregate["aggregate"])
+        raise ValueError("expected aggregate rows or a dict with an 'aggregate' key")
+    return list(aggregate)
+
+
+def _column(rows: Sequence[Mapping[str, float]], key: str) -> np.ndarray:
+    return np.array(
+        [np.nan if r.get(key) is None else float(r[key]) for r in rows], dtype=np.float64
+    )
+
+
+def plot_metrics(
+    results_by_model: Mapping[str, Any],
+    path: str | os.PathLike,
+    title: str | None = None,
+) -> Path:
+    """Plot pct_T (mean ± std band), mean E_res (kcal/mol) and pct_success against T (log x axis).
+
+    Args:
+        results_by_model: model name -> its aggregate rows (list of dicts with keys ``T``,
+            ``pct_mean``, ``pct_std``, ``e_res_mean``, ``pct_success``; see ``golf.metrics.aggregate``)
+            or a dict with those rows under ``"aggregate"``.
+        path: output PNG path; written atomically (temp file in the same directory, then rename).
+        title: optional figure title.
+
+    Returns:
+        the output path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    ax_pct, ax_res, ax_succ = axes
+    # log y axis for E_res unless some mean is <= 0 (a model below the reference optimum)
+    log_res = True
+    for agg in results_by_model.values():
+        res = _column(_rows(agg), "e_res_mean")
+        if np.any(res[np.isfinite(res)] <= 0):
+            log_res = False
+    for name, agg in results_by_model.items():
+        rows = _rows(agg)
+        if not rows:
+            continue
+        t = _column(rows, "T")
+        t_plot = np.where(t > 0, t, np.nan)
+        pct = _column(rows, "pct_mean")
+        std = _column(rows, "pct_std")
+        res = _column(rows, "e_res_mean")
+        succ = _column(rows, "pct_success")
+        (line,) = ax_pct.plot(t_plot, pct, marker="o", ms=3, label=name)
+        ax_pct.fill_between(t_plot, pct - std, pct + std, color=line.get_color(), alpha=0.12)
+        res_plot = np.where(res < _RES_FLOOR, _RES_FLOOR, res) if log_res else res
+        ax_res.plot(t_plot, res_plot, marker="o", ms=3, label=name, color=line.get_color())
+        ax_succ.plot(t_plot, succ, marker="o", ms=3, label=name, color=line.get_color())
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("optimizer step T")
+        ax.grid(True, which="both", alpha=0.3)
+    ax_pct.set_ylabel("pct_T (% of possible energy decrease)")
+    ax_pct.axhline(100.0, color="k", lw=0.8, ls="--")
+    ax_res.set_ylabel("mean E_res (kcal/mol)")
+    ax_res.axhline(1.0, color="k", lw=0.8, ls="--")
+    if log_res:
+        ax_res.set_yscale("log")
+        ax_res.set_ylabel(f"mean E_res (kcal/mol; shown >= {_RES_FLOOR:g})")
+    ax_succ.set_ylabel("pct_success (% with E_res < 1 kcal/mol)")
+    ax_succ.set_ylim(-2, 102)
+    if results_by_model:
+        ax_pct.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
+__all__ = ["plot_metrics"]

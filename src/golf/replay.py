@@ -1,0 +1,115 @@
+"""The GOLF replay buffer: the fixed initial dataset D0 plus the genuine-oracle conformations
+collected during training.
+
+Each training batch draws ``round(batch_size * initial_conf_pct)`` conformations from D0 and the
+rest from the new data (the paper's ``initial_conf_pct``); while no new data exists every item comes
+from D0. Within a part, items are drawn without replacement when the part is large enough, with
+replacement otherwise. ``capacity`` (optional) keeps only the most recent ``capacity`` new
+conformations eligible, like the official code's ring buffer.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from golf.batch import Batch
+from golf.conformation import Conformation
+from golf.dataset import LabelledData, collate_arrays
+
+
+class ReplayBuffer:
+    """D0 + new oracle data.
+
+    Args:
+        initial: the initial labelled dataset (not modified).
+        initial_conf_pct: fraction of every batch drawn from ``initial`` once new data exists.
+        capacity: how many of the newest added conformations are sampled from (None: all).
+    """
+
+    def __init__(self, initial: LabelledData, initial_conf_pct: float = 0.1, capacity: int | None = None) -> None:
+        if not 0.0 <= initial_conf_pct <= 1.0:
+            raise ValueError("initial_conf_pct must be in [0, 1]")
+        self.initial = initial
+        self.initial_conf_pct = float(initial_conf_pct)
+        self.capacity = capacity
+        self.new = LabelledData()
+
+    def __len__(self) -> int:
+        """Conformations eligible for sampling (initial + eligible new)."""
+        return len(self.initial) + self.n_new
+
+    @property
+    def n_new(self) -> int:
+        n = len(self.new)
+        return n if self.capacity is None else min(n, self.capacity)
+
+    @property
+    def n_added(self) -> int:
+        """All conformations ever added (including ones aged out by ``capacity``)."""
+        return len(self.new)
+
+    def add(self, conf: Conformation, energy: float, forces: np.ndarray) -> None:
+        """Add one genuine-oracle conformation: energy eV, forces [n,3] eV/A."""
+        self.new.append(conf, energy, forces)
+
+    def split_sizes(self, batch_size: int) -> tuple[int, int]:
+        """(items from initial, items from new) in a batch of ``batch_size``."""
+        if self.n_new == 0:
+            return batch_size, 0
+        if len(self.initial) == 0:
+            return 0, batch_size
+        n_init = int(round(batch_size * self.initial_conf_pct))
+        return n_init, batch_size - n_init
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Indices (into ``initial``, into ``new``) of a batch of ``batch_size`` conformations."""
+        n_init, n_new = self.split_sizes(batch_size)
+        if n_init and len(self.initial) == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        init_idx = _choice(rng, len(self.initial), n_init)
+        lo = len(self.new) - self.n_new
+        new_idx = lo + _choice(rng, self.n_new, n_new)
+        return init_idx, new_idx
+
+    def sample_batch(
+        self,
+        batch_size: int,
+        rng: np.random.Generator,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> tuple[Batch, torch.Tensor, torch.Tensor]:
+        """A collated (Batch, energy [B] eV, forces [N,3] eV/A): initial items first, then new."""
+        init_idx, new_idx = self.sample(batch_size, rng)
+        parts = []
+        if len(init_idx):
+            parts.append(self.initial.gather(init_idx))
+        if len(new_idx):
+            parts.append(self.new.gather(new_idx))
+        return collate_arrays(parts, device, dtype)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The new data and settings (the initial data is rebuilt from its db on resume)."""
+        return {
+            "initial_conf_pct": self.initial_conf_pct,
+            "capacity": self.capacity,
+            "n_initial": len(self.initial),
+            "new": self.new.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["n_initial"] != len(self.initial):
+            raise ValueError(
+                f"replay state was saved with {state['n_initial']} initial conformations, "
+                f"this buffer has {len(self.initial)}"
+            )
+        self.initial_conf_pct = float(state["initial_conf_pct"])
+        self.capacity = state["capacity"]
+        self.new = LabelledData.from_state_dict(state["new"])
+
+
+def _choice(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    if k == 0 or n == 0:
+        return np.zeros(0, dtype=np.int64)
+    return rng.choice(n, size=k, replace=k > n).astype(np.int64)

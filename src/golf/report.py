@@ -1,0 +1,124 @@
+"""The report of ``golf run``: the paper's comparison table (report.md, report.json), the metric-vs-T
+plot of all models (metrics.png) and learning curves (learning_curves.png)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+#: T rows of the markdown table (the paper reports the final step; we add an early one).
+TABLE_STEPS = (1, 5, 100)
+
+
+def _fmt(x: Any, nd: int = 1) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+
+
+def _row_at(aggregate: list[dict[str, Any]], T: int) -> dict[str, Any] | None:
+    rows = [r for r in aggregate if int(r["T"]) <= T]
+    return rows[-1] if rows else None
+
+
+def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str, Any], timings: dict[str, float],
+                 preset_name: str = "", oracle: str = "xtb", **_: Any) -> None:
+    """Collect ``out/eval/<name>/metrics.json`` of every model and write the report files atomically."""
+    from golf.evaluate import read_metrics, write_json_atomic
+    from golf.plots import plot_metrics
+
+    results: dict[str, Any] = {}
+    for name, (_, calls) in models.items():
+        res = read_metrics(out / "eval" / name / "metrics.json")
+        results[name] = (res[name] if name in res else next(iter(res.values())), calls)
+
+    T_final = max(int(s) for s in preset["steps"])
+    doc = {
+        "format": "golf-report/1",
+        "preset": preset_name,
+        "genuine_oracle": oracle,
+        "settings": preset,
+        "timings_s": timings,
+        "models": [
+            {"name": name, "oracle_calls_beyond_d0": calls if name != "MMFF" else None,
+             "metrics": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+                         for row in res.aggregate]}
+            for name, (res, calls) in results.items()
+        ],
+    }
+    write_json_atomic(out / "report.json", doc)
+
+    lines = [
+        f"# golf run report ({preset_name} preset, genuine oracle: {oracle})",
+        "",
+        f"Test conformations relaxed by each model with L-BFGS (the paper's setting: lr 1, 5 inner iterations); "
+        f"the genuine oracle scores the structures after T steps. pct = % of the possible energy decrease, "
+        f"E_res = E(T) - E(oracle optimum), success = E_res < 1 kcal/mol, div = ended above the start.",
+        "",
+        f"| model | oracle calls beyond D0 | pct_{T_final} (%) | pct_div (%) | E_res (kcal/mol) | pct_success (%) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, (res, calls) in results.items():
+        r = _row_at(res.aggregate, T_final) or {}
+        lines.append(
+            f"| {name} | {'-' if name == 'MMFF' else calls} | {_fmt(r.get('pct_mean'))} ± {_fmt(r.get('pct_std'))} "
+            f"| {_fmt(r.get('pct_div'))} | {_fmt(r.get('e_res_mean'), 2)} | {_fmt(r.get('pct_success'))} |")
+    lines += ["", "Earlier steps (E_res kcal/mol / pct_success %):", "",
+              "| model | " + " | ".join(f"T={t}" for t in TABLE_STEPS) + " |",
+              "|---|" + "---|" * len(TABLE_STEPS)]
+    for name, (res, _) in results.items():
+        cells = []
+        for t in TABLE_STEPS:
+            r = _row_at(res.aggregate, t)
+            cells.append("n/a" if r is None else f"{_fmt(r.get('e_res_mean'), 2)} / {_fmt(r.get('pct_success'))}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Stage timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), "",
+              "Files: report.json (every metric at every T), metrics.png, learning_curves.png, eval/<model>/metrics.json "
+              "(per-conformation records), models/, golf/ (GOLF run: oracle.db, log.csv)."]
+    tmp = out / ".report.md.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, out / "report.md")
+
+    plot_metrics({name: res.aggregate for name, (res, _) in results.items()}, out / "metrics.png",
+                 title=f"golf run ({preset_name})")
+    plot_learning_curves(out, out / "learning_curves.png")
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def plot_learning_curves(out: Path, path: Path) -> Path:
+    """Validation force MAE of the trained models per epoch, and GOLF's held-out error per oracle call."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for csv_path in sorted((out / "models").glob("*.pt.d/metrics.csv")):
+        rows = _read_csv(csv_path)
+        key = next((k for k in ("val_forces_mae_mev_a", "val_force_mae_mev_a") if rows and k in rows[0]), None)
+        if key:
+            ax1.plot([int(r["epoch"]) for r in rows], [float(r[key]) for r in rows],
+                     label=csv_path.parent.name.removesuffix(".pt.d"))
+    ax1.set(xlabel="epoch", ylabel="validation force MAE (meV/A)", title="baseline and traj-N training")
+    ax1.legend(fontsize=8)
+    rows = _read_csv(out / "golf" / "log.csv")
+    if rows and "heldout_forces_mae_mev_a" in rows[0]:
+        ax2.plot([int(r["calls"]) for r in rows], [float(r["heldout_forces_mae_mev_a"] or "nan") for r in rows], "o-")
+    ax2.set(xlabel="genuine-oracle calls", ylabel="held-out D0 force MAE (meV/A)", title="GOLF")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def read_report(path: str | os.PathLike) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

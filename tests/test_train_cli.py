@@ -1,0 +1,143 @@
+"""``golf train`` end to end on a tiny synthetic database."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from golf.cli import main
+from test_train import synthetic_data, write_db
+
+SMALL = ["--model", "painn", "--features", "16", "--interactions", "1", "--n-rbf", "8", "--cutoff", "4.0",
+         "--batch-size", "16", "--lr", "2e-3", "--no-progress", "--val-fraction", "0.25", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory) -> Path:
+    return write_db(tmp_path_factory.mktemp("cli") / "d0.db", synthetic_data(n_mols=12, n_confs=3))
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_train_end_to_end_and_resume(db, tmp_path, capsys):
+    out = tmp_path / "model.pt"
+    assert main(["train", "--data", str(db), "--out", str(out), "--epochs", "2", *SMALL]) == 0
+    captured = capsys.readouterr()
+    assert "energy MAE" in captured.out and "kcal/mol" in captured.out and "meV/A" in captured.out
+    run = tmp_path / "model.pt.d"
+    for f in ("last.pt", "trainer_state.pt", "metrics.csv", "config.json", "summary.json"):
+        assert (run / f).exists(), f
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["n_train"] + cfg["n_val"] == 36 and cfg["n_val_molecules"] == 3
+    assert cfg["settings"]["features"] == 16
+
+    import golf
+
+    model = golf.load_model(out)
+    assert model.elements == [1, 6, 7, 8]
+    assert model.config["hparams"]["n_atom_basis"] == 16
+    assert abs(float(model.atomrefs[8]) + 2041.2) < 3.0  # atomrefs fitted on the training data
+
+    # a second run into the same directory needs --resume
+    assert main(["train", "--data", str(db), "--out", str(out), "--epochs", "3", *SMALL]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "--data", str(db), "--out", str(out), "--epochs", "3", "--resume", *SMALL]) == 0
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 3 and summary["n_val"] == cfg["n_val"]
+
+
+def test_preset_paper_settings():
+    import argparse
+
+    from golf.cli.train import add_arguments, resolve_settings
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    s = resolve_settings(p.parse_args(["--data", "x.db", "--out", "m.pt", "--preset", "paper"]))
+    assert (s["model"], s["features"], s["interactions"], s["cutoff"], s["n_rbf"]) == ("painn", 128, 3, 5.0, 50)
+    assert (s["lr"], s["batch_size"], s["clip"], s["w_energy"], s["w_forces"]) == (1e-4, 64, 1.0, 0.01, 0.99)
+    s = resolve_settings(p.parse_args(["--data", "x.db", "--out", "m.pt", "--preset", "paper", "--lr", "3e-4"]))
+    assert s["lr"] == 3e-4 and s["features"] == 128
+
+
+def _err_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def test_bad_inputs_one_line(db, tmp_path, capsys):
+    out = str(tmp_path / "m.pt")
+    assert main(["train", "--data", str(tmp_path / "nope.db"), "--out", out, *SMALL]) == 2
+    assert "no such file" in _err_line(capsys)
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    assert main(["train", "--data", str(empty), "--out", out, *SMALL]) == 2
+    assert "empty" in _err_line(capsys)
+    unlab = write_db(tmp_path / "unlab.db", synthetic_data(n_mols=2, n_confs=1), labelled=False)
+    assert main(["train", "--data", str(unlab), "--out", out, *SMALL]) == 2
+    assert "energy" in _err_line(capsys)
+    assert main(["train", "--data", str(db), "--data", str(unlab), "--out", out, *SMALL]) == 2
+    _err_line(capsys)
+    assert main(["train", "--out", out, *SMALL]) == 2
+    assert "--data" in _err_line(capsys)
+    assert main(["train", "--data", str(db), "--out", out, "--epochs", "0", *SMALL]) == 2
+    _err_line(capsys)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_golf_flag_dispatch(db, tmp_path, capsys, monkeypatch):
+    if importlib.util.find_spec("golf.loop") is None:
+        assert main(["train", "--golf", "--data", str(db), "--out", str(tmp_path / "run")]) == 2
+        assert "golf.loop" in _err_line(capsys)
+    fake_without = types.ModuleType("golf.loop")  # a loop module without the CLI entry point
+    monkeypatch.setitem(sys.modules, "golf.loop", fake_without)
+    assert main(["train", "--golf", "--data", str(db), "--out", str(tmp_path / "run")]) == 2
+    assert "run_golf" in _err_line(capsys)
+    seen = {}
+    fake = types.ModuleType("golf.loop")
+    fake.run_golf = lambda args: seen.setdefault("args", args) and 0
+    monkeypatch.setitem(sys.modules, "golf.loop", fake)
+    assert main(["train", "--golf", "--from", "base.pt", "--data", str(db), "--budget", "7",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert seen["args"].budget == 7 and seen["args"].from_model == "base.pt"
+
+
+def test_trained_model_predict(db, tmp_path):
+    if importlib.util.find_spec("golf.cli.predict") is None:
+        pytest.skip("golf predict not available yet")
+    out = tmp_path / "model.pt"
+    assert main(["train", "--data", str(db), "--out", str(out), "--epochs", "1", *SMALL]) == 0
+    xyz = tmp_path / "water.xyz"
+    xyz.write_text("3\n\nO 0.0 0.0 0.0\nH 0.0 0.76 0.59\nH 0.0 -0.76 0.59\n")
+    pred = tmp_path / "pred.extxyz"
+    res = subprocess.run([sys.executable, "-m", "golf", "predict", str(xyz), "--model", str(out), "-o", str(pred),
+                          "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    import ase.io
+
+    import golf
+    from golf.batch import Batch
+    from golf.conformation import Conformation
+
+    atoms = ase.io.read(pred)
+    model = golf.load_model(out)
+    conf = Conformation(atoms.numbers, atoms.positions)
+    e, _ = model.energy_and_forces(Batch.from_conformations([conf]))
+    assert atoms.get_potential_energy() == pytest.approx(float(e[0]), abs=1e-3)
