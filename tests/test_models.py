@@ -169,7 +169,7 @@ def test_ase_calculator_matches_model():
     atoms = Atoms(numbers=ETHANOL_Z, positions=ETHANOL_R)
     atoms.calc = GolfCalculator(m)
     e, f = m.energy_and_forces(make_batch([(ETHANOL_Z, ETHANOL_R)]))
-    assert atoms.get_potential_energy() == pytest.approx(float(e[0]), rel=1e-12)
+    assert atoms.get_potential_energy() == pytest.approx(float(e.detach()[0]), rel=1e-12)
     np.testing.assert_allclose(atoms.get_forces(), f.numpy(), rtol=1e-10, atol=1e-12)
     BFGS(atoms, logfile=None).run(fmax=0.5, steps=3)
     assert math.isfinite(atoms.get_potential_energy())

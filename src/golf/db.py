@@ -37,6 +37,8 @@ def _connect(db_path: str | os.PathLike, create: bool = True) -> Any:
     path = os.fspath(db_path)
     if not create and not os.path.exists(path):
         raise InputError(f"{path}: no such file")
+    if create:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return ase.db.connect(path, type="db", append=True)
 
 

@@ -98,16 +98,28 @@ class Experiment:
             self.stage(f"traj-{n}-data", lambda n=n: _copy_first_rows(
                 self.path("data/traj.db"), self.path(f"data/traj-{n}.db"), n))
 
+    def _epochs(self, updates: int, *dbs: Path) -> int:
+        """Epochs that make about ``updates`` optimizer steps over ``dbs`` (90% train split)."""
+        from golf.db import count_rows
+
+        n_train = max(1, int(0.9 * sum(count_rows(db) for db in dbs)))
+        return max(1, round(updates * self.p["batch_size"] / n_train))
+
     def train_models(self) -> None:
+        """Baseline on D0; traj-N fine-tuned from it with as many updates as GOLF makes (a fair share)."""
         p = self.p
+        d0 = self.path("data/D0.db")
         self.stage("baseline", lambda: self._golf(
-            "train", "--data", self.path("data/D0.db"), "--out", self.path("models/baseline.pt"),
-            "--epochs", p["baseline_epochs"], "--lr", p["lr"], *self._model_args(), *self.progress))
+            "train", "--data", d0, "--out", self.path("models/baseline.pt"),
+            "--epochs", self._epochs(p["baseline_updates"], d0), "--lr", p["lr"], *self._model_args(),
+            *self.progress))
+        golf_updates = self.budget * p["utd_ratio"]
         for n in self.traj_sizes:
-            self.stage(f"traj-{n}", lambda n=n: self._golf(
-                "train", "--data", self.path("data/D0.db"), "--data", self.path(f"data/traj-{n}.db"),
-                "--init", self.path("models/baseline.pt"), "--out", self.path(f"models/traj-{n}.pt"),
-                "--epochs", p["traj_epochs"], "--lr", p["lr"], *self._model_args(), *self.progress))
+            traj = self.path(f"data/traj-{n}.db")
+            self.stage(f"traj-{n}", lambda n=n, traj=traj: self._golf(
+                "train", "--data", d0, "--data", traj, "--init", self.path("models/baseline.pt"),
+                "--out", self.path(f"models/traj-{n}.pt"), "--epochs", self._epochs(golf_updates, d0, traj),
+                "--lr", p["lr"], *self._model_args(), *self.progress))
         self.stage("golf", lambda: self._golf(
             "train", "--golf", "--from", self.path("models/baseline.pt"), "--data", self.path("data/D0.db"),
             "--budget", self.budget, "--n-parallel", p["n_parallel"], "--utd-ratio", p["utd_ratio"],
@@ -138,6 +150,11 @@ class Experiment:
         write_report(self.out, self.models(), self.p, self.timings, preset_name=self.args.preset, oracle=self.args.oracle)
 
     def run(self) -> None:
+        from golf.oracles import resolve_oracle
+
+        resolve_oracle(self.args.oracle)  # an unknown oracle fails before anything is written
+        if self.budget < 1 or self.args.workers < 1:
+            raise GolfError("--budget and --workers must be >= 1")
         self.out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         self.build_data()
@@ -155,7 +172,7 @@ def _copy_first_rows(src: Path, dst: Path, n: int) -> None:
     tmp = dst.with_name(f".{dst.name}.tmp")
     if tmp.exists():
         tmp.unlink()
-    source, target = connect(str(src)), connect(str(tmp))
+    source, target = connect(str(src), type="db"), connect(str(tmp), type="db")
     with target:  # one transaction
         for i, row in enumerate(source.select(sort="id")):
             if i >= n:

@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-#: T rows of the markdown table (the paper reports the final step; we add an early one).
-TABLE_STEPS = (1, 5, 100)
+#: Early steps shown beside the final one in the markdown table.
+EARLY_STEPS = (1, 5, 21)
 
 
 def _fmt(x: Any, nd: int = 1) -> str:
@@ -64,12 +64,13 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
         lines.append(
             f"| {name} | {'-' if name == 'MMFF' else calls} | {_fmt(r.get('pct_mean'))} ± {_fmt(r.get('pct_std'))} "
             f"| {_fmt(r.get('pct_div'))} | {_fmt(r.get('e_res_mean'), 2)} | {_fmt(r.get('pct_success'))} |")
-    lines += ["", "Earlier steps (E_res kcal/mol / pct_success %):", "",
-              "| model | " + " | ".join(f"T={t}" for t in TABLE_STEPS) + " |",
-              "|---|" + "---|" * len(TABLE_STEPS)]
+    table_steps = [t for t in EARLY_STEPS if t in preset["steps"] and t < T_final] + [T_final]
+    lines += ["", "By step T (mean E_res kcal/mol / pct_success %):", "",
+              "| model | " + " | ".join(f"T={t}" for t in table_steps) + " |",
+              "|---|" + "---|" * len(table_steps)]
     for name, (res, _) in results.items():
         cells = []
-        for t in TABLE_STEPS:
+        for t in table_steps:
             r = _row_at(res.aggregate, t)
             cells.append("n/a" if r is None else f"{_fmt(r.get('e_res_mean'), 2)} / {_fmt(r.get('pct_success'))}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

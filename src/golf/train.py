@@ -42,6 +42,7 @@ from torch import nn
 from golf.batch import Batch
 from golf.dataset import LabelledData
 from golf.errors import CheckpointError, GolfError
+from golf.models.checkpoint import save_model
 from golf.units import EV_TO_KCAL_MOL, HARTREE_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
 
 #: Energy error scale of the loss (eV): 1 Hartree, so the paper's weights keep their meaning.
@@ -105,30 +106,14 @@ def loss(
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def fit_atomrefs_np(numbers_list: list[np.ndarray], energies: np.ndarray) -> np.ndarray:
-    """Per-element reference energies [119] eV by least squares (``golf.models.atomrefs`` if present)."""
-    try:
-        from golf.models.atomrefs import fit_atomrefs
-    except ImportError:
-        fit_atomrefs = None
-    if fit_atomrefs is not None:
-        return np.asarray(fit_atomrefs(numbers_list, np.asarray(energies)), dtype=np.float64)
-    counts = np.zeros((len(numbers_list), 119))
-    for k, z in enumerate(numbers_list):  # only used as a stand-in before golf.models exists
-        np.add.at(counts[k], z, 1.0)
-    present = counts.sum(0) > 0
-    sol, *_ = np.linalg.lstsq(counts[:, present], np.asarray(energies, float), rcond=None)
-    out = np.zeros(119)
-    out[present] = sol
-    return out
-
-
 def prepare_model(model: nn.Module, data: LabelledData) -> np.ndarray:
     """Fit atomrefs (eV per element) on ``data``, set them on ``model`` and set ``model.elements``.
 
     Returns the fitted atomrefs [119] eV.
     """
-    refs = fit_atomrefs_np(data.numbers_list(), data.energy)
+    from golf.models.atomrefs import fit_atomrefs
+
+    refs = np.asarray(fit_atomrefs(data.numbers_list(), data.energy), dtype=np.float64)
     with torch.no_grad():
         model.atomrefs.copy_(torch.as_tensor(refs, dtype=model.atomrefs.dtype))
     model.elements = data.elements
@@ -167,14 +152,6 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     for r in rows:
         w.writerow(r)
     _atomic_write_bytes(path, out.getvalue().encode())
-
-
-def save_golf_checkpoint(model: nn.Module, path: Path, provenance: dict | None = None, extra: dict | None = None) -> None:
-    """A self-describing golf checkpoint through ``golf.models.checkpoint.save_model``."""
-    from golf.models.checkpoint import save_model
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_model(model, path, provenance=provenance, extra=extra)
 
 
 # ---------------------------------------------------------------------------------------- trainer
@@ -522,9 +499,9 @@ class Trainer:
                         f"val F MAE {row['val_forces_mae_mev_a']:.1f} meV/A", file=sys.stderr)
                 extra = {"epoch": self.epoch, "step": self.step, "metrics": row}
                 if improved and best_path is not None:
-                    save_golf_checkpoint(self.model, best_path, provenance, extra)
+                    save_model(self.model, best_path, provenance, extra)
                 if last_path is not None:
-                    save_golf_checkpoint(self.model, last_path, provenance, extra)
+                    save_model(self.model, last_path, provenance, extra)
                 if log_dir is not None:
                     write_csv(log_dir / METRICS_FILE, self.history)
                     self.save_state(state_path)  # last: a kill before this re-runs the epoch

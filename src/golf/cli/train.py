@@ -210,9 +210,9 @@ def _train(args: argparse.Namespace, s: dict) -> int:
     elapsed = time.perf_counter() - t0
     total_time = history[-1]["time_s"] if history else elapsed
     if not out.exists():  # e.g. resumed a finished run whose best was written elsewhere
-        from golf.train import save_golf_checkpoint
+        from golf.models.checkpoint import save_model
 
-        save_golf_checkpoint(trainer.model, out, provenance)
+        save_model(trainer.model, out, provenance)
 
     from golf.models.checkpoint import load_model
 

@@ -40,7 +40,7 @@ class PaiNNInteraction(nn.Module):
         mu: torch.Tensor | None,  # [N, 3, F], or None while it is still all zero
         w_filter: torch.Tensor,  # [3F, R + 1] this block's filter weights with the bias as last column
         basis: torch.Tensor,  # [P, R + 1] [phi * fcut, fcut]
-        dir_basis: torch.Tensor,  # [P * 3, R + 1] dir_ij[d] * basis, rows (pair, d)
+        dir_ij: torch.Tensor,  # [P, 3] unit vectors
         idx_i: torch.Tensor,  # [P]
         idx_j: torch.Tensor,  # [P]
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,7 +53,8 @@ class PaiNNInteraction(nn.Module):
         dq = (basis @ w_q.t()) * x_q.index_select(0, idx_j)  # [P, F]
         q = q.index_add(0, idx_i, dq)
         # vector messages: W_r(r_ij) dir_ij x_r[j]  (+ W_m(r_ij) x_m[j] mu_j); the dir factor rides in the GEMM
-        dmu = (dir_basis @ w_r.t()).view(p, 3, f) * x_r.index_select(0, idx_j)[:, None, :]  # [P, 3, F]
+        s = (basis @ w_r.t()) * x_r.index_select(0, idx_j)  # [P, F]
+        dmu = dir_ij[:, :, None] * s[:, None, :]  # [P, 3, F]
         if mu is None:
             mu = q.new_zeros((n, 3, f)).index_add_(0, idx_i, dmu)
         else:
@@ -150,12 +151,11 @@ class PaiNN(nn.Module):
         # filters = (phi W^T + b) * fcut  ==  [phi * fcut, fcut] @ [W, b]^T  (one GEMM per block)
         basis = torch.cat([self.radial_basis(d) * fcut, fcut], 1)  # [P, R + 1]
         w_aug = torch.cat([self.filter_net.weight, self.filter_net.bias[:, None]], 1)  # [T*3F, R+1]
-        dir_basis = (dir_ij[:, :, None] * basis[:, None, :]).reshape(-1, basis.shape[1])  # [P*3, R+1]
 
         q = self.embedding(numbers)  # [N, F]
         mu = None
         for t, (interaction, mixing) in enumerate(zip(self.interactions, self.mixing)):
             start = 0 if self.shared_filters else 3 * f * t
-            q, mu = interaction(q, mu, w_aug[start : start + 3 * f], basis, dir_basis, idx_i, idx_j)
+            q, mu = interaction(q, mu, w_aug[start : start + 3 * f], basis, dir_ij, idx_i, idx_j)
             q, mu = mixing(q, mu)
         return q

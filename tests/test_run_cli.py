@@ -1,0 +1,43 @@
+"""``golf run --preset smoke``: the whole experiment on a few molecules, every report file written,
+and a second run skips every finished stage."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "golf-run"
+    res = subprocess.run([sys.executable, "-m", "golf", "run", "--preset", "smoke", "--out", str(out),
+                          "--no-progress"], capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out, res
+
+
+def test_smoke_run_writes_every_report_file(smoke_run):
+    out, _ = smoke_run
+    for name in ("report.md", "report.json", "metrics.png", "learning_curves.png", "models/baseline.pt",
+                 "golf/model.pt", "golf/oracle.db", "data/test_ref.db"):
+        assert (out / name).exists(), name
+    report = json.loads((out / "report.json").read_text())
+    names = [m["name"] for m in report["models"]]
+    assert names == ["baseline", "traj-80", "GOLF-8", "MMFF"]
+    calls = {m["name"]: m["oracle_calls_beyond_d0"] for m in report["models"]}
+    assert calls["baseline"] == 0 and calls["traj-80"] == 80 and calls["GOLF-8"] == 8
+    for m in report["models"]:
+        assert [row["T"] for row in m["metrics"]] == [1, 2, 5, 10]
+        assert {"pct_mean", "pct_div", "e_res_mean", "pct_success"} <= set(m["metrics"][0])
+    assert "| GOLF-8 | 8 |" in (out / "report.md").read_text()
+
+
+def test_rerun_skips_finished_stages(smoke_run):
+    out, _ = smoke_run
+    res = subprocess.run([sys.executable, "-m", "golf", "run", "--preset", "smoke", "--out", str(out),
+                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "$ golf" not in res.stderr  # no subcommand ran again
+    assert res.stderr.count("done before, skipped") >= 10
