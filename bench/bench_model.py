@@ -14,6 +14,7 @@ schnetpack is found either installed (``import schnetpack``) or from an unpacked
 representation modules are imported).
 
 Usage:  OMP_NUM_THREADS=1 python bench/bench_model.py [--threads 1] [--repeats 5] [--schnetpack-src DIR]
+                                                      [--tune-allocator]
 Writes bench/results/model.json and prints a table.
 """
 from __future__ import annotations
@@ -153,8 +154,14 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--schnetpack-src", default=os.environ.get("SCHNETPACK_SRC"))
     parser.add_argument("--output", default=str(HERE / "results" / "model.json"))
+    parser.add_argument("--tune-allocator", action="store_true",
+                        help="call golf.models.ops.tune_cpu_allocator() first (process-wide: helps both models)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.tune_allocator:
+        from golf.models.ops import tune_cpu_allocator
+
+        args.tune_allocator = tune_cpu_allocator()
 
     from golf.batch import Batch
     from golf.models import build_model, load_model
@@ -254,7 +261,7 @@ def main(argv=None) -> int:
                      "atoms_per_mol_mean": float(counts.float().mean()), "atoms_per_mol_max": int(counts.max()),
                      "model": "PaiNN 128 features x 3 interactions, 50 Bessel RBF, cutoff 5 A, MLP 128-64-1",
                      "weights": weights, "dtype": "float32", "device": "cpu"},
-        "threads": args.threads, "repeats": args.repeats, "statistic": "median",
+        "threads": args.threads, "repeats": args.repeats, "tuned_allocator": bool(args.tune_allocator), "statistic": "median",
         "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
         "rows": rows, "output_comparison": comparison,
     }
@@ -263,7 +270,8 @@ def main(argv=None) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"PaiNN 128x3, {len(confs)} conformations, {len(numbers)} atoms, {n_pairs} pairs, "
-          f"{args.threads} thread(s), median of {args.repeats}")
+          f"{args.threads} thread(s), median of {args.repeats}"
+          + (", tuned allocator" if args.tune_allocator else ""))
     print(f"{'implementation':<20}{'forward+forces (ms)':>22}{'train step (ms)':>18}")
     for r in rows:
         print(f"{r['impl']:<20}{1e3 * r['forward_forces_s']:>22.1f}{1e3 * r['train_step_s']:>18.1f}")

@@ -175,7 +175,7 @@ class GolfLoop:
         if self.state is None:
             self._start_episodes(self.config.n_parallel)
         state = self.state
-        before = state.batch.split(state.batch.positions.detach().cpu().double())  # B x [n, 3]
+        before = state.batch.split(state.batch.positions.detach().cpu().double().clone())  # B x [n, 3]; steps work in place
         state = lbfgs_step(state, self.provider)
         self.stats.nnp_steps += 1
         after = state.batch.split(state.batch.positions.detach().cpu().double())

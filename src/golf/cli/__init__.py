@@ -20,6 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("golf.cli.run", "the end-to-end GOLF experiment (the main job)"),
 }
 
+#: Subcommands whose work is torch model evaluation/training in this process.
+TORCH_COMMANDS = frozenset({"predict", "optimize", "train", "evaluate", "run"})
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -54,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 1
+    if args.command in TORCH_COMMANDS:
+        from golf.models.ops import tune_cpu_allocator
+
+        tune_cpu_allocator()  # long CPU jobs: keep freed pair tensors instead of re-faulting them
     try:
         return int(args._run(args) or 0)
     except GolfError as exc:
