@@ -61,6 +61,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "optimize.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from golf.models.ops import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as golf's CLI does; applies to both contenders (same process)
 
     from golf.models import ModelEnergyForces, build_model, load_model
     from golf.molecules import generate_conformers, nci_pool
