@@ -126,16 +126,8 @@ def test_mmff_row_reaches_the_mmff_optimum(reference_db):
         assert len(rec["E_T"]) == 4 and rec["E_T"][0] < rec["E_0"]
 
 
-def _need_optim():
-    import golf.optim
-
-    if not hasattr(golf.optim, "relax"):
-        pytest.skip("golf.optim.relax not available yet")
-
-
 def test_evaluate_model_with_a_dummy_provider(reference_db):
     """evaluate_model on a provider with zero forces: the structure never moves -> pct 0."""
-    _need_optim()
     import torch
 
     from golf.evaluate import evaluate_model
@@ -162,9 +154,6 @@ def _run_cli(argv):
 
 
 def test_cli_end_to_end(reference_db, checkpoints_dir, tmp_path, capsys):
-    _need_optim()
-    pytest.importorskip("golf.models.checkpoint")
-    pytest.importorskip("golf.oracles.executors")
     out = tmp_path / "eval"
     rc = _run_cli(
         [
@@ -202,7 +191,6 @@ def test_cli_end_to_end(reference_db, checkpoints_dir, tmp_path, capsys):
 
 
 def test_cli_mmff_only(reference_db, tmp_path, capsys):
-    pytest.importorskip("golf.oracles.executors")
     out = tmp_path / "mmff"
     rc = _run_cli(
         [
@@ -297,7 +285,6 @@ def test_failed_oracle_calls_are_counted(reference_db):
 
 def test_failed_model_relaxation_keeps_last_good_structure(reference_db):
     """A provider whose forces turn NaN after a few steps: later T use the last finite structure."""
-    _need_optim()
     import torch
 
     from golf.evaluate import model_trajectories

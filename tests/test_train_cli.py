@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -112,8 +110,6 @@ def test_golf_flag_needs_baseline_and_data(db, tmp_path, capsys):
 
 
 def test_trained_model_predict(db, tmp_path):
-    if importlib.util.find_spec("golf.cli.predict") is None:
-        pytest.skip("golf predict not available yet")
     out = tmp_path / "model.pt"
     assert main(["train", "--data", str(db), "--out", str(out), "--epochs", "1", *SMALL]) == 0
     xyz = tmp_path / "water.xyz"
