@@ -124,6 +124,7 @@ class Experiment:
             "train", "--golf", "--from", self.path("models/baseline.pt"), "--data", self.path("data/D0.db"),
             "--budget", self.budget, "--n-parallel", p["n_parallel"], "--utd-ratio", p["utd_ratio"],
             "--max-episode-steps", p["max_episode_steps"], "--batch-size", p["batch_size"], "--lr", p["lr"],
+            "--eval-every", max(1, self.budget // 10),
             "--seed", self.args.seed, "--device", self.args.device, *self._oracle_args(),
             *(["--resume"] if self.path("golf").exists() else []), "--out", self.path("golf"), *self.progress))
 

@@ -190,23 +190,28 @@ def train_golf(
     def on_result(request: LabelRequest, result: Any, used: bool) -> None:
         store.record(stats.calls_done, request, result, used)
 
+    def log(s: GolfStats, metrics: dict[str, float]) -> None:
+        row = _log_row(s, metrics, buffer, golf_loop, t_start, calls_at_start)
+        if held_out is not None and len(held_out):
+            ev = trainer.evaluate(held_out, batch_size=config.batch_size)
+            row.update(heldout_energy_mae_mev=ev["energy_mae_mev"], heldout_forces_mae_mev_a=ev["forces_mae_mev_a"])
+        store.log(row)
+
     def on_progress(s: GolfStats, metrics: dict[str, float]) -> None:
         bar.update(1)
         bar.set_postfix(buffer=len(buffer.new), loss=f"{metrics.get('loss', float('nan')):.3g}", refresh=False)
         if s.calls_done % checkpoint_every == 0:
             save_checkpoint()
         if s.calls_done % eval_every == 0 or s.calls_done == config.budget:
-            row = _log_row(s, metrics, buffer, golf_loop, t_start, calls_at_start)
-            if held_out is not None and len(held_out):
-                ev = trainer.evaluate(held_out, batch_size=config.batch_size)
-                row.update(heldout_energy_mae_mev=ev["energy_mae_mev"], heldout_forces_mae_mev_a=ev["forces_mae_mev_a"])
-            store.log(row)
+            log(s, metrics)
 
     with make_executor(spec, kind=executor, n_workers=workers, scheduler=scheduler, timeout=timeout) as ex:
         golf_loop = GolfLoop(provider, trainer, buffer, pool, ex, config, on_result=on_result,
                              on_progress=on_progress, stats=stats, device=device, dtype=model.dtype)
         for _ in late:  # results stored after the last checkpoint still owe their updates
             golf_loop.train(config.utd_ratio)
+        if not (run_dir / LOG).exists():
+            log(stats, {})  # the starting point of the learning curve
         golf_loop.run()
     bar.close()
     save_checkpoint()
