@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from golf.db import append_labelled, count_rows, iter_rows
-from golf.loop import GolfConfig
 from golf.molecules import generate_conformers
 from golf.oracles import make_oracle
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from golf.errors import GolfError
+from golf.io import atomic_path, atomic_write_text
 
 MMFF = "mmff"
 
@@ -59,10 +59,8 @@ class Experiment:
         fn()
         seconds = time.perf_counter() - t0
         self.timings[name] = seconds
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"seconds": seconds, "preset": self.args.preset, "settings": self.p}, default=str))
-        os.replace(tmp, marker)
+        atomic_write_text(marker, json.dumps({"seconds": seconds, "preset": self.args.preset, "settings": self.p},
+                                             default=str))
         print(f"[golf run] {name}: {seconds:.1f} s", file=sys.stderr, flush=True)
 
     def _oracle_args(self) -> list[str]:
@@ -170,13 +168,11 @@ def _copy_first_rows(src: Path, dst: Path, n: int) -> None:
     """The first ``n`` rows of an ASE db (the paper's traj-N: the first N oracle calls), atomically."""
     from ase.db import connect
 
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    if tmp.exists():
-        tmp.unlink()
-    source, target = connect(str(src), type="db"), connect(str(tmp), type="db")
-    with target:  # one transaction
-        for i, row in enumerate(source.select(sort="id")):
-            if i >= n:
-                break
-            target.write(row.toatoms(), key_value_pairs=row.key_value_pairs, data=row.data)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        tmp.unlink()  # ASE's SQLite backend creates the database itself
+        source, target = connect(str(src), type="db"), connect(str(tmp), type="db")
+        with target:  # one transaction
+            for i, row in enumerate(source.select(sort="id")):
+                if i >= n:
+                    break
+                target.write(row.toatoms(), key_value_pairs=row.key_value_pairs, data=row.data)

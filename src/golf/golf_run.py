@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from golf.errors import GolfError, InputError
+from golf.io import atomic_path, atomic_write_text
 from golf.loop import GolfConfig, GolfLoop, GolfStats, LabelRequest
 
 ORACLE_DB = "oracle.db"
@@ -38,9 +39,7 @@ CONFIG = "config.json"
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str))
 
 
 class RunStore:
@@ -183,9 +182,8 @@ def train_golf(
     def save_checkpoint() -> None:
         payload = dict(trainer=trainer.state_dict(), stats=stats.as_dict(), calls_done=stats.calls_done,
                        config=asdict(config))
-        tmp = run_dir / f".{CHECKPOINT}.tmp"
-        torch.save(payload, tmp)
-        os.replace(tmp, run_dir / CHECKPOINT)
+        with atomic_path(run_dir / CHECKPOINT) as tmp:
+            torch.save(payload, tmp)
 
     def on_result(request: LabelRequest, result: Any, used: bool) -> None:
         store.record(stats.calls_done, request, result, used)

@@ -24,9 +24,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
-import json
 import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -35,6 +33,7 @@ import numpy as np
 
 from golf.conformation import SUPPORTED_ELEMENTS, Conformation
 from golf.errors import InputError
+from golf.io import atomic_path
 
 #: Default heavy-atom range of the NCI pool.
 DEFAULT_MIN_HEAVY = 8
@@ -87,13 +86,6 @@ def geometry_hash(numbers: np.ndarray, positions: np.ndarray, n: int = 12) -> st
 def record_key(conf: Conformation) -> str:
     """The unique record key of a conformation: ``"{mol_id}:{conf_id}:{geometry hash}"``."""
     return f"{conf.mol_id}:{conf.conf_id}:{geometry_hash(conf.numbers, conf.positions)}"
-
-
-def _atomic_target(path: Path) -> tuple[str, Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    return tmp, path
 
 
 # ----------------------------------------------------------------------------------------------
@@ -900,20 +892,15 @@ def write_conformations(
     ext = p.suffix.lower()
     if ext not in SDF_EXTS + XYZ_EXTS + DB_EXTS:
         raise InputError(f"{p}: cannot write {ext!r} files (use .sdf .extxyz .xyz .db)")
-    tmp, target = _atomic_target(p)
-    try:
+    with atomic_path(p, suffix=p.suffix + ".tmp") as tmp_path:
+        tmp = str(tmp_path)
         if ext in SDF_EXTS:
             _write_sdf(tmp, confs, props)
         elif ext in XYZ_EXTS:
             _write_extxyz(tmp, confs, props)
         else:
-            os.unlink(tmp)
+            os.unlink(tmp)  # ASE's SQLite backend creates the database itself
             _write_db(tmp, confs, props)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _write_sdf(tmp: str, confs: list[Conformation], props: list[dict[str, Any]]) -> None:

@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from golf.io import atomic_path, atomic_write_text
+
 #: Early steps shown beside the final one in the markdown table.
 EARLY_STEPS = (1, 5, 21)
 
@@ -79,9 +81,7 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
     lines += ["", "Stage timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), "",
               "Files: report.json (every metric at every T), metrics.png, learning_curves.png, eval/<model>/metrics.json "
               "(per-conformation records), models/, golf/ (GOLF run: oracle.db, log.csv)."]
-    tmp = out / ".report.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out / "report.md")
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
 
     plot_metrics({name: res.aggregate for name, (res, _) in results.items()}, out / "metrics.png",
                  title=f"golf run ({preset_name})")
@@ -116,10 +116,11 @@ def plot_learning_curves(out: Path, path: Path) -> Path:
         ax2.plot([int(r["calls"]) for r in rows], [float(r["heldout_forces_mae_mev_a"] or "nan") for r in rows], "o-")
     ax2.set(xlabel="genuine-oracle calls", ylabel="held-out D0 force MAE (meV/A)", title="GOLF")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 

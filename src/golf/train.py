@@ -30,7 +30,6 @@ import math
 import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -42,6 +41,7 @@ from torch import nn
 from golf.batch import Batch
 from golf.dataset import LabelledData
 from golf.errors import CheckpointError, GolfError
+from golf.io import atomic_write_bytes, atomic_write_text
 from golf.models.checkpoint import save_model
 from golf.units import EV_TO_KCAL_MOL, HARTREE_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
 
@@ -122,23 +122,10 @@ def prepare_model(model: nn.Module, data: LabelledData) -> np.ndarray:
     return refs
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -151,7 +138,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     w.writeheader()
     for r in rows:
         w.writerow(r)
-    _atomic_write_bytes(path, out.getvalue().encode())
+    atomic_write_text(path, out.getvalue())
 
 
 # ---------------------------------------------------------------------------------------- trainer

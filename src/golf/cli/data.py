@@ -534,7 +534,6 @@ def _run_trajectories(args: argparse.Namespace) -> int:
     n_calls = 0
     t1 = time.perf_counter()
     if n_written < args.budget and items:
-        by_key = dict(items)
         order = {k: i for i, (k, _) in enumerate(items)}
         buffered: dict[int, Any] = {}
         next_write = 0

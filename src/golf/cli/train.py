@@ -99,7 +99,7 @@ def resolve_settings(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from golf.errors import GolfError, InputError
+    from golf.errors import InputError
 
     if args.golf:
         from golf.golf_run import run_golf
@@ -125,7 +125,8 @@ def _train(args: argparse.Namespace, s: dict) -> int:
     from golf.dataset import LabelledData
     from golf.errors import InputError
     from golf.models import build_model
-    from golf.train import LAST_CHECKPOINT_FILE, METRICS_FILE, Trainer, _atomic_write_bytes
+    from golf.io import atomic_write_text
+    from golf.train import LAST_CHECKPOINT_FILE, METRICS_FILE, Trainer
 
     out = Path(args.out)
     if out.suffix == "" or out.is_dir():
@@ -194,7 +195,7 @@ def _train(args: argparse.Namespace, s: dict) -> int:
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
-    _atomic_write_bytes(config_path, (json.dumps(config, indent=2, default=str) + "\n").encode())
+    atomic_write_text(config_path, json.dumps(config, indent=2, default=str) + "\n")
     provenance = {"command": "golf train", "data": config["data"], "settings": s, "init": args.init,
                   "n_train": len(train), "n_val": len(val), "golf_version": __version__}
 
@@ -224,7 +225,7 @@ def _train(args: argparse.Namespace, s: dict) -> int:
         "n_train": len(train), "n_val": len(val), "epochs": trainer.epoch, "steps": trainer.step,
         "time_s": round(total_time, 2), "evaluated_on": which, **{f"{which}_{k}": v for k, v in final.items()},
     }
-    _atomic_write_bytes(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(
         f"trained {trainer.epoch} epochs ({trainer.step} steps) in {total_time:.1f} s on "
         f"{len(train)} conformations; {which} ({final['n']}): energy MAE {final['energy_mae_mev']:.1f} meV "

@@ -48,7 +48,7 @@ class PaiNNInteraction(nn.Module):
         idx_j: torch.Tensor,  # [P]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.n_atom_basis
-        n, p = q.shape[0], idx_i.shape[0]
+        n = q.shape[0]
         x = self.interatomic_context_net(q)  # [N, 3F]
         x_q, x_r, x_m = x[:, :f], x[:, f : 2 * f], x[:, 2 * f :]
         w_q, w_r, w_m = w_filter[:f], w_filter[f : 2 * f], w_filter[2 * f :]
