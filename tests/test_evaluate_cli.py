@@ -252,6 +252,9 @@ def test_plot_metrics_several_models(tmp_path):
     b = metrics.aggregate([0.0], [[math.nan, 0.5]], [-1.0], [1, 10])
     path = plot_metrics({"a": a, "b": {"aggregate": b}}, tmp_path / "sub" / "p.png", title="t")
     assert path.read_bytes()[:4] == b"\x89PNG"
+    broken = metrics.aggregate([0.0], [[math.nan, math.nan]], [-1.0], [1, 10])  # every structure broken
+    path = plot_metrics({"broken": broken}, tmp_path / "broken.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
 
 
 class _FlakyExecutor(_SerialExecutor):
@@ -303,3 +306,28 @@ def test_failed_model_relaxation_keeps_last_good_structure(reference_db):
     assert all(np.all(np.isfinite(traj.frames[f])) for f in traj.frame_of_step)
     assert traj.frame_of_step[-1] == traj.frame_of_step[-2] == len(traj.frames) - 1
     assert traj.frame_of_step[-1] < 10
+
+
+def test_dissociated_structures_are_scored_without_oracle_call(reference_db):
+    """A model that blows the molecule apart: those frames never reach the oracle, and they count as
+    diverged and unsuccessful rather than being dropped from the percentages."""
+    import torch
+
+    from golf.evaluate import evaluate_model, n_fragments
+    from golf.oracles.mmff import MMFFOracle
+
+    def provider(batch):  # strong repulsion from the centre: atoms fly apart
+        x = batch.positions
+        return torch.zeros(batch.n_mols, dtype=x.dtype), 50.0 * (x - x.mean(0))
+
+    reference = _reference_records(reference_db)
+    assert all(n_fragments(r.conf.numbers, r.conf.positions) == 1 for r in reference)
+    ex = _SerialExecutor(MMFFOracle())
+    res = evaluate_model(provider, reference, ex, steps=[1, 40], name="exploding", optimizer="gd",
+                         progress=False)
+    last = res.aggregate[-1]
+    assert last["n_valid"] == 0 and last["n_scored"] == 3
+    assert last["pct_div"] == 100.0 and last["pct_success"] == 0.0
+    for rec in res.records:
+        assert any(r.startswith("dissociated") for r in rec["oracle_failure_reasons"])
+    assert res.settings["n_oracle_calls"] < 3 * 3  # the broken frames were not submitted

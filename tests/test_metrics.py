@@ -61,17 +61,25 @@ def test_nan_excluded_and_counted():
     assert rows[0]["pct_mean"] == pytest.approx(50.0)
     assert rows[0]["pct_std"] == pytest.approx(0.0)
     assert rows[1]["pct_mean"] == pytest.approx(100.0)
-    assert rows[1]["pct_success"] == pytest.approx(100.0)
+    # a failed E_T (the optimizer's structure could not be evaluated) is scored: diverged, no success
+    assert [r["n_scored"] for r in rows] == [3, 3]
+    assert rows[1]["pct_success"] == pytest.approx(200.0 / 3)
     assert rows[0]["pct_success"] == pytest.approx(0.0)
+    assert rows[0]["pct_div"] == pytest.approx(100.0 / 3)
+    assert rows[1]["pct_div"] == pytest.approx(100.0 / 3)
     m = metrics.conformation_metrics(e0, et, eopt)
     assert np.isnan(m["pct"][1, 0]) and np.isnan(m["e_res"][3, 1])
-    assert not m["success"][3, 1] and not m["diverged"][1, 0]
+    assert not m["success"][3, 1] and not m["diverged"][3, 1]  # no reference: not scored
+    assert m["diverged"][1, 0] and not m["success"][1, 0]
 
 
 def test_all_failed_gives_nan_row():
     rows = metrics.aggregate([0.0], [[np.nan]], [-1.0], steps=[1])
     assert rows[0]["n_valid"] == 0 and rows[0]["n_failed"] == 1
-    assert math.isnan(rows[0]["pct_mean"]) and math.isnan(rows[0]["pct_success"])
+    assert math.isnan(rows[0]["pct_mean"]) and math.isnan(rows[0]["e_res_mean"])
+    assert rows[0]["pct_success"] == 0.0 and rows[0]["pct_div"] == 100.0
+    rows = metrics.aggregate([np.nan], [[np.nan]], [-1.0], steps=[1])
+    assert rows[0]["n_scored"] == 0 and math.isnan(rows[0]["pct_success"])
 
 
 def test_zero_denominator_rule():

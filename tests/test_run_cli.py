@@ -41,3 +41,15 @@ def test_rerun_skips_finished_stages(smoke_run):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "$ golf" not in res.stderr  # no subcommand ran again
     assert res.stderr.count("done before, skipped") >= 10
+
+
+def test_interrupted_training_stage_resumes(smoke_run):
+    """A training stage killed after it saved state (marker missing, run dir present) resumes."""
+    out, _ = smoke_run
+    (out / "stages" / "traj-80.json").unlink()
+    assert (out / "models" / "traj-80.pt.d" / "trainer_state.pt").exists()
+    res = subprocess.run([sys.executable, "-m", "golf", "run", "--preset", "smoke", "--out", str(out),
+                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "$ golf train" in res.stderr and "--resume" in res.stderr
+    assert (out / "stages" / "traj-80.json").exists()

@@ -15,6 +15,9 @@ genuine oracle's own optimum energy ``E_opt``):
 
 A relaxation that stopped before T (converged, or failed and kept its last good structure) uses
 the structure of its last step for every later T; identical structures are sent to the oracle once.
+A structure in which the molecule fell apart (more fragments than at the start, ``n_fragments``) is
+not sent to the oracle: it is recorded as a failure ("dissociated"), which the metrics score as
+diverged and not successful.
 
 What a "step" is:
 
@@ -394,6 +397,39 @@ def mmff_trajectories(confs: Sequence[Conformation], steps: Sequence[int]) -> li
 # ----------------------------------------------------------------------------------------------
 # genuine oracle on the trajectories
 
+#: Atoms closer than this multiple of the sum of their covalent radii count as connected when
+#: fragments are counted; 2x flags only molecules that really fell apart (a C-C bond beyond 3 A).
+FRAGMENT_BOND_SCALE: float = 2.0
+
+
+def n_fragments(numbers: np.ndarray, positions: np.ndarray, scale: float = FRAGMENT_BOND_SCALE) -> int:
+    """Connected components of the graph "d_ij < scale * (r_cov,i + r_cov,j)".
+
+    Args:
+        numbers: atomic numbers [n]; positions: [n, 3] Angstrom (ASE covalent radii, Angstrom).
+    """
+    from ase.data import covalent_radii
+    from scipy.sparse.csgraph import connected_components
+
+    x = np.asarray(positions, dtype=np.float64)
+    r = covalent_radii[np.asarray(numbers, dtype=np.int64)]
+    d = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=-1)
+    return int(connected_components(d < scale * (r[:, None] + r[None, :]), directed=False)[0])
+
+
+def _dissociation(conf: Conformation, frame: np.ndarray) -> str | None:
+    """Why ``frame`` is not scored by the oracle (the molecule fell apart), or None.
+
+    A relaxation that pulled the molecule into more pieces than it started with produced no
+    conformation of that molecule: the oracle's energy of scattered atoms is meaningless (and SCF
+    codes take seconds to fail on them). Such a structure counts as diverged and not successful
+    (see ``golf.metrics``), exactly as a failed oracle call does.
+    """
+    start, now = n_fragments(conf.numbers, conf.positions), n_fragments(conf.numbers, frame)
+    if now > start:
+        return f"dissociated: {now} fragments (start: {start}) at {FRAGMENT_BOND_SCALE:g}x covalent radii"
+    return None
+
 
 def _evaluate_trajectories(
     name: str,
@@ -415,6 +451,10 @@ def _evaluate_trajectories(
     n_submitted = 0
     for i, (ref, traj) in enumerate(zip(reference, trajectories)):
         for f in sorted({0, *traj.frame_of_step}):
+            broken = _dissociation(ref.conf, traj.frames[f]) if f > 0 else None
+            if broken is not None:
+                energies[(i, f)], reasons[(i, f)] = float("nan"), broken
+                continue
             executor.submit(ref.conf.with_positions(traj.frames[f]), key=(i, f), task="compute")
             n_submitted += 1
     t0 = time.perf_counter()

@@ -96,6 +96,10 @@ class Experiment:
             self.stage(f"traj-{n}-data", lambda n=n: _copy_first_rows(
                 self.path("data/traj.db"), self.path(f"data/traj-{n}.db"), n))
 
+    def _resume(self, model: str) -> list[str]:
+        """``--resume`` when an interrupted ``golf train`` left its state in ``<model>.d``."""
+        return ["--resume"] if (self.path(model + ".d") / "trainer_state.pt").exists() else []
+
     def _epochs(self, updates: int, *dbs: Path) -> int:
         """Epochs that make about ``updates`` optimizer steps over ``dbs`` (90% train split)."""
         from golf.db import count_rows
@@ -110,14 +114,14 @@ class Experiment:
         self.stage("baseline", lambda: self._golf(
             "train", "--data", d0, "--out", self.path("models/baseline.pt"),
             "--epochs", self._epochs(p["baseline_updates"], d0), "--lr", p["lr"], *self._model_args(),
-            *self.progress))
+            *self._resume("models/baseline.pt"), *self.progress))
         golf_updates = self.budget * p["utd_ratio"]
         for n in self.traj_sizes:
             traj = self.path(f"data/traj-{n}.db")
             self.stage(f"traj-{n}", lambda n=n, traj=traj: self._golf(
                 "train", "--data", d0, "--data", traj, "--init", self.path("models/baseline.pt"),
                 "--out", self.path(f"models/traj-{n}.pt"), "--epochs", self._epochs(golf_updates, d0, traj),
-                "--lr", p["lr"], *self._model_args(), *self.progress))
+                "--lr", p["lr"], *self._model_args(), *self._resume(f"models/traj-{n}.pt"), *self.progress))
         self.stage("golf", lambda: self._golf(
             "train", "--golf", "--from", self.path("models/baseline.pt"), "--data", self.path("data/D0.db"),
             "--budget", self.budget, "--n-parallel", p["n_parallel"], "--utd-ratio", p["utd_ratio"],

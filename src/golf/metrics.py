@@ -24,11 +24,15 @@ Edge cases (all explicit):
   possible. Then ``pct_T = 100`` if ``E_T <= E_opt + zero_tol`` (the model stayed at the optimum) and
   ``0`` otherwise. Such conformations are kept in every aggregate (E_res, success and divergence are
   well defined for them anyway) and counted in ``n_degenerate``.
-* **Failed oracle calls.** A failed call is ``NaN`` in ``E_T``. That (conformation, T) pair is
-  excluded from every mean/median/percentage at that T and counted in ``n_failed``; percentages
-  (``pct_div``, ``pct_success``) are over the ``n_valid`` finite pairs. A conformation with a NaN
-  ``E_0`` or ``E_opt`` is invalid at every T (counted as failed everywhere). A T where nothing is
-  valid aggregates to NaN metrics (``n_valid = 0``).
+* **Failed oracle calls.** A failed call is ``NaN``. A conformation with a NaN ``E_0`` or ``E_opt``
+  has no reference and is left out of every aggregate (counted in ``n_failed`` at every T). A NaN
+  ``E_T`` with valid references means the oracle could not evaluate the structure the optimizer
+  produced (overlapping atoms, SCF failure on a broken molecule): that pair is excluded from the
+  means/medians of pct and E_res (there is no number) and counted in ``n_failed``, but it is
+  **scored** in the percentages: it counts as diverged and not successful. Excluding it would
+  flatter a model whose relaxations blow molecules apart. ``pct_div`` and ``pct_success`` are
+  therefore over ``n_scored`` (pairs with valid references), E_res and pct over ``n_valid``.
+  A T where nothing is valid has NaN means (``n_valid = 0``).
 * **Early-stopped relaxations.** A model relaxation that stopped before T (converged, or failed and
   kept its last good structure) contributes the structure of its last step at every later T, as in
   the paper's fixed-length evaluation: see ``trajectory_frame_indices``.
@@ -55,6 +59,7 @@ AGGREGATE_KEYS: tuple[str, ...] = (
     "T",
     "n",
     "n_valid",
+    "n_scored",
     "n_failed",
     "n_degenerate",
     "pct_mean",
@@ -127,16 +132,19 @@ def conformation_metrics(
 
     Returns:
         dict with ``pct`` [C, K] (percent), ``e_res`` [C, K] (kcal/mol), ``success`` [C, K] bool,
-        ``diverged`` [C, K] bool, ``valid`` [C, K] bool (finite E_0, E_T, E_opt), ``degenerate`` [C]
-        bool (E_0 - E_opt <= zero_tol). ``success``/``diverged`` are False where not ``valid``.
+        ``diverged`` [C, K] bool, ``valid`` [C, K] bool (finite E_0, E_T, E_opt), ``scored`` [C, K]
+        bool (finite E_0 and E_opt), ``degenerate`` [C] bool (E_0 - E_opt <= zero_tol).
+        ``success`` is False where not ``valid``; ``diverged`` is True where scored but not valid
+        (the oracle failed on the optimizer's structure) and False where not scored.
     """
     e0_, et_, eopt_ = _as_2d(e0, et, eopt)
-    valid = np.isfinite(et_) & np.isfinite(e0_) & np.isfinite(eopt_)
+    scored = np.broadcast_to(np.isfinite(e0_) & np.isfinite(eopt_), et_.shape)
+    valid = np.isfinite(et_) & scored
     pct = percent_decrease(e0_[:, 0], et_, eopt_[:, 0], zero_tol)
     e_res = np.where(valid, (et_ - eopt_) * EV_TO_KCAL_MOL, np.nan)
     with np.errstate(invalid="ignore"):
         success = valid & (e_res < SUCCESS_THRESHOLD_KCAL_MOL)
-        diverged = valid & (et_ > e0_)
+        diverged = (valid & (et_ > e0_)) | (scored & ~valid)
     degenerate = (e0_[:, 0] - eopt_[:, 0]) <= zero_tol
     return {
         "pct": pct,
@@ -144,6 +152,7 @@ def conformation_metrics(
         "success": success,
         "diverged": diverged,
         "valid": valid,
+        "scored": scored,
         "degenerate": degenerate,
     }
 
@@ -162,11 +171,13 @@ def aggregate(
         steps: the K step numbers T (only used to label the rows).
 
     Returns:
-        list of K dicts with keys ``AGGREGATE_KEYS``: ``T``; ``n`` (C); ``n_valid``; ``n_failed``
-        (C - n_valid); ``n_degenerate`` (valid pairs with a zero denominator); ``pct_mean``,
-        ``pct_std`` (population std, percent); ``pct_div`` (percent of valid pairs with E_T > E_0);
-        ``e_res_mean``, ``e_res_median`` (kcal/mol); ``pct_success`` (percent of valid pairs with
-        E_res < 1 kcal/mol). Metrics are NaN when ``n_valid == 0``.
+        list of K dicts with keys ``AGGREGATE_KEYS``: ``T``; ``n`` (C); ``n_valid`` (finite E_0,
+        E_T, E_opt); ``n_scored`` (finite E_0, E_opt); ``n_failed`` (C - n_valid);
+        ``n_degenerate`` (valid pairs with a zero denominator); ``pct_mean``, ``pct_std``
+        (population std, percent, over valid pairs); ``pct_div`` (percent of scored pairs that
+        diverged, failed E_T included); ``e_res_mean``, ``e_res_median`` (kcal/mol, valid pairs);
+        ``pct_success`` (percent of scored pairs with E_res < 1 kcal/mol). Means are NaN when
+        ``n_valid == 0``, percentages when ``n_scored == 0``.
     """
     steps = [int(t) for t in steps]
     m = conformation_metrics(e0, et, eopt, zero_tol)
@@ -175,35 +186,26 @@ def aggregate(
         raise ValueError(f"E_T has {k} columns but {len(steps)} steps were given")
     rows: list[dict[str, float]] = []
     for j, t in enumerate(steps):
-        v = m["valid"][:, j]
-        n_valid = int(v.sum())
+        v, sc = m["valid"][:, j], m["scored"][:, j]
+        n_valid, n_scored = int(v.sum()), int(sc.sum())
         row: dict[str, float] = {
             "T": t,
             "n": int(c),
             "n_valid": n_valid,
+            "n_scored": n_scored,
             "n_failed": int(c - n_valid),
             "n_degenerate": int((v & m["degenerate"]).sum()),
         }
-        if n_valid == 0:
-            row.update(
-                pct_mean=float("nan"),
-                pct_std=float("nan"),
-                pct_div=float("nan"),
-                e_res_mean=float("nan"),
-                e_res_median=float("nan"),
-                pct_success=float("nan"),
-            )
-        else:
-            pct = m["pct"][v, j]
-            e_res = m["e_res"][v, j]
-            row.update(
-                pct_mean=float(np.mean(pct)),
-                pct_std=float(np.std(pct)),
-                pct_div=float(100.0 * m["diverged"][v, j].mean()),
-                e_res_mean=float(np.mean(e_res)),
-                e_res_median=float(np.median(e_res)),
-                pct_success=float(100.0 * m["success"][v, j].mean()),
-            )
+        nan = float("nan")
+        pct, e_res = m["pct"][v, j], m["e_res"][v, j]
+        row.update(
+            pct_mean=float(np.mean(pct)) if n_valid else nan,
+            pct_std=float(np.std(pct)) if n_valid else nan,
+            pct_div=float(100.0 * m["diverged"][sc, j].mean()) if n_scored else nan,
+            e_res_mean=float(np.mean(e_res)) if n_valid else nan,
+            e_res_median=float(np.median(e_res)) if n_valid else nan,
+            pct_success=float(100.0 * m["success"][sc, j].mean()) if n_scored else nan,
+        )
         rows.append(row)
     return rows
 

@@ -58,12 +58,11 @@ def plot_metrics(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     ax_pct, ax_res, ax_succ = axes
-    # log y axis for E_res unless some mean is <= 0 (a model below the reference optimum)
-    log_res = True
-    for agg in results_by_model.values():
-        res = _column(_rows(agg), "e_res_mean")
-        if np.any(res[np.isfinite(res)] <= 0):
-            log_res = False
+    # log y axis for E_res unless some mean is <= 0 (a model below the reference optimum) or no
+    # mean is finite at all (every structure broken: nothing to scale)
+    all_res = np.concatenate([_column(_rows(agg), "e_res_mean") for agg in results_by_model.values()] or [[]])
+    finite = all_res[np.isfinite(all_res)]
+    log_res = finite.size > 0 and bool(np.all(finite > 0))
     for name, agg in results_by_model.items():
         rows = _rows(agg)
         if not rows:
@@ -79,8 +78,12 @@ def plot_metrics(
         res_plot = np.where(res < _RES_FLOOR, _RES_FLOOR, res) if log_res else res
         ax_res.plot(t_plot, res_plot, marker="o", ms=3, label=name, color=line.get_color())
         ax_succ.plot(t_plot, succ, marker="o", ms=3, label=name, color=line.get_color())
+    all_t = np.concatenate([_column(_rows(agg), "T") for agg in results_by_model.values()] or [[]])
+    all_t = all_t[np.isfinite(all_t) & (all_t > 0)]
     for ax in axes:
         ax.set_xscale("log")
+        if all_t.size:  # explicit limits: an axis with only NaN data cannot autoscale a log axis
+            ax.set_xlim(0.8 * all_t.min(), 1.25 * all_t.max())
         ax.set_xlabel("optimizer step T")
         ax.grid(True, which="both", alpha=0.3)
     ax_pct.set_ylabel("pct_T (% of possible energy decrease)")

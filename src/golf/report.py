@@ -56,18 +56,20 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
         "",
         f"Test conformations relaxed by each model with L-BFGS (the paper's setting: lr 1, 5 inner iterations); "
         f"the genuine oracle scores the structures after T steps. pct = % of the possible energy decrease, "
-        f"E_res = E(T) - E(oracle optimum), success = E_res < 1 kcal/mol, div = ended above the start.",
+        f"E_res = E(T) - E(oracle optimum), success = E_res < 1 kcal/mol, div = ended above the start. "
+        f"A relaxation that blew the molecule apart (or whose structure the oracle could not evaluate) is "
+        f"'broken': it counts as diverged and unsuccessful, and has no E_res (means and medians are over the rest).",
         "",
         f"| model | oracle calls beyond D0 | pct_{T_final} (%) | pct_div (%) | E_res mean (kcal/mol) "
-        f"| E_res median (kcal/mol) | pct_success (%) |",
-        "|---|---|---|---|---|---|---|",
+        f"| E_res median (kcal/mol) | pct_success (%) | broken |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, (res, calls) in results.items():
         r = _row_at(res.aggregate, T_final) or {}
         lines.append(
             f"| {name} | {'-' if name == 'MMFF' else calls} | {_fmt(r.get('pct_mean'))} ± {_fmt(r.get('pct_std'))} "
             f"| {_fmt(r.get('pct_div'))} | {_fmt(r.get('e_res_mean'), 2)} | {_fmt(r.get('e_res_median'), 2)} "
-            f"| {_fmt(r.get('pct_success'))} |")
+            f"| {_fmt(r.get('pct_success'))} | {r.get('n_failed', 0)}/{r.get('n', 0)} |")
     table_steps = [t for t in EARLY_STEPS if t in preset["steps"] and t < T_final] + [T_final]
     lines += ["", "By step T (mean E_res kcal/mol / pct_success %):", "",
               "| model | " + " | ".join(f"T={t}" for t in table_steps) + " |",

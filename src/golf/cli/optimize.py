@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-METHODS = ("lbfgs", "lbfgs-golf", "lbfgs-ase", "fire", "gd")
+METHODS = ("lbfgs", "lbfgs-precon", "lbfgs-golf", "lbfgs-ase", "fire", "gd")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,8 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conformers", type=int, default=1, help="ETKDG conformers per SMILES (default 1)")
     p.add_argument("--seed", type=int, default=0, help="conformer generation seed (default 0)")
     p.add_argument("--optimizer", choices=METHODS, default="lbfgs",
-                   help="lbfgs: robust L-BFGS (default); lbfgs-golf: the GOLF paper's torch L-BFGS setting "
-                        "(5 evaluations per step); lbfgs-ase: ASE's LBFGS; fire; gd")
+                   help="lbfgs: robust L-BFGS (default); lbfgs-precon: the same preconditioned with a "
+                        "model Hessian (about half the force evaluations); lbfgs-golf: the GOLF paper's torch "
+                        "L-BFGS setting (5 evaluations per step); lbfgs-ase: ASE's LBFGS; fire; gd")
     p.add_argument("--fmax", type=float, default=0.05, help="convergence: max |force| in eV/A (default 0.05)")
     p.add_argument("--max-steps", type=int, default=1000, help="step limit per conformation (default 1000)")
     p.add_argument("--batch-size", type=int, default=256,

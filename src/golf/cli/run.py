@@ -24,7 +24,7 @@ PRESETS: dict[str, dict] = {
                   features=32, interactions=2, n_rbf=16, baseline_updates=200, batch_size=8,
                   lr=1e-3, budget=8, traj_factors=(10,), n_parallel=4, utd_ratio=4, max_episode_steps=10,
                   steps=(1, 2, 5, 10), ref_max_steps=200),
-    "quick": dict(train_molecules=120, test_molecules=16, conformers=4, min_heavy=4, max_heavy=9,
+    "quick": dict(train_molecules=500, test_molecules=32, conformers=4, min_heavy=4, max_heavy=9,
                   features=64, interactions=3, n_rbf=20, baseline_updates=1500, batch_size=16,
                   lr=5e-4, budget=100, traj_factors=(10, 50), n_parallel=16, utd_ratio=10,
                   max_episode_steps=50, steps=(1, 2, 3, 5, 8, 13, 21, 30, 50, 75, 100), ref_max_steps=500),

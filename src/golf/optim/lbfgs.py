@@ -27,6 +27,10 @@ Presets (``LBFGS_PRESETS``) and what ONE step is for each:
   steepest descent, pairs with ``y.s <= 1e-10`` skipped, inner iterations stop on
   ``g.d > -1e-9``, ``max|d t| <= 1e-9`` or ``|dE| < 1e-9`` as torch does. Energies are in eV here
   (GOLF's model used the same units in its optimizer, so only the first step's length depends on it).
+* ``"lbfgs-precon"``: ``"lbfgs"`` (same safeguards) with a preconditioned initial inverse Hessian
+  ``h0 P^-1``, P = Lindh's model Hessian of each molecule (``golf.optim.precon``), rebuilt when an
+  atom moved more than ``precon_rebuild`` = 0.1 A; ``h0`` = gamma in P's metric. About half the
+  force evaluations of ``"lbfgs"`` on drug-like molecules; P^-1 costs one batched triangular solve.
 
 In every preset ``n_steps`` counts steps as defined above, ``max_steps`` limits them and a molecule
 converges when ``fmax`` (max over atoms of |F|, eV/A) <= ``cfg.fmax`` after any evaluation.
@@ -39,6 +43,7 @@ from typing import Any, Sequence
 import torch
 
 from golf.batch import Batch, EnergyForces
+from golf.optim.precon import PRECONS, PreconCache
 from golf.optim.state import (
     ATOM,
     MOL,
@@ -79,6 +84,14 @@ class LBFGSConfig(OptimConfig):
         inner_steps: updates (each followed by one evaluation) per step.
         tolerance_grad: inner iterations stop when fmax <= tolerance_grad (eV/A) (torch).
         tolerance_change: inner iterations stop when g.d > -tol, max|dr| <= tol or |dE| < tol.
+        precon: None (scalar initial inverse Hessian) or a preconditioner of ``golf.optim.precon``
+            ("lindh", "exp"): the initial inverse Hessian is then ``h0 * P^-1`` and ``h0``,
+            ``h0_init`` are dimensionless multipliers.
+        precon_rebuild: a molecule's P is rebuilt when one of its atoms moved more than this (A)
+            since P was last built (ASE uses half the nearest-neighbour distance).
+        precon_stab: "lindh": diagonal shift (eV/A^2, default 0.05); "exp": c_stab (units of
+            precon_mu, default 0.1).
+        precon_mu: "exp" energy scale (eV/A^2).
     """
 
     history: int = 100
@@ -95,6 +108,10 @@ class LBFGSConfig(OptimConfig):
     inner_steps: int = 1
     tolerance_grad: float = 0.0
     tolerance_change: float = 0.0
+    precon: str | None = None
+    precon_rebuild: float = 0.1
+    precon_stab: float | None = None
+    precon_mu: float = 10.0
 
 
 LBFGS_PRESETS: dict[str, dict[str, Any]] = {
@@ -108,6 +125,7 @@ LBFGS_PRESETS: dict[str, dict[str, Any]] = {
         reset_on_uphill=False, revert_uphill=False, descent_fallback=False, inner_steps=5, tolerance_grad=1e-7,
         tolerance_change=1e-9, history=100,
     ),
+    "lbfgs-precon": dict(precon="lindh", h0="gamma", h0_init=1.0),
 }
 
 
@@ -126,6 +144,9 @@ class LBFGSState(OptimState):
         prev_energy: energy before the last update [B].
         has_prev: [B] bool, the molecule has made at least one update.
         last_dr: largest atom displacement of the last update [B] (A).
+        precon_positions: positions at which each molecule's preconditioner was built [N, 3] (A)
+            (unused without ``cfg.precon``).
+        precon_cache: the factored preconditioner of the current batch (static, rebuilt on demand).
     """
 
     s_hist: torch.Tensor = field(default=None, metadata=ATOM)  # [N, H, 3]
@@ -138,10 +159,12 @@ class LBFGSState(OptimState):
     prev_energy: torch.Tensor = field(default=None, metadata=MOL)  # [B]
     has_prev: torch.Tensor = field(default=None, metadata=MOL)  # [B]
     last_dr: torch.Tensor = field(default=None, metadata=MOL)  # [B]
+    precon_positions: torch.Tensor = field(default=None, metadata=ATOM)  # [N, 3]
+    precon_cache: PreconCache | None = None
 
 
 def lbfgs_config(preset: str = "lbfgs", **overrides: Any) -> LBFGSConfig:
-    """The config of a named preset ("lbfgs", "lbfgs-ase", "lbfgs-golf") with overrides."""
+    """The config of a named preset ("lbfgs", "lbfgs-ase", "lbfgs-golf", "lbfgs-precon") with overrides."""
     if preset not in LBFGS_PRESETS:
         raise ValueError(f"unknown L-BFGS preset {preset!r}; choose one of {', '.join(LBFGS_PRESETS)}")
     return LBFGSConfig(**{**LBFGS_PRESETS[preset], **overrides})
@@ -168,6 +191,8 @@ def lbfgs_init(
         cfg = lbfgs_config(preset, **overrides)
     elif overrides:
         cfg = replace(cfg, **overrides)
+    if cfg.precon is not None and cfg.precon not in PRECONS:
+        raise ValueError(f"unknown preconditioner {cfg.precon!r}; choose one of {', '.join(PRECONS)}")
     B, N, H = batch.n_mols, batch.positions.shape[0], cfg.history
     dev, dt = batch.device, batch.positions.dtype
     h0 = cfg.h0_init if cfg.h0 == "gamma" else float(cfg.h0)
@@ -183,6 +208,8 @@ def lbfgs_init(
         prev_energy=torch.zeros(B, dtype=dt, device=dev),
         has_prev=torch.zeros(B, dtype=torch.bool, device=dev),
         last_dr=torch.zeros(B, dtype=dt, device=dev),
+        precon_positions=batch.positions.clone(),
+        precon_cache=PreconCache() if cfg.precon else None,
     )
     return evaluate(state, provider)
 
@@ -201,6 +228,32 @@ def _reset(state: LBFGSState, which: torch.Tensor) -> None:
 
 def _h0_default(cfg: LBFGSConfig) -> float:
     return cfg.h0_init if cfg.h0 == "gamma" else float(cfg.h0)
+
+
+def _precondition(state: LBFGSState, v: torch.Tensor) -> torch.Tensor:
+    """P^-1 v for per-atom vectors v [N, 3] (eV/A -> A) with a preconditioner; v itself without.
+
+    A molecule's P is rebuilt (at its current positions) once one of its atoms has moved more than
+    ``cfg.precon_rebuild`` (A) since the last build; otherwise the cached factorization is reused.
+    """
+    mi, B, cfg = state.batch.mol_idx, state.batch.n_mols, state.cfg
+    if cfg.precon is None:
+        return v
+    pos = state.batch.positions
+    moved = segment_max((pos - state.precon_positions).norm(dim=-1), mi, B) > cfg.precon_rebuild  # [B]
+    if bool(moved.any()):
+        state.precon_positions = torch.where(moved[mi, None], pos, state.precon_positions)
+    if state.precon_cache is None:
+        state.precon_cache = PreconCache()
+    pc = state.precon_cache.get(
+        state.ids, state.precon_positions, state.batch.numbers, mi, B, cfg.precon, cfg.precon_stab, cfg.precon_mu
+    )
+    return pc.solve(v, mi)
+
+
+def _h0_apply(state: LBFGSState, v: torch.Tensor) -> torch.Tensor:
+    """The initial inverse Hessian times v [N, 3]: ``h0 v``, or ``h0 P^-1 v`` with a preconditioner (A)."""
+    return state.h0[state.batch.mol_idx, None] * _precondition(state, v)
 
 
 def _revert(state: LBFGSState, which: torch.Tensor) -> None:
@@ -247,7 +300,12 @@ def _update_history(state: LBFGSState, which: torch.Tensor) -> None:
     state.rho = torch.where(push[:, None], torch.cat([state.rho[:, 1:], rho_new[:, None]], 1), state.rho)
     state.n_hist = torch.where(push, torch.clamp(state.n_hist + 1, max=cfg.history), state.n_hist)
     if cfg.h0 == "gamma":
-        yy = mol_dot(y, y, mi, B)  # [B]
+        # With P, gamma = s.y / y.P^-1 y (the P-norm analogue of s.y / y.y: if the true Hessian
+        # were c P it returns 1/c). ASE's PreconLBFGS keeps gamma = 1 and trusts P's scale, which
+        # is safe only with its line search. On GOLF-10k / NCI molecules gamma comes out 0.1-1
+        # (the NNP is stiffer than Lindh's model along the steps taken), and a fixed 1 without line
+        # search made 1 of 12 molecules oscillate to max_steps while gamma needed ~27 evaluations.
+        yy = mol_dot(y, _precondition(state, y), mi, B)  # [B]
         gamma = ys / torch.where(yy > 0, yy, torch.ones_like(yy))
         state.h0 = torch.where(push & (yy > 0), gamma, state.h0)
 
@@ -263,7 +321,7 @@ def _direction(state: LBFGSState, which: torch.Tensor) -> torch.Tensor:
         a = state.rho[:, i] * mol_dot(state.s_hist[:, i], q, mi, B)  # [B]
         alphas[i] = a
         q = q - a[mi, None] * state.y_hist[:, i]
-    z = state.h0[mi, None] * q  # [N, 3]
+    z = _h0_apply(state, q)  # [N, 3]
     for i in slots:
         b = state.rho[:, i] * mol_dot(state.y_hist[:, i], z, mi, B)  # [B]
         z = z + state.s_hist[:, i] * (alphas[i] - b)[mi, None]
@@ -283,7 +341,7 @@ def _update_positions(state: LBFGSState, which: torch.Tensor) -> torch.Tensor:
     if bool(bad.any()):
         if cfg.descent_fallback:
             _reset(state, bad)
-            p = torch.where(bad[mi, None], state.h0[mi, None] * state.forces, p)
+            p = torch.where(bad[mi, None], _h0_apply(state, state.forces), p)
         else:
             moved = moved & ~bad
     dr = cfg.lr * p  # [N, 3]

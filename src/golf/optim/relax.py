@@ -128,7 +128,8 @@ def relax(
         provider: energy-and-forces callable (an NNP via ``golf.models.ModelEnergyForces``, or an
             oracle via ``golf.optim.providers.OracleEnergyForces``; ids passed when it wants them).
         confs_or_batch: conformations, or a ``Batch``.
-        method: "lbfgs" (robust default), "lbfgs-ase", "lbfgs-golf", "fire" or "gd".
+        method: "lbfgs" (robust default), "lbfgs-precon" (the same with a molecular preconditioner:
+            about half the force evaluations), "lbfgs-ase", "lbfgs-golf", "fire" or "gd".
         fmax: convergence threshold on max over atoms of |F| (eV/A).
         max_steps: step limit per molecule.
         batch_size: at most this many molecules are optimized at once (others wait and stream in as
