@@ -182,7 +182,7 @@ def main() -> None:
             row["median_abs_dE_vs_ase_eV"] = float(np.nanmedian(d))
             row["speedup_vs_ase"] = rows["ase"]["wall_s"] / row["wall_s"]
 
-    print(f"\n| method | wall s | conf/s | force evals/conf (median) | converged | median abs dE vs ASE (eV) | speedup |")
+    print("\n| method | wall s | conf/s | force evals/conf (median) | converged | median abs dE vs ASE (eV) | speedup |")
     print("|---|---|---|---|---|---|---|")
     for row in rows.values():
         print(f"| {row['name']} | {row['wall_s']:.1f} | {row['confs_per_s']:.2f} | "

@@ -48,7 +48,7 @@ def test_optimize_model_writes_relaxed_structures(tiny_model, smiles_file, tmp_p
         assert {"energy", "n_steps", "converged", "reason"} <= set(mols[0].GetPropNames())
 
 
-@pytest.mark.parametrize("optimizer", ["lbfgs-golf", "fire"])
+@pytest.mark.parametrize("optimizer", ["lbfgs", "lbfgs-golf", "fire"])
 def test_optimize_other_optimizers(tiny_model, smiles_file, tmp_path, optimizer):
     out = tmp_path / "out.sdf"
     assert main(["optimize", "--model", str(tiny_model), str(smiles_file), "-o", str(out),

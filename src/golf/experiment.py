@@ -108,7 +108,11 @@ class Experiment:
         return max(1, round(updates * self.p["batch_size"] / n_train))
 
     def train_models(self) -> None:
-        """Baseline on D0; traj-N fine-tuned from it with as many updates as GOLF makes (a fair share)."""
+        """Baseline on D0; traj-N fine-tuned from it with as many updates as GOLF makes (a fair share).
+
+        The baseline trains from scratch with ``lr``; traj-N and GOLF start from it with ``finetune_lr``
+        (the same for all three, so only their data differ).
+        """
         p = self.p
         d0 = self.path("data/D0.db")
         self.stage("baseline", lambda: self._golf(
@@ -121,11 +125,13 @@ class Experiment:
             self.stage(f"traj-{n}", lambda n=n, traj=traj: self._golf(
                 "train", "--data", d0, "--data", traj, "--init", self.path("models/baseline.pt"),
                 "--out", self.path(f"models/traj-{n}.pt"), "--epochs", self._epochs(golf_updates, d0, traj),
-                "--lr", p["lr"], *self._model_args(), *self._resume(f"models/traj-{n}.pt"), *self.progress))
+                "--lr", p["finetune_lr"], *self._model_args(), *self._resume(f"models/traj-{n}.pt"),
+                *self.progress))
         self.stage("golf", lambda: self._golf(
             "train", "--golf", "--from", self.path("models/baseline.pt"), "--data", self.path("data/D0.db"),
             "--budget", self.budget, "--n-parallel", p["n_parallel"], "--utd-ratio", p["utd_ratio"],
-            "--max-episode-steps", p["max_episode_steps"], "--batch-size", p["batch_size"], "--lr", p["lr"],
+            "--max-episode-steps", p["max_episode_steps"], "--batch-size", p["batch_size"],
+            "--lr", p["finetune_lr"],
             "--eval-every", max(1, self.budget // 10),
             "--seed", self.args.seed, "--device", self.args.device, *self._oracle_args(),
             *(["--resume"] if self.path("golf").exists() else []), "--out", self.path("golf"), *self.progress))

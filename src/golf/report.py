@@ -54,11 +54,11 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
     lines = [
         f"# golf run report ({preset_name} preset, genuine oracle: {oracle})",
         "",
-        f"Test conformations relaxed by each model with L-BFGS (the paper's setting: lr 1, 5 inner iterations); "
-        f"the genuine oracle scores the structures after T steps. pct = % of the possible energy decrease, "
-        f"E_res = E(T) - E(oracle optimum), success = E_res < 1 kcal/mol, div = ended above the start. "
-        f"A relaxation that blew the molecule apart (or whose structure the oracle could not evaluate) is "
-        f"'broken': it counts as diverged and unsuccessful, and has no E_res (means and medians are over the rest).",
+        "Test conformations relaxed by each model with L-BFGS (the paper's setting: lr 1, 5 inner iterations); "
+        "the genuine oracle scores the structures after T steps. pct = % of the possible energy decrease, "
+        "E_res = E(T) - E(oracle optimum), success = E_res < 1 kcal/mol, div = ended above the start. "
+        "A relaxation that blew the molecule apart (or whose structure the oracle could not evaluate) is "
+        "'broken': it counts as diverged and unsuccessful, and has no E_res (means and medians are over the rest).",
         "",
         f"| model | oracle calls beyond D0 | pct_{T_final} (%) | pct_div (%) | E_res mean (kcal/mol) "
         f"| E_res median (kcal/mol) | pct_success (%) | broken |",

@@ -1,6 +1,6 @@
 """``golf optimize``: relax conformations with an NNP (batched, golf.optim) or with an oracle.
 
-    golf optimize --model MODEL.pt INPUT -o OUTPUT.sdf [--conformers K] [--optimizer lbfgs]
+    golf optimize --model MODEL.pt INPUT -o OUTPUT.sdf [--conformers K] [--optimizer lbfgs-precon]
     golf optimize --oracle xtb INPUT -o OUTPUT.sdf
 
 INPUT: SMILES (.smi/.txt/.csv, ``--conformers`` ETKDG conformers each), SDF, XYZ/extXYZ or ASE db.
@@ -24,10 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--oracle", help="relax with an oracle instead (xtb, mmff, dft), in worker processes")
     p.add_argument("--conformers", type=int, default=1, help="ETKDG conformers per SMILES (default 1)")
     p.add_argument("--seed", type=int, default=0, help="conformer generation seed (default 0)")
-    p.add_argument("--optimizer", choices=METHODS, default="lbfgs",
-                   help="lbfgs: robust L-BFGS (default); lbfgs-precon: the same preconditioned with a "
-                        "model Hessian (about half the force evaluations); lbfgs-golf: the GOLF paper's torch "
-                        "L-BFGS setting (5 evaluations per step); lbfgs-ase: ASE's LBFGS; fire; gd")
+    p.add_argument("--optimizer", choices=METHODS, default="lbfgs-precon",
+                   help="lbfgs-precon: robust L-BFGS preconditioned with Lindh's model Hessian (default; "
+                        "about half the force evaluations of lbfgs); lbfgs: the same without preconditioner; "
+                        "lbfgs-golf: the GOLF paper's torch L-BFGS setting (5 evaluations per step); "
+                        "lbfgs-ase: ASE's LBFGS; fire; gd")
     p.add_argument("--fmax", type=float, default=0.05, help="convergence: max |force| in eV/A (default 0.05)")
     p.add_argument("--max-steps", type=int, default=1000, help="step limit per conformation (default 1000)")
     p.add_argument("--batch-size", type=int, default=256,

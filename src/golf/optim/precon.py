@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
-BOHR = 0.52917721090  # A
-HARTREE = 27.211386246  # eV
+from golf.units import BOHR_TO_ANG as BOHR
+from golf.units import HARTREE_TO_EV as HARTREE
 
 #: Lindh (1995) parameters by pair of periodic-table rows (1: H-He, 2: Li-Ne, 3: Na and heavier;
 #: rows 4+ (Br, I) use row 3, as Lindh gives no values for them). alpha in bohr^-2, r_ref in bohr.
