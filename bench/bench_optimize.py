@@ -178,16 +178,22 @@ def main() -> None:
                             median_force_evals=float(np.median(calls)), converged=int(sum(conv)))
     if "ase" in energies:
         for m, row in rows.items():
-            d = np.abs(energies[m] - energies["ase"])
-            row["median_abs_dE_vs_ase_eV"] = float(np.nanmedian(d))
+            signed = energies[m] - energies["ase"]
+            row["median_abs_dE_vs_ase_eV"] = float(np.nanmedian(np.abs(signed)))
+            # different optimizers may end in different local minima: say which side they land on
+            row["lower_than_ase_by_1meV"] = int(np.sum(signed < -1e-3))
+            row["higher_than_ase_by_1meV"] = int(np.sum(signed > 1e-3))
             row["speedup_vs_ase"] = rows["ase"]["wall_s"] / row["wall_s"]
 
-    print("\n| method | wall s | conf/s | force evals/conf (median) | converged | median abs dE vs ASE (eV) | speedup |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| method | wall s | conf/s | force evals/conf (median) | converged | median abs dE vs ASE (eV) "
+          "| lower/higher than ASE | speedup |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows.values():
         print(f"| {row['name']} | {row['wall_s']:.1f} | {row['confs_per_s']:.2f} | "
               f"{row['force_evals_per_conf']:.1f} ({row['median_force_evals']:.0f}) | {row['converged']}/{len(confs)} | "
-              f"{row.get('median_abs_dE_vs_ase_eV', float('nan')):.2e} | {row.get('speedup_vs_ase', float('nan')):.2f}x |")
+              f"{row.get('median_abs_dE_vs_ase_eV', float('nan')):.2e} | "
+              f"{row.get('lower_than_ase_by_1meV', '-')}/{row.get('higher_than_ase_by_1meV', '-')} | "
+              f"{row.get('speedup_vs_ase', float('nan')):.2f}x |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")

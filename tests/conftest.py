@@ -15,3 +15,15 @@ def checkpoints_dir() -> Path:
     if not (CHECKPOINTS / "reference.json").exists():
         pytest.skip("../shared/golf-checkpoints not present")
     return CHECKPOINTS
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread: fastest for the tiny batches of tests, and no oversubscription on
+    a busy 2-core machine. Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -21,13 +21,7 @@ def cluster(n: int, seed: int, noise: float = 0.1, scale: float = 1.0) -> Confor
     return Conformation(np.ones(n), GRID[:n] * scale + rng.normal(size=(n, 3)) * noise)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small batches: one intra-op thread is fastest, and avoids oversubscription on busy machines."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

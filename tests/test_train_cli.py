@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from golf.cli import main
 from test_train import synthetic_data, write_db
@@ -22,12 +21,7 @@ def db(tmp_path_factory) -> Path:
     return write_db(tmp_path_factory.mktemp("cli") / "d0.db", synthetic_data(n_mols=12, n_confs=3))
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_train_end_to_end_and_resume(db, tmp_path, capsys):

@@ -23,6 +23,11 @@ from typing import Any
 EXECUTORS = ("local", "serial", "dask")
 
 
+def _add_output_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--out", required=True, metavar="DB", help=what)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     p = sub.add_parser(
@@ -35,8 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_molecule_args(p, default_split="train", default_conformers=3)
     _add_oracle_args(p)
     _add_executor_args(p)
-    p.add_argument("--out", required=True, metavar="DB", help="output ASE SQLite database (.db)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_output_args(p, "output ASE SQLite database (.db)")
     p.set_defaults(_data_run=_run_build)
 
     p = sub.add_parser(
@@ -50,8 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_oracle_args(p)
     _add_relax_args(p)
     _add_executor_args(p)
-    p.add_argument("--out", required=True, metavar="DB", help="output reference database (.db)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_output_args(p, "output reference database (.db)")
     p.set_defaults(_data_run=_run_reference)
 
     p = sub.add_parser(
@@ -67,8 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=int, required=True, metavar="N",
                    help="number of trajectory conformations (oracle calls) to write")
     _add_executor_args(p)
-    p.add_argument("--out", required=True, metavar="DB", help="output trajectory database (.db)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_output_args(p, "output trajectory database (.db)")
     p.set_defaults(_data_run=_run_trajectories)
     parser.set_defaults(_data_parser=parser)
 
