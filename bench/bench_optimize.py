@@ -70,6 +70,7 @@ def torchsim_fire(model, confs, fmax: float, max_steps: int) -> tuple[list[float
     from golf.batch import Batch
     from golf.models import ModelEnergyForces
     from golf.molecules import conformation_to_atoms
+    from golf.optim.state import segment_max
 
     provider = ModelEnergyForces(model)
 
@@ -97,8 +98,7 @@ def torchsim_fire(model, confs, fmax: float, max_steps: int) -> tuple[list[float
         convergence_fn=ts.generate_force_convergence_fn(force_tol=fmax, include_cell_forces=False),
     )
     energies = final.energy.detach().double().tolist()
-    fmax_per = torch.zeros(final.n_systems, dtype=final.forces.dtype).scatter_reduce(
-        0, final.system_idx, final.forces.norm(dim=-1), reduce="amax")
+    fmax_per = segment_max(final.forces.norm(dim=-1), final.system_idx, final.n_systems)
     per_conf = ts_model.n_system_evals / len(confs)  # batched: only the total is countable
     return energies, [per_conf] * len(confs), (fmax_per <= fmax).tolist()
 
