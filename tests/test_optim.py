@@ -42,10 +42,13 @@ def random_conf(n: int, seed: int) -> Conformation:
 def test_quadratic_minimum(method, hessian):
     center = np.array([0.5, -1.0, 2.0])
     confs = [random_conf(n, s) for s, n in enumerate((1, 3, 4))]
-    recs = relax(Quadratic(hessian, center), confs, method=method, fmax=1e-4, max_steps=5000, dtype=F64)
+    # the paper's L-BFGS applies torch's tolerance_change = 1e-9 to g.d in Hartree: on the stiff
+    # direction (100 eV/A^2) it stops moving once |g| ~ 2e-4 eV/A, so it is asked for 1e-3 only
+    fmax = 1e-3 if method == "lbfgs-golf" else 1e-4
+    recs = relax(Quadratic(hessian, center), confs, method=method, fmax=fmax, max_steps=5000, dtype=F64)
     for r in recs:
         assert r.converged and r.reason == "converged"
-        np.testing.assert_allclose(r.positions, np.broadcast_to(center, r.positions.shape), atol=1e-3)
+        np.testing.assert_allclose(r.positions, np.broadcast_to(center, r.positions.shape), atol=10 * fmax)
         assert abs(r.energy) < 1e-6
 
 
@@ -99,7 +102,10 @@ def test_lj_clusters_match_ase():
 
 
 def test_golf_preset_matches_torch_lbfgs():
-    """lbfgs-golf = torch.optim.LBFGS(lr=1, max_iter=5, history_size=100) per molecule, step by step."""
+    """lbfgs-golf = torch.optim.LBFGS(lr=1, max_iter=5, history_size=100) per molecule, step by step,
+    run on the energy in Hartree as the official GOLF code does (``GOLF/optim/lbfgs.py``)."""
+    from golf.units import HARTREE_TO_EV
+
     confs = [cluster(n, 7 + n, noise=0.05, scale=1.2 / 1.12) for n in (3, 5)]
     provider = Morse()
     batch = Batch.from_conformations(confs, dtype=F64)
@@ -121,12 +127,18 @@ def test_golf_preset_matches_torch_lbfgs():
             n_eval += 1
             opt.zero_grad()
             e, f = provider(Batch(one.numbers, x.detach(), one.mol_idx, 1))
-            x.grad = -f
-            return e.sum()
+            x.grad = -f / HARTREE_TO_EV
+            return e.sum() / HARTREE_TO_EV
 
         for step in range(6):
             opt.step(closure)
             np.testing.assert_allclose(x.detach().numpy(), ours[step + 1][b].numpy(), atol=1e-9)
+        if step == 5 and b == 0:
+            # the same constants applied in eV give another trajectory (the issue this guards)
+            ev = lbfgs_init(Batch.from_conformations(confs, dtype=F64), provider, preset="lbfgs-golf",
+                            fmax=0.0, max_steps=6, energy_unit=1.0, h0_init=1.0)
+            ev = lbfgs_step(ev, provider)
+            assert not np.allclose(batch.split(ev.positions)[0].numpy(), ours[1][0].numpy(), atol=1e-6)
         # torch evaluates the last update at the start of its next step (re-evaluating the same point
         # when it stopped early); we evaluate each update once, right after it
         assert int(calls[-1][b]) <= n_eval + 1
@@ -185,8 +197,10 @@ def test_diverging_molecule_does_not_affect_others(mode, method):
                      method=method, fmax=1e-3, dtype=F64)
     bad = poisoned[1]
     assert not bad.converged and bad.n_steps == 3
-    assert bad.reason == ("non-finite energy or forces" if mode == "nan" else bad.reason)
-    assert mode == "nan" or bad.reason.startswith("exploding forces")
+    if mode == "nan":
+        assert bad.reason == "non-finite energy or forces"
+    else:
+        assert bad.reason.startswith("exploding forces")
     for i in (0, 2):
         assert poisoned[i].converged and poisoned[i].n_steps == clean[i].n_steps
         np.testing.assert_allclose(poisoned[i].positions, clean[i].positions, atol=1e-10)

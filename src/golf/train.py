@@ -10,11 +10,12 @@ force MSE (every molecule counts equally, whatever its size). Energies are total
 the model predicts ``sum of atomrefs + learned residual``, so the energy MSE on totals *is* the MSE
 of residuals relative to the per-element atomrefs (fitted on the training set before training).
 
-Units and scaling: the paper's weights were chosen for energies in Hartree and forces in
-Hartree/Bohr (nablaDFT). To keep their meaning (and the meaning of gradient clipping at 1.0) the loss
-divides energy errors by ``ENERGY_SCALE = 1 Hartree`` (in eV) and force errors by
-``FORCE_SCALE = 1 Hartree/Bohr`` (in eV/A): ``loss`` is dimensionless, numerically the paper's loss
-in atomic units. The metrics dicts report the unscaled MSEs in eV^2 and (eV/A)^2 and MAEs in
+Units and scaling: the official code trains on energies in Hartree and forces in Hartree/Angstrom
+(``env/dft_worker.py`` divides psi4's Hartree/Bohr gradients by ``PSI4_BOHR2ANGSTROM``;
+``GOLF/GOLF_trainer.py``, ``GOLF.update``, applies the weights to those MSEs). To keep the meaning
+of the paper's weights (and of gradient clipping at 1.0) the loss divides energy errors by
+``ENERGY_SCALE = 1 Hartree`` (in eV) and force errors by ``FORCE_SCALE = 1 Hartree/Angstrom`` (in
+eV/A): ``loss`` is dimensionless and numerically equal to the official loss. The metrics dicts report the unscaled MSEs in eV^2 and (eV/A)^2 and MAEs in
 meV, kcal/mol and meV/A.
 
 ``Trainer`` wraps Adam + cosine annealing + gradient clipping; ``update`` is one optimisation step
@@ -43,12 +44,12 @@ from golf.dataset import LabelledData
 from golf.errors import CheckpointError, GolfError
 from golf.io import atomic_write_bytes, atomic_write_text
 from golf.models.checkpoint import save_model
-from golf.units import EV_TO_KCAL_MOL, HARTREE_PER_BOHR_TO_EV_PER_ANG, HARTREE_TO_EV
+from golf.units import EV_TO_KCAL_MOL, HARTREE_TO_EV
 
 #: Energy error scale of the loss (eV): 1 Hartree, so the paper's weights keep their meaning.
 ENERGY_SCALE: float = HARTREE_TO_EV
-#: Force error scale of the loss (eV/A): 1 Hartree/Bohr.
-FORCE_SCALE: float = HARTREE_PER_BOHR_TO_EV_PER_ANG
+#: Force error scale of the loss (eV/A): 1 Hartree/Angstrom, the official code's force unit.
+FORCE_SCALE: float = HARTREE_TO_EV
 
 BatchTuple = tuple[Batch, torch.Tensor, torch.Tensor]
 

@@ -25,8 +25,12 @@ Presets (``LBFGS_PRESETS``) and what ONE step is for each:
   end of this one, giving the same sequence of positions and the same number of evaluations).
   No step cap, gamma scaling (1 before the first pair), first update ``min(1, 1/|g|_1) * lr`` of
   steepest descent, pairs with ``y.s <= 1e-10`` skipped, inner iterations stop on
-  ``g.d > -1e-9``, ``max|d t| <= 1e-9`` or ``|dE| < 1e-9`` as torch does. Energies are in eV here
-  (GOLF's model used the same units in its optimizer, so only the first step's length depends on it).
+  ``g.d > -1e-9``, ``max|d t| <= 1e-9`` or ``|dE| < 1e-9`` as torch does (max over components, as
+  torch's ``abs().max()``). The official GOLF code runs this optimizer on its model's energies in
+  **Hartree** (forces Hartree/A; ``GOLF/optim/lbfgs.py``, ``GOLF/make_policies.py``), so its constants
+  are Hartree-based: ``energy_unit = 1 Hartree`` applies them to golf's eV energies (the first step
+  ``min(1, 1/|g|_1)``, the initial inverse Hessian 1 A^2/Hartree, the curvature and change
+  tolerances), which reproduces the official trajectory position for position.
 * ``"lbfgs-precon"``: ``"lbfgs"`` (same safeguards) with a preconditioned initial inverse Hessian
   ``h0 P^-1``, P = Lindh's model Hessian of each molecule (``golf.optim.precon``), rebuilt when an
   atom moved more than ``precon_rebuild`` = 0.1 A; ``h0`` = gamma in P's metric. About half the
@@ -44,6 +48,7 @@ import torch
 
 from golf.batch import Batch, EnergyForces
 from golf.optim.precon import PRECONS, PreconCache
+from golf.units import HARTREE_TO_EV
 from golf.optim.state import (
     ATOM,
     MOL,
@@ -92,6 +97,9 @@ class LBFGSConfig(OptimConfig):
         precon_stab: "lindh": diagonal shift (eV/A^2, default 0.05); "exp": c_stab (units of
             precon_mu, default 0.1).
         precon_mu: "exp" energy scale (eV/A^2).
+        energy_unit: eV per energy unit in which ``curvature_eps``, ``tolerance_grad``,
+            ``tolerance_change`` (energy and slope tests) and the "torch" first step are stated
+            ("lbfgs-golf": 1 Hartree, the official code's unit; ``h0_init`` is in A^2/eV already).
     """
 
     history: int = 100
@@ -112,6 +120,7 @@ class LBFGSConfig(OptimConfig):
     precon_rebuild: float = 0.1
     precon_stab: float | None = None
     precon_mu: float = 10.0
+    energy_unit: float = 1.0
 
 
 LBFGS_PRESETS: dict[str, dict[str, Any]] = {
@@ -120,10 +129,11 @@ LBFGS_PRESETS: dict[str, dict[str, Any]] = {
         h0=1.0 / ASE_ALPHA, curvature_eps=None, reset_on_uphill=False, revert_uphill=False,
         descent_fallback=False, tolerance_change=float("-inf"),
     ),
+    # official GOLF: torch-style LBFGS(lr=1, max_iter=5) with torch's default tolerances, in Hartree
     "lbfgs-golf": dict(
-        maxstep=None, lr=1.0, h0="gamma", h0_init=1.0, first_step="torch", curvature_eps=1e-10,
+        maxstep=None, lr=1.0, h0="gamma", h0_init=1.0 / HARTREE_TO_EV, first_step="torch", curvature_eps=1e-10,
         reset_on_uphill=False, revert_uphill=False, descent_fallback=False, inner_steps=5, tolerance_grad=1e-7,
-        tolerance_change=1e-9, history=100,
+        tolerance_change=1e-9, history=100, energy_unit=HARTREE_TO_EV,
     ),
     "lbfgs-precon": dict(precon="lindh", h0="gamma", h0_init=1.0),
 }
@@ -143,7 +153,7 @@ class LBFGSState(OptimState):
         prev_forces: forces before the last update [N, 3].
         prev_energy: energy before the last update [B].
         has_prev: [B] bool, the molecule has made at least one update.
-        last_dr: largest atom displacement of the last update [B] (A).
+        last_dr: largest displacement component of the last update [B] (A).
         precon_positions: positions at which each molecule's preconditioner was built [N, 3] (A)
             (unused without ``cfg.precon``).
         precon_cache: the factored preconditioner of the current batch (static, rebuilt on demand).
@@ -290,7 +300,7 @@ def _update_history(state: LBFGSState, which: torch.Tensor) -> None:
     s = state.batch.positions - state.prev_positions  # [N, 3]
     y = state.prev_forces - state.forces  # [N, 3] = g - g_prev
     ys = mol_dot(s, y, mi, B)  # [B]
-    push = upd if cfg.curvature_eps is None else upd & (ys > cfg.curvature_eps)
+    push = upd if cfg.curvature_eps is None else upd & (ys > cfg.curvature_eps * cfg.energy_unit)
     if not bool(push.any()):
         return
     atoms = push[mi][:, None, None]  # [N, 1, 1]
@@ -336,7 +346,7 @@ def _update_positions(state: LBFGSState, which: torch.Tensor) -> torch.Tensor:
     p = _direction(state, which)  # [N, 3]
     gtd = -mol_dot(state.forces, p, mi, B)  # [B], g.d
     moved = which.clone()
-    tol = cfg.tolerance_change
+    tol = cfg.tolerance_change * cfg.energy_unit
     bad = which & ~(gtd < -tol) if tol != float("-inf") else torch.zeros_like(which)
     if bool(bad.any()):
         if cfg.descent_fallback:
@@ -348,9 +358,10 @@ def _update_positions(state: LBFGSState, which: torch.Tensor) -> torch.Tensor:
     if cfg.first_step == "torch":
         first = moved & ~state.has_prev  # [B]
         if bool(first.any()):
-            l1 = segment_sum(state.forces.abs().sum(-1), mi, B)  # [B], |g|_1
+            g = state.forces / cfg.energy_unit  # [N, 3], minus the gradient in the optimizer's unit
+            l1 = segment_sum(g.abs().sum(-1), mi, B)  # [B], |g|_1
             t = torch.clamp(1.0 / l1, max=1.0) * cfg.lr  # [B]
-            dr = torch.where(first[mi, None], state.forces * t[mi, None], dr)
+            dr = torch.where(first[mi, None], g * t[mi, None], dr)
     dr = cap_step(dr, cfg.maxstep, mi, B)
     atoms = moved[mi][:, None]  # [N, 1]
     dr = torch.where(atoms, dr, torch.zeros_like(dr))
@@ -358,9 +369,16 @@ def _update_positions(state: LBFGSState, which: torch.Tensor) -> torch.Tensor:
     state.prev_forces = torch.where(atoms, state.forces, state.prev_forces)
     state.prev_energy = torch.where(moved, state.energy, state.prev_energy)
     state.has_prev = state.has_prev | moved
-    state.last_dr = torch.where(moved, segment_max(dr.norm(dim=-1), mi, B), state.last_dr)
+    state.last_dr = torch.where(moved, segment_max(dr.abs().amax(-1), mi, B), state.last_dr)
     state.batch = batch.with_positions(batch.positions + dr)
     return moved
+
+
+def _grad_small(state: LBFGSState) -> torch.Tensor:
+    """[B] torch's optimality test: max |gradient component| <= tolerance_grad (optimizer's unit)."""
+    cfg, mi = state.cfg, state.batch.mol_idx
+    gmax = segment_max(state.forces.abs().amax(-1), mi, state.batch.n_mols)  # [B] eV/A
+    return gmax <= cfg.tolerance_grad * cfg.energy_unit
 
 
 def lbfgs_step(state: LBFGSState, provider: EnergyForces) -> LBFGSState:
@@ -369,7 +387,7 @@ def lbfgs_step(state: LBFGSState, provider: EnergyForces) -> LBFGSState:
     cfg = state.cfg
     running = state.active  # [B]
     if cfg.tolerance_grad > 0:
-        running = running & ~(state.fmax <= cfg.tolerance_grad)
+        running = running & ~_grad_small(state)
     stepped = running.clone()
     for _ in range(cfg.inner_steps):
         if not bool(running.any()):
@@ -381,10 +399,10 @@ def lbfgs_step(state: LBFGSState, provider: EnergyForces) -> LBFGSState:
         evaluate(state, provider, moved)
         running = running & ~state.converged & ~state.failed
         if cfg.tolerance_grad > 0:
-            running = running & ~(state.fmax <= cfg.tolerance_grad)
+            running = running & ~_grad_small(state)
         if cfg.tolerance_change > 0:
             small = (state.last_dr <= cfg.tolerance_change) | (
-                (state.energy - state.prev_energy).abs() < cfg.tolerance_change
+                (state.energy - state.prev_energy).abs() < cfg.tolerance_change * cfg.energy_unit
             )
             running = running & ~small
     return finish_step(state, stepped)
