@@ -127,3 +127,23 @@ def test_format_table_lists_every_step():
     assert any(line.split()[0] == "1" for line in lines[3:5])
     assert "50.0±0.0" in text
     assert "kcal/mol" in text
+
+
+def test_official_scoring_drops_what_golf_scores():
+    """Broken structures (NaN E_T) count as diverged in golf's scoring; the official evaluation drops
+    them, and also drops every T after a non-finite optimizer step (``excluded``)."""
+    from golf.metrics import aggregate
+    from golf.units import KCAL_MOL_TO_EV
+
+    e0 = np.array([10.0, 10.0, 10.0, 10.0])
+    eopt = np.zeros(4)
+    k = KCAL_MOL_TO_EV
+    et = np.array([[0.5 * k], [np.nan], [20.0], [0.2 * k]])  # success, broken, diverged, success
+    excluded = np.array([[False], [False], [False], [True]])  # the 4th ran into a non-finite step
+    row = aggregate(e0, et, eopt, [100], excluded=excluded)[0]
+    assert row["pct_div"] == pytest.approx(50.0) and row["pct_success"] == pytest.approx(50.0)  # 2/4, 2/4
+    assert row["n_official"] == 2  # the broken and the excluded pair are dropped
+    assert row["pct_div_official"] == pytest.approx(50.0) and row["pct_success_official"] == pytest.approx(50.0)
+    assert row["e_res_median_official"] == pytest.approx(np.median([0.5, 20.0 / k]))
+    no_excl = aggregate(e0, et, eopt, [100])[0]
+    assert no_excl["n_official"] == 3 and no_excl["pct_success_official"] == pytest.approx(200 / 3)

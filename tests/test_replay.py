@@ -29,19 +29,22 @@ def test_all_initial_while_no_new_data():
     assert len(buf) == 20
 
 
-@pytest.mark.parametrize("pct,bs,expect_init", [(0.1, 64, 6), (0.25, 10, 2), (0.0, 8, 0), (1.0, 8, 8), (0.5, 7, 4)])
+# official GOLF/replay_buffer.py: int(batch_size * (1 - initial_conf_pct)) new conformations, the rest D0
+@pytest.mark.parametrize("pct,bs,expect_init", [(0.1, 64, 7), (0.25, 10, 3), (0.0, 8, 0), (1.0, 8, 8), (0.5, 7, 4)])
 def test_ratio_respected(pct, bs, expect_init):
     initial = _data(30)
     buf = ReplayBuffer(initial, initial_conf_pct=pct)
-    new = _data(5, mol_offset=1000, marker=1e4)
+    new = _data(60, mol_offset=1000, marker=1e4)
     for i in range(len(new)):
         buf.add(new.conformation(i), *new.labels(i))
-    assert len(buf) == 35 and buf.n_new == 5
+    assert len(buf) == 90 and buf.n_new == 60
     rng = np.random.default_rng(1)
     for _ in range(5):
         init_idx, new_idx = buf.sample(bs, rng)
         assert len(init_idx) == expect_init and len(new_idx) == bs - expect_init
-        assert (new_idx < 5).all() and (init_idx < 30).all()
+        assert (new_idx < 60).all() and (init_idx < 30).all()
+        # both shares without replacement: no conformation twice in a batch
+        assert len(set(new_idx.tolist())) == len(new_idx) and len(set(init_idx.tolist())) == len(init_idx)
     batch, energy, forces = buf.sample_batch(bs, rng, dtype=torch.float64)
     assert batch.n_mols == bs and forces.shape == (len(batch.numbers), 3)
     assert int((energy >= 1e4).sum()) == bs - expect_init  # new data marked by energies >= 1e4
@@ -73,20 +76,20 @@ def test_capacity_keeps_newest():
     for i in range(8):
         buf.add(new.conformation(i), *new.labels(i))
     assert buf.n_new == 3 and buf.n_added == 8 and len(buf) == 13
-    _, new_idx = buf.sample(32, np.random.default_rng(0))
-    assert set(new_idx.tolist()) <= {5, 6, 7}
+    _, new_idx = buf.sample(3, np.random.default_rng(0))
+    assert set(new_idx.tolist()) == {5, 6, 7}
 
 
 def test_state_dict_roundtrip():
     initial = _data(10)
     buf = ReplayBuffer(initial, initial_conf_pct=0.2)
-    new = _data(4, mol_offset=70, marker=9.0)
-    for i in range(4):
+    new = _data(8, mol_offset=70, marker=9.0)
+    for i in range(8):
         buf.add(new.conformation(i), *new.labels(i))
     state = buf.state_dict()
     buf2 = ReplayBuffer(initial, initial_conf_pct=0.9)
     buf2.load_state_dict(state)
-    assert buf2.initial_conf_pct == 0.2 and buf2.n_new == 4
+    assert buf2.initial_conf_pct == 0.2 and buf2.n_new == 8
     a = buf.sample_batch(8, np.random.default_rng(5), dtype=torch.float64)
     b = buf2.sample_batch(8, np.random.default_rng(5), dtype=torch.float64)
     assert torch.equal(a[0].positions, b[0].positions) and torch.equal(a[2], b[2])
@@ -101,9 +104,20 @@ def test_trainer_update_on_replay_batch():
     torch.manual_seed(0)
     model = build_model("painn", n_atom_basis=16, n_interactions=1, n_rbf=8, cutoff=4.0)
     buf = ReplayBuffer(_data(10), initial_conf_pct=0.25)
-    new = _data(3, mol_offset=5)
-    for i in range(3):
+    new = _data(8, mol_offset=5)
+    for i in range(8):
         buf.add(new.conformation(i), *new.labels(i))
     trainer = Trainer(model, lr=1e-3, total_steps=5)
     m = trainer.update(buf.sample_batch(8, np.random.default_rng(0)))
     assert trainer.step == 1 and np.isfinite(m["loss"])
+
+
+def test_new_share_never_repeats_and_ready_gates_training():
+    """No sampling with replacement from the new data: the GOLF loop waits for ``ready(batch_size)``."""
+    buf = ReplayBuffer(_data(20), initial_conf_pct=0.1)
+    new = _data(10, mol_offset=300)
+    for i in range(10):
+        buf.add(new.conformation(i), *new.labels(i))
+    assert not buf.ready(32) and buf.ready(10)
+    with pytest.raises(ValueError, match="without replacement"):
+        buf.sample(32, np.random.default_rng(0))  # needs 28 new ones, 10 exist

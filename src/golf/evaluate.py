@@ -48,6 +48,7 @@ import numpy as np
 from golf import metrics as _metrics
 from golf.conformation import Conformation
 from golf.errors import InputError
+from golf.optim.state import NON_FINITE
 
 #: Default force threshold (eV/A) for model relaxations: tiny, so they run for the full step budget.
 DEFAULT_FMAX: float = 1e-6
@@ -277,7 +278,7 @@ def model_trajectories(
     model: Any,
     confs: Sequence[Conformation],
     steps: Sequence[int],
-    optimizer: str = "lbfgs",
+    optimizer: str = "lbfgs-golf",
     fmax: float = DEFAULT_FMAX,
     batch_size: int | None = None,
     progress: bool = False,
@@ -482,7 +483,10 @@ def _evaluate_trajectories(
         for k, f in enumerate(traj.frame_of_step):
             et[i, k] = energies.get((i, f), float("nan"))
     per = _metrics.conformation_metrics(e0, et, eopt)
-    aggregate = _metrics.aggregate(e0, et, eopt, steps)
+    # the official evaluation drops every T after a non-finite optimizer step (not finite, not scored)
+    excluded = np.array([[traj.reason.startswith(NON_FINITE) and t > traj.n_steps for t in steps]
+                         for traj in trajectories], dtype=bool).reshape(n_conf, len(steps))
+    aggregate = _metrics.aggregate(e0, et, eopt, steps, excluded=excluded)
 
     records: list[dict[str, Any]] = []
     for i, (ref, traj) in enumerate(zip(reference, trajectories)):
@@ -531,7 +535,7 @@ def evaluate_model(
     reference: Sequence[Any],
     executor: Any,
     steps: Sequence[int] = _metrics.DEFAULT_STEPS,
-    optimizer: str = "lbfgs",
+    optimizer: str = "lbfgs-golf",
     fmax: float = DEFAULT_FMAX,
     batch_size: int | None = None,
     name: str = "model",

@@ -89,12 +89,16 @@ class Experiment:
         self.stage("reference", lambda: self._golf(
             "data", "reference", "--input", self.path("data/test.db"), "--max-steps", p["ref_max_steps"],
             *self._oracle_args(), "--out", self.path("data/test_ref.db"), *quiet))
+        # the paper's D-traj-N: N conformations drawn at random from genuine-oracle optimization
+        # trajectories of D0 conformations, here the complete trajectories of every D0 conformation of
+        # the first traj_molecules molecules (so traj-N covers many molecules, not a few long runs)
         self.stage("trajectories", lambda: self._golf(
-            "data", "trajectories", "--input", self.path("data/D0.db"), "--budget", max(self.traj_sizes),
+            "data", "trajectories", "--input", self.path("data/D0.db"), "--molecules", p["traj_molecules"],
+            "--budget", p["traj_molecules"] * p["conformers"] * p["ref_max_steps"], "--max-steps", p["ref_max_steps"],
             *self._oracle_args(), "--out", self.path("data/traj.db"), *quiet))
         for n in self.traj_sizes:
-            self.stage(f"traj-{n}-data", lambda n=n: _copy_first_rows(
-                self.path("data/traj.db"), self.path(f"data/traj-{n}.db"), n))
+            self.stage(f"traj-{n}-data", lambda n=n: sample_rows(
+                self.path("data/traj.db"), self.path(f"data/traj-{n}.db"), n, seed=self.args.seed))
 
     def _resume(self, model: str) -> list[str]:
         """``--resume`` when an interrupted ``golf train`` left its state in ``<model>.d``."""
@@ -111,7 +115,9 @@ class Experiment:
         """Baseline on D0; traj-N fine-tuned from it with as many updates as GOLF makes (a fair share).
 
         The baseline trains from scratch with ``lr``; traj-N and GOLF start from it with ``finetune_lr``
-        (the same for all three, so only their data differ).
+        (the same for all three, so only their data differ). traj-N trains on its trajectory
+        conformations alone, as the official ``run_training_trajectories-*.sh`` (``initial_conf_pct
+        1.0`` on D-traj-N, ``--load_baseline``).
         """
         p = self.p
         d0 = self.path("data/D0.db")
@@ -123,8 +129,8 @@ class Experiment:
         for n in self.traj_sizes:
             traj = self.path(f"data/traj-{n}.db")
             self.stage(f"traj-{n}", lambda n=n, traj=traj: self._golf(
-                "train", "--data", d0, "--data", traj, "--init", self.path("models/baseline.pt"),
-                "--out", self.path(f"models/traj-{n}.pt"), "--epochs", self._epochs(golf_updates, d0, traj),
+                "train", "--data", traj, "--init", self.path("models/baseline.pt"),
+                "--out", self.path(f"models/traj-{n}.pt"), "--epochs", self._epochs(golf_updates, traj),
                 "--lr", p["finetune_lr"], *self._model_args(), *self._resume(f"models/traj-{n}.pt"),
                 *self.progress))
         self.stage("golf", lambda: self._golf(
@@ -174,15 +180,21 @@ class Experiment:
         print(f"[golf run] report: {self.path('report.md')}", file=sys.stderr)
 
 
-def _copy_first_rows(src: Path, dst: Path, n: int) -> None:
-    """The first ``n`` rows of an ASE db (the paper's traj-N: the first N oracle calls), atomically."""
+def sample_rows(src: Path, dst: Path, n: int, seed: int = 0) -> None:
+    """``n`` rows of an ASE db drawn uniformly without replacement (seeded), written atomically in
+    their original order: the paper's D-traj-N from a pool of trajectory conformations."""
+    import numpy as np
     from ase.db import connect
 
+    source = connect(str(src), type="db")
+    ids = [row.id for row in source.select(sort="id", include_data=False)]
+    if n > len(ids):
+        raise GolfError(f"{src} holds {len(ids)} trajectory conformations, fewer than the {n} asked for")
+    keep = set(np.random.default_rng(seed).choice(ids, size=n, replace=False).tolist())
     with atomic_path(dst) as tmp:
         tmp.unlink()  # ASE's SQLite backend creates the database itself
-        source, target = connect(str(src), type="db"), connect(str(tmp), type="db")
+        target = connect(str(tmp), type="db")
         with target:  # one transaction
-            for i, row in enumerate(source.select(sort="id")):
-                if i >= n:
-                    break
-                target.write(row.toatoms(), key_value_pairs=row.key_value_pairs, data=row.data)
+            for row in source.select(sort="id"):
+                if row.id in keep:
+                    target.write(row.toatoms(), key_value_pairs=row.key_value_pairs, data=row.data)

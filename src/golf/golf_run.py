@@ -105,7 +105,7 @@ def train_golf(
     scheduler: str | None = None,
     timeout: float | None = None,
     lr: float = 1e-4,
-    lr_min: float = 0.0,
+    lr_min: float | None = None,
     clip: float = 1.0,
     w_energy: float = 0.01,
     w_forces: float = 0.99,
@@ -118,6 +118,8 @@ def train_golf(
 ) -> Path:
     """Run GOLF from a baseline model on D0 (``data``) until ``config.budget`` oracle calls are spent.
 
+    ``lr_min`` (None: ``lr / 1000``, the official ``CosineAnnealing`` with ``final_div_factor`` 1e3 in
+    ``GOLF/GOLF_trainer.py``) is where the cosine schedule ends after ``budget * utd_ratio`` updates.
     Returns the path of the final model (RUN_DIR/model.pt). See the module docstring for the files.
     """
     from tqdm.auto import tqdm
@@ -130,6 +132,8 @@ def train_golf(
     from golf.train import Trainer
 
     run_dir = Path(run_dir)
+    if lr_min is None:
+        lr_min = lr / 1000.0
     spec = OracleSpec(oracle, dict(oracle_settings or {}))
     store = RunStore(run_dir, spec)
     if (run_dir / MODEL).exists() and not resume:
@@ -172,6 +176,7 @@ def train_golf(
     stats.calls_ok = len(stored)
     stats.calls_failed = n_failed
     stats.skipped_force = sum(1 for r in stored if not r["kvp"].get("used", 1))
+    stats.conformations_added = len(buffer.new)
 
     provider = ModelEnergyForces(model)
     t_start = time.perf_counter()
@@ -197,7 +202,7 @@ def train_golf(
 
     def on_progress(s: GolfStats, metrics: dict[str, float]) -> None:
         bar.update(1)
-        bar.set_postfix(buffer=len(buffer.new), loss=f"{metrics.get('loss', float('nan')):.3g}", refresh=False)
+        bar.set_postfix(added=s.conformations_added, loss=f"{metrics.get('loss', float('nan')):.3g}", refresh=False)
         if s.calls_done % checkpoint_every == 0:
             save_checkpoint()
         if s.calls_done % eval_every == 0 or s.calls_done == config.budget:
@@ -206,8 +211,7 @@ def train_golf(
     with make_executor(spec, kind=executor, n_workers=workers, scheduler=scheduler, timeout=timeout) as ex:
         golf_loop = GolfLoop(provider, trainer, buffer, pool, ex, config, on_result=on_result,
                              on_progress=on_progress, stats=stats, device=device, dtype=model.dtype)
-        for _ in late:  # results stored after the last checkpoint still owe their updates
-            golf_loop.train(config.utd_ratio)
+        golf_loop.catch_up(len(late))  # results stored after the last checkpoint still owe their updates
         if not (run_dir / LOG).exists():
             log(stats, {})  # the starting point of the learning curve
         golf_loop.run()
@@ -229,7 +233,8 @@ def _log_row(stats: GolfStats, metrics: dict[str, float], buffer: Any, loop: Gol
     elapsed = max(time.perf_counter() - t_start, 1e-9)
     return dict(
         calls=stats.calls_done, ok=stats.calls_ok, failed=stats.calls_failed, skipped_force=stats.skipped_force,
-        skipped_surrogate=stats.skipped_surrogate, buffer_new=len(buffer.new), updates=stats.updates,
+        skipped_surrogate=stats.skipped_surrogate, conformations_added=stats.conformations_added,
+        resets_nonfinite=stats.resets_nonfinite, updates=stats.updates,
         nnp_steps=stats.nnp_steps, loss=metrics.get("loss", float("nan")),
         surrogate_share=ended.get("surrogate", 0) / n_ended,
         calls_per_s=(stats.calls_done - calls_at_start) / elapsed,
@@ -241,9 +246,9 @@ def _log_row(stats: GolfStats, metrics: dict[str, float], buffer: Any, loop: Gol
 #: GOLF-loop presets for ``golf train --golf --preset``. "paper": Tsypin et al. 2024 (GOLF-10k).
 GOLF_PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(budget=10000, n_parallel=120, max_episode_steps=100, utd_ratio=50, initial_conf_pct=0.1,
-                  batch_size=64, lr=1e-4),
+                  batch_size=64, lr=1e-4, cadence="block"),
     "quick": dict(budget=200, n_parallel=16, max_episode_steps=100, utd_ratio=10, initial_conf_pct=0.1,
-                  batch_size=32, lr=5e-4),
+                  batch_size=32, lr=5e-4, cadence="block"),
 }
 
 
@@ -276,9 +281,10 @@ def run_golf(args: Any) -> int:
         budget=int(pick("budget")), n_parallel=int(pick("n_parallel")),
         max_episode_steps=int(pick("max_episode_steps")), utd_ratio=int(pick("utd_ratio")),
         initial_conf_pct=float(pick("initial_conf_pct")), batch_size=int(pick("batch_size")),
-        conf_optimizer=pick("conf_optimizer", GolfConfig.conf_optimizer),
-        max_pending=int(pick("max_pending", 0)), max_force=float(pick("max_force", GolfConfig.max_force)),
-        max_surrogate_rise=float(pick("max_surrogate_rise", GolfConfig.max_surrogate_rise)),
+        conf_optimizer=pick("conf_optimizer", GolfConfig.conf_optimizer), cadence=pick("cadence", GolfConfig.cadence),
+        max_pending=int(pick("max_pending", 0)),
+        max_force_norm=float(pick("max_force_norm", GolfConfig.max_force_norm)),
+        max_surrogate_energy=float(pick("max_surrogate_energy", GolfConfig.max_surrogate_energy)),
         seed=int(pick("seed", 0)),
     )
     for name in ("budget", "n_parallel", "max_episode_steps", "batch_size"):
@@ -290,7 +296,7 @@ def run_golf(args: Any) -> int:
         args.from_model, args.data, args.out, config,
         oracle=pick("oracle", "xtb"), oracle_settings=_oracle_options(args.oracle_option),
         executor=pick("executor", "local"), workers=int(pick("workers", 2)), scheduler=args.scheduler,
-        timeout=args.timeout, lr=float(pick("lr")), lr_min=float(pick("lr_min", 0.0)),
+        timeout=args.timeout, lr=float(pick("lr")), lr_min=pick("lr_min", None),
         clip=float(pick("clip", 1.0)), w_energy=float(pick("w_energy", 0.01)), w_forces=float(pick("w_forces", 0.99)),
         eval_every=int(pick("eval_every", 50)), checkpoint_every=int(pick("checkpoint_every", 25)),
         resume=bool(args.resume), device=pick("device", "cpu"), progress=not args.no_progress,

@@ -1,21 +1,26 @@
 """The GOLF loop: gradual optimization learning (Tsypin et al., ICLR 2024, Algorithm 1).
 
     start from a baseline NNP and the initial dataset D0 (the fixed part of the replay buffer)
-    keep n_parallel episodes, each relaxing one training conformation with the NNP (batched L-BFGS)
+    keep n_parallel episodes, each relaxing one training conformation with the NNP (the paper's L-BFGS)
     repeat until the genuine-oracle budget is spent:
         take ONE optimizer step for every episode (one model call per inner iteration for all)
         ask the surrogate oracle (MMFF94) for the energy of every new conformation
-        an episode whose surrogate energy did not decrease ends, and the conformation BEFORE that
-            step goes to the genuine oracle; an episode that reached its step limit (or that the NNP
-            considers converged) ends and sends its last conformation
-        ended episodes restart from fresh training conformations
-        for every genuine-oracle result that comes back: store it, add it to the replay buffer,
-            and make utd_ratio NNP updates on batches with initial_conf_pct of D0
+        an episode ends when its surrogate energy rose, or at its step limit; the conformation
+            BEFORE that step goes to the genuine oracle (unless the surrogate energy after the step
+            is absurd: a broken structure)
+        a non-finite NNP step resets every episode, with no label
+        every n_parallel labels (a "round"): wait for them, add them to the replay buffer, and
+            once it holds batch_size new conformations make n_parallel * utd_ratio NNP updates on
+            batches with a share initial_conf_pct of D0
+        ended episodes restart from training conformations drawn without replacement
 
-Genuine-oracle calls run asynchronously through an ``OracleExecutor`` (local process pool or Dask);
-at most ``max_pending`` calls are in flight, so data keeps coming from the current model rather than
-from an early one. Everything that touches files lives in ``golf.golf_run`` (persistence) and the
-CLI; this module is the algorithm.
+Every rule follows the official code (github AIRI-Institute/GOLF, deaaab8), cited where it is
+implemented. ``cadence="stream"`` is golf's alternative to the official rounds: results are used
+the moment they arrive (utd_ratio updates each, at most ``max_pending`` calls in flight), so a slow
+oracle call never stalls the others.
+
+Genuine-oracle calls run asynchronously through an ``OracleExecutor`` (local process pool or
+Dask). Everything that touches files lives in ``golf.golf_run``; this module is the algorithm.
 
 Units: eV, Angstrom, eV/Angstrom.
 """
@@ -32,25 +37,37 @@ from golf.conformation import Conformation
 from golf.optim.lbfgs import lbfgs_config, lbfgs_init, lbfgs_step
 from golf.optim.state import concat, select
 from golf.oracles.mmff import mmff_energies
+from golf.units import HARTREE_TO_EV, KCAL_MOL_TO_EV
+
+#: The official ``env/wrappers.py`` ``RDKIT_ENERGY_THRESH``: no genuine label when the MMFF energy
+#: after the step is at or above 300 kcal/mol (eV here).
+MAX_SURROGATE_ENERGY: float = 300.0 * KCAL_MOL_TO_EV
+#: The official ``GOLF/replay_buffer.py`` ``NORM_THRESHOLD``: a label whose force matrix has a
+#: Frobenius norm of 10.5 Hartree/A or more stays out of the replay buffer (eV/A here).
+MAX_FORCE_NORM: float = 10.5 * HARTREE_TO_EV
+CADENCES = ("block", "stream")
 
 
 @dataclass
 class GolfConfig:
-    """Knobs of the GOLF loop (paper values in the ``paper`` preset of ``golf.cli.train``).
+    """Knobs of the GOLF loop. Defaults are the official code's where it has one (its values for the
+    paper's run, ``scripts/training/run_training_GOLF_10k.sh``, are the ``paper`` preset).
 
     Attributes:
         budget: genuine-oracle calls to spend (successful or failed).
-        n_parallel: episodes relaxed at once (paper 120).
+        n_parallel: episodes relaxed at once; also the size of a round (paper 120).
         max_episode_steps: optimizer steps before an episode ends (paper 100).
-        utd_ratio: NNP updates per new labelled conformation (paper 50).
+        utd_ratio: NNP updates per new label (paper 50).
         initial_conf_pct: share of every training batch drawn from D0 (paper 0.1).
-        batch_size: training batch size (paper 64).
-        conf_optimizer: L-BFGS preset driving the episodes ("lbfgs-golf": lr 1, 5 inner iterations).
-        max_pending: genuine-oracle calls in flight at once (0: twice the executor's workers).
-        max_force: genuine results whose largest atomic force exceeds this (eV/A) are stored but
-            kept out of the replay buffer (the paper discards such outliers).
-        max_surrogate_rise: conformations whose MMFF energy is this much (eV) above the episode's
-            start are not sent to the genuine oracle (broken structures: the paper skips them).
+        batch_size: training batch size (paper 64); no training until this many labels exist.
+        conf_optimizer: L-BFGS preset driving the episodes ("lbfgs-golf": the paper's optimizer).
+        cadence: "block" (official: rounds of n_parallel labels, then n_parallel * utd_ratio
+            updates) or "stream" (utd_ratio updates per label as it arrives).
+        max_pending: "stream" only: genuine-oracle calls in flight (0: twice the executor's workers).
+        max_force_norm: labels whose force-matrix norm reaches this (eV/A) are stored but kept out
+            of the replay buffer.
+        max_surrogate_energy: an ended episode whose MMFF energy after the step reaches this (eV)
+            sends no label.
         seed: seeds the episode sampler and the replay sampler.
     """
 
@@ -61,10 +78,15 @@ class GolfConfig:
     initial_conf_pct: float = 0.1
     batch_size: int = 32
     conf_optimizer: str = "lbfgs-golf"
+    cadence: str = "block"
     max_pending: int = 0
-    max_force: float = 25.0
-    max_surrogate_rise: float = 10.0
+    max_force_norm: float = MAX_FORCE_NORM
+    max_surrogate_energy: float = MAX_SURROGATE_ENERGY
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.cadence not in CADENCES:
+            raise ValueError(f"unknown cadence {self.cadence!r}; choose one of {', '.join(CADENCES)}")
 
 
 @dataclass
@@ -72,7 +94,6 @@ class Episode:
     """Bookkeeping of one running relaxation (the tensors live in the optimizer state)."""
 
     conf: Conformation  # the starting conformation (metadata, bonds for MMFF)
-    surrogate_start: float  # MMFF energy at the start, eV
     surrogate_prev: float  # MMFF energy at the current positions, eV
 
 
@@ -81,7 +102,7 @@ class LabelRequest:
     """A conformation on its way to the genuine oracle."""
 
     conf: Conformation
-    reason: str  # "surrogate" (energy rose), "limit" (step limit), "converged", "failed"
+    reason: str  # "surrogate" (energy rose) or "limit" (step limit)
     episode_step: int
 
 
@@ -89,11 +110,15 @@ class LabelRequest:
 class GolfStats:
     """Counters of a GOLF run (persisted with its checkpoints)."""
 
-    calls_done: int = 0  # genuine-oracle results back (ok or failed)
+    calls_done: int = 0  # genuine-oracle results back (ok or failed): the budget
     calls_ok: int = 0
     calls_failed: int = 0
-    skipped_force: int = 0  # results kept out of the buffer (force outliers)
-    skipped_surrogate: int = 0  # conformations never sent (absurd MMFF energy)
+    conformations_added: int = 0  # labels that entered the replay buffer (the official budget)
+    skipped_force: int = 0  # labels kept out of the buffer (force-norm outliers)
+    skipped_surrogate: int = 0  # ended episodes that sent no label (absurd MMFF energy)
+    dropped_round_full: int = 0  # labels not sent because their round was already full
+    resets_nonfinite: int = 0  # all-episode resets after a non-finite NNP step
+    rounds: int = 0
     episodes_ended: dict[str, int] = field(default_factory=dict)
     updates: int = 0
     nnp_steps: int = 0
@@ -114,7 +139,9 @@ class GolfLoop:
         config: ``GolfConfig``.
         on_result: called for every genuine result as it arrives, BEFORE it is used
             (``on_result(request, result, used)``): the persistence hook.
-        on_progress: called after every processed result with the stats and latest train metrics.
+        on_progress: called once per processed result, after the training it triggered, with the
+            stats and the latest training metrics.
+        surrogate: energies [B] (eV) of conformations, NaN where it fails (default MMFF94).
         device, dtype: where the episodes' tensors live.
     """
 
@@ -129,6 +156,7 @@ class GolfLoop:
         on_result: Callable[[LabelRequest, Any, bool], None] | None = None,
         on_progress: Callable[[GolfStats, dict[str, float]], None] | None = None,
         stats: GolfStats | None = None,
+        surrogate: Callable[[Sequence[Conformation]], np.ndarray] = mmff_energies,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -143,67 +171,88 @@ class GolfLoop:
         self.on_result = on_result
         self.on_progress = on_progress
         self.stats = stats or GolfStats()
+        self.surrogate = surrogate
         self.device, self.dtype = torch.device(device), dtype
         self.rng = np.random.default_rng(config.seed + self.stats.calls_done)
-        self.opt_cfg = lbfgs_config(config.conf_optimizer, fmax=0.0, max_steps=config.max_episode_steps)
+        # the episodes ignore the optimizer's own convergence and force checks: an episode ends on a
+        # surrogate rise or the step limit only (official GOLF/GOLF_actor.py: "done" is unused in training)
+        self.opt_cfg = lbfgs_config(config.conf_optimizer, fmax=0.0, max_steps=config.max_episode_steps,
+                                    max_force=float("inf"))
         self.state = None  # LBFGSState of the running episodes
         self.episodes: dict[int, Episode] = {}
         self.next_episode = 0
-        self.queue: list[LabelRequest] = []  # waiting for a free oracle slot
+        self.n_restarts = 0  # episodes to start before the next step
+        self.queue: list[LabelRequest] = []  # waiting for submission
         self.pending: dict[Hashable, LabelRequest] = {}
+        self.round_submitted = 0
         self.next_call = self.stats.calls_done  # call keys continue across resumes
         self.last_metrics: dict[str, float] = {}
 
     # ------------------------------------------------------------------ episodes
     def _start_episodes(self, n: int) -> None:
-        """Start ``n`` episodes from random training conformations (one model call for all)."""
+        """Start ``n`` episodes (one model call for all) from training conformations drawn without
+        replacement (official ``env/moldynamics_env.py``, ``reset``)."""
         if n <= 0:
             return
-        idx = self.rng.integers(0, len(self.pool), size=n)
+        idx = self.rng.choice(len(self.pool), size=n, replace=n > len(self.pool))
         confs = [self.pool[i] for i in idx]
-        surrogate = mmff_energies(confs)  # [n] eV
+        surrogate = self.surrogate(confs)  # [n] eV
         ids = list(range(self.next_episode, self.next_episode + n))
         self.next_episode += n
         for i, c, e in zip(ids, confs, surrogate):
-            self.episodes[i] = Episode(c, float(e), float(e))
+            self.episodes[i] = Episode(c, float(e))
         batch = Batch.from_conformations(confs, self.device, self.dtype)
         new = lbfgs_init(batch, self.provider, ids=ids, cfg=self.opt_cfg)
         self.state = new if self.state is None else concat([self.state, new])
 
+    def _reset_all(self) -> None:
+        """Drop every episode without a label (official ``main.py``: a non-finite action resets all)."""
+        self.stats.resets_nonfinite += 1
+        self.n_restarts += len(self.episodes)
+        self.episodes.clear()
+        self.state = None
+
     def step(self) -> None:
-        """One optimizer step for all episodes, the surrogate check, and restarts."""
-        if self.state is None:
-            self._start_episodes(self.config.n_parallel)
+        """One optimizer step for all episodes, the surrogate check, and the labels of ended episodes.
+
+        The rules are the official ``env/wrappers.py`` (``EnergyWrapper.step``) and
+        ``env/moldynamics_env.py``: an episode ends when the MMFF energy rose (strictly) or at
+        ``max_episode_steps``; either way the conformation BEFORE the step is labelled, unless the
+        MMFF energy after the step is ``>= max_surrogate_energy``. Restarts happen before the next
+        step (after any training this step's labels trigger), as in the official loop.
+        """
+        self._start_episodes(self.n_restarts if self.state is not None else self.config.n_parallel)
+        self.n_restarts = 0
         state = self.state
-        before = state.batch.split(state.batch.positions.detach().cpu().double().clone())  # B x [n, 3]; steps work in place
+        before = state.batch.split(state.batch.positions.detach().cpu().double().clone())  # B x [n, 3]
         state = lbfgs_step(state, self.provider)
         self.stats.nnp_steps += 1
+        if bool(state.failed.any()) or not bool(torch.isfinite(state.batch.positions).all()):
+            self._reset_all()
+            return
         after = state.batch.split(state.batch.positions.detach().cpu().double())
         ids = state.ids.tolist()
         episodes = [self.episodes[i] for i in ids]
-        surrogate = mmff_energies([ep.conf.with_positions(x) for ep, x in zip(episodes, after)])  # [B]
-        rose = ~(surrogate < np.array([ep.surrogate_prev for ep in episodes]))  # NaN counts as rise
-        failed = state.failed.cpu().numpy()
-        converged = state.converged.cpu().numpy()
+        surrogate = self.surrogate([ep.conf.with_positions(x) for ep, x in zip(episodes, after)])  # [B] eV
+        prev = np.array([ep.surrogate_prev for ep in episodes])
+        # a rise is new > previous (official: negative reward); an MMFF energy that cannot be
+        # computed (NaN) also ends the episode: the surrogate cannot vouch for the step
+        rose = ~(surrogate <= prev)
         limit = (state.n_steps >= self.config.max_episode_steps).cpu().numpy()
-        ended = rose | failed | converged | limit  # [B]
+        ended = rose | limit  # [B]
         n_steps = state.n_steps.tolist()
         for b in np.flatnonzero(ended):
             ep = self.episodes.pop(ids[b])
-            if rose[b] or failed[b]:
-                reason, x, e_sur = ("failed" if failed[b] else "surrogate"), before[b], ep.surrogate_prev
-            else:
-                reason, x, e_sur = ("converged" if converged[b] else "limit"), after[b], surrogate[b]
+            reason = "surrogate" if rose[b] else "limit"
             self.stats.episodes_ended[reason] = self.stats.episodes_ended.get(reason, 0) + 1
-            if not np.isfinite(e_sur) or e_sur - ep.surrogate_start > self.config.max_surrogate_rise:
+            if not surrogate[b] < self.config.max_surrogate_energy:
                 self.stats.skipped_surrogate += 1
                 continue
-            self.queue.append(LabelRequest(ep.conf.with_positions(x), reason, int(n_steps[b])))
+            self.queue.append(LabelRequest(ep.conf.with_positions(before[b]), reason, int(n_steps[b])))
         for b in np.flatnonzero(~ended):
             self.episodes[ids[b]].surrogate_prev = float(surrogate[b])
-        keep = torch.as_tensor(~ended, device=state.batch.device)
-        self.state = select(state, keep)
-        self._start_episodes(int(ended.sum()))
+        self.state = select(state, torch.as_tensor(~ended, device=state.batch.device))
+        self.n_restarts = int(ended.sum())
 
     # ------------------------------------------------------------------ oracle and training
     @property
@@ -215,32 +264,70 @@ class GolfLoop:
         """Results back plus calls in flight: what the budget has to cover."""
         return self.stats.calls_done + len(self.pending)
 
-    def _submit(self) -> None:
-        while self.queue and len(self.pending) < self.max_pending and self.calls_committed < self.config.budget:
-            request = self.queue.pop(0)
-            key = f"golf-{self.next_call}"
-            self.next_call += 1
-            self.pending[key] = request
-            self.executor.submit(request.conf, key)
+    @property
+    def round_full(self) -> bool:
+        return self.round_submitted >= self.config.n_parallel or self.calls_committed >= self.config.budget
 
-    def _process(self, results: list[tuple[Hashable, Any]]) -> None:
-        for key, result in results:
-            request = self.pending.pop(key)
-            used = bool(result.ok) and float(np.abs(result.forces).max()) <= self.config.max_force
-            if self.on_result is not None:
-                self.on_result(request, result, used)  # persisted before it is used
-            self.stats.calls_done += 1
-            if not result.ok:
-                self.stats.calls_failed += 1
-            else:
-                self.stats.calls_ok += 1
-                if not used:
-                    self.stats.skipped_force += 1
-            if used:
-                self.buffer.add(request.conf, float(result.energy), np.asarray(result.forces))
-                self.train(self.config.utd_ratio)
-            if self.on_progress is not None:
+    def _submit_one(self, request: LabelRequest) -> None:
+        key = f"golf-{self.next_call}"
+        self.next_call += 1
+        self.pending[key] = request
+        self.executor.submit(request.conf, key)
+
+    def _submit(self) -> None:
+        if self.config.cadence == "stream":
+            while self.queue and len(self.pending) < self.max_pending and self.calls_committed < self.config.budget:
+                self._submit_one(self.queue.pop(0))
+            return
+        # official env/wrappers.py DFTOracle.submit_tasks: submit at once; labels beyond a full round are dropped
+        while self.queue and not self.round_full:
+            self._submit_one(self.queue.pop(0))
+            self.round_submitted += 1
+        self.stats.dropped_round_full += len(self.queue)
+        self.queue.clear()
+
+    def _record(self, key: Hashable, result: Any) -> None:
+        """Persist one result, then add it to the buffer if it passes the official filters."""
+        request = self.pending.pop(key)
+        used = bool(result.ok) and float(np.linalg.norm(np.asarray(result.forces))) < self.config.max_force_norm
+        if self.on_result is not None:
+            self.on_result(request, result, used)  # persisted before it is used
+        self.stats.calls_done += 1
+        if not result.ok:
+            self.stats.calls_failed += 1
+        else:
+            self.stats.calls_ok += 1
+            if not used:
+                self.stats.skipped_force += 1
+        if used:
+            self.buffer.add(request.conf, float(result.energy), np.asarray(result.forces))
+            self.stats.conformations_added += 1
+
+    def _progress(self, n: int) -> None:
+        if self.on_progress is not None:
+            for _ in range(n):
                 self.on_progress(self.stats, self.last_metrics)
+
+    def _finish_round(self) -> None:
+        """Official ``main.py``: wait for the whole round, store it, then n_parallel * utd_ratio updates
+        once the buffer holds ``batch_size`` new conformations (``update_condition``)."""
+        n = 0
+        while self.pending:
+            for key, result in self.executor.poll(timeout=1.0):
+                self._record(key, result)
+                n += 1
+        self.round_submitted = 0
+        self.stats.rounds += 1
+        if self.buffer.ready(self.config.batch_size):
+            self.train(self.config.n_parallel * self.config.utd_ratio)
+        self._progress(n)
+
+    def _stream_results(self, timeout: float) -> None:
+        for key, result in self.executor.poll(timeout=timeout):
+            self._record(key, result)
+            if self.buffer.ready(self.config.batch_size):
+                self.train(self.config.utd_ratio)
+            self._progress(1)
 
     def train(self, n_updates: int) -> dict[str, float]:
         """``n_updates`` trainer steps on replay batches; returns the mean metrics."""
@@ -256,21 +343,32 @@ class GolfLoop:
             self.last_metrics = {k: v / n_updates for k, v in sums.items()}
         return self.last_metrics
 
+    def catch_up(self, n_results: int) -> None:
+        """Updates owed by ``n_results`` labels stored after the last checkpoint (resume)."""
+        if n_results and self.buffer.ready(self.config.batch_size):
+            self.train(n_results * self.config.utd_ratio)
+
     def run(self, should_stop: Callable[[], bool] | None = None) -> GolfStats:
         """Run until ``config.budget`` genuine results are back (or ``should_stop()``)."""
         budget = self.config.budget
         while self.stats.calls_done < budget:
             if should_stop is not None and should_stop():
                 break
+            if self.config.cadence == "block":
+                if self.calls_committed < budget:
+                    self.step()
+                    self._submit()
+                if self.round_full:
+                    self._finish_round()
+                continue
+            # stream: use what is back; when nothing more may be submitted, wait instead of stepping
+            # further ahead with a stale model
             self._submit()
-            # Results that are already back are used before the next optimizer step; when the
-            # queue is full (or nothing more may be submitted) wait for the oracle instead of
-            # stepping further ahead with a stale model.
             saturated = len(self.queue) >= self.config.n_parallel or self.calls_committed >= budget
             if saturated and self.pending:
-                self._process(self.executor.poll(timeout=1.0))
+                self._stream_results(timeout=1.0)
                 continue
-            self._process(self.executor.poll(timeout=0.0))
+            self._stream_results(timeout=0.0)
             if self.calls_committed < budget:
                 self.step()
         return self.stats

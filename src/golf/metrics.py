@@ -33,6 +33,10 @@ Edge cases (all explicit):
   flatter a model whose relaxations blow molecules apart. ``pct_div`` and ``pct_success`` are
   therefore over ``n_scored`` (pairs with valid references), E_res and pct over ``n_valid``.
   A T where nothing is valid has NaN means (``n_valid = 0``).
+* **The official scoring beside it.** The official evaluation (``evaluate_batch_dft.py``,
+  ``read_evaluation_metrics.py``) drops instead of scoring: a pair whose oracle call failed, and every
+  step at or after a non-finite optimizer step. The ``*_official`` aggregates are computed that way
+  (over ``n_official`` pairs: valid and not ``excluded``), so golf's numbers compare with the paper's.
 * **Early-stopped relaxations.** A model relaxation that stopped before T (converged, or failed and
   kept its last good structure) contributes the structure of its last step at every later T, as in
   the paper's fixed-length evaluation: see ``trajectory_frame_indices``.
@@ -68,6 +72,12 @@ AGGREGATE_KEYS: tuple[str, ...] = (
     "e_res_mean",
     "e_res_median",
     "pct_success",
+    "n_official",
+    "pct_mean_official",
+    "pct_div_official",
+    "e_res_mean_official",
+    "e_res_median_official",
+    "pct_success_official",
 )
 
 
@@ -163,12 +173,15 @@ def aggregate(
     eopt: Any,
     steps: Sequence[int],
     zero_tol: float = ZERO_TOL_EV,
+    excluded: Any = None,
 ) -> list[dict[str, float]]:
     """The paper's aggregate metrics, one row per step T.
 
     Args:
         e0: [C] eV; et: [C, K] eV with K = len(steps) (NaN = failed call); eopt: [C] eV.
         steps: the K step numbers T (only used to label the rows).
+        excluded: [C, K] bool, pairs the official evaluation drops besides failed calls (at or after
+            a non-finite optimizer step); None: none. Only the ``*_official`` keys use it.
 
     Returns:
         list of K dicts with keys ``AGGREGATE_KEYS``: ``T``; ``n`` (C); ``n_valid`` (finite E_0,
@@ -177,13 +190,16 @@ def aggregate(
         (population std, percent, over valid pairs); ``pct_div`` (percent of scored pairs that
         diverged, failed E_T included); ``e_res_mean``, ``e_res_median`` (kcal/mol, valid pairs);
         ``pct_success`` (percent of scored pairs with E_res < 1 kcal/mol). Means are NaN when
-        ``n_valid == 0``, percentages when ``n_scored == 0``.
+        ``n_valid == 0``, percentages when ``n_scored == 0``. The ``*_official`` keys are the same
+        metrics over the ``n_official`` pairs the official evaluation keeps (see module docstring).
     """
     steps = [int(t) for t in steps]
     m = conformation_metrics(e0, et, eopt, zero_tol)
     c, k = m["pct"].shape
     if k != len(steps):
         raise ValueError(f"E_T has {k} columns but {len(steps)} steps were given")
+    excl = np.zeros((c, k), dtype=bool) if excluded is None else np.asarray(excluded, dtype=bool).reshape(c, k)
+    official = m["valid"] & ~excl
     rows: list[dict[str, float]] = []
     for j, t in enumerate(steps):
         v, sc = m["valid"][:, j], m["scored"][:, j]
@@ -205,6 +221,16 @@ def aggregate(
             e_res_mean=float(np.mean(e_res)) if n_valid else nan,
             e_res_median=float(np.median(e_res)) if n_valid else nan,
             pct_success=float(100.0 * m["success"][sc, j].mean()) if n_scored else nan,
+        )
+        o = official[:, j]
+        n_o = int(o.sum())
+        row.update(
+            n_official=n_o,
+            pct_mean_official=float(np.mean(m["pct"][o, j])) if n_o else nan,
+            pct_div_official=float(100.0 * m["diverged"][o, j].mean()) if n_o else nan,
+            e_res_mean_official=float(np.mean(m["e_res"][o, j])) if n_o else nan,
+            e_res_median_official=float(np.median(m["e_res"][o, j])) if n_o else nan,
+            pct_success_official=float(100.0 * m["success"][o, j].mean()) if n_o else nan,
         )
         rows.append(row)
     return rows

@@ -1,11 +1,13 @@
 """The GOLF replay buffer: the fixed initial dataset D0 plus the genuine-oracle conformations
 collected during training.
 
-Each training batch draws ``round(batch_size * initial_conf_pct)`` conformations from D0 and the
-rest from the new data (the paper's ``initial_conf_pct``); while no new data exists every item comes
-from D0. Within a part, items are drawn without replacement when the part is large enough, with
-replacement otherwise. ``capacity`` (optional) keeps only the most recent ``capacity`` new
-conformations eligible, like the official code's ring buffer.
+As the official ``GOLF/replay_buffer.py`` (``ReplayBuffer.sample``): a batch holds
+``int(batch_size * (1 - initial_conf_pct))`` new conformations, drawn without replacement, and the
+rest from D0, also without replacement. The GOLF loop trains only once ``ready(batch_size)``: at
+least ``batch_size`` new conformations exist (official ``main.py``, ``update_condition``), so the new
+share never repeats a conformation. Before any new data exists (plain fine-tuning) every item comes
+from D0. ``capacity`` (optional) keeps only the most recent ``capacity`` new conformations eligible,
+like the official code's ring buffer.
 """
 from __future__ import annotations
 
@@ -54,20 +56,29 @@ class ReplayBuffer:
         """Add one genuine-oracle conformation: energy eV, forces [n,3] eV/A."""
         self.new.append(conf, energy, forces)
 
+    def ready(self, batch_size: int) -> bool:
+        """At least ``batch_size`` new conformations: training on the buffer may start."""
+        return self.n_new >= batch_size
+
     def split_sizes(self, batch_size: int) -> tuple[int, int]:
         """(items from initial, items from new) in a batch of ``batch_size``."""
         if self.n_new == 0:
             return batch_size, 0
         if len(self.initial) == 0:
             return 0, batch_size
-        n_init = int(round(batch_size * self.initial_conf_pct))
-        return n_init, batch_size - n_init
+        n_new = int(batch_size * (1.0 - self.initial_conf_pct))  # official: int(), i.e. floor
+        return batch_size - n_new, n_new
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Indices (into ``initial``, into ``new``) of a batch of ``batch_size`` conformations."""
+        """Indices (into ``initial``, into ``new``) of a batch of ``batch_size`` conformations.
+
+        Raises ValueError when the new share is larger than the new data (see ``ready``).
+        """
         n_init, n_new = self.split_sizes(batch_size)
         if n_init and len(self.initial) == 0:
             raise ValueError("cannot sample from an empty replay buffer")
+        if n_new > self.n_new:
+            raise ValueError(f"a batch needs {n_new} new conformations without replacement; the buffer has {self.n_new}")
         init_idx = _choice(rng, len(self.initial), n_init)
         lo = len(self.new) - self.n_new
         new_idx = lo + _choice(rng, self.n_new, n_new)

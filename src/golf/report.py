@@ -36,6 +36,7 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
         results[name] = (res[name] if name in res else next(iter(res.values())), calls)
 
     T_final = max(int(s) for s in preset["steps"])
+    added = _golf_conformations_added(out)
     doc = {
         "format": "golf-report/1",
         "preset": preset_name,
@@ -44,6 +45,7 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
         "timings_s": timings,
         "models": [
             {"name": name, "oracle_calls_beyond_d0": calls if name != "MMFF" else None,
+             "conformations_added": added if name.startswith("GOLF") else None,
              "metrics": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
                          for row in res.aggregate]}
             for name, (res, calls) in results.items()
@@ -66,10 +68,23 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
     ]
     for name, (res, calls) in results.items():
         r = _row_at(res.aggregate, T_final) or {}
+        cost = "-" if name == "MMFF" else (f"{calls} ({added} added)" if name.startswith("GOLF") and added is not None
+                                           else str(calls))
         lines.append(
-            f"| {name} | {'-' if name == 'MMFF' else calls} | {_fmt(r.get('pct_mean'))} ± {_fmt(r.get('pct_std'))} "
+            f"| {name} | {cost} | {_fmt(r.get('pct_mean'))} ± {_fmt(r.get('pct_std'))} "
             f"| {_fmt(r.get('pct_div'))} | {_fmt(r.get('e_res_mean'), 2)} | {_fmt(r.get('e_res_median'), 2)} "
             f"| {_fmt(r.get('pct_success'))} | {r.get('n_failed', 0)}/{r.get('n', 0)} |")
+    lines += ["", "GOLF's cost counts every genuine-oracle call (failed ones too); 'added' is the official "
+              "budget's count, the labels that entered the replay buffer.", "",
+              f"The official scoring (``evaluate_batch_dft.py``) drops broken structures and the steps after a "
+              f"non-finite step instead of scoring them; the same runs scored that way, at T = {T_final}:", "",
+              "| model | kept | pct_div (%) | E_res mean (kcal/mol) | E_res median (kcal/mol) | pct_success (%) |",
+              "|---|---|---|---|---|---|"]
+    for name, (res, _) in results.items():
+        r = _row_at(res.aggregate, T_final) or {}
+        lines.append(f"| {name} | {r.get('n_official', 'n/a')}/{r.get('n', 0)} | {_fmt(r.get('pct_div_official'))} "
+                     f"| {_fmt(r.get('e_res_mean_official'), 2)} | {_fmt(r.get('e_res_median_official'), 2)} "
+                     f"| {_fmt(r.get('pct_success_official'))} |")
     table_steps = [t for t in EARLY_STEPS if t in preset["steps"] and t < T_final] + [T_final]
     lines += ["", "By step T (mean E_res kcal/mol / pct_success %):", "",
               "| model | " + " | ".join(f"T={t}" for t in table_steps) + " |",
@@ -88,6 +103,14 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
     plot_metrics({name: res.aggregate for name, (res, _) in results.items()}, out / "metrics.png",
                  title=f"golf run ({preset_name})")
     plot_learning_curves(out, out / "learning_curves.png")
+
+
+def _golf_conformations_added(out: Path) -> int | None:
+    """Labels the GOLF run added to its replay buffer (``golf/summary.json``), if it finished."""
+    path = out / "golf" / "summary.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("stats", {}).get("conformations_added")
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

@@ -45,8 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--timeout", type=float, default=None, help="seconds per oracle call before it is retried/failed")
     o = parser.add_argument_group("model optimizer")
     o.add_argument(
-        "--optimizer", default="lbfgs",
-        help="golf.optim method: lbfgs (default), lbfgs-ase, lbfgs-golf (the paper's torch L-BFGS), fire, gd",
+        "--optimizer", default="lbfgs-golf",
+        help="golf.optim method: lbfgs-golf (default: the paper's evaluation, torch L-BFGS lr 1, 5 inner "
+             "iterations, in Hartree), lbfgs-precon, lbfgs, lbfgs-ase, fire, gd",
     )
     o.add_argument(
         "--fmax", type=float, default=None,

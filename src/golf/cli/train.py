@@ -14,7 +14,7 @@ PRESETS: dict[str, dict] = {
     # The GOLF paper (Tsypin et al. 2024): PaiNN 128 x 3, cutoff 5 A, 50 RBF, Adam 1e-4 cosine,
     # batch 64, gradient clipping at 1.0, loss 0.99 forces + 0.01 energy.
     "paper": dict(model="painn", features=128, interactions=3, cutoff=5.0, n_rbf=50, lr=1e-4,
-                  lr_min=0.0, batch_size=64, clip=1.0, epochs=100),
+                  lr_min=1e-7, batch_size=64, clip=1.0, epochs=100),
     # A small model that trains in minutes on a laptop CPU (also the default).
     "quick": dict(model="painn", features=64, interactions=3, cutoff=5.0, n_rbf=20, lr=5e-4,
                   lr_min=1e-5, batch_size=32, clip=1.0, epochs=30),
@@ -75,11 +75,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--oracle-option", action="append", default=None, metavar="KEY=VALUE",
                    help="oracle setting (repeatable)")
     g.add_argument("--max-episode-steps", type=int, default=None, help="NNP optimizer steps per episode")
-    g.add_argument("--max-pending", type=int, default=None, help="oracle calls in flight at once")
-    g.add_argument("--max-force", type=float, default=None,
-                   help="results with a larger atomic force (eV/A) stay out of the buffer")
-    g.add_argument("--max-surrogate-rise", type=float, default=None,
-                   help="skip conformations whose MMFF energy rose more than this (eV)")
+    g.add_argument("--cadence", choices=["block", "stream"], default=None,
+                   help="block (official, default): rounds of n-parallel labels, then n-parallel x utd-ratio "
+                        "updates; stream: utd-ratio updates per label as it arrives")
+    g.add_argument("--max-pending", type=int, default=None, help="stream cadence: oracle calls in flight at once")
+    g.add_argument("--max-force-norm", type=float, default=None,
+                   help="labels whose force-matrix norm reaches this (eV/A) stay out of the buffer "
+                        "(official 10.5 Hartree/A = 285.7 eV/A)")
+    g.add_argument("--max-surrogate-energy", type=float, default=None,
+                   help="no label when the MMFF energy after the step reaches this (eV; official 300 kcal/mol)")
     g.add_argument("--conf-optimizer", default=None, help="optimizer preset driving the episodes")
     g.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N oracle calls")
     g.add_argument("--eval-every", type=int, default=None, help="held-out evaluation every N oracle calls")
