@@ -1,0 +1,131 @@
+"""Regression check: GOLF must make a good pretrained start better, not worse.
+
+The official baseline-NNP (DFT-trained on nablaDFT) relaxes molecules well, but its energies are on
+another scale than GFN2-xTB's. This bench adapts it to xTB three ways and scores every model with xTB
+on the same held-out molecules (the paper's evaluation: 100 steps of the paper's L-BFGS):
+
+    offsets   baseline-NNP with only its per-element energy offsets refit to xTB (least squares on
+              D0; forces, hence relaxations, unchanged)
+    finetune  ``offsets`` fine-tuned on D0 (``golf train --init``)
+    golf      GOLF from ``offsets`` (``golf train --golf --from``)
+
+Inputs are the D0 and reference databases of a ``golf run`` (``--run DIR``: DIR/data/D0.db and
+DIR/data/test_ref.db). Every stage is cached in ``--out``; the result table goes to stdout and
+``--json``. Run: ``python bench/pretrained_start.py --run golf-run --out bench-pretrained``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def golf(*argv: object) -> None:
+    cmd = [sys.executable, "-m", "golf", *[str(a) for a in argv]]
+    print("$ golf " + " ".join(str(a) for a in argv), file=sys.stderr, flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def refit_offsets(official: Path, d0: Path, out: Path) -> dict:
+    """Write ``official`` with per-element offsets least-squares-fitted so that E = offsets + NN matches
+    the D0 energies; returns the fit's energy MAE before/after (meV per molecule)."""
+    import torch
+
+    from golf.dataset import LabelledData
+    from golf.models import ModelEnergyForces, load_model, save_model
+    from golf.models.atomrefs import fit_atomrefs
+
+    model = load_model(official)
+    data = LabelledData.from_db(d0)
+    provider = ModelEnergyForces(model)
+    pred = []
+    for start in range(0, len(data), 64):
+        batch, _, _ = data.collate(np.arange(start, min(start + 64, len(data))))
+        pred.append(provider(batch)[0].double().numpy())
+    pred = np.concatenate(pred)  # eV, with the official offsets
+    numbers = data.numbers_list()
+    old = model.atomrefs.detach().cpu().numpy().astype(np.float64)
+    nn_part = pred - np.array([old[z].sum() for z in numbers])
+    refs = fit_atomrefs(numbers, data.energy - nn_part)
+    with torch.no_grad():
+        model.atomrefs.copy_(torch.as_tensor(refs, dtype=model.atomrefs.dtype))
+    model.elements = sorted(set(int(z) for z in np.unique(data.numbers)) | set(model.elements or []))
+    save_model(model, out, provenance={"kind": "baseline-NNP offsets refit", "official": str(official),
+                                       "data": str(d0)})
+    new = nn_part + np.array([refs[z].sum() for z in numbers])
+    return {"energy_mae_mev_before": float(1000 * np.abs(pred - data.energy).mean()),
+            "energy_mae_mev_after": float(1000 * np.abs(new - data.energy).mean())}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="a golf run directory with data/D0.db and data/test_ref.db")
+    ap.add_argument("--official", default="../shared/golf-checkpoints/baseline-NNP.pt")
+    ap.add_argument("--out", default="bench-pretrained")
+    ap.add_argument("--json", default="bench/results/pretrained_start.json")
+    ap.add_argument("--finetune-updates", type=int, default=1469)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--budget", type=int, default=100)
+    ap.add_argument("--cadence", default="block", choices=["block", "stream"])
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    run, out = Path(args.run), Path(args.out)
+    d0, ref = run / "data" / "D0.db", run / "data" / "test_ref.db"
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    def stage(name: str, done: Path, fn) -> None:
+        if done.exists():
+            return
+        t0 = time.perf_counter()
+        fn()
+        timings[name] = round(time.perf_counter() - t0, 1)
+
+    fit: dict = {}
+    offsets = out / "offsets.pt"
+    stage("offsets", offsets, lambda: fit.update(refit_offsets(Path(args.official), d0, offsets)))
+
+    from golf.db import count_rows
+
+    n_train = max(1, int(0.9 * count_rows(d0)))
+    epochs = max(1, round(args.finetune_updates * args.batch_size / n_train))
+    finetune = out / "finetune.pt"
+    stage("finetune", finetune, lambda: golf(
+        "train", "--data", d0, "--init", offsets, "--out", finetune, "--epochs", epochs, "--lr", args.lr,
+        "--batch-size", args.batch_size, "--seed", args.seed, "--no-progress"))
+    golf_dir = out / f"golf-{args.cadence}"
+    stage("golf", golf_dir / "model.pt", lambda: golf(
+        "train", "--golf", "--from", offsets, "--data", d0, "--budget", args.budget, "--n-parallel", 16,
+        "--utd-ratio", 10, "--max-episode-steps", 50, "--batch-size", args.batch_size, "--lr", args.lr,
+        "--cadence", args.cadence, "--seed", args.seed, "--out", golf_dir, "--no-progress",
+        *(["--resume"] if golf_dir.exists() else [])))
+
+    rows = {}
+    for name, model in (("offsets", offsets), ("finetune", finetune), (f"golf-{args.cadence}", golf_dir / "model.pt")):
+        ev = out / "eval" / name
+        stage(f"eval-{name}", ev / "metrics.json", lambda model=model, ev=ev, name=name: golf(
+            "evaluate", "--model", model, "--name", name, "--reference", ref, "--steps", "1,5,21,100",
+            "--optimizer", "lbfgs-golf", "--out", ev, "--no-progress"))
+        doc = json.loads((ev / "metrics.json").read_text())
+        last = next(m for m in doc["models"] if m["name"] == name)["aggregate"][-1]
+        rows[name] = {k: last.get(k) for k in ("T", "n", "n_failed", "pct_div", "e_res_median", "pct_success",
+                                               "e_res_median_official", "pct_success_official")}
+    result = {"run": str(run), "settings": vars(args), "offset_fit": fit, "timings_s": timings, "rows": rows}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'model':16} {'broken':>7} {'pct_div':>8} {'E_res med':>10} {'success':>8}")
+    for name, r in rows.items():
+        print(f"{name:16} {r['n_failed']:>3}/{r['n']:<3} {r['pct_div'] or float('nan'):8.1f} "
+              f"{r['e_res_median'] or float('nan'):10.2f} {r['pct_success'] or float('nan'):8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
