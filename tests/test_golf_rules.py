@@ -241,3 +241,14 @@ def test_round_full_drops_extra_labels():
     loop.queue = [LabelRequest(pool[0], "surrogate", 1), LabelRequest(pool[1], "surrogate", 1)]
     loop._submit()
     assert loop.round_submitted == 4 and loop.stats.dropped_round_full == 1 and loop.queue == []
+
+
+def test_stalled_optimizer_still_reaches_the_step_limit():
+    """An episode whose L-BFGS no longer moves (gradient below torch's tolerance) still ends at the limit:
+    the official environment counts its own steps."""
+    pool = [Conformation(np.array([6, 1, 1]), CENTER.copy(), mol_id=0, conf_id=0)]  # zero gradient
+    loop, _, _ = _loop(pool, [0.0], max_episode_steps=3)
+    for _ in range(3):
+        loop.step()
+    assert loop.stats.episodes_ended == {"limit": 1} and len(loop.queue) == 1
+    assert loop.queue[0].episode_step == 3

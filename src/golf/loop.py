@@ -95,6 +95,7 @@ class Episode:
 
     conf: Conformation  # the starting conformation (metadata, bonds for MMFF)
     surrogate_prev: float  # MMFF energy at the current positions, eV
+    steps: int = 0  # environment steps taken (official env_steps: counted even when L-BFGS stalls)
 
 
 @dataclass
@@ -176,7 +177,7 @@ class GolfLoop:
         self.rng = np.random.default_rng(config.seed + self.stats.calls_done)
         # the episodes ignore the optimizer's own convergence and force checks: an episode ends on a
         # surrogate rise or the step limit only (official GOLF/GOLF_actor.py: "done" is unused in training)
-        self.opt_cfg = lbfgs_config(config.conf_optimizer, fmax=0.0, max_steps=config.max_episode_steps,
+        self.opt_cfg = lbfgs_config(config.conf_optimizer, fmax=0.0, max_steps=config.max_episode_steps + 1,
                                     max_force=float("inf"))
         self.state = None  # LBFGSState of the running episodes
         self.episodes: dict[int, Episode] = {}
@@ -238,9 +239,10 @@ class GolfLoop:
         # a rise is new > previous (official: negative reward); an MMFF energy that cannot be
         # computed (NaN) also ends the episode: the surrogate cannot vouch for the step
         rose = ~(surrogate <= prev)
-        limit = (state.n_steps >= self.config.max_episode_steps).cpu().numpy()
+        for ep in episodes:
+            ep.steps += 1
+        limit = np.array([ep.steps >= self.config.max_episode_steps for ep in episodes])
         ended = rose | limit  # [B]
-        n_steps = state.n_steps.tolist()
         for b in np.flatnonzero(ended):
             ep = self.episodes.pop(ids[b])
             reason = "surrogate" if rose[b] else "limit"
@@ -248,7 +250,7 @@ class GolfLoop:
             if not surrogate[b] < self.config.max_surrogate_energy:
                 self.stats.skipped_surrogate += 1
                 continue
-            self.queue.append(LabelRequest(ep.conf.with_positions(before[b]), reason, int(n_steps[b])))
+            self.queue.append(LabelRequest(ep.conf.with_positions(before[b]), reason, ep.steps))
         for b in np.flatnonzero(~ended):
             self.episodes[ids[b]].surrogate_prev = float(surrogate[b])
         self.state = select(state, torch.as_tensor(~ended, device=state.batch.device))
