@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from golf.molecules import read_conformations, write_conformations
+    from golf.formats import read_conformations, write_conformations
     from golf.optim import relax
 
     out_ext = args.output.lower().rsplit(".", 1)[-1]
