@@ -13,10 +13,11 @@ from typing import Any, Sequence
 from golf.chem import quiet_rdkit
 from golf.conformation import SUPPORTED_ELEMENTS
 from golf.errors import InputError
+from golf.presets import Molecules
 
-#: Default heavy-atom range of the NCI pool.
-DEFAULT_MIN_HEAVY = 8
-DEFAULT_MAX_HEAVY = 30
+#: Default heavy-atom range of the NCI pool (``golf.presets.Molecules``).
+DEFAULT_MIN_HEAVY = Molecules.min_heavy
+DEFAULT_MAX_HEAVY = Molecules.max_heavy
 
 
 def nci_path() -> str:
