@@ -14,7 +14,7 @@
 
 Genuine-oracle calls run asynchronously through an ``OracleExecutor`` (local process pool or Dask);
 at most ``max_pending`` calls are in flight, so data keeps coming from the current model rather than
-from an early one. Everything that touches files lives in ``golf.golf_run`` (persistence) and the
+from an early one. Everything that touches files lives in ``golf.runs.golf`` (persistence) and the
 CLI; this module is the algorithm.
 
 Units: eV, Angstrom, eV/Angstrom.
@@ -36,7 +36,7 @@ from golf.oracles.mmff import mmff_energies
 
 @dataclass
 class GolfConfig:
-    """Knobs of the GOLF loop (paper values in the ``paper`` preset of ``golf.cli.train``).
+    """Knobs of the GOLF loop (paper values in ``golf.presets.GOLF_PRESETS["paper"]``).
 
     Attributes:
         budget: genuine-oracle calls to spend (successful or failed).

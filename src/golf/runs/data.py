@@ -1,5 +1,6 @@
-"""What the data pipelines (``build``, ``reference``, ``trajectories``) share: choosing conformations,
-checking the output database, opening the executor, streaming calls through it, the failure log.
+"""What the runs share: the validated oracle spec and its executor (every run), and for the data
+pipelines (``build``, ``reference``, ``trajectories``) choosing conformations, checking the output
+database, streaming calls through the executor and the failure log.
 
 Every record has a unique key (``golf.db.record_key``) and is committed as soon as its result
 arrives; re-running a pipeline skips keys already in the db. Failed oracle calls are not written to
