@@ -30,6 +30,7 @@ def test_paper_values_are_stated_once():
     assert (paper.budget, paper.n_parallel, paper.utd_ratio, paper.max_episode_steps) == \
         (golf.budget, golf.n_parallel, golf.utd_ratio, golf.max_episode_steps) == (10000, 120, 50, 100)
     assert (golf.w_energy, golf.w_forces) == (train.w_energy, train.w_forces) == (0.01, 0.99)
+    assert all(getattr(GOLF_PRESETS["quick"], k) is None for k in GOLF_PRESETS["quick"].LOOP_KNOBS)
 
 
 def test_data_pipelines_as_functions(tmp_path):

@@ -69,8 +69,11 @@ def _connect(db_path: str | os.PathLike, create: bool = True) -> Any:
     path = os.fspath(db_path)
     if not create and not os.path.exists(path):
         raise InputError(f"{path}: no such file")
-    if create:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if create and not os.path.exists(path):
+        # a new database appears with its tables (a reader polling it never sees a half-made file)
+        with atomic_path(path, suffix=".db") as tmp:
+            tmp.unlink()  # ASE's SQLite backend creates the database itself
+            ase.db.connect(str(tmp), type="db", append=True).count()
     return ase.db.connect(path, type="db", append=True)
 
 

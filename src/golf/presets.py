@@ -135,20 +135,20 @@ DEFAULT_TRAIN_PRESET = "quick"
 class GolfTraining:
     """A GOLF run (``golf train --golf``): the loop's knobs and its trainer's.
 
-    Loop knobs (see ``golf.loop.GolfConfig``): budget (genuine-oracle calls), n_parallel,
-    max_episode_steps, utd_ratio, initial_conf_pct, batch_size, seed; conf_optimizer, max_pending,
-    max_force (eV/A) and max_surrogate_rise (eV) keep ``GolfConfig``'s own defaults when None.
+    Loop knobs (``golf.loop.GolfConfig``, which states their defaults; None keeps them): budget
+    (genuine-oracle calls), n_parallel, max_episode_steps, utd_ratio, initial_conf_pct, batch_size,
+    seed, conf_optimizer, max_pending, max_force (eV/A), max_surrogate_rise (eV).
     Trainer: lr, lr_min, clip, w_energy, w_forces. Run: eval_fraction (held-out molecules of D0),
     eval_every / checkpoint_every (oracle calls), device.
     """
 
-    budget: int = 200
-    n_parallel: int = 16
-    max_episode_steps: int = 100
-    utd_ratio: int = 10
-    initial_conf_pct: float = 0.1
-    batch_size: int = 32
-    seed: int = 0
+    budget: int | None = None
+    n_parallel: int | None = None
+    max_episode_steps: int | None = None
+    utd_ratio: int | None = None
+    initial_conf_pct: float | None = None
+    batch_size: int | None = None
+    seed: int | None = None
     conf_optimizer: str | None = None
     max_pending: int | None = None
     max_force: float | None = None
@@ -163,11 +163,15 @@ class GolfTraining:
     checkpoint_every: int = 25
     device: str = "cpu"
 
+    #: the fields that are ``GolfConfig`` knobs
+    LOOP_KNOBS = ("budget", "n_parallel", "max_episode_steps", "utd_ratio", "initial_conf_pct", "batch_size",
+                  "seed", "conf_optimizer", "max_pending", "max_force", "max_surrogate_rise")
+
 
 _PAPER_TRAIN = TRAIN_PRESETS["paper"]
-#: "paper": Tsypin et al. 2024 (GOLF-10k). "quick": the default.
+#: "paper": Tsypin et al. 2024 (GOLF-10k). "quick": the default (the loop's own defaults).
 GOLF_PRESETS: dict[str, GolfTraining] = {
-    "paper": GolfTraining(budget=10000, n_parallel=120, max_episode_steps=100, utd_ratio=50,
+    "paper": GolfTraining(budget=10000, n_parallel=120, max_episode_steps=100, utd_ratio=50, initial_conf_pct=0.1,
                           batch_size=_PAPER_TRAIN.batch_size, lr=_PAPER_TRAIN.lr),
     "quick": GolfTraining(),
 }

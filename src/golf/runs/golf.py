@@ -81,9 +81,8 @@ class RunStore:
 def golf_config(settings: GolfTraining) -> GolfConfig:
     """The loop's ``GolfConfig`` from the run settings (InputError on impossible values); knobs left
     None keep ``GolfConfig``'s defaults."""
-    loop_knobs = ("budget", "n_parallel", "max_episode_steps", "utd_ratio", "initial_conf_pct", "batch_size",
-                  "seed", "conf_optimizer", "max_pending", "max_force", "max_surrogate_rise")
-    config = GolfConfig(**{k: getattr(settings, k) for k in loop_knobs if getattr(settings, k) is not None})
+    knobs = {k: getattr(settings, k) for k in GolfTraining.LOOP_KNOBS if getattr(settings, k) is not None}
+    config = GolfConfig(**knobs)
     for name in ("budget", "n_parallel", "max_episode_steps", "batch_size"):
         if getattr(config, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be >= 1")
