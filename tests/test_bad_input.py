@@ -98,7 +98,7 @@ def test_bad_options_cli(results, name):
 
 @pytest.mark.parametrize("name", sorted(CORPUS))
 def test_bad_file_reader(name):
-    from golf.molecules import read_conformations
+    from golf.formats import read_conformations
 
     with pytest.raises(InputError, match=CORPUS[name]) as info:
         read_conformations(BAD / name)

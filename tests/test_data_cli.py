@@ -93,7 +93,7 @@ def test_build_pool_prefix_resume(tmp_path):
     keys = _keys(out)
     assert len(keys) == len(set(keys)) == 8 and first <= set(keys)
     # molecules come from the train split only
-    from golf.molecules import select_pool_molecules
+    from golf.pool import select_pool_molecules
 
     test_ids = {m for m, _ in select_pool_molecules(None, split="test", min_heavy=3, max_heavy=7)}
     assert not {c.mol_id for c, _, _ in D.read_labelled(out)} & test_ids

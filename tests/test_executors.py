@@ -175,7 +175,7 @@ def test_dask_local_cluster_two_workers(monkeypatch):
     pytest.importorskip("distributed")
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
     confs = [ethanol(s) for s in range(4)]
-    from golf.oracles.executors import _worker_probe
+    from golf.oracles.executors.worker import _worker_probe
     from golf.oracles.mmff import MMFFOracle
 
     with make_executor(OracleSpec("mmff"), kind="dask", n_workers=2, timeout=60) as ex:

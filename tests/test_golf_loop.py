@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from golf.db import append_labelled, count_rows, iter_rows
-from golf.molecules import generate_conformers
+from golf.chem import generate_conformers
 from golf.oracles import make_oracle
 
 SMILES = ["CCO", "CC(=O)C", "CCN", "OCCO", "CC(C)O", "C1CC1O"]

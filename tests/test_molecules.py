@@ -1,4 +1,4 @@
-"""golf.molecules and golf.db: pool, split, conformers, readers/writers, dataset records."""
+"""golf.chem, golf.pool, golf.formats and golf.db: pool, split, conformers, readers/writers, dataset records."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from golf import chem
 from golf import db as D
-from golf import molecules as M
+from golf import formats
+from golf import pool as P
 from golf.conformation import SUPPORTED_ELEMENTS
 from golf.errors import InputError
 from golf.oracles.base import OracleResult, OracleSpec
@@ -26,7 +28,7 @@ def _fake_result(conf, scale=1.0):
 def test_nci_pool_filters():
     from rdkit import Chem
 
-    pool = M.nci_pool(3, 12)
+    pool = P.nci_pool(3, 12)
     assert len(pool) > 500
     ids = [m for m, _ in pool]
     assert len(set(ids)) == len(ids)
@@ -44,30 +46,30 @@ def test_nci_pool_filters():
         has_nitro |= mol.HasSubstructMatch(Chem.MolFromSmarts("[N+](=O)[O-]"))
     assert has_nitro
     # the heavy-atom range is respected and nested
-    assert set(M.nci_pool(3, 8)) <= set(pool)
+    assert set(P.nci_pool(3, 8)) <= set(pool)
     with pytest.raises(InputError):
-        M.nci_pool(10, 5)
+        P.nci_pool(10, 5)
 
 
 def test_split_by_molecule_deterministic_disjoint():
-    ids = [m for m, _ in M.nci_pool(3, 20)]
-    tr, te = M.split_by_molecule(ids, 0.2, seed=0)
-    tr2, te2 = M.split_by_molecule(ids, 0.2, seed=0)
+    ids = [m for m, _ in P.nci_pool(3, 20)]
+    tr, te = P.hash_split(ids, 0.2, seed=0)
+    tr2, te2 = P.hash_split(ids, 0.2, seed=0)
     assert (tr, te) == (tr2, te2)
     assert not set(tr) & set(te)
     assert set(tr) | set(te) == set(ids)
     assert 0.15 < len(te) / len(ids) < 0.25
     # a molecule's side does not depend on which other molecules are in the list
-    sub_tr, sub_te = M.split_by_molecule(ids[::3], 0.2, seed=0)
+    sub_tr, sub_te = P.hash_split(ids[::3], 0.2, seed=0)
     assert set(sub_te) <= set(te) and set(sub_tr) <= set(tr)
-    assert M.split_by_molecule(ids, 0.2, seed=1)[1] != te
+    assert P.hash_split(ids, 0.2, seed=1)[1] != te
 
 
 def test_select_pool_prefix():
-    a = M.select_pool_molecules(3, split="train", min_heavy=3, max_heavy=8)
-    b = M.select_pool_molecules(6, split="train", min_heavy=3, max_heavy=8)
+    a = P.select_pool_molecules(3, split="train", min_heavy=3, max_heavy=8)
+    b = P.select_pool_molecules(6, split="train", min_heavy=3, max_heavy=8)
     assert b[:3] == a
-    test_ids = {m for m, _ in M.select_pool_molecules(None, split="test", min_heavy=3, max_heavy=8)}
+    test_ids = {m for m, _ in P.select_pool_molecules(None, split="test", min_heavy=3, max_heavy=8)}
     assert not test_ids & {m for m, _ in b}
 
 
@@ -77,13 +79,13 @@ def test_select_pool_prefix():
 def test_generate_conformers_seeded_and_consistent():
     from rdkit import Chem
 
-    a = M.generate_conformers("CC(=O)NC", 3, seed=5, mol_id=42)
-    b = M.generate_conformers("CC(=O)NC", 3, seed=5, mol_id=42)
+    a = chem.generate_conformers("CC(=O)NC", 3, seed=5, mol_id=42)
+    b = chem.generate_conformers("CC(=O)NC", 3, seed=5, mol_id=42)
     assert len(a) == 3
     assert [c.conf_id for c in a] == [0, 1, 2]
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x.positions, y.positions)
-        assert M.record_key(x) == M.record_key(y)
+        assert D.record_key(x) == D.record_key(y)
     assert not np.allclose(a[0].positions, a[1].positions)
     c0 = a[0]
     assert c0.mol_id == 42 and c0.smiles == "CNC(C)=O" and c0.charge == 0 and c0.multiplicity == 1
@@ -92,52 +94,52 @@ def test_generate_conformers_seeded_and_consistent():
     np.testing.assert_allclose(mol.GetConformer().GetPositions(), c0.positions, atol=1e-4)
     assert c0.geometry_problem() is None
     # displacement: seeded Gaussian noise of the given size
-    d = M.generate_conformers("CC(=O)NC", 3, seed=5, mol_id=42, displacement=0.1)
-    d2 = M.generate_conformers("CC(=O)NC", 3, seed=5, mol_id=42, displacement=0.1)
+    d = chem.generate_conformers("CC(=O)NC", 3, seed=5, mol_id=42, displacement=0.1)
+    d2 = chem.generate_conformers("CC(=O)NC", 3, seed=5, mol_id=42, displacement=0.1)
     delta = d[0].positions - a[0].positions
     assert 0.05 < delta.std() < 0.15
     np.testing.assert_array_equal(d[0].positions, d2[0].positions)
-    assert M.record_key(d[0]) != M.record_key(a[0])
+    assert D.record_key(d[0]) != D.record_key(a[0])
 
 
 def test_generate_conformers_bad():
     with pytest.raises(InputError, match="invalid SMILES"):
-        M.generate_conformers("C1CC", 1, 0)
+        chem.generate_conformers("C1CC", 1, 0)
     with pytest.raises(InputError, match="unsupported element"):
-        M.generate_conformers("C[Si](C)(C)C", 1, 0)
+        chem.generate_conformers("C[Si](C)(C)C", 1, 0)
     with pytest.raises(InputError, match="charged"):
-        M.generate_conformers("C[NH3+]", 1, 0)
-    c = M.generate_conformers("C[NH3+]", 1, 0, charge=1)[0]
+        chem.generate_conformers("C[NH3+]", 1, 0)
+    c = chem.generate_conformers("C[NH3+]", 1, 0, charge=1)[0]
     assert c.charge == 1
     with pytest.raises(InputError, match="radical"):
-        M.generate_conformers("[CH3]", 1, 0)
-    assert M.generate_conformers("[CH3]", 1, 0, multiplicity=2)[0].multiplicity == 2
+        chem.generate_conformers("[CH3]", 1, 0)
+    assert chem.generate_conformers("[CH3]", 1, 0, multiplicity=2)[0].multiplicity == 2
     with pytest.raises(InputError, match="multiplicity"):
-        M.generate_conformers("[CH3]", 1, 0, multiplicity=1)
+        chem.generate_conformers("[CH3]", 1, 0, multiplicity=1)
 
 
 # ---------------------------------------------------------------------------- readers / writers
 
 
 def test_read_smiles_and_csv(tmp_path):
-    confs = M.read_conformations(DATA / "tiny.smi", conformers=2, seed=0)
+    confs = formats.read_conformations(DATA / "tiny.smi", conformers=2, seed=0)
     assert len(confs) == 8
     assert sorted({c.mol_id for c in confs}) == [0, 1, 2, 3]
     assert confs[0].info["name"] == "ethanol"
     csv = tmp_path / "m.csv"
     csv.write_text("name,SMILES,mol_id\nwater,O,17\nmethanol,CO,18\n")
-    confs = M.read_conformations(csv, conformers=1)
+    confs = formats.read_conformations(csv, conformers=1)
     assert [(c.mol_id, c.smiles) for c in confs] == [(17, "O"), (18, "CO")]
 
 
 def test_roundtrip_sdf_xyz_db(tmp_path):
-    confs = M.read_conformations(DATA / "tiny.smi", conformers=2, seed=1)
+    confs = formats.read_conformations(DATA / "tiny.smi", conformers=2, seed=1)
     props = [{"energy": -10.0 - i, "forces": np.full(c.positions.shape, 0.1 * i), "tag": i}
              for i, c in enumerate(confs)]
     for ext in ("sdf", "extxyz", "db"):
         path = tmp_path / f"out.{ext}"
-        M.write_conformations(path, confs, props)
-        back = M.read_conformations(path)
+        formats.write_conformations(path, confs, props)
+        back = formats.read_conformations(path)
         assert len(back) == len(confs)
         for a, b in zip(confs, back):
             assert (a.mol_id, a.conf_id) == (b.mol_id, b.conf_id), ext
@@ -159,15 +161,15 @@ def test_roundtrip_sdf_xyz_db(tmp_path):
 
 
 def test_read_given_fixtures():
-    sdf = M.read_conformations(DATA / "tiny.sdf")
-    xyz = M.read_conformations(DATA / "tiny.xyz")
+    sdf = formats.read_conformations(DATA / "tiny.sdf")
+    xyz = formats.read_conformations(DATA / "tiny.xyz")
     assert [(c.mol_id, c.conf_id) for c in sdf] == [(7, 0), (7, 1), (8, 0)]
     assert [c.smiles for c in xyz] == [c.smiles for c in sdf] == ["CCO", "CCO", "NC=O"]
 
 
 def test_xyz_bond_perception_without_metadata(tmp_path):
     """Plain XYZ (no golf metadata): bonds perceived, molecules grouped by SMILES."""
-    confs = M.generate_conformers("OC(=O)c1ccccc1", 2, 0, mol_id=3) + M.generate_conformers("CCO", 1, 0)
+    confs = chem.generate_conformers("OC(=O)c1ccccc1", 2, 0, mol_id=3) + chem.generate_conformers("CCO", 1, 0)
     lines = []
     for c in confs:
         lines.append(str(c.n_atoms))
@@ -176,19 +178,19 @@ def test_xyz_bond_perception_without_metadata(tmp_path):
         lines += [f"{sym[z]} {x:.6f} {y:.6f} {w:.6f}" for z, (x, y, w) in zip(c.numbers, c.positions)]
     p = tmp_path / "plain.xyz"
     p.write_text("\n".join(lines) + "\n")
-    back = M.read_conformations(p)
+    back = formats.read_conformations(p)
     assert [(c.mol_id, c.conf_id) for c in back] == [(0, 0), (0, 1), (1, 0)]
     assert back[0].smiles == "O=C(O)c1ccccc1"
     from rdkit.Chem import rdForceFieldHelpers
 
-    mol = M.conformation_to_mol(back[0])
+    mol = chem.conformation_to_mol(back[0])
     assert rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol)
 
 
 def test_write_unsupported_extension_leaves_nothing(tmp_path):
-    confs = M.generate_conformers("CCO", 1, 0)
+    confs = chem.generate_conformers("CCO", 1, 0)
     with pytest.raises(InputError):
-        M.write_conformations(tmp_path / "x.pdb", confs)
+        formats.write_conformations(tmp_path / "x.pdb", confs)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -198,13 +200,13 @@ def test_write_unsupported_extension_leaves_nothing(tmp_path):
 def test_db_records(tmp_path):
     path = tmp_path / "d.db"
     assert D.existing_keys(path) == set()
-    confs = M.generate_conformers("CC=O", 3, 0, mol_id=5)
+    confs = chem.generate_conformers("CC=O", 3, 0, mol_id=5)
     spec = OracleSpec("mmff", {"variant": "MMFF94"})
     for c in confs:
-        D.append_labelled(path, c, _fake_result(c), spec, M.record_key(c))
+        D.append_labelled(path, c, _fake_result(c), spec, D.record_key(c))
     with pytest.raises(ValueError):
         D.append_labelled(path, confs[0], OracleResult.failure("scf"), spec, "x:y")
-    assert D.existing_keys(path) == {M.record_key(c) for c in confs}
+    assert D.existing_keys(path) == {D.record_key(c) for c in confs}
     assert D.db_oracle(path) == ("mmff", {"variant": "MMFF94"})
     rows = D.read_labelled(path)
     assert len(rows) == 3

@@ -289,7 +289,7 @@ def test_oracle_provider_failures_stop_only_that_molecule():
 
 def test_oracle_provider_with_serial_executor_mmff():
     pytest.importorskip("rdkit")
-    from golf.molecules import generate_conformers
+    from golf.chem import generate_conformers
     from golf.oracles import OracleSpec
     from golf.oracles.executors import make_executor
 
@@ -305,7 +305,7 @@ def test_oracle_provider_with_serial_executor_mmff():
 @pytest.mark.slow
 def test_xtb_small_molecule_matches_ase_lbfgs():
     """GFN2-xTB in spawned workers (never in this torch process): golf L-BFGS vs ASE LBFGS."""
-    from golf.molecules import generate_conformers
+    from golf.chem import generate_conformers
     from golf.oracles import OracleSpec
     from golf.oracles.executors import make_executor
 

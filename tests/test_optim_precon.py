@@ -20,7 +20,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def molecules() -> list[Conformation]:
     """Drug-like NCI conformations (ETKDG), as in bench/bench_optimize.py."""
     pytest.importorskip("rdkit")
-    from golf.molecules import generate_conformers, nci_pool
+    from golf.chem import generate_conformers
+    from golf.pool import nci_pool
 
     confs: list[Conformation] = []
     for mol_id, smi in nci_pool(15, 30):
@@ -52,7 +53,7 @@ def _dihedral(x: torch.Tensor, i: int, j: int, k: int, l: int) -> torch.Tensor:
 def test_lindh_matrix_is_gauss_newton_hessian_of_its_springs(molecules):
     """P = sum k b b^T is the autograd Hessian, at x0, of sum k/2 (q(x) - q(x0))^2 over the same
     stretches, bends and torsions (enumerated here with plain loops), so the Wilson rows are right."""
-    from golf.molecules import generate_conformers
+    from golf.chem import generate_conformers
 
     conf = generate_conformers("C=CC(=O)NC", 1, seed=0)[0]  # H, C, N, O; single and double bonds
     z, x0, mask = _padded(conf)

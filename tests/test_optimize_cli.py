@@ -30,7 +30,7 @@ def smiles_file(tmp_path):
 
 @pytest.mark.parametrize("ext", ["sdf", "extxyz"])
 def test_optimize_model_writes_relaxed_structures(tiny_model, smiles_file, tmp_path, capsys, ext):
-    from golf.molecules import read_conformations
+    from golf.formats import read_conformations
 
     out = tmp_path / f"out.{ext}"
     rc = main(["optimize", "--model", str(tiny_model), str(smiles_file), "-o", str(out), "--conformers", "2",

@@ -211,6 +211,7 @@ def test_loss_definition(data):
 
 
 def test_training_lowers_validation_force_error(data, tmp_path):
+    from golf.runs.train import fit_run
     from golf.train import Trainer, prepare_model
 
     train, val = data.split_by_molecule(0.25, seed=0)
@@ -218,7 +219,7 @@ def test_training_lowers_validation_force_error(data, tmp_path):
     prepare_model(model, train)
     trainer = Trainer(model, lr=5e-3, lr_min=1e-4, seed=0)
     before = trainer.evaluate(val)
-    hist = trainer.fit(train, val, epochs=15, batch_size=16, progress=False, prepare=False,
+    hist = fit_run(trainer, train, val, epochs=15, batch_size=16, progress=False, prepare=False,
                        log_dir=tmp_path / "run")
     after = trainer.evaluate(val)
     print("val force MAE meV/A", before["forces_mae_mev_a"], "->", after["forces_mae_mev_a"],
@@ -248,6 +249,7 @@ def _params(model) -> torch.Tensor:
 
 
 def test_resume_equals_uninterrupted(data, tmp_path):
+    from golf.runs.train import fit_run
     from golf.train import Trainer
 
     train, val = data.split_by_molecule(0.25, seed=0)
@@ -256,14 +258,14 @@ def test_resume_equals_uninterrupted(data, tmp_path):
     total = 4 * math.ceil(len(train) / bs)
 
     straight = Trainer(tiny_model(), lr=2e-3, total_steps=total, seed=7)
-    straight.fit(train, val, epochs=4, batch_size=bs, progress=False, log_dir=tmp_path / "a")
+    fit_run(straight, train, val, epochs=4, batch_size=bs, progress=False, log_dir=tmp_path / "a")
 
     first = Trainer(tiny_model(), lr=2e-3, total_steps=total, seed=7)
-    first.fit(train, val, epochs=2, batch_size=bs, progress=False, log_dir=tmp_path / "b")  # "killed" here
+    fit_run(first, train, val, epochs=2, batch_size=bs, progress=False, log_dir=tmp_path / "b")  # "killed" here
     torch.manual_seed(12345)  # disturb global RNG state: resume must restore it
     np.random.seed(99)
     second = Trainer(tiny_model(seed=99), lr=2e-3, seed=123)  # different init and seed: all comes from the state
-    second.fit(train, val, epochs=4, batch_size=bs, progress=False, log_dir=tmp_path / "b", resume=True)
+    fit_run(second, train, val, epochs=4, batch_size=bs, progress=False, log_dir=tmp_path / "b", resume=True)
 
     assert second.step == straight.step and second.epoch == 4
     diff = (_params(second.model) - _params(straight.model)).abs().max().item()

@@ -61,10 +61,10 @@ def test_preset_paper_settings():
     p = argparse.ArgumentParser()
     add_arguments(p)
     s = resolve_settings(p.parse_args(["--data", "x.db", "--out", "m.pt", "--preset", "paper"]))
-    assert (s["model"], s["features"], s["interactions"], s["cutoff"], s["n_rbf"]) == ("painn", 128, 3, 5.0, 50)
-    assert (s["lr"], s["batch_size"], s["clip"], s["w_energy"], s["w_forces"]) == (1e-4, 64, 1.0, 0.01, 0.99)
+    assert (s.model, s.features, s.interactions, s.cutoff, s.n_rbf) == ("painn", 128, 3, 5.0, 50)
+    assert (s.lr, s.batch_size, s.clip, s.w_energy, s.w_forces) == (1e-4, 64, 1.0, 0.01, 0.99)
     s = resolve_settings(p.parse_args(["--data", "x.db", "--out", "m.pt", "--preset", "paper", "--lr", "3e-4"]))
-    assert s["lr"] == 3e-4 and s["features"] == 128
+    assert s.lr == 3e-4 and s.features == 128
 
 
 def _err_line(capsys) -> str:

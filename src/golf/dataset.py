@@ -370,12 +370,10 @@ def collate_arrays(
 
 def _read_db(path: Path) -> LabelledData:
     """Labelled rows of one ASE db; InputError with the file name on any problem."""
+    from golf.db import iter_rows
+
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    try:
-        from golf.db import iter_rows
-    except ImportError:
-        return _read_db_ase(path)
     data = LabelledData()
     n_rows = n_unlabelled = 0
     try:
@@ -400,42 +398,4 @@ def _read_db(path: Path) -> LabelledData:
         import warnings
 
         warnings.warn(f"{path}: skipped {n_unlabelled} rows without energy/forces", stacklevel=2)
-    return data
-
-
-def _read_db_ase(path: Path) -> LabelledData:
-    import ase.db
-
-    try:
-        db = ase.db.connect(str(path), type="db", create_indices=False)
-        rows = list(db.select())
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{path}: not a readable ASE database ({exc})") from exc
-    if not rows:
-        raise InputError(f"{path}: no labelled conformations (empty database)")
-    data = LabelledData()
-    for k, row in enumerate(rows):
-        energy = row.get("energy")
-        forces = row.get("forces")
-        if energy is None or forces is None:
-            raise InputError(f"{path}: row {row.id} has no energy/forces (unlabelled database?)")
-        kvp = row.key_value_pairs
-        molblock = None
-        try:
-            molblock = row.data.get("molblock")
-        except Exception:  # noqa: BLE001 - data blob is optional
-            molblock = None
-        conf = Conformation(
-            numbers=row.numbers,
-            positions=row.positions,
-            smiles=kvp.get("smiles"),
-            mol_id=int(kvp.get("mol_id", -1)),
-            conf_id=int(kvp.get("conf_id", -1)),
-            charge=int(kvp.get("charge", 0)),
-            multiplicity=int(kvp.get("multiplicity", 1)),
-            molblock=molblock,
-        )
-        if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
-            raise InputError(f"{path}: row {row.id} has non-finite energy/forces")
-        data.append(conf, float(energy), np.asarray(forces))
     return data

@@ -1,6 +1,6 @@
-"""ASE SQLite datasets of labelled conformations (no torch).
+"""ASE SQLite databases: the only module that opens one. Owns the row layouts (no torch).
 
-Row schema (one row per labelled conformation):
+Labelled row schema (one row per labelled conformation):
 
 * atoms: ``numbers``, ``positions`` (Angstrom), a ``SinglePointCalculator`` with ``energy`` (eV) and
   ``forces`` ([n, 3] eV/Angstrom);
@@ -18,17 +18,49 @@ kvps ``step`` (int, 0 = start), ``traj_len`` (int, number of steps of the full r
 ``traj_key`` (the record key of the starting conformation).
 
 Rows are appended and committed one at a time, so a killed job loses nothing already written.
+Every record has a unique key (``record_key``: ``mol_id:conf_id:geometry-hash``) so that jobs resume.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
 from golf.conformation import Conformation
-from golf.errors import InputError
+from golf.errors import GolfError, InputError
+from golf.io import atomic_path
+
+
+class ReferenceRecord(NamedTuple):
+    """One row of a reference database: a start conformation and the genuine oracle's own optimum.
+
+    Attributes:
+        conf: the start conformation (``info`` carries ``start_energy`` eV, ``opt_converged``,
+            ``opt_steps`` when read from a db).
+        opt_energy: oracle energy of its optimum (eV).
+        opt_positions: coordinates of that optimum [n, 3] (Angstrom), if known.
+    """
+
+    conf: Conformation
+    opt_energy: float
+    opt_positions: np.ndarray | None = None
+
+
+def geometry_hash(numbers: np.ndarray, positions: np.ndarray, n: int = 12) -> str:
+    """A short stable hash of a geometry (positions rounded to 1e-5 A). Used in record keys."""
+    pos = np.round(np.asarray(positions, dtype=np.float64), 5) + 0.0  # +0.0 folds -0.0 into 0.0
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.asarray(numbers, dtype=np.int64).tobytes())
+    h.update(pos.tobytes())
+    return h.hexdigest()[:n]
+
+
+def record_key(conf: Conformation) -> str:
+    """The unique record key of a conformation: ``"{mol_id}:{conf_id}:{geometry hash}"``."""
+    return f"{conf.mol_id}:{conf.conf_id}:{geometry_hash(conf.numbers, conf.positions)}"
 
 
 def _connect(db_path: str | os.PathLike, create: bool = True) -> Any:
@@ -37,8 +69,11 @@ def _connect(db_path: str | os.PathLike, create: bool = True) -> Any:
     path = os.fspath(db_path)
     if not create and not os.path.exists(path):
         raise InputError(f"{path}: no such file")
-    if create:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if create and not os.path.exists(path):
+        # a new database appears with its tables (a reader polling it never sees a half-made file)
+        with atomic_path(path, suffix=".db") as tmp:
+            tmp.unlink()  # ASE's SQLite backend creates the database itself
+            ase.db.connect(str(tmp), type="db", append=True).count()
     return ase.db.connect(path, type="db", append=True)
 
 
@@ -68,11 +103,11 @@ def append_labelled(
         conf: the conformation (positions in Angstrom).
         result: an ``OracleResult`` with ``ok=True`` (energy eV, forces [n,3] eV/A).
         oracle_spec: ``OracleSpec`` (name + settings) or an oracle name.
-        key: unique record key (see ``golf.molecules.record_key``).
+        key: unique record key (see ``record_key``).
         extra_kvp: more key-value pairs (scalars).
         extra_data: more data entries (arrays, strings).
     """
-    from golf.molecules import conformation_to_atoms
+    from golf.chem import conformation_to_atoms
 
     if not getattr(result, "ok", False):
         raise ValueError(f"refusing to store a failed oracle result for {key}: {result.reason}")
@@ -175,22 +210,155 @@ def read_labelled(db_path: str | os.PathLike) -> list[tuple[Conformation, float,
     return out
 
 
-def read_reference(db_path: str | os.PathLike) -> list[tuple[Conformation, float, np.ndarray]]:
-    """Rows of a reference database: ``[(start conformation, opt_energy eV, opt_positions [n,3] A)]``.
+def read_reference(db_path: str | os.PathLike) -> list[ReferenceRecord]:
+    """Rows of a reference database (``golf data reference``) as ``ReferenceRecord`` s, in row order.
 
     The start conformation's ``info`` also carries ``start_energy`` (eV, oracle energy of the start
-    geometry), ``opt_converged`` and ``opt_steps``.
+    geometry), ``opt_converged`` and ``opt_steps``. InputError (one line) for a missing or unreadable
+    file, an empty database, or a row that is not a reference record.
     """
+    path = os.fspath(db_path)
+    if not os.path.exists(path):
+        raise InputError(f"{path}: reference db not found")
     out = []
-    for r in iter_rows(db_path):
-        kvp, data = r["kvp"], r["data"]
-        if "opt_energy" not in kvp or "opt_positions" not in data:
-            raise InputError(f"{os.fspath(db_path)}: row {r['id']} is not a reference record "
-                             "(no opt_energy/opt_positions; build it with `golf data reference`)")
-        conf = r["conformation"]
-        if r["energy"] is not None:
-            conf.info["start_energy"] = r["energy"]
-        conf.info["opt_converged"] = bool(kvp.get("opt_converged", False))
-        conf.info["opt_steps"] = int(kvp.get("opt_steps", 0))
-        out.append((conf, float(kvp["opt_energy"]), np.asarray(data["opt_positions"], dtype=np.float64)))
+    try:
+        for r in iter_rows(path):
+            kvp, data = r["kvp"], r["data"]
+            if "opt_energy" not in kvp or "opt_positions" not in data:
+                raise InputError(f"{path}: row {r['id']} has no opt_energy/opt_positions; this is not a "
+                                 "reference db (make one with `golf data reference`)")
+            conf = r["conformation"]
+            if r["energy"] is not None:
+                conf.info["start_energy"] = r["energy"]
+            conf.info["opt_converged"] = bool(kvp.get("opt_converged", False))
+            conf.info["opt_steps"] = int(kvp.get("opt_steps", 0))
+            out.append(ReferenceRecord(conf, float(kvp["opt_energy"]),
+                                       np.asarray(data["opt_positions"], dtype=np.float64)))
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt db is bad input
+        raise InputError(f"{path}: not a readable ASE database ({type(exc).__name__}: {exc})") from None
+    if not out:
+        raise InputError(f"{path}: reference db has no conformations")
     return out
+
+
+def append_reference(
+    db_path: str | os.PathLike, conf: Conformation, relaxed: Any, oracle_spec: Any, key: str, fmax: float
+) -> int:
+    """Append a reference row: the start ``conf`` with its oracle energy/forces and the optimum of the
+    oracle relaxation ``relaxed`` (a ``RelaxResult`` with a trajectory; eV, eV/A, Angstrom)."""
+    from golf.oracles.base import OracleResult
+
+    start = OracleResult(ok=True, energy=float(relaxed.trajectory_energies[0]),
+                         forces=np.asarray(relaxed.trajectory_forces[0]))
+    kvp = dict(opt_energy=float(relaxed.energy), opt_converged=bool(relaxed.converged),
+               opt_steps=int(relaxed.n_steps), opt_fmax_target=float(fmax))
+    data = {"opt_positions": np.asarray(relaxed.positions, dtype=np.float64)}
+    if relaxed.forces is not None:
+        final_forces = np.asarray(relaxed.forces)
+        kvp["opt_fmax"] = float(np.linalg.norm(final_forces, axis=1).max())
+        data["opt_forces"] = final_forces
+    return append_labelled(db_path, conf, start, oracle_spec, key, extra_kvp=kvp, extra_data=data)
+
+
+def append_trajectory_step(
+    db_path: str | os.PathLike, conf: Conformation, relaxed: Any, step: int, oracle_spec: Any, base_key: str
+) -> int:
+    """Append step ``step`` of the oracle relaxation ``relaxed`` of ``conf`` (key ``base_key:step``)."""
+    from golf.oracles.base import OracleResult
+
+    result = OracleResult(ok=True, energy=float(relaxed.trajectory_energies[step]),
+                          forces=np.asarray(relaxed.trajectory_forces[step]))
+    return append_labelled(
+        db_path, conf.with_positions(relaxed.trajectory_positions[step]), result, oracle_spec,
+        f"{base_key}:{step}",
+        extra_kvp=dict(step=step, traj_len=len(relaxed.trajectory_positions), traj_key=base_key,
+                       traj_converged=bool(relaxed.converged)),
+    )
+
+
+def trajectory_progress(db_path: str | os.PathLike) -> tuple[dict[str, set[int]], dict[str, int], int]:
+    """What a trajectory database holds: (steps stored per start key, full trajectory length per
+    start key, number of rows). Empty for a missing database."""
+    present: dict[str, set[int]] = {}
+    traj_len: dict[str, int] = {}
+    n_rows = 0
+    path = os.fspath(db_path)
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        for r in iter_rows(path):
+            kvp = r["kvp"]
+            base = str(kvp.get("traj_key", ""))
+            present.setdefault(base, set()).add(int(kvp.get("step", 0)))
+            traj_len[base] = int(kvp.get("traj_len", 0))
+            n_rows += 1
+    return present, traj_len, n_rows
+
+
+def sample_rows(src: str | os.PathLike, dst: str | os.PathLike, n: int, seed: int = 0) -> None:
+    """``n`` rows of ``src`` drawn uniformly without replacement (seeded) into a new database ``dst``,
+    atomically, in their original order: the paper's D-traj-N from a pool of trajectory conformations."""
+    from ase.db import connect
+
+    source = connect(os.fspath(src), type="db")
+    ids = [row.id for row in source.select(sort="id", include_data=False)]
+    if n > len(ids):
+        raise GolfError(f"{src} holds {len(ids)} trajectory conformations, fewer than the {n} asked for")
+    keep = set(np.random.default_rng(seed).choice(ids, size=n, replace=False).tolist())
+    with atomic_path(dst) as tmp:
+        tmp.unlink()  # ASE's SQLite backend creates the database itself
+        target = connect(str(tmp), type="db")
+        with target:  # one transaction
+            for row in source.select(sort="id"):
+                if row.id in keep:
+                    target.write(row.toatoms(), key_value_pairs=row.key_value_pairs, data=row.data)
+
+
+def read_structure_rows(path: str | os.PathLike) -> list[tuple[int, Any, dict[str, Any], dict[str, Any]]]:
+    """Every row of any ASE database as ``(id, Atoms without calculator, kvp, data)``.
+
+    InputError for an unreadable or empty database.
+    """
+    import ase.db
+
+    try:
+        db = ase.db.connect(os.fspath(path), type="db", create_indices=False)
+        rows = list(db.select())
+    except Exception as exc:  # noqa: BLE001
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a readable ASE database ({reason})") from None
+    if not rows:
+        raise InputError(f"{path}: no structures in database")
+    out = []
+    for row in rows:
+        atoms = row.toatoms()
+        atoms.calc = None
+        out.append((int(row.id), atoms, dict(row.key_value_pairs), dict(row.data or {})))
+    return out
+
+
+def write_rows(path: str | os.PathLike, confs: Sequence[Conformation], props: Sequence[dict[str, Any]]) -> None:
+    """A new database at ``path`` (must not exist) with one row per conformation: energy (eV) and
+    forces ([n,3] eV/A) from ``props`` in a SinglePointCalculator, scalar props and the metadata as
+    key-value pairs, ``data['molblock']``. One transaction."""
+    import ase.db
+
+    from golf.chem import conformation_to_atoms
+
+    db = ase.db.connect(os.fspath(path), type="db", append=True)
+    with db:
+        for c, pr in zip(confs, props):
+            atoms = conformation_to_atoms(c, pr.get("energy"), pr.get("forces"))
+            atoms.info.clear()
+            kvp: dict[str, Any] = dict(
+                mol_id=int(c.mol_id), conf_id=int(c.conf_id), charge=int(c.charge),
+                multiplicity=int(c.multiplicity),
+            )
+            if c.smiles:
+                kvp["smiles"] = c.smiles
+            for k, v in pr.items():
+                if k in ("energy", "forces") or not isinstance(v, (bool, int, float, str, np.integer, np.floating)):
+                    continue
+                kvp[k] = v.item() if isinstance(v, np.generic) else v
+            data = {"molblock": c.molblock} if c.molblock else {}
+            db.write(atoms, key_value_pairs=kvp, data=data)

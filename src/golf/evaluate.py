@@ -41,12 +41,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from golf import metrics as _metrics
 from golf.conformation import Conformation
+from golf.db import ReferenceRecord
 from golf.errors import InputError
 from golf.optim.state import NON_FINITE
 
@@ -54,21 +55,6 @@ from golf.optim.state import NON_FINITE
 DEFAULT_FMAX: float = 1e-6
 
 JSON_FORMAT = "golf-metrics/1"
-
-
-@dataclass
-class ReferenceRecord:
-    """One test conformation with its reference optimum.
-
-    Attributes:
-        conf: the start conformation.
-        opt_energy: genuine-oracle energy of the oracle's own optimum (eV).
-        opt_positions: coordinates of that optimum [n, 3] (Angstrom), if known.
-    """
-
-    conf: Conformation
-    opt_energy: float
-    opt_positions: np.ndarray | None = None
 
 
 @dataclass
@@ -112,7 +98,7 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> null)."""
-        return _json_clean(
+        return json_clean(
             {
                 "name": self.name,
                 "steps": list(self.steps),
@@ -134,13 +120,14 @@ class EvaluationResult:
         return _metrics.format_table(self.aggregate, title=self.name)
 
 
-def _json_clean(x: Any) -> Any:
+def json_clean(x: Any) -> Any:
+    """``x`` with NumPy scalars/arrays as Python values and non-finite floats as None (JSON null)."""
     if isinstance(x, dict):
-        return {str(k): _json_clean(v) for k, v in x.items()}
+        return {str(k): json_clean(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_json_clean(v) for v in x]
+        return [json_clean(v) for v in x]
     if isinstance(x, np.ndarray):
-        return _json_clean(x.tolist())
+        return json_clean(x.tolist())
     if isinstance(x, (np.bool_, bool)):
         return bool(x)
     if isinstance(x, (np.integer,)):
@@ -155,53 +142,17 @@ def _json_clean(x: Any) -> Any:
 # inputs
 
 
-def as_reference_records(reference: Iterable[Any]) -> list[ReferenceRecord]:
-    """Normalise reference items: ``ReferenceRecord``, ``(conf, opt_energy[, opt_positions])`` tuples,
-    or objects/dicts with ``conf``/``opt_energy``/``opt_positions``."""
-    out: list[ReferenceRecord] = []
-    for i, item in enumerate(reference):
-        if isinstance(item, ReferenceRecord):
-            out.append(item)
-        elif isinstance(item, (tuple, list)):
-            conf, e_opt = item[0], item[1]
-            pos = item[2] if len(item) > 2 else None
-            out.append(ReferenceRecord(conf, float(e_opt), None if pos is None else np.asarray(pos)))
-        elif isinstance(item, dict):
-            out.append(
-                ReferenceRecord(item["conf"], float(item["opt_energy"]), item.get("opt_positions"))
-            )
-        else:
-            conf = getattr(item, "conf", None) or getattr(item, "conformation", None)
-            e_opt = getattr(item, "opt_energy", None)
-            if conf is None or e_opt is None:
-                raise TypeError(f"reference item {i}: cannot read conformation and opt_energy")
-            out.append(ReferenceRecord(conf, float(e_opt), getattr(item, "opt_positions", None)))
-    return out
-
-
 def load_reference(path: str | os.PathLike, limit: int | None = None) -> list[ReferenceRecord]:
-    """Read a reference db (``golf data reference``) as ``ReferenceRecord`` s.
+    """The first ``limit`` (all if None) records of a reference db (``golf.db.read_reference``).
 
-    Raises InputError (one line) for a missing/unreadable file, an empty db, or rows without
-    ``opt_energy``.
+    Raises InputError (one line) for a missing/unreadable file, an empty db, or rows without a
+    finite ``opt_energy``.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: reference db not found")
-    _check_reference_rows(path)
     from golf.db import read_reference
 
-    try:
-        items = read_reference(str(path))
-    except InputError:
-        raise
-    except Exception as exc:  # corrupt db etc.
-        raise InputError(f"{path}: cannot read reference db ({type(exc).__name__}: {exc})") from exc
-    records = as_reference_records(items)
-    if not records:
-        raise InputError(f"{path}: reference db has no conformations")
+    records = read_reference(path)
     for r in records:
-        if r.opt_energy is None or not math.isfinite(float(r.opt_energy)):
+        if not math.isfinite(float(r.opt_energy)):
             raise InputError(
                 f"{path}: conformation {r.conf.mol_id}/{r.conf.conf_id} has no finite opt_energy "
                 "(make the test set with `golf data reference`)"
@@ -209,28 +160,6 @@ def load_reference(path: str | os.PathLike, limit: int | None = None) -> list[Re
     if limit is not None:
         records = records[: max(int(limit), 0)]
     return records
-
-
-def _check_reference_rows(path: Path) -> None:
-    """Cheap schema check with ASE db: every row has the kvp ``opt_energy``."""
-    try:
-        import ase.db
-
-        with ase.db.connect(str(path), type="db") as db:
-            n = 0
-            for row in db.select():
-                n += 1
-                if "opt_energy" not in row.key_value_pairs:
-                    raise InputError(
-                        f"{path}: row {row.id} has no opt_energy; this is not a reference db "
-                        "(make one with `golf data reference`)"
-                    )
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable ASE database ({type(exc).__name__}: {exc})") from exc
-    if n == 0:
-        raise InputError(f"{path}: reference db has no conformations")
 
 
 def reference_oracle(path: str | os.PathLike) -> tuple[str | None, dict[str, Any]]:
@@ -265,15 +194,6 @@ def _as_provider(model: Any) -> Any:
     return model
 
 
-def _get(obj: Any, *names: str, default: Any = None) -> Any:
-    for n in names:
-        if isinstance(obj, dict) and n in obj:
-            return obj[n]
-        if hasattr(obj, n):
-            return getattr(obj, n)
-    return default
-
-
 def model_trajectories(
     model: Any,
     confs: Sequence[Conformation],
@@ -303,9 +223,9 @@ def model_trajectories(
         results = relax(_as_provider(model), list(confs), progress=bar.update, **kwargs)
     out: list[Trajectory] = []
     for conf, rec in zip(confs, results):
-        traj = _get(rec, "trajectory_positions")
-        n_steps = int(_get(rec, "n_steps", default=0) or 0)
-        final = _get(rec, "positions")
+        traj = rec.trajectory_positions
+        n_steps = int(rec.n_steps)
+        final = rec.positions
         frames: list[np.ndarray]
         if traj is None:
             frames = [conf.positions] + ([np.asarray(final, dtype=np.float64)] if final is not None else [])
@@ -323,13 +243,13 @@ def model_trajectories(
         if bad:
             frames = frames[: bad[0]]
         idx = _metrics.trajectory_frame_indices(len(frames), steps)
-        reason = str(_get(rec, "reason", default="") or "")
+        reason = str(rec.reason or "")
         out.append(
             Trajectory(
                 frames=frames,
                 frame_of_step=[int(i) for i in idx],
                 n_steps=n_steps if n_steps else len(frames) - 1,
-                converged=bool(_get(rec, "converged", default=False)),
+                converged=bool(rec.converged),
                 reason="" if reason == "max_steps" else reason,
             )
         )
@@ -338,8 +258,7 @@ def model_trajectories(
 
 def mmff_trajectories(confs: Sequence[Conformation], steps: Sequence[int]) -> list[Trajectory]:
     """RDKit MMFF94 relaxations: the structure after T BFGS iterations for each T (see module doc)."""
-    from rdkit import Chem
-    from rdkit.Chem import rdForceFieldHelpers as ffh
+    from golf.chem import conformation_to_mol, mmff_force_field
 
     steps = [int(t) for t in steps]
     out: list[Trajectory] = []
@@ -352,16 +271,8 @@ def mmff_trajectories(confs: Sequence[Conformation], steps: Sequence[int]) -> li
         try:
             if not conf.molblock:
                 raise ValueError("no bond information (molblock) for MMFF")
-            mol = Chem.MolFromMolBlock(conf.molblock, removeHs=False, sanitize=True)
-            if mol is None:
-                raise ValueError("RDKit cannot parse the mol block")
-            if [a.GetAtomicNum() for a in mol.GetAtoms()] != conf.numbers.tolist():
-                raise ValueError("mol block atoms do not match the conformation")
-            props = ffh.MMFFGetMoleculeProperties(mol)
-            if props is None:
-                raise ValueError("MMFF94 has no parameters for this molecule")
-            mol.RemoveAllConformers()
-            mol.AddConformer(Chem.Conformer(conf.n_atoms), assignId=True)
+            mol = conformation_to_mol(conf, strict=True)
+            props = None
             rd_conf = mol.GetConformer()
             start = [p.tolist() for p in conf.positions]
             cache: dict[int, int] = {0: 0}
@@ -376,7 +287,7 @@ def mmff_trajectories(confs: Sequence[Conformation], steps: Sequence[int]) -> li
                 # the force field moves the conformer's coordinates in place: reset to the start
                 for i, p in enumerate(start):
                     rd_conf.SetAtomPosition(i, p)
-                ff = ffh.MMFFGetMoleculeForceField(mol, props)
+                props, ff = mmff_force_field(mol, props=props, ignore_interfrag=True)
                 ff.Initialize()
                 status = ff.Minimize(maxIts=t)
                 pos = np.asarray(ff.Positions(), dtype=np.float64).reshape(-1, 3)
@@ -532,7 +443,7 @@ def _check_steps(steps: Sequence[int]) -> list[int]:
 
 def evaluate_model(
     model: Any,
-    reference: Sequence[Any],
+    reference: Sequence[ReferenceRecord],
     executor: Any,
     steps: Sequence[int] = _metrics.DEFAULT_STEPS,
     optimizer: str = "lbfgs-golf",
@@ -547,8 +458,8 @@ def evaluate_model(
     Args:
         model: a ``golf.models.Potential`` (wrapped in ``ModelEnergyForces``) or any EnergyForces
             provider ``provider(batch) -> (energy [B] eV, forces [N,3] eV/A)``.
-        reference: ``ReferenceRecord`` s or ``(conf, opt_energy_eV, opt_positions)`` tuples
-            (``golf.db.read_reference``); ``opt_energy`` must come from the same genuine oracle.
+        reference: ``golf.db.ReferenceRecord`` s (``golf.db.read_reference``); ``opt_energy`` must
+            come from the same genuine oracle.
         executor: an open ``golf.oracles.executors`` OracleExecutor for the genuine oracle.
         steps: evaluated step numbers T (>= 1); the model runs max(steps) steps.
         optimizer: ``golf.optim`` method name ("lbfgs", ...).
@@ -565,7 +476,6 @@ def evaluate_model(
         n_oracle_failures, oracle_failure_reasons. ``aggregate`` is ``golf.metrics.aggregate``.
     """
     steps = _check_steps(steps)
-    reference = as_reference_records(reference)
     confs = [r.conf for r in reference]
     t0 = time.perf_counter()
     trajs = model_trajectories(
@@ -587,7 +497,7 @@ def evaluate_model(
 
 
 def evaluate_mmff(
-    reference: Sequence[Any],
+    reference: Sequence[ReferenceRecord],
     executor: Any,
     steps: Sequence[int] = _metrics.DEFAULT_STEPS,
     name: str = "mmff",
@@ -599,7 +509,6 @@ def evaluate_mmff(
     layout as ``evaluate_model``.
     """
     steps = _check_steps(steps)
-    reference = as_reference_records(reference)
     t0 = time.perf_counter()
     trajs = mmff_trajectories([r.conf for r in reference], steps)
     settings = {
@@ -628,7 +537,7 @@ def metrics_document(
 
     NaN values are written as null.
     """
-    return _json_clean(
+    return json_clean(
         {
             "format": JSON_FORMAT,
             "settings": dict(settings or {}),
@@ -637,22 +546,15 @@ def metrics_document(
     )
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    """Write JSON to a temp file in the same directory, then rename over ``path``."""
-    from golf.io import atomic_write_text
-
-    path = Path(path)
-    atomic_write_text(path, json.dumps(_json_clean(obj), indent=1, allow_nan=False) + "\n")
-    return path
-
-
 def write_metrics(
     path: str | os.PathLike,
     results: Sequence[EvaluationResult],
     settings: dict[str, Any] | None = None,
 ) -> Path:
     """Write metrics.json atomically (layout: ``metrics_document``)."""
-    return write_json_atomic(path, metrics_document(results, settings))
+    from golf.io import atomic_write_json
+
+    return atomic_write_json(path, metrics_document(results, settings), indent=1, allow_nan=False)
 
 
 def read_metrics(path: str | os.PathLike) -> dict[str, EvaluationResult]:
@@ -667,7 +569,6 @@ __all__ = [
     "EvaluationResult",
     "ReferenceRecord",
     "Trajectory",
-    "as_reference_records",
     "evaluate_mmff",
     "evaluate_model",
     "load_reference",
@@ -676,6 +577,6 @@ __all__ = [
     "model_trajectories",
     "read_metrics",
     "reference_oracle",
-    "write_json_atomic",
+    "json_clean",
     "write_metrics",
 ]

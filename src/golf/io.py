@@ -1,14 +1,18 @@
-"""Atomic file output: a file golf writes is either complete or absent, never half-written.
+"""File output: atomic writes (a file golf writes is either complete or absent, never half-written),
+fsynced JSON-lines logs and CSV tables.
 
 Torch-free (oracle workers and data commands import it too).
 """
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 
 @contextlib.contextmanager
@@ -41,3 +45,49 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2, **dumps_kwargs: Any) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (``default=str`` unless given); returns ``path``."""
+    dumps_kwargs.setdefault("default", str)
+    path = Path(path)
+    atomic_write_text(path, json.dumps(obj, indent=indent, **dumps_kwargs) + "\n")
+    return path
+
+
+def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append one JSON line to ``path`` and fsync it (failure logs survive a kill -9)."""
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def count_lines(path: str | os.PathLike) -> int:
+    """Non-blank lines of a text file (0 if it does not exist), e.g. records of a JSONL log."""
+    path = Path(path)
+    return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.exists() else 0
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` as CSV atomically (columns: union of keys in first-seen order)."""
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=cols)
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    atomic_write_text(path, out.getvalue())
+
+
+def append_csv_row(path: str | os.PathLike, row: dict[str, Any]) -> None:
+    """Append one row to a CSV file, writing the header (the row's keys) when the file is new."""
+    path = Path(path)
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)

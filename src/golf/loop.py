@@ -20,7 +20,7 @@ the moment they arrive (utd_ratio updates each, at most ``max_pending`` calls in
 oracle call never stalls the others.
 
 Genuine-oracle calls run asynchronously through an ``OracleExecutor`` (local process pool or
-Dask). Everything that touches files lives in ``golf.golf_run``; this module is the algorithm.
+Dask). Everything that touches files lives in ``golf.runs.golf``; this module is the algorithm.
 
 Units: eV, Angstrom, eV/Angstrom.
 """
@@ -50,8 +50,8 @@ CADENCES = ("block", "stream")
 
 @dataclass
 class GolfConfig:
-    """Knobs of the GOLF loop. Defaults are the official code's where it has one (its values for the
-    paper's run, ``scripts/training/run_training_GOLF_10k.sh``, are the ``paper`` preset).
+    """Knobs of the GOLF loop. Defaults are the official code's where it has one; its values for the
+    paper's run (``scripts/training/run_training_GOLF_10k.sh``) are ``golf.presets.GOLF_PRESETS["paper"]``.
 
     Attributes:
         budget: genuine-oracle calls to spend (successful or failed).

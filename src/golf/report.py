@@ -27,7 +27,8 @@ def _row_at(aggregate: list[dict[str, Any]], T: int) -> dict[str, Any] | None:
 def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str, Any], timings: dict[str, float],
                  preset_name: str = "", oracle: str = "xtb", **_: Any) -> None:
     """Collect ``out/eval/<name>/metrics.json`` of every model and write the report files atomically."""
-    from golf.evaluate import read_metrics, write_json_atomic
+    from golf.evaluate import json_clean, read_metrics
+    from golf.io import atomic_write_json
     from golf.plots import plot_metrics
 
     results: dict[str, Any] = {}
@@ -51,7 +52,7 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
             for name, (res, calls) in results.items()
         ],
     }
-    write_json_atomic(out / "report.json", doc)
+    atomic_write_json(out / "report.json", json_clean(doc), indent=1, allow_nan=False)
 
     lines = [
         f"# golf run report ({preset_name} preset, genuine oracle: {oracle})",

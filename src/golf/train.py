@@ -19,20 +19,16 @@ eV/A): ``loss`` is dimensionless and numerically equal to the official loss. The
 meV, kcal/mol and meV/A.
 
 ``Trainer`` wraps Adam + cosine annealing + gradient clipping; ``update`` is one optimisation step
-on a collated batch (GOLF calls it on replay-buffer batches), ``fit`` runs epochs with validation,
-CSV (and TensorBoard, when installed) logs, best/last golf checkpoints, and exact resume.
+on a collated batch (GOLF calls it on replay-buffer batches), ``fit`` runs epochs with validation
+and reports through callbacks. No files here: ``golf.runs.train`` adds progress bars, CSV and
+TensorBoard logs, best/last golf checkpoints and exact resume.
 """
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import math
-import os
 import random
-import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -42,8 +38,6 @@ from torch import nn
 from golf.batch import Batch
 from golf.dataset import LabelledData
 from golf.errors import CheckpointError, GolfError
-from golf.io import atomic_write_bytes, atomic_write_text
-from golf.models.checkpoint import save_model
 from golf.units import EV_TO_KCAL_MOL, HARTREE_TO_EV
 
 #: Energy error scale of the loss (eV): 1 Hartree, so the paper's weights keep their meaning.
@@ -52,11 +46,6 @@ ENERGY_SCALE: float = HARTREE_TO_EV
 FORCE_SCALE: float = HARTREE_TO_EV
 
 BatchTuple = tuple[Batch, torch.Tensor, torch.Tensor]
-
-TRAINER_STATE_FILE = "trainer_state.pt"
-LAST_CHECKPOINT_FILE = "last.pt"
-BEST_CHECKPOINT_FILE = "best.pt"
-METRICS_FILE = "metrics.csv"
 
 
 # ---------------------------------------------------------------------------------------- loss
@@ -121,25 +110,6 @@ def prepare_model(model: nn.Module, data: LabelledData) -> np.ndarray:
     if isinstance(getattr(model, "config", None), dict) and "elements" in model.config:
         model.config["elements"] = data.elements
     return refs
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write ``rows`` as CSV atomically (columns: union of keys in first-seen order)."""
-    cols: list[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in cols]
-    out = io.StringIO()
-    w = csv.DictWriter(out, fieldnames=cols)
-    w.writeheader()
-    for r in rows:
-        w.writerow(r)
-    atomic_write_text(path, out.getvalue())
 
 
 # ---------------------------------------------------------------------------------------- trainer
@@ -366,20 +336,6 @@ class Trainer:
             np.random.set_state(rng["numpy"])
             torch.set_rng_state(rng["torch"])
 
-    def save_state(self, path: str | os.PathLike) -> None:
-        """Write ``state_dict()`` atomically to ``path``."""
-        _atomic_torch_save(self.state_dict(), Path(path))
-
-    def load_state(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
-        except FileNotFoundError as exc:
-            raise CheckpointError(f"{path}: no such trainer state") from exc
-        except Exception as exc:  # noqa: BLE001
-            raise CheckpointError(f"{path}: unreadable trainer state ({exc})") from exc
-        self.load_state_dict(state)
-
     # ------------------------------------------------------------------ fit
     def fit(
         self,
@@ -387,127 +343,64 @@ class Trainer:
         val: LabelledData | None = None,
         epochs: int = 1,
         batch_size: int = 64,
-        log_dir: str | os.PathLike | None = None,
-        progress: bool = True,
-        best_path: str | os.PathLike | None = None,
-        last_path: str | os.PathLike | None = None,
-        resume: bool = False,
         prepare: bool = True,
-        provenance: dict | None = None,
         eval_batch_size: int | None = None,
-        callback: Callable[["Trainer", dict[str, Any]], None] | None = None,
+        on_step: Callable[["Trainer", dict[str, float]], None] | None = None,
+        on_epoch: Callable[["Trainer", dict[str, Any], bool], None] | None = None,
     ) -> list[dict[str, Any]]:
-        """Train until ``epochs`` epochs are done; returns the per-epoch history.
+        """Train until ``epochs`` epochs are done (continuing from ``self.epoch``); returns the history.
 
         Each epoch shuffles ``train`` with the trainer's generator, makes ``ceil(len/batch_size)``
-        ``update`` steps, evaluates on ``train`` (running averages) and ``val``, appends a row to
-        the history (``log_dir/metrics.csv``), saves ``last_path`` (golf checkpoint, default
-        ``log_dir/last.pt``) plus ``log_dir/trainer_state.pt``, and ``best_path`` (default
-        ``log_dir/best.pt``) when the validation loss (train loss without val) improves.
+        ``update`` steps (``on_step(trainer, metrics)`` after each), evaluates on ``train`` (running
+        averages) and ``val``, and appends a row to ``history`` (epoch, step, lr, time_s, train_* and
+        val_* errors, best); then ``on_epoch(trainer, row, improved)``, where ``improved`` says the
+        validation loss (train loss without val) is the best so far.
 
         Args:
-            resume: continue from ``log_dir/trainer_state.pt`` when it exists (same result as an
-                uninterrupted run on CPU with a fixed seed).
-            prepare: before the first step of a fresh run, fit atomrefs on ``train`` and set
+            prepare: before the first step of a fresh trainer, fit atomrefs on ``train`` and set
                 ``model.elements`` (``prepare_model``).
-            callback: called after every epoch with (trainer, history row).
         """
         if len(train) == 0:
             raise GolfError("no training data")
-        log_dir = Path(log_dir) if log_dir is not None else None
-        if log_dir is not None:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            best_path = Path(best_path) if best_path is not None else log_dir / BEST_CHECKPOINT_FILE
-            last_path = Path(last_path) if last_path is not None else log_dir / LAST_CHECKPOINT_FILE
-        state_path = log_dir / TRAINER_STATE_FILE if log_dir is not None else None
         steps_per_epoch = math.ceil(len(train) / batch_size)
-        if resume and state_path is not None and state_path.exists():
-            self.load_state(state_path)
-        elif self.step == 0 and prepare:
+        if self.step == 0 and prepare:
             prepare_model(self.model, train)
         if self.total_steps is None:
             self.set_total_steps(epochs * steps_per_epoch)
-
-        writer = _tensorboard_writer(log_dir) if log_dir is not None else None
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=epochs * steps_per_epoch, initial=min(self.epoch, epochs) * steps_per_epoch,
-                       file=sys.stderr, unit="step", dynamic_ncols=True, desc="train")
         t_start = time.perf_counter() - (self.history[-1]["time_s"] if self.history else 0.0)
-        try:
-            while self.epoch < epochs:
-                perm = torch.randperm(len(train), generator=self.generator).numpy()
-                sums: dict[str, float] = {}
-                n_seen = 0
-                for k in range(steps_per_epoch):
-                    idx = perm[k * batch_size : (k + 1) * batch_size]
-                    m = self.update(train.collate(idx, self.device, self.dtype))
-                    for key in ("loss", "energy_mae", "forces_mae"):
-                        sums[key] = sums.get(key, 0.0) + m[key] * len(idx)
-                    n_seen += len(idx)
-                    if writer is not None:
-                        writer.add_scalar("train/loss", m["loss"], self.step)
-                        writer.add_scalar("lr", m["lr"], self.step)
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(epoch=self.epoch + 1, loss=f"{m['loss']:.3g}",
-                                        f_mae=f"{1000 * m['forces_mae']:.0f}meV/A")
-                self.epoch += 1
-                row: dict[str, Any] = {
-                    "epoch": self.epoch,
-                    "step": self.step,
-                    "lr": self.current_lr,
-                    "time_s": round(time.perf_counter() - t_start, 3),
-                    "train_loss": sums["loss"] / n_seen,
-                    "train_energy_mae_mev": 1000.0 * sums["energy_mae"] / n_seen,
-                    "train_forces_mae_mev_a": 1000.0 * sums["forces_mae"] / n_seen,
-                }
-                if val is not None and len(val) > 0:
-                    ev = self.evaluate(val, eval_batch_size or batch_size)
-                    row.update({f"val_{k}": v for k, v in ev.items() if k != "n"})
-                    metric = ev["loss"]
-                else:
-                    metric = row["train_loss"]
-                improved = metric < self.best_metric
-                if improved:
-                    self.best_metric = metric
-                row["best"] = int(improved)
-                self.history.append(row)
-                if writer is not None:
-                    for key, v in row.items():
-                        if key not in ("epoch", "step", "best"):
-                            writer.add_scalar(f"epoch/{key}", v, self.epoch)
-                    writer.flush()
-                if bar is not None and "val_forces_mae_mev_a" in row:
-                    bar.write(
-                        f"epoch {self.epoch}: train loss {row['train_loss']:.4g}, "
-                        f"val E MAE {row['val_energy_mae_mev']:.1f} meV, "
-                        f"val F MAE {row['val_forces_mae_mev_a']:.1f} meV/A", file=sys.stderr)
-                extra = {"epoch": self.epoch, "step": self.step, "metrics": row}
-                if improved and best_path is not None:
-                    save_model(self.model, best_path, provenance, extra)
-                if last_path is not None:
-                    save_model(self.model, last_path, provenance, extra)
-                if log_dir is not None:
-                    write_csv(log_dir / METRICS_FILE, self.history)
-                    self.save_state(state_path)  # last: a kill before this re-runs the epoch
-                if callback is not None:
-                    callback(self, row)
-        finally:
-            if bar is not None:
-                bar.close()
-            if writer is not None:
-                writer.close()
+        while self.epoch < epochs:
+            perm = torch.randperm(len(train), generator=self.generator).numpy()
+            sums: dict[str, float] = {}
+            n_seen = 0
+            for k in range(steps_per_epoch):
+                idx = perm[k * batch_size : (k + 1) * batch_size]
+                m = self.update(train.collate(idx, self.device, self.dtype))
+                for key in ("loss", "energy_mae", "forces_mae"):
+                    sums[key] = sums.get(key, 0.0) + m[key] * len(idx)
+                n_seen += len(idx)
+                if on_step is not None:
+                    on_step(self, m)
+            self.epoch += 1
+            row: dict[str, Any] = {
+                "epoch": self.epoch,
+                "step": self.step,
+                "lr": self.current_lr,
+                "time_s": round(time.perf_counter() - t_start, 3),
+                "train_loss": sums["loss"] / n_seen,
+                "train_energy_mae_mev": 1000.0 * sums["energy_mae"] / n_seen,
+                "train_forces_mae_mev_a": 1000.0 * sums["forces_mae"] / n_seen,
+            }
+            if val is not None and len(val) > 0:
+                ev = self.evaluate(val, eval_batch_size or batch_size)
+                row.update({f"val_{k}": v for k, v in ev.items() if k != "n"})
+                metric = ev["loss"]
+            else:
+                metric = row["train_loss"]
+            improved = metric < self.best_metric
+            if improved:
+                self.best_metric = metric
+            row["best"] = int(improved)
+            self.history.append(row)
+            if on_epoch is not None:
+                on_epoch(self, row, improved)
         return self.history
-
-
-def _tensorboard_writer(log_dir: Path):
-    """A SummaryWriter under ``log_dir/tensorboard`` when TensorBoard is installed, else None."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-
-        return SummaryWriter(str(log_dir / "tensorboard"))
-    except Exception:  # noqa: BLE001 - TensorBoard is optional
-        return None

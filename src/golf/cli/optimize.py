@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from golf.molecules import read_conformations, write_conformations
+    from golf.formats import read_conformations, write_conformations
     from golf.optim import relax
 
     out_ext = args.output.lower().rsplit(".", 1)[-1]
@@ -78,13 +78,12 @@ def run(args: argparse.Namespace) -> int:
         model.check_elements(np.concatenate([c.numbers for c in confs]))
         recs = relax(ModelEnergyForces(model), confs, device=device, dtype=dtype, **kw)
     else:
-        from golf.oracles import ORACLES, OracleSpec
-        from golf.oracles.executors import make_executor
         from golf.optim import OracleEnergyForces
+        from golf.presets import OracleRun
+        from golf.runs.data import open_executor, oracle_spec
 
-        if args.oracle not in ORACLES:
-            raise InputError(f"unknown oracle {args.oracle!r}; choose one of {', '.join(ORACLES)}")
-        with make_executor(OracleSpec(args.oracle), kind="local", n_workers=args.workers) as ex:
+        oracle = OracleRun(oracle=args.oracle, workers=args.workers)
+        with open_executor(oracle, oracle_spec(oracle)) as ex:
             recs = relax(OracleEnergyForces(ex, templates=confs), confs, dtype=torch.float64, **kw)
     seconds = time.perf_counter() - t0
     bar.close()

@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from golf.errors import InputError
     from golf.models.checkpoint import load_model, resolve_device
     from golf.models.potential import ModelEnergyForces
-    from golf.molecules import read_conformations, write_conformations
+    from golf.formats import read_conformations, write_conformations
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1 (got {args.batch_size})")

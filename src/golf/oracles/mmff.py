@@ -19,68 +19,23 @@ from typing import Any, Sequence
 import numpy as np
 
 from golf.conformation import Conformation
+from golf.errors import InputError
 from golf.oracles.base import Oracle, OracleResult
 from golf.units import KCAL_MOL_TO_EV
 
 _DEFAULT_CACHE_SIZE = 4096
 
 
-class _MMFFSetupError(Exception):
-    """MMFF cannot type or set up this molecule."""
-
-
-def _mol_from_conformation(conf: Conformation):
-    """RDKit molecule with explicit hydrogens whose atom order matches ``conf.numbers``."""
-    from rdkit import Chem
-
-    if conf.molblock:
-        mol = Chem.MolFromMolBlock(conf.molblock, sanitize=True, removeHs=False)
-        if mol is None:
-            raise _MMFFSetupError("RDKit could not parse/sanitize the mol block")
-    else:
-        from rdkit.Chem import rdDetermineBonds
-
-        lines = [str(conf.n_atoms), ""]
-        for z, (x, y, zc) in zip(conf.numbers, conf.positions):
-            lines.append(f"{Chem.GetPeriodicTable().GetElementSymbol(int(z))} {x:.8f} {y:.8f} {zc:.8f}")
-        mol = Chem.MolFromXYZBlock("\n".join(lines) + "\n")
-        if mol is None:
-            raise _MMFFSetupError("RDKit could not read the coordinates")
-        try:
-            rdDetermineBonds.DetermineBonds(mol, charge=int(conf.charge))
-        except Exception as exc:  # RDKit raises ValueError/RuntimeError on impossible valences
-            raise _MMFFSetupError(f"bond perception failed: {exc}".splitlines()[0]) from exc
-    numbers = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)
-    if len(numbers) != conf.n_atoms or not np.array_equal(numbers, conf.numbers):
-        raise _MMFFSetupError(
-            "mol block atoms do not match the conformation's atomic numbers "
-            "(hydrogens must be explicit and in the same order)"
-        )
-    return mol
-
-
 def _build_force_field(conf: Conformation, variant: str, nonbonded_thresh: float):
-    """(mol, force field) for a conformation's molecule; raises _MMFFSetupError if MMFF can't type it."""
-    from rdkit import Chem
-    from rdkit.Chem import rdForceFieldHelpers
-    from rdkit.Geometry import Point3D
+    """The MMFF force field of a conformation's molecule (``golf.chem``); InputError if MMFF can't type it.
 
-    mol = _mol_from_conformation(conf)
-    if mol.GetNumConformers() == 0:
-        mol.AddConformer(Chem.Conformer(mol.GetNumAtoms()), assignId=True)
-    c = mol.GetConformer()
-    for i, p in enumerate(conf.positions):
-        c.SetAtomPosition(i, Point3D(*map(float, p)))
-    props = rdForceFieldHelpers.MMFFGetMoleculeProperties(mol, mmffVariant=variant)
-    if props is None:
-        raise _MMFFSetupError("MMFF94 cannot assign atom types to this molecule")
-    props.SetMMFFVerbosity(0)
-    ff = rdForceFieldHelpers.MMFFGetMoleculeForceField(
-        mol, props, nonBondedThresh=nonbonded_thresh, ignoreInterfragInteractions=False
-    )
-    if ff is None:
-        raise _MMFFSetupError("MMFF94 force field setup failed")
-    return mol, ff
+    With a mol block its bonds are used as they are (atoms must match ``conf.numbers``); without one
+    bonds are perceived from the coordinates.
+    """
+    from golf.chem import conformation_to_mol, mmff_force_field
+
+    mol = conformation_to_mol(conf, strict=bool(conf.molblock))
+    return mmff_force_field(mol, variant, nonbonded_thresh)[1]
 
 
 class MMFFOracle(Oracle):
@@ -116,8 +71,8 @@ class MMFFOracle(Oracle):
             self._cache.move_to_end(key)
             return self._cache[key]
         try:
-            entry: Any = _build_force_field(conf, self.variant, self.nonbonded_thresh)[1]
-        except _MMFFSetupError as exc:
+            entry: Any = _build_force_field(conf, self.variant, self.nonbonded_thresh)
+        except InputError as exc:
             entry = exc
         if key is not None:  # without a mol block bonds depend on the geometry: no caching
             self._cache[key] = entry

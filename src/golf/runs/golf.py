@@ -1,4 +1,5 @@
-"""A GOLF training run on disk: persistence, resume, logging and evaluation around ``golf.loop``.
+"""A GOLF run on disk (``golf train --golf``): persistence, resume, logging and evaluation around
+``golf.loop`` (the algorithm).
 
 RUN_DIR layout:
     oracle.db        every genuine-oracle result, committed the moment it arrives (ASE SQLite; kvp
@@ -15,8 +16,6 @@ so the budget always equals results stored.
 """
 from __future__ import annotations
 
-import csv
-import json
 import os
 import time
 from dataclasses import asdict
@@ -27,8 +26,9 @@ import numpy as np
 import torch
 
 from golf.errors import GolfError, InputError
-from golf.io import atomic_path, atomic_write_text
+from golf.io import append_csv_row, append_jsonl, atomic_path, atomic_write_json, count_lines
 from golf.loop import GolfConfig, GolfLoop, GolfStats, LabelRequest
+from golf.presets import GolfTraining, OracleRun
 
 ORACLE_DB = "oracle.db"
 FAILURES = "failures.jsonl"
@@ -36,10 +36,6 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 LOG = "log.csv"
 CONFIG = "config.json"
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=str))
 
 
 class RunStore:
@@ -60,12 +56,8 @@ class RunStore:
                 extra_kvp=dict(call=call, used=int(used), reason=request.reason, episode_step=request.episode_step),
             )
         else:
-            line = json.dumps(dict(call=call, reason=result.reason, mol_id=int(request.conf.mol_id),
-                                   conf_id=int(request.conf.conf_id), end=request.reason))
-            with open(self.dir / FAILURES, "a") as fh:
-                fh.write(line + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            append_jsonl(self.dir / FAILURES, dict(call=call, reason=result.reason, mol_id=int(request.conf.mol_id),
+                                                   conf_id=int(request.conf.conf_id), end=request.reason))
 
     def stored_results(self) -> list[dict[str, Any]]:
         """Stored successful results in call order (rows of ``golf.db.iter_rows``)."""
@@ -77,64 +69,55 @@ class RunStore:
         return sorted(iter_rows(path), key=lambda r: int(r["kvp"]["call"]))
 
     def n_failures(self) -> int:
-        path = self.dir / FAILURES
-        return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.exists() else 0
+        return count_lines(self.dir / FAILURES)
 
     def log(self, row: dict[str, Any]) -> None:
-        path = self.dir / LOG
-        new = not path.exists()
-        with open(path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        append_csv_row(self.dir / LOG, row)
 
     def has_state(self) -> bool:
         return any((self.dir / f).exists() for f in (ORACLE_DB, FAILURES, CHECKPOINT))
+
+
+def golf_config(settings: GolfTraining) -> GolfConfig:
+    """The loop's ``GolfConfig`` from the run settings (InputError on impossible values); knobs left
+    None keep ``GolfConfig``'s defaults."""
+    knobs = {k: getattr(settings, k) for k in GolfTraining.LOOP_KNOBS if getattr(settings, k) is not None}
+    config = GolfConfig(**knobs)
+    for name in ("budget", "n_parallel", "max_episode_steps", "batch_size"):
+        if getattr(config, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be >= 1")
+    if config.utd_ratio < 0 or not 0.0 <= config.initial_conf_pct <= 1.0:
+        raise InputError("--utd-ratio must be >= 0 and --initial-conf-pct in [0, 1]")
+    return config
 
 
 def train_golf(
     baseline: str | os.PathLike,
     data: Sequence[str | os.PathLike],
     run_dir: str | os.PathLike,
-    config: GolfConfig,
-    oracle: str = "xtb",
-    oracle_settings: dict[str, Any] | None = None,
-    executor: str = "local",
-    workers: int = 2,
-    scheduler: str | None = None,
-    timeout: float | None = None,
-    lr: float = 1e-4,
-    lr_min: float | None = None,
-    clip: float = 1.0,
-    w_energy: float = 0.01,
-    w_forces: float = 0.99,
-    eval_fraction: float = 0.1,
-    eval_every: int = 50,
-    checkpoint_every: int = 25,
+    settings: GolfTraining = GolfTraining(),
+    oracle: OracleRun = OracleRun(),
     resume: bool = False,
-    device: str = "cpu",
     progress: bool = True,
 ) -> Path:
-    """Run GOLF from a baseline model on D0 (``data``) until ``config.budget`` oracle calls are spent.
+    """Run GOLF from a baseline model on D0 (``data``) until ``settings.budget`` oracle calls are spent.
 
-    ``lr_min`` (None: ``lr / 1000``, the official ``CosineAnnealing`` with ``final_div_factor`` 1e3 in
-    ``GOLF/GOLF_trainer.py``) is where the cosine schedule ends after ``budget * utd_ratio`` updates.
+    ``settings.lr_min`` (None: ``lr / 1000``, the official ``CosineAnnealing`` with ``final_div_factor``
+    1e3 in ``GOLF/GOLF_trainer.py``) is where the cosine schedule ends after ``budget * utd_ratio`` updates.
     Returns the path of the final model (RUN_DIR/model.pt). See the module docstring for the files.
     """
     from tqdm.auto import tqdm
 
     from golf.dataset import LabelledData
     from golf.models import ModelEnergyForces, load_model, save_model
-    from golf.oracles import OracleSpec
-    from golf.oracles.executors import make_executor
+    from golf.runs.data import open_executor, oracle_spec
     from golf.replay import ReplayBuffer
     from golf.train import Trainer
 
+    config = golf_config(settings)
+    device = settings.device
     run_dir = Path(run_dir)
-    if lr_min is None:
-        lr_min = lr / 1000.0
-    spec = OracleSpec(oracle, dict(oracle_settings or {}))
+    spec = oracle_spec(oracle)
     store = RunStore(run_dir, spec)
     if (run_dir / MODEL).exists() and not resume:
         raise GolfError(f"{run_dir} already holds a finished GOLF run; use --resume or another --out")
@@ -146,14 +129,18 @@ def train_golf(
     if len(d0) == 0:
         raise InputError("the initial dataset is empty")
     model.check_elements(np.unique(d0.numbers))
+    eval_fraction = settings.eval_fraction
     train_data, held_out = d0.split_by_molecule(eval_fraction, seed=config.seed) if eval_fraction > 0 else (d0, None)
     pool = train_data.conformations()
     buffer = ReplayBuffer(train_data, initial_conf_pct=config.initial_conf_pct)
-    trainer = Trainer(model, lr=lr, lr_min=lr_min, total_steps=config.budget * config.utd_ratio, clip=clip,
-                      w_energy=w_energy, w_forces=w_forces, device=device, seed=config.seed)
-    _atomic_json(run_dir / CONFIG, dict(golf=asdict(config), baseline=str(baseline), data=[str(d) for d in data],
-                                        oracle=oracle, oracle_settings=spec.settings, lr=lr, lr_min=lr_min, clip=clip,
-                                        w_energy=w_energy, w_forces=w_forces, executor=executor, workers=workers))
+    s = settings
+    lr_min = s.lr / 1000.0 if s.lr_min is None else s.lr_min
+    trainer = Trainer(model, lr=s.lr, lr_min=lr_min, total_steps=config.budget * config.utd_ratio, clip=s.clip,
+                      w_energy=s.w_energy, w_forces=s.w_forces, device=device, seed=config.seed)
+    atomic_write_json(run_dir / CONFIG, dict(
+        golf=asdict(config), baseline=str(baseline), data=[str(d) for d in data], oracle=oracle.oracle,
+        oracle_settings=spec.settings, lr=s.lr, lr_min=lr_min, clip=s.clip, w_energy=s.w_energy,
+        w_forces=s.w_forces, executor=oracle.executor, workers=oracle.workers))
 
     # ---- resume: checkpoint first, then every stored result it has not seen
     stats = GolfStats()
@@ -203,12 +190,12 @@ def train_golf(
     def on_progress(s: GolfStats, metrics: dict[str, float]) -> None:
         bar.update(1)
         bar.set_postfix(added=s.conformations_added, loss=f"{metrics.get('loss', float('nan')):.3g}", refresh=False)
-        if s.calls_done % checkpoint_every == 0:
+        if s.calls_done % settings.checkpoint_every == 0:
             save_checkpoint()
-        if s.calls_done % eval_every == 0 or s.calls_done == config.budget:
+        if s.calls_done % settings.eval_every == 0 or s.calls_done == config.budget:
             log(s, metrics)
 
-    with make_executor(spec, kind=executor, n_workers=workers, scheduler=scheduler, timeout=timeout) as ex:
+    with open_executor(oracle, spec) as ex:
         golf_loop = GolfLoop(provider, trainer, buffer, pool, ex, config, on_result=on_result,
                              on_progress=on_progress, stats=stats, device=device, dtype=model.dtype)
         golf_loop.catch_up(len(late))  # results stored after the last checkpoint still owe their updates
@@ -220,9 +207,9 @@ def train_golf(
     from golf import __version__
 
     save_model(model, run_dir / MODEL, provenance=dict(
-        kind="golf", baseline=str(baseline), budget=config.budget, oracle=oracle, oracle_settings=spec.settings,
+        kind="golf", baseline=str(baseline), budget=config.budget, oracle=oracle.oracle, oracle_settings=spec.settings,
         data=[str(d) for d in data], golf_version=__version__, stats=stats.as_dict()))
-    _atomic_json(run_dir / "summary.json", dict(stats=stats.as_dict(), seconds=time.perf_counter() - t_start))
+    atomic_write_json(run_dir / "summary.json", dict(stats=stats.as_dict(), seconds=time.perf_counter() - t_start))
     return run_dir / MODEL
 
 
@@ -241,65 +228,3 @@ def _log_row(stats: GolfStats, metrics: dict[str, float], buffer: Any, loop: Gol
         oracle_utilization=min(1.0, len(loop.pending) / max(1, loop.executor.n_workers)),
         seconds=elapsed,
     )
-
-
-#: GOLF-loop presets for ``golf train --golf --preset``. "paper": Tsypin et al. 2024 (GOLF-10k).
-GOLF_PRESETS: dict[str, dict[str, Any]] = {
-    "paper": dict(budget=10000, n_parallel=120, max_episode_steps=100, utd_ratio=50, initial_conf_pct=0.1,
-                  batch_size=64, lr=1e-4, cadence="block"),
-    "quick": dict(budget=200, n_parallel=16, max_episode_steps=100, utd_ratio=10, initial_conf_pct=0.1,
-                  batch_size=32, lr=5e-4, cadence="block"),
-}
-
-
-def _oracle_options(pairs: Sequence[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise InputError(f"--oracle-option {pair!r}: expected KEY=VALUE")
-        key, value = pair.split("=", 1)
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
-def run_golf(args: Any) -> int:
-    """``golf train --golf``: map the CLI options onto ``GolfConfig`` and ``train_golf``."""
-    if not args.from_model:
-        raise InputError("--golf needs --from BASELINE.pt (the model GOLF starts from)")
-    if not args.data:
-        raise InputError("--golf needs --data D0.db (the initial dataset)")
-    preset = dict(GOLF_PRESETS[args.preset or "quick"])
-
-    def pick(name: str, default: Any = None) -> Any:
-        value = getattr(args, name, None)
-        return preset.get(name, default) if value is None else value
-
-    config = GolfConfig(
-        budget=int(pick("budget")), n_parallel=int(pick("n_parallel")),
-        max_episode_steps=int(pick("max_episode_steps")), utd_ratio=int(pick("utd_ratio")),
-        initial_conf_pct=float(pick("initial_conf_pct")), batch_size=int(pick("batch_size")),
-        conf_optimizer=pick("conf_optimizer", GolfConfig.conf_optimizer), cadence=pick("cadence", GolfConfig.cadence),
-        max_pending=int(pick("max_pending", 0)),
-        max_force_norm=float(pick("max_force_norm", GolfConfig.max_force_norm)),
-        max_surrogate_energy=float(pick("max_surrogate_energy", GolfConfig.max_surrogate_energy)),
-        seed=int(pick("seed", 0)),
-    )
-    for name in ("budget", "n_parallel", "max_episode_steps", "batch_size"):
-        if getattr(config, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be >= 1")
-    if config.utd_ratio < 0 or not 0.0 <= config.initial_conf_pct <= 1.0:
-        raise InputError("--utd-ratio must be >= 0 and --initial-conf-pct in [0, 1]")
-    train_golf(
-        args.from_model, args.data, args.out, config,
-        oracle=pick("oracle", "xtb"), oracle_settings=_oracle_options(args.oracle_option),
-        executor=pick("executor", "local"), workers=int(pick("workers", 2)), scheduler=args.scheduler,
-        timeout=args.timeout, lr=float(pick("lr")), lr_min=pick("lr_min", None),
-        clip=float(pick("clip", 1.0)), w_energy=float(pick("w_energy", 0.01)), w_forces=float(pick("w_forces", 0.99)),
-        eval_every=int(pick("eval_every", 50)), checkpoint_every=int(pick("checkpoint_every", 25)),
-        resume=bool(args.resume), device=pick("device", "cpu"), progress=not args.no_progress,
-    )
-    print(f"GOLF model: {Path(args.out) / MODEL}")
-    return 0

@@ -1,0 +1,400 @@
+"""Molecule file formats: read and write conformations as SMILES, SDF, XYZ/extXYZ or ASE databases.
+
+NumPy + RDKit + ASE (never torch), so oracle worker processes may import it.
+
+Formats (chosen by file extension):
+
+=============  ======  =======  ==========================================================
+extension      read    write    notes
+=============  ======  =======  ==========================================================
+.smi / .txt    yes     no       one SMILES per line, optional id/name column (whitespace)
+.csv           yes     no       column ``smiles`` (case-insensitive) or the first column
+.sdf / .mol    yes     .sdf     bonds kept; 2D/0D records get ETKDG conformers
+.xyz / .extxyz yes     yes      bonds perceived with RDKit ``rdDetermineBonds``
+.db            yes     yes      ASE SQLite database (golf rows or plain ASE rows; via ``golf.db``)
+=============  ======  =======  ==========================================================
+
+Every returned :class:`~golf.conformation.Conformation` has ``smiles``, ``mol_id``, ``conf_id`` and
+``molblock`` (the mol block of the hydrogen-explicit RDKit molecule, atoms in the same order as
+``numbers``/``positions``). Problems with the input raise :class:`~golf.errors.InputError` with one
+line naming the file, the record and the reason.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from golf.chem import (
+    atoms_to_conformation,
+    check_geometry,
+    check_molecule,
+    conformation_to_atoms,
+    conformation_to_mol,
+    generate_conformers,
+    mol_to_conformations,
+    parse_smiles,
+    quiet_rdkit,
+)
+from golf.conformation import Conformation
+from golf.errors import InputError
+from golf.io import atomic_path
+
+SMILES_EXTS = (".smi", ".txt", ".smiles")
+CSV_EXTS = (".csv",)
+SDF_EXTS = (".sdf", ".mol", ".sd")
+XYZ_EXTS = (".xyz", ".extxyz")
+DB_EXTS = (".db",)
+
+
+# ----------------------------------------------------------------------------------------------
+# readers
+
+
+def _assign_ids(confs: list[Conformation]) -> None:
+    """Fill missing mol_id (by canonical SMILES, in order of first appearance) and conf_id."""
+    by_smiles: dict[str, int] = {}
+    used = {c.mol_id for c in confs if c.mol_id >= 0}
+    next_id = 0
+    counters: dict[int, int] = {}
+    for c in confs:
+        if c.mol_id < 0:
+            s = c.smiles or f"#{len(by_smiles)}"
+            if s not in by_smiles:
+                while next_id in used:
+                    next_id += 1
+                by_smiles[s] = next_id
+                used.add(next_id)
+            c.mol_id = by_smiles[s]
+        if c.conf_id < 0:
+            c.conf_id = counters.get(c.mol_id, 0)
+        counters[c.mol_id] = max(counters.get(c.mol_id, 0), c.conf_id + 1)
+
+
+
+def _read_smiles_records(path: Path) -> list[tuple[str, str | None, int]]:
+    """(smiles, id/name or None, line number) from a .smi/.txt or .csv file."""
+    text = path.read_text(errors="replace")
+    records: list[tuple[str, str | None, int]] = []
+    if path.suffix.lower() in CSV_EXTS:
+        rows = list(csv.reader(text.splitlines()))
+        rows = [(i + 1, r) for i, r in enumerate(rows) if r and any(x.strip() for x in r)]
+        if not rows:
+            return []
+        header = [h.strip().lower() for h in rows[0][1]]
+        s_col, id_col = 0, None
+        if "smiles" in header:
+            s_col = header.index("smiles")
+            for name in ("mol_id", "id", "name"):
+                if name in header:
+                    id_col = header.index(name)
+                    break
+            rows = rows[1:]
+        elif len(header) > 1:
+            id_col = 1
+        for lineno, r in rows:
+            if s_col >= len(r):
+                raise InputError(f"{path}: line {lineno}: no SMILES column")
+            ident = r[id_col].strip() if id_col is not None and id_col < len(r) else None
+            records.append((r[s_col].strip(), ident or None, lineno))
+        return records
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if lineno == 1 and parts[0].lower() == "smiles":
+            continue
+        records.append((parts[0], parts[1] if len(parts) > 1 else None, lineno))
+    return records
+
+
+def _read_smiles_file(
+    path: Path, conformers: int, seed: int, charge: int | None, multiplicity: int | None,
+    displacement: float,
+) -> list[Conformation]:
+    records = _read_smiles_records(path)
+    if not records:
+        raise InputError(f"{path}: no molecules in file")
+    # validate everything first: one bad record fails the whole read before any embedding
+    mols = []
+    for k, (smi, ident, lineno) in enumerate(records):
+        where = f"{path}: line {lineno}"
+        mol = parse_smiles(smi, where)
+        check_molecule(mol, where, charge, multiplicity)
+        mol_id, name = k, None
+        if ident is not None:
+            try:
+                mol_id = int(ident)
+            except ValueError:
+                name = ident
+        mols.append((mol, mol_id, name, where))
+    ids = [m[1] for m in mols]
+    if len(set(ids)) != len(ids):
+        raise InputError(f"{path}: duplicate molecule ids")
+    out: list[Conformation] = []
+    for mol, mol_id, name, where in mols:
+        try:
+            confs = generate_conformers(
+                mol, conformers, seed, displacement, mol_id=mol_id, charge=charge,
+                multiplicity=multiplicity, info={"name": name} if name else None,
+            )
+        except InputError as exc:
+            raise InputError(f"{where}: {str(exc).split(': ', 1)[-1]}") from None
+        out.extend(confs)
+    return out
+
+
+def _read_sdf(
+    path: Path, conformers: int, seed: int, charge: int | None, multiplicity: int | None,
+    displacement: float,
+) -> list[Conformation]:
+    from rdkit import Chem
+
+    text = path.read_text(errors="replace")
+    if not text.strip():
+        raise InputError(f"{path}: empty file")
+    out: list[Conformation] = []
+    with quiet_rdkit():
+        supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True)
+        n_records = len(supplier)
+        if n_records == 0:
+            raise InputError(f"{path}: no molecules in file")
+        for i in range(n_records):
+            where = f"{path}: record {i + 1}"
+            try:
+                mol = supplier[i]
+            except Exception:
+                mol = None
+            if mol is None:
+                raise InputError(f"{where}: unreadable or truncated molecule")
+            rec_charge = charge
+            if mol.HasProp("charge") and charge is None:
+                rec_charge = int(mol.GetProp("charge"))
+            rec_mult = multiplicity
+            if mol.HasProp("multiplicity") and multiplicity is None:
+                rec_mult = int(mol.GetProp("multiplicity"))
+            q, m = check_molecule(mol, where, rec_charge, rec_mult)
+            props = mol.GetPropsAsDict()
+            mol_id = int(props["mol_id"]) if "mol_id" in props else -1
+            conf_id = int(props["conf_id"]) if "conf_id" in props else -1
+            name = mol.GetProp("_Name").strip() if mol.HasProp("_Name") else ""
+            info = {"name": name} if name else {}
+            has_3d = mol.GetNumConformers() > 0 and mol.GetConformer().Is3D()
+            if not has_3d:
+                confs = generate_conformers(
+                    Chem.RemoveHs(mol), conformers, seed, displacement,
+                    mol_id=mol_id if mol_id >= 0 else i, charge=q, multiplicity=m, info=info,
+                )
+                out.extend(confs)
+                continue
+            if any(a.GetAtomicNum() != 1 and a.GetTotalNumHs() > 0 for a in mol.GetAtoms()):
+                mol = Chem.AddHs(mol, addCoords=True)
+            c = mol_to_conformations(mol, mol_id=mol_id, charge=q, multiplicity=m, info=info)[0]
+            c.conf_id = conf_id
+            check_geometry(c, where)
+            out.append(c)
+    _assign_ids(out)
+    return out
+
+
+def _frames_xyz(path: Path) -> list[Any]:
+    import ase.io
+
+    text = path.read_text(errors="replace")
+    if not text.strip():
+        raise InputError(f"{path}: empty file")
+    try:
+        frames = ase.io.read(str(path), index=":", format="extxyz")
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: unreadable or truncated XYZ ({reason})") from None
+    if not frames:
+        raise InputError(f"{path}: no structures in file")
+    # ase silently ignores trailing garbage / a truncated last frame in some versions: count lines
+    lines = [ln for ln in text.splitlines()]
+    n_expected = sum(len(a) + 2 for a in frames)
+    n_nonblank_tail = len(lines)
+    while n_nonblank_tail and not lines[n_nonblank_tail - 1].strip():
+        n_nonblank_tail -= 1
+    if n_nonblank_tail > n_expected:
+        raise InputError(f"{path}: truncated or malformed XYZ after structure {len(frames)}")
+    return frames
+
+
+def _read_xyz(path: Path, charge: int | None, multiplicity: int | None) -> list[Conformation]:
+    frames = _frames_xyz(path)
+    out = []
+    for i, atoms in enumerate(frames):
+        where = f"{path}: structure {i + 1}"
+        if not np.all(np.isfinite(atoms.get_positions())):
+            raise InputError(f"{where}: non-finite coordinates")
+        c = atoms_to_conformation(atoms, where=where, charge=charge, multiplicity=multiplicity)
+        if isinstance(atoms.info.get("energy"), (int, float)):
+            c.info["energy"] = float(atoms.info["energy"])
+        out.append(c)
+    _assign_ids(out)
+    return out
+
+
+def _read_db(path: Path, charge: int | None, multiplicity: int | None) -> list[Conformation]:
+    from golf.db import read_structure_rows
+
+    out = []
+    for row_id, atoms, kvp, data in read_structure_rows(path):
+        c = atoms_to_conformation(
+            atoms,
+            where=f"{path}: row {row_id}",
+            charge=kvp.get("charge", charge),
+            multiplicity=kvp.get("multiplicity", multiplicity),
+            molblock=data.get("molblock"),
+            smiles=kvp.get("smiles"),
+            mol_id=int(kvp.get("mol_id", -1)),
+            conf_id=int(kvp.get("conf_id", -1)),
+        )
+        if "key" in kvp:
+            c.info["key"] = kvp["key"]
+        out.append(c)
+    _assign_ids(out)
+    return out
+
+
+def read_conformations(
+    path: str | os.PathLike,
+    *,
+    conformers: int = 1,
+    seed: int = 0,
+    charge: int | None = None,
+    multiplicity: int | None = None,
+    displacement: float = 0.0,
+) -> list[Conformation]:
+    """Read conformations from a file (format by extension, see the module docstring).
+
+    Args:
+        path: input file.
+        conformers: ETKDG conformers per molecule for inputs without 3D coordinates (SMILES, 2D SDF).
+        seed: seed of conformer generation and displacement.
+        charge: total charge; required (and checked) for charged molecules. XYZ bonds are perceived
+            with this charge (default 0).
+        multiplicity: spin multiplicity; required for radicals.
+        displacement: Gaussian displacement std (Angstrom) of generated conformers.
+
+    Raises:
+        InputError: missing/empty/truncated file, invalid SMILES, unsupported element, charged or
+            radical molecule without charge/multiplicity, NaN coordinates, atoms < 0.5 A apart.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: empty file")
+    if conformers < 1:
+        raise InputError(f"conformers per molecule must be >= 1, got {conformers}")
+    ext = p.suffix.lower()
+    if ext in SMILES_EXTS or ext in CSV_EXTS:
+        return _read_smiles_file(p, conformers, seed, charge, multiplicity, displacement)
+    if ext in SDF_EXTS:
+        return _read_sdf(p, conformers, seed, charge, multiplicity, displacement)
+    if ext in XYZ_EXTS:
+        return _read_xyz(p, charge, multiplicity)
+    if ext in DB_EXTS:
+        return _read_db(p, charge, multiplicity)
+    raise InputError(
+        f"{p}: unknown file type {ext!r} (use .smi .txt .csv .sdf .mol .xyz .extxyz .db)"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# writers
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, (bool, int, float, str, np.integer, np.floating))
+
+
+def write_conformations(
+    path: str | os.PathLike,
+    confs: Sequence[Conformation],
+    properties: Sequence[dict[str, Any]] | None = None,
+) -> None:
+    """Write conformations atomically (temp file in the same directory, then ``os.replace``).
+
+    ``.sdf``: bonds kept (from ``molblock``), mol_id/conf_id/smiles/charge/multiplicity and scalar
+    properties as SDF fields (forces as a flat string, eV/A).
+    ``.extxyz``/``.xyz``: extended XYZ; ``energy`` (eV) -> ``info['energy']``, ``forces`` ([n,3] eV/A)
+    -> ``arrays['forces']``.
+    ``.db``: ASE database; energy/forces in a SinglePointCalculator, metadata as key-value pairs,
+    ``data['molblock']``.
+    """
+    p = Path(path)
+    confs = list(confs)
+    if properties is not None and len(properties) != len(confs):
+        raise ValueError(f"{len(properties)} property dicts for {len(confs)} conformations")
+    props = list(properties) if properties is not None else [{} for _ in confs]
+    ext = p.suffix.lower()
+    if ext not in SDF_EXTS + XYZ_EXTS + DB_EXTS:
+        raise InputError(f"{p}: cannot write {ext!r} files (use .sdf .extxyz .xyz .db)")
+    with atomic_path(p, suffix=p.suffix + ".tmp") as tmp_path:
+        tmp = str(tmp_path)
+        if ext in SDF_EXTS:
+            _write_sdf(tmp, confs, props)
+        elif ext in XYZ_EXTS:
+            _write_extxyz(tmp, confs, props)
+        else:
+            from golf.db import write_rows
+
+            os.unlink(tmp)  # ASE's SQLite backend creates the database itself
+            write_rows(tmp, confs, props)
+
+
+def _write_sdf(tmp: str, confs: list[Conformation], props: list[dict[str, Any]]) -> None:
+    from rdkit import Chem
+
+    with open(tmp, "w") as fh:
+        writer = Chem.SDWriter(fh)
+        writer.SetKekulize(False)
+        for c, pr in zip(confs, props):
+            mol = conformation_to_mol(c)
+            mol.SetProp("_Name", str(c.info.get("name") or c.smiles or f"mol{c.mol_id}"))
+            mol.SetIntProp("mol_id", int(c.mol_id))
+            mol.SetIntProp("conf_id", int(c.conf_id))
+            mol.SetIntProp("charge", int(c.charge))
+            mol.SetIntProp("multiplicity", int(c.multiplicity))
+            if c.smiles:
+                mol.SetProp("smiles", c.smiles)
+            for k, v in pr.items():
+                if k == "forces" and v is not None:
+                    f = np.asarray(v, dtype=np.float64).reshape(-1)
+                    mol.SetProp("forces", " ".join(f"{x:.8g}" for x in f))
+                elif isinstance(v, (bool, np.bool_)):
+                    mol.SetProp(k, str(bool(v)))
+                elif isinstance(v, (int, np.integer)):
+                    mol.SetIntProp(k, int(v))
+                elif isinstance(v, (float, np.floating)):
+                    mol.SetDoubleProp(k, float(v))
+                elif isinstance(v, str):
+                    mol.SetProp(k, v)
+            writer.write(mol, confId=mol.GetConformer().GetId())
+        writer.close()
+
+
+def _write_extxyz(tmp: str, confs: list[Conformation], props: list[dict[str, Any]]) -> None:
+    import ase.io
+
+    frames = []
+    for c, pr in zip(confs, props):
+        atoms = conformation_to_atoms(c)
+        for k, v in pr.items():
+            if k == "forces" and v is not None:
+                atoms.arrays["forces"] = np.asarray(v, dtype=np.float64).reshape(-1, 3)
+            elif k == "energy" and v is not None:
+                atoms.info["energy"] = float(v)
+            elif _scalar(v):
+                atoms.info[k] = v
+        frames.append(atoms)
+    ase.io.write(tmp, frames, format="extxyz")

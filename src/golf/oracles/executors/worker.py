@@ -1,0 +1,116 @@
+"""The worker side of oracle executors: runs in spawned processes and Dask workers.
+
+Imports nothing heavy and never torch (tblite and torch's bundled libgomp conflict): each call builds
+its oracle from the spec (cached per worker), computes or relaxes, and never raises.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from golf.conformation import Conformation
+from golf.oracles.base import OracleResult, OracleSpec, RelaxResult
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+#: Oracles whose backends must never share a process with torch.
+TORCH_INCOMPATIBLE = ("xtb", "dft")
+
+_ORACLE_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def _set_threads(threads: int) -> None:
+    for var in THREAD_VARS:
+        os.environ[var] = str(int(threads))
+
+
+def init_worker(threads: int) -> None:
+    """ProcessPool initializer: thread env before any backend import."""
+    _set_threads(threads)
+
+
+def _spec_key(spec: OracleSpec) -> tuple[str, str]:
+    import json
+
+    return spec.name, json.dumps(spec.settings, sort_keys=True, default=str)
+
+
+def failure(task: str, reason: str, seconds: float = 0.0):
+    if task == "relax":
+        return RelaxResult(ok=False, reason=reason, seconds=seconds)
+    return OracleResult.failure(reason, seconds)
+
+
+def run_task(payload: dict[str, Any]):
+    """Execute one call in a worker: build (cached) oracle, compute or relax, never raise."""
+    t0 = time.perf_counter()
+    task = payload["task"]
+    spec: OracleSpec = payload["spec"]
+    threads = payload.get("threads")
+    if threads is not None and "OMP_NUM_THREADS" not in os.environ:
+        _set_threads(threads)
+    try:
+        from golf.oracles import ORACLES
+
+        # registry entries added at runtime (plugins, test doubles) travel with the call
+        if payload.get("registry_entry") and spec.name not in ORACLES:
+            ORACLES[spec.name] = payload["registry_entry"]
+        if spec.name in TORCH_INCOMPATIBLE and "torch" in sys.modules:
+            return failure(task, f"{spec.name} cannot run in a worker that imported torch")
+        key = _spec_key(spec)
+        oracle = _ORACLE_CACHE.get(key)
+        if oracle is None:
+            oracle = spec.build()
+            _ORACLE_CACHE[key] = oracle
+        conf: Conformation = payload["conf"]
+        kwargs = payload.get("kwargs") or {}
+        if task == "relax":
+            return oracle.relax(conf, **kwargs)
+        return oracle.compute(conf)
+    except Exception as exc:  # oracle construction errors (missing backend...) -> per-call failure
+        return failure(
+            task, f"{type(exc).__name__}: {exc}".splitlines()[0], time.perf_counter() - t0
+        )
+
+
+def _worker_probe() -> dict[str, Any]:
+    """Diagnostics from a worker: pid, whether torch is imported, thread env (used in tests)."""
+    return {
+        "pid": os.getpid(),
+        "torch": "torch" in sys.modules,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+    }
+
+
+class HiddenMain:
+    """Hide the parent's ``__main__`` from spawned children while they start.
+
+    A spawned child normally re-imports the parent's main script (as ``__mp_main__``); a training
+    script that imports torch at top level would thereby pull torch into every oracle worker. The
+    workers only need ``golf.oracles.executors.worker.run_task``, so the main module is not needed there.
+    """
+
+    def __enter__(self):
+        self._main = sys.modules.get("__main__")
+        self._saved = {}
+        if self._main is not None:
+            for attr in ("__file__", "__spec__"):
+                if hasattr(self._main, attr):
+                    self._saved[attr] = getattr(self._main, attr)
+            try:
+                self._main.__spec__ = None
+                if hasattr(self._main, "__file__"):
+                    del self._main.__file__
+            except Exception:
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        if self._main is not None:
+            for attr, value in self._saved.items():
+                try:
+                    setattr(self._main, attr, value)
+                except Exception:
+                    pass
+        return False

@@ -1,0 +1,61 @@
+"""``golf data build``: label conformations with an oracle (energy eV, forces eV/A) into an ASE db.
+
+Molecules come from the embedded NCI pool or a file (``golf.presets.Molecules``); each conformation
+is one oracle call, committed as soon as it returns. Resumable (see ``golf.runs.data``).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from golf.presets import BUILD_MOLECULES, BUILD_POOL_MOLECULES, Molecules, OracleRun
+from golf.runs.data import (
+    bar,
+    check_out,
+    choose_conformations,
+    log_failure,
+    open_executor,
+    oracle_spec,
+    pending_records,
+    stream,
+    summary,
+)
+
+
+def build(out: str, molecules: Molecules = BUILD_MOLECULES, oracle: OracleRun = OracleRun(),
+          quiet: bool = False) -> dict[str, int]:
+    """Append oracle labels of the chosen conformations to the ASE db ``out``; returns the counts
+    (labelled, skipped because already in the db, failed)."""
+    from golf import db as D
+
+    spec = oracle_spec(oracle)
+    check_out(out, spec)
+    t0 = time.perf_counter()
+    confs, stats = choose_conformations(molecules, default_molecules=BUILD_POOL_MOLECULES)
+    t_gen = time.perf_counter() - t0
+    todo = pending_records(confs, out)
+    n_mol = len({c.mol_id for c in confs})
+    print(f"golf data build: {len(confs)} conformations of {n_mol} molecules from {stats['source']} "
+          f"({t_gen:.1f} s); {len(confs) - len(todo)} already in {out}; labelling {len(todo)} with "
+          f"{spec.name} on {oracle.executor}", file=sys.stderr)
+    by_key = dict(todo)
+    counts = {"labelled": 0, "skipped (already in db)": len(confs) - len(todo), "failed": 0}
+    t1 = time.perf_counter()
+    if todo:
+        with open_executor(oracle, spec) as ex, bar(len(todo), f"{spec.name} labels", quiet) as progress:
+            def handle(key: str, result: Any) -> None:
+                conf = by_key[key]
+                if getattr(result, "ok", False):
+                    D.append_labelled(out, conf, result, spec, key)
+                    counts["labelled"] += 1
+                else:
+                    counts["failed"] += 1
+                    log_failure(out, conf, key, "compute", result.reason)
+                progress.set_postfix(failed=counts["failed"], refresh=False)
+
+            stream(ex, todo, "compute", {}, handle, progress, window=max(4 * ex.n_workers, 8))
+    summary("build", out, counts, time.perf_counter() - t1, counts["labelled"] + counts["failed"])
+    if counts["failed"]:
+        print(f"golf data build: failures logged in {out}.failures.jsonl (retried on re-run)", file=sys.stderr)
+    return counts

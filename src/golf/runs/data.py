@@ -1,0 +1,172 @@
+"""What the runs share: the validated oracle spec and its executor (every run), and for the data
+pipelines (``build``, ``reference``, ``trajectories``) choosing conformations, checking the output
+database, streaming calls through the executor and the failure log.
+
+Every record has a unique key (``golf.db.record_key``) and is committed as soon as its result
+arrives; re-running a pipeline skips keys already in the db. Failed oracle calls are not written to
+the db; they are appended to ``OUT.failures.jsonl`` (one JSON object per failure: key, mol_id,
+conf_id, smiles, task, reason, time) and retried on the next run.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Callable
+
+from golf.conformation import Conformation
+from golf.errors import InputError
+from golf.oracles.base import OracleSpec
+from golf.presets import Molecules, OracleRun
+
+
+def oracle_spec(run: OracleRun) -> OracleSpec:
+    """The validated spec of ``run``'s oracle (``golf.oracles.validated_spec``)."""
+    from golf.oracles import validated_spec
+
+    return validated_spec(run.oracle, run.settings, local=run.executor != "dask")
+
+
+def open_executor(run: OracleRun, spec: OracleSpec) -> Any:
+    """An open-able ``OracleExecutor`` for ``spec`` where ``run`` says (InputError on bad numbers)."""
+    from golf.oracles.executors import make_executor
+
+    if run.workers < 1:
+        raise InputError(f"--workers must be >= 1, got {run.workers}")
+    return make_executor(spec, kind=run.executor, n_workers=run.workers, threads_per_worker=run.threads_per_worker,
+                         scheduler=run.scheduler, timeout=run.timeout)
+
+
+def choose_conformations(m: Molecules, default_molecules: int | None = None) -> tuple[list[Conformation], dict]:
+    """Conformations selected by ``m`` and (confs, stats); ``default_molecules`` pool molecules when
+    ``m.molecules`` is None (None: all of the split)."""
+    from golf import chem, formats, pool
+
+    stats: dict[str, Any] = {"source": "", "skipped_molecules": 0}
+    path = m.smiles or m.input
+    if path:
+        confs = formats.read_conformations(
+            path, conformers=m.conformers, seed=m.seed, charge=m.charge,
+            multiplicity=m.multiplicity, displacement=m.displacement,
+        )
+        stats["source"] = str(path)
+        if m.molecules is not None:
+            keep, seen = [], []
+            for c in confs:
+                if c.mol_id not in seen:
+                    seen.append(c.mol_id)
+                if len(seen) <= m.molecules and c.mol_id in seen[: m.molecules]:
+                    keep.append(c)
+            confs = keep
+        return confs, stats
+    if m.conformers < 1:
+        raise InputError(f"--conformers must be >= 1, got {m.conformers}")
+    n = m.molecules if m.molecules is not None else default_molecules
+    if n is not None and n < 1:
+        raise InputError(f"--molecules must be >= 1, got {n}")
+    lo, hi = m.min_heavy, m.max_heavy
+    ordered = pool.select_pool_molecules(
+        None, split=m.split, test_fraction=m.test_fraction, seed=m.seed, min_heavy=lo, max_heavy=hi,
+    )
+    confs: list = []
+    n_ok = 0
+    for mol_id, smi in ordered:
+        if n is not None and n_ok >= n:
+            break
+        try:
+            cs = chem.generate_conformers(smi, m.conformers, m.seed, m.displacement, mol_id=mol_id)
+        except InputError:
+            stats["skipped_molecules"] += 1
+            continue
+        confs.extend(cs)
+        n_ok += 1
+    if not confs:
+        raise InputError(f"no molecules in the NCI pool with {lo}..{hi} heavy atoms in split {m.split!r}")
+    if n is not None and n_ok < n:
+        print(f"golf data: warning: only {n_ok} molecules available in split {m.split!r} "
+              f"with {lo}..{hi} heavy atoms", file=sys.stderr)
+    stats["source"] = f"NCI pool ({m.split}, {lo}..{hi} heavy atoms, seed {m.seed})"
+    return confs, stats
+
+
+def check_out(out: str, spec: OracleSpec) -> None:
+    """OUT must be a .db; if it exists it must hold labels of the same oracle and settings."""
+    import json
+
+    from golf.db import db_oracle
+    from golf.oracles import same_settings
+
+    if not out.lower().endswith(".db"):
+        raise InputError(f"--out {out}: must be an ASE SQLite database ending in .db")
+    if os.path.isdir(out):
+        raise InputError(f"--out {out}: is a directory")
+    if os.path.exists(out) and os.path.getsize(out) > 0:
+        try:
+            prev = db_oracle(out)
+        except Exception as exc:
+            raise InputError(f"--out {out}: exists and is not a readable ASE database ({exc})") from None
+        if prev is not None:
+            name, settings = prev
+            if name != spec.name or not same_settings(name, settings, spec.settings):
+                given = json.loads(json.dumps(spec.settings, sort_keys=True, default=str))
+                raise InputError(
+                    f"--out {out} already holds records labelled with {name} {settings}; "
+                    f"not mixing with {spec.name} {given} (choose another --out)"
+                )
+
+
+def log_failure(out: str, conf: Conformation, key: str, task: str, reason: str) -> None:
+    """Append one failed call to ``OUT.failures.jsonl`` (fsynced)."""
+    from golf.io import append_jsonl
+
+    append_jsonl(out + ".failures.jsonl", dict(key=key, mol_id=conf.mol_id, conf_id=conf.conf_id, smiles=conf.smiles,
+                                               task=task, reason=reason, time=time.strftime("%Y-%m-%dT%H:%M:%S")))
+
+
+def pending_records(confs: list[Conformation], out: str) -> list[tuple[str, Conformation]]:
+    """(record key, conformation) of ``confs`` not yet in ``out``, without duplicates, in order."""
+    from golf.db import existing_keys, record_key
+
+    todo, seen = [], set(existing_keys(out))
+    for c in confs:
+        k = record_key(c)
+        if k not in seen:
+            seen.add(k)
+            todo.append((k, c))
+    return todo
+
+
+def bar(total: int, desc: str, quiet: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="call", file=sys.stderr, dynamic_ncols=True,
+                disable=quiet, mininterval=0.5, smoothing=0.1)
+
+
+def stream(ex: Any, items: list, task: str, task_kwargs: dict, handle: Callable[[str, Any], None], bar: Any, window: int) -> None:
+    """Submit ``items`` = [(key, conf)] with at most ``window`` in flight; ``handle(key, result)``
+    for each result as it arrives."""
+    it = iter(items)
+    for key, conf in it:
+        ex.submit(conf, key, task=task, **task_kwargs)
+        if ex.n_pending >= window:
+            break
+    exhausted = ex.n_pending < window
+    while ex.n_pending:
+        for key, result in ex.poll(timeout=1.0):
+            handle(key, result)
+            bar.update(1)
+            if not exhausted:
+                nxt = next(it, None)
+                if nxt is None:
+                    exhausted = True
+                else:
+                    ex.submit(nxt[1], nxt[0], task=task, **task_kwargs)
+
+
+def summary(cmd: str, out: str, counts: dict, seconds: float, n_calls: int) -> None:
+    parts = ", ".join(f"{v} {k}" for k, v in counts.items())
+    rate = n_calls / seconds if seconds > 0 else 0.0
+    print(f"golf data {cmd}: {parts} in {seconds:.1f} s ({rate:.2f} oracle calls/s) -> {out}", file=sys.stderr)
+
+

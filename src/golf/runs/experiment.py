@@ -1,0 +1,260 @@
+"""The end-to-end GOLF experiment behind ``golf run``, the project's main job.
+
+Stages (each cached in OUT and skipped when finished; an interrupted stage resumes):
+    data/D0.db            training molecules (NCI pool, train split), ETKDG conformers, oracle labels
+    data/test.db          held-out molecules (test split; no molecule in both)
+    data/test_ref.db      their reference optima, relaxed with the genuine oracle
+    data/traj.db          genuine-oracle optimization trajectories of every D0 conformation of the first
+                          ``traj_molecules`` training molecules
+    data/traj-<N>.db      N conformations drawn at random from them (the paper's D-traj-N)
+    models/baseline.pt    NNP trained on D0
+    models/traj-<N>.pt    NNP fine-tuned from the baseline on traj-<N>.db alone (the official protocol)
+    golf/model.pt         GOLF from the baseline with the oracle budget
+    eval/<model>/         the paper's metrics for every model and for MMFF
+    report.md, report.json, metrics.png, learning_curves.png
+
+Each stage calls the ``golf.runs`` function behind the corresponding ``golf`` subcommand (and prints
+that command), writes its outputs, then a marker ``stages/<name>.json`` (timing and settings). A
+finished stage is skipped on the next run; an interrupted one resumes through its function's own
+resume (data builds skip stored records, training continues from its run directory, GOLF from its
+run directory).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from golf.errors import GolfError
+from golf.io import atomic_write_json
+from golf.presets import (
+    DEFAULT_EXPERIMENT_PRESET,
+    EXPERIMENT_PRESETS,
+    REFERENCE_MOLECULES,
+    TRAIN_PRESETS,
+    TRAJECTORY_MOLECULES,
+    Evaluation,
+    Experiment as ExperimentPreset,
+    GolfTraining,
+    Molecules,
+    OracleRun,
+    Relaxation,
+    Training,
+)
+
+MMFF = "mmff"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentSettings:
+    """One ``golf run``: where, at which scale, with which oracle.
+
+    Attributes:
+        out: the report directory.
+        preset: name of the scale in ``golf.presets.EXPERIMENT_PRESETS``.
+        oracle: the genuine oracle and where its calls run.
+        budget: GOLF's genuine-oracle budget (None: the preset's).
+        seed, device: of every stage; progress: progress bars.
+    """
+
+    out: str = "golf-run"
+    preset: str = DEFAULT_EXPERIMENT_PRESET
+    oracle: OracleRun = OracleRun()
+    budget: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+
+class Experiment:
+    """One ``golf run`` in directory ``settings.out`` at the scale of ``settings.preset``."""
+
+    def __init__(self, settings: ExperimentSettings) -> None:
+        self.settings = settings
+        p = EXPERIMENT_PRESETS[settings.preset]
+        if settings.budget is not None:
+            p = dataclasses.replace(p, budget=int(settings.budget))
+        self.p: ExperimentPreset = p
+        self.out = Path(settings.out)
+        self.budget = int(p.budget)
+        self.traj_sizes = [f * self.budget for f in p.traj_factors]
+        self.oracle = settings.oracle
+        self.timings: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ plumbing
+    def path(self, rel: str) -> Path:
+        return self.out / rel
+
+    def stage(self, name: str, fn: Callable[[], Any]) -> None:
+        marker = self.path(f"stages/{name}.json")
+        if marker.exists():
+            self.timings[name] = json.loads(marker.read_text())["seconds"]
+            print(f"[golf run] {name}: done before, skipped", file=sys.stderr, flush=True)
+            return
+        print(f"[golf run] {name} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        fn()
+        seconds = time.perf_counter() - t0
+        self.timings[name] = seconds
+        atomic_write_json(marker, {"seconds": seconds, "preset": self.settings.preset,
+                                   "settings": dataclasses.asdict(self.p)}, indent=None)
+        print(f"[golf run] {name}: {seconds:.1f} s", file=sys.stderr, flush=True)
+
+    @staticmethod
+    def _say(command: str, *args: Any) -> None:
+        """The ``golf`` command line that the stage is equivalent to (for the log)."""
+        print(f"$ golf {command} {' '.join(str(a) for a in args)}".rstrip(), file=sys.stderr, flush=True)
+
+    def _molecules(self, split: str, n: int, conformers: int) -> Molecules:
+        p = self.p
+        return Molecules(split=split, molecules=n, conformers=conformers, min_heavy=p.min_heavy,
+                         max_heavy=p.max_heavy, seed=self.settings.seed)
+
+    def _training(self, updates: int, lr: float, *dbs: Path) -> Training:
+        """The quick training preset with the experiment's model and ``updates`` optimizer steps."""
+        p = self.p
+        base = TRAIN_PRESETS["quick"]
+        return dataclasses.replace(base, features=p.features, interactions=p.interactions, n_rbf=p.n_rbf,
+                                   batch_size=p.batch_size, lr=lr, epochs=self._epochs(updates, base, *dbs),
+                                   seed=self.settings.seed, device=self.settings.device)
+
+    def _epochs(self, updates: int, training: Training, *dbs: Path) -> int:
+        """Epochs that make about ``updates`` optimizer steps over the training split of ``dbs``."""
+        from golf.db import count_rows
+
+        n_train = max(1, int((1.0 - training.val_fraction) * sum(count_rows(db) for db in dbs)))
+        return max(1, round(updates * self.p.batch_size / n_train))
+
+    # ------------------------------------------------------------------ stages
+    def build_data(self) -> None:
+        from golf.db import sample_rows
+        from golf.runs.build import build
+        from golf.runs.reference import reference
+        from golf.runs.trajectories import trajectories
+
+        p, quiet = self.p, not self.settings.progress
+        d0, test, ref, traj = (str(self.path(f"data/{n}.db")) for n in ("D0", "test", "test_ref", "traj"))
+
+        def d0_stage() -> None:
+            self._say("data build --split train", "--out", d0)
+            build(d0, self._molecules("train", p.train_molecules, p.conformers), self.oracle, quiet=quiet)
+
+        def test_stage() -> None:
+            self._say("data build --split test", "--out", test)
+            build(test, self._molecules("test", p.test_molecules, 1), self.oracle, quiet=quiet)
+
+        def reference_stage() -> None:
+            self._say("data reference --input", test, "--out", ref)
+            reference(ref, dataclasses.replace(REFERENCE_MOLECULES, input=test),
+                      self.oracle, Relaxation(max_steps=p.ref_max_steps), quiet=quiet)
+
+        # the paper's D-traj-N: N conformations drawn at random from genuine-oracle optimization
+        # trajectories of D0 conformations; here the complete trajectories of every D0 conformation of
+        # the first traj_molecules molecules, so traj-N covers many molecules, not a few long runs
+        def trajectories_stage() -> None:
+            self._say("data trajectories --input", d0, "--molecules", p.traj_molecules, "--out", traj)
+            relax = Relaxation(max_steps=p.ref_max_steps)
+            trajectories(traj, p.traj_molecules * p.conformers * relax.max_steps,
+                         dataclasses.replace(TRAJECTORY_MOLECULES, input=d0, molecules=p.traj_molecules),
+                         self.oracle, relax, quiet=quiet)
+
+        self.stage("d0", d0_stage)
+        self.stage("test", test_stage)
+        self.stage("reference", reference_stage)
+        self.stage("trajectories", trajectories_stage)
+        for n in self.traj_sizes:
+            self.stage(f"traj-{n}-data", lambda n=n: sample_rows(traj, self.path(f"data/traj-{n}.db"), n,
+                                                                  seed=self.settings.seed))
+
+    def _train(self, out: str, data: list[Path], training: Training, init: Path | None = None) -> None:
+        from golf.runs.train import TRAINER_STATE_FILE, train
+
+        resume = (self.path(out + ".d") / TRAINER_STATE_FILE).exists()  # an interrupted run left its state
+        self._say("train", *(f"--data {d}" for d in data), "--out", self.path(out), *(["--resume"] if resume else []))
+        train(training, [str(d) for d in data], self.path(out), init=init, resume=resume,
+              progress=self.settings.progress)
+
+    def train_models(self) -> None:
+        """Baseline on D0; traj-N fine-tuned from it with as many updates as GOLF makes (a fair share).
+
+        The baseline trains from scratch with ``lr``; traj-N and GOLF start from it with ``finetune_lr``
+        (the same for all three, so only their data differ). traj-N trains on its trajectory
+        conformations alone, as the official ``run_training_trajectories-*.sh`` (``initial_conf_pct
+        1.0`` on D-traj-N, ``--load_baseline``).
+        """
+        from golf.runs.golf import train_golf
+
+        p = self.p
+        d0, baseline = self.path("data/D0.db"), self.path("models/baseline.pt")
+        self.stage("baseline", lambda: self._train("models/baseline.pt", [d0],
+                                                   self._training(p.baseline_updates, p.lr, d0)))
+        golf_updates = self.budget * p.utd_ratio
+        for n in self.traj_sizes:
+            traj = self.path(f"data/traj-{n}.db")
+            self.stage(f"traj-{n}", lambda n=n, traj=traj: self._train(
+                f"models/traj-{n}.pt", [traj], self._training(golf_updates, p.finetune_lr, traj), baseline))
+
+        def golf_stage() -> None:
+            resume = self.path("golf").exists()
+            self._say("train --golf --from", baseline, "--out", self.path("golf"), *(["--resume"] if resume else []))
+            settings = GolfTraining(budget=self.budget, n_parallel=p.n_parallel, utd_ratio=p.utd_ratio,
+                                    max_episode_steps=p.max_episode_steps, batch_size=p.batch_size,
+                                    lr=p.finetune_lr, eval_every=max(1, self.budget // 10), seed=self.settings.seed,
+                                    device=self.settings.device)
+            train_golf(baseline, [d0], self.path("golf"), settings, self.oracle, resume=resume,
+                       progress=self.settings.progress)
+
+        self.stage("golf", golf_stage)
+
+    def models(self) -> dict[str, tuple[Path | str, int]]:
+        """name -> (model, genuine-oracle calls beyond D0)."""
+        out: dict[str, tuple[Path | str, int]] = {"baseline": (self.path("models/baseline.pt"), 0)}
+        for n in self.traj_sizes:
+            out[f"traj-{n}"] = (self.path(f"models/traj-{n}.pt"), n)
+        out[f"GOLF-{self.budget}"] = (self.path("golf/model.pt"), self.budget)
+        out["MMFF"] = (MMFF, 0)
+        return out
+
+    def evaluate(self) -> None:
+        from golf.runs.evaluate import evaluate_run
+
+        settings = Evaluation(steps=tuple(self.p.steps), optimizer="lbfgs-golf", device=self.settings.device)
+        ref = self.path("data/test_ref.db")
+
+        def eval_stage(name: str, model: Path | str) -> None:
+            self._say("evaluate --model", model, "--name", name, "--out", self.path(f"eval/{name}"))
+            evaluate_run(model, ref, self.path(f"eval/{name}"), settings, self.oracle, name=name,
+                         progress=self.settings.progress)
+
+        for name, (model, _) in self.models().items():
+            self.stage(f"eval-{name}", lambda name=name, model=model: eval_stage(name, model))
+
+    def report(self) -> None:
+        from golf.report import write_report
+
+        write_report(self.out, self.models(), dataclasses.asdict(self.p), self.timings,
+                     preset_name=self.settings.preset, oracle=self.oracle.oracle)
+
+    def run(self) -> None:
+        from golf.oracles import resolve_oracle
+
+        resolve_oracle(self.oracle.oracle)  # an unknown oracle fails before anything is written
+        if self.budget < 1 or self.oracle.workers < 1:
+            raise GolfError("--budget and --workers must be >= 1")
+        self.out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        self.build_data()
+        self.train_models()
+        self.evaluate()
+        self.timings["total"] = time.perf_counter() - t0
+        self.report()
+        print(f"[golf run] report: {self.path('report.md')}", file=sys.stderr)
+
+
+def run_experiment(settings: ExperimentSettings) -> Path:
+    """Run (or resume) the whole experiment; returns the path of report.md."""
+    Experiment(settings).run()
+    return Path(settings.out) / "report.md"

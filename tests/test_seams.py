@@ -1,0 +1,138 @@
+"""The seams of the upper floors: the pipelines are library functions of typed settings, the GOLF loop
+runs over any executor, and nothing below the CLI drives the CLI."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from golf import db as D
+from golf.presets import EXPERIMENT_PRESETS, GOLF_PRESETS, TRAIN_PRESETS, Molecules, OracleRun, Relaxation
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "golf"
+DATA = Path(__file__).parent / "data"
+MMFF_HERE = OracleRun(oracle="mmff", executor="serial")
+
+
+def test_no_module_outside_cli_imports_the_cli():
+    below_cli = [p for p in SRC.rglob("*.py") if "cli" not in p.relative_to(SRC).parts and p.name != "__main__.py"]
+    offenders = [str(p.relative_to(SRC)) for p in below_cli
+                 if re.search(r"golf\.cli|from golf import cli", p.read_text())]
+    assert offenders == []
+
+
+def test_paper_values_are_stated_once():
+    paper, train, golf = EXPERIMENT_PRESETS["paper"], TRAIN_PRESETS["paper"], GOLF_PRESETS["paper"]
+    assert (paper.features, paper.interactions, paper.n_rbf, paper.batch_size, paper.lr) == \
+        (train.features, train.interactions, train.n_rbf, train.batch_size, train.lr) == (128, 3, 50, 64, 1e-4)
+    assert (paper.budget, paper.n_parallel, paper.utd_ratio, paper.max_episode_steps) == \
+        (golf.budget, golf.n_parallel, golf.utd_ratio, golf.max_episode_steps) == (10000, 120, 50, 100)
+    assert (golf.w_energy, golf.w_forces) == (train.w_energy, train.w_forces) == (0.01, 0.99)
+    assert all(getattr(GOLF_PRESETS["quick"], k) is None for k in GOLF_PRESETS["quick"].LOOP_KNOBS)
+
+
+def test_data_pipelines_as_functions(tmp_path):
+    from golf.runs.build import build
+    from golf.runs.reference import reference
+    from golf.runs.trajectories import trajectories
+
+    d0 = str(tmp_path / "d0.db")
+    counts = build(d0, Molecules(smiles=str(DATA / "tiny.smi"), conformers=1), MMFF_HERE, quiet=True)
+    n = counts["labelled"]
+    assert n > 0 and counts["failed"] == 0 and D.count_rows(d0) == n
+    assert build(d0, Molecules(smiles=str(DATA / "tiny.smi"), conformers=1), MMFF_HERE, quiet=True) == \
+        {"labelled": 0, "skipped (already in db)": n, "failed": 0}
+
+    ref = str(tmp_path / "ref.db")
+    counts = reference(ref, Molecules(input=d0), MMFF_HERE, Relaxation(max_steps=300), quiet=True)
+    assert counts["relaxed"] == n and counts["failed"] == 0
+    records = D.read_reference(ref)
+    assert len(records) == n and all(r.opt_energy <= r.conf.info["start_energy"] + 1e-8 for r in records)
+
+    traj = str(tmp_path / "traj.db")
+    counts = trajectories(traj, 7, Molecules(input=d0), MMFF_HERE, Relaxation(max_steps=50), quiet=True)
+    assert counts["written"] == 7 and D.count_rows(traj) == 7
+    D.sample_rows(traj, tmp_path / "traj-3.db", 3, seed=0)
+    rows = list(D.iter_rows(tmp_path / "traj-3.db"))
+    all_rows = {(r["kvp"]["traj_key"], r["kvp"]["step"]) for r in D.iter_rows(traj)}
+    picked = [(r["kvp"]["traj_key"], r["kvp"]["step"]) for r in rows]
+    assert len(picked) == 3 == len(set(picked)) and set(picked) <= all_rows  # a random subset, no repeats
+    D.sample_rows(traj, tmp_path / "traj-3b.db", 3, seed=0)
+    assert picked == [(r["kvp"]["traj_key"], r["kvp"]["step"]) for r in D.iter_rows(tmp_path / "traj-3b.db")]
+
+
+def test_experiment_plan_from_settings(tmp_path):
+    from golf.runs.experiment import Experiment, ExperimentSettings
+
+    ex = Experiment(ExperimentSettings(out=str(tmp_path), preset="smoke", budget=3, oracle=MMFF_HERE))
+    assert ex.traj_sizes == [30] and ex.p.budget == 3
+    assert list(ex.models()) == ["baseline", "traj-30", "GOLF-3", "MMFF"]
+    smoke = EXPERIMENT_PRESETS["smoke"]
+    training = ex._training(100, smoke.lr)
+    assert (training.features, training.n_rbf, training.batch_size) == (smoke.features, smoke.n_rbf, smoke.batch_size)
+    assert training.epochs == 100 * smoke.batch_size  # no data yet: counted as one training conformation
+
+
+class _StubExecutor:
+    """An in-process executor that answers with MMFF: the loop needs submit, poll and n_workers only."""
+
+    n_workers = 1
+
+    def __init__(self):
+        from golf.oracles.mmff import MMFFOracle
+
+        self.oracle = MMFFOracle()
+        self.waiting: list = []
+        self.keys: list = []
+
+    def submit(self, conf, key):
+        self.keys.append(key)
+        self.waiting.append((key, conf))
+
+    def poll(self, timeout=0.0):
+        out = [(key, self.oracle.compute(conf)) for key, conf in self.waiting]
+        self.waiting = []
+        return out
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_golf_loop_over_a_stub_executor():
+    import torch
+
+    from golf.chem import generate_conformers
+    from golf.dataset import LabelledData
+    from golf.loop import GolfConfig, GolfLoop
+    from golf.models import ModelEnergyForces, build_model
+    from golf.oracles.mmff import MMFFOracle
+    from golf.replay import ReplayBuffer
+    from golf.train import Trainer, prepare_model
+
+    mmff = MMFFOracle()
+    confs = [c for i, s in enumerate(["CCO", "CC(=O)C", "OCCO"]) for c in generate_conformers(s, 2, seed=0, mol_id=i)]
+    results = [mmff.compute(c) for c in confs]
+    d0 = LabelledData.from_conformations(confs, [r.energy for r in results], [r.forces for r in results])
+    torch.manual_seed(0)
+    model = build_model("painn", n_atom_basis=16, n_interactions=1, cutoff=5.0, n_rbf=8)
+    prepare_model(model, d0)
+    config = GolfConfig(budget=5, n_parallel=3, max_episode_steps=4, utd_ratio=2, batch_size=4, seed=0)
+    trainer = Trainer(model, lr=1e-3, total_steps=config.budget * config.utd_ratio, seed=0)
+    buffer = ReplayBuffer(d0, initial_conf_pct=config.initial_conf_pct)
+    executor = _StubExecutor()
+    seen = []
+    progress = []
+    loop = GolfLoop(ModelEnergyForces(model), trainer, buffer, d0.conformations(), executor, config,
+                    on_result=lambda request, result, used: seen.append((request, result, used)),
+                    on_progress=lambda stats, metrics: progress.append(stats.calls_done))
+    stats = loop.run()
+
+    assert stats.calls_done == len(seen) == len(executor.keys) == config.budget
+    assert len(set(executor.keys)) == config.budget  # one key per genuine-oracle call
+    assert progress == list(range(1, config.budget + 1))
+    used = sum(u for _, _, u in seen)
+    assert len(buffer.new) == used and stats.updates == used * config.utd_ratio
+    assert trainer.step + trainer.n_skipped == stats.updates
+    for request, result, _ in seen:  # every request is a conformation of a D0 molecule
+        assert result.ok and request.conf.n_atoms in {c.n_atoms for c in confs}
+        assert np.isfinite(result.energy)
