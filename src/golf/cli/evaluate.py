@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--workers must be >= 1")
     model_arg = str(args.model)
     mmff_only = model_arg.lower() == "mmff"
-    model_path = None if mmff_only else Path(model_arg)
+    from golf.models.registry import resolve_model  # model names ("GOLF-10k") resolve to files
+
+    model_path = None if mmff_only else resolve_model(model_arg)[0]
     if model_path is not None and not model_path.is_file():
         raise InputError(f"{model_path}: model checkpoint not found")
     ref_path = Path(args.reference)
