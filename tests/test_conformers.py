@@ -96,6 +96,9 @@ def test_stereo_enumeration_and_conformer_counts():
     assert len(gc.expand_stereoisomers(parse_smiles("CC(N)C(=O)O"))) == 2
     assert len(gc.expand_stereoisomers(parse_smiles("C[C@H](N)C(=O)O"))) == 1
     assert len(gc.expand_stereoisomers(parse_smiles("CC=CC(O)C"))) == 4
+    assert not gc._has_unassigned_stereo(parse_smiles("C/C=C/C"))
+    assert not gc._has_unassigned_stereo(parse_smiles("C[C@H](N)CC"))
+    assert gc._has_unassigned_stereo(parse_smiles("CC=CC")) and gc._has_unassigned_stereo(parse_smiles("CC(N)CC"))
     assert gc.default_n_conformers(parse_smiles("c1ccccc1")) == 10
     assert gc.default_n_conformers(parse_smiles("CCCCCC(=O)OCC")) == 30
     assert gc.default_n_conformers(parse_smiles("C" * 20), cap=40) == 40

@@ -165,3 +165,15 @@ def test_sha_helper_matches_hashlib(tmp_path):
     p = tmp_path / "x.bin"
     p.write_bytes(b"golf" * 100_000)
     assert registry.sha256_file(p) == hashlib.sha256(b"golf" * 100_000).hexdigest()
+
+
+def test_golf_models_fetch_cli(mirror, cache, monkeypatch, capsys):
+    monkeypatch.setenv("GOLF_MODELS_URL", mirror.as_uri())
+    assert main(["models", "fetch", "traj-10k"]) == 0
+    assert (cache / "traj-10k.pt").is_file()
+    assert main(["models"]) == 0
+    assert any(line.startswith("traj-10k") and "cached" in line for line in capsys.readouterr().out.splitlines())
+    monkeypatch.setenv("GOLF_MODELS_URL", (mirror / "nowhere").as_uri())
+    assert main(["models", "fetch", "traj-100k"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot download traj-100k" in err[0]

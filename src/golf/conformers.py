@@ -265,7 +265,9 @@ def expand_stereoisomers(mol: Any, max_isomers: int = 8) -> list[Any]:
 def _has_unassigned_stereo(mol: Any) -> bool:
     from rdkit import Chem
 
-    return any(not si.specified == Chem.StereoSpecified.Specified for si in Chem.FindPotentialStereo(mol))
+    m = Chem.Mol(mol)  # molecules sanitized after parsing have no stereo perception yet
+    Chem.AssignStereochemistry(m, cleanIt=True, force=True)
+    return any(si.specified != Chem.StereoSpecified.Specified for si in Chem.FindPotentialStereo(m))
 
 
 def default_n_conformers(mol: Any, cap: int = 50) -> int:
