@@ -1,7 +1,8 @@
 """Benchmark: ``golf conformers`` (GOLF-10k) side by side with Auto3D (ANI2xt) on CPU.
 
 Same molecules, same machine, one run. Molecules: the first N of golf's NCI test split with 10-25
-heavy atoms (``golf.molecules.select_pool_molecules``); a molecule with unassigned stereo elements is
+heavy atoms (``golf.molecules.select_pool_molecules``) made of ANI2xt's elements (no Br: Auto3D's
+ANI2xt refuses the whole input otherwise); a molecule with unassigned stereo elements is
 given the first of its stereoisomers (RDKit enumeration), so both tools work on the same fully
 specified stereoisomer (stereo enumeration off in both).
 
@@ -45,6 +46,10 @@ KCAL = 23.060547830619026  # kcal/mol per eV
 HARTREE_EV = 27.211386245988
 
 
+#: Elements of Auto3D's ANI2xt (no Br; golf's models also know Br).
+ANI2XT_ELEMENTS = {"H", "C", "N", "O", "F", "S", "Cl"}
+
+
 def cpu_seconds() -> float:
     """User + system CPU seconds of this process and its reaped children."""
     import resource
@@ -54,15 +59,20 @@ def cpu_seconds() -> float:
 
 
 def pick_molecules(n: int, seed: int) -> list[tuple[str, str]]:
-    """(name, fully stereo-specified SMILES) of the first n NCI test-split molecules, 10-25 heavy atoms."""
+    """(name, fully stereo-specified SMILES) of the first n NCI test-split molecules with 10-25 heavy atoms
+    and only ANI2xt's elements (H C N O F S Cl)."""
     from rdkit import Chem
 
     from golf.conformers import expand_stereoisomers
     from golf.molecules import select_pool_molecules
 
     out = []
-    for mol_id, smi in select_pool_molecules(n, split="test", seed=seed, min_heavy=10, max_heavy=25):
+    for mol_id, smi in select_pool_molecules(None, split="test", seed=seed, min_heavy=10, max_heavy=25):
         mol = Chem.MolFromSmiles(smi)
+        if any(a.GetSymbol() not in ANI2XT_ELEMENTS for a in mol.GetAtoms()):
+            continue  # Auto3D refuses the whole input when one molecule is outside ANI2xt's elements
+        if len(out) == n:
+            break
         iso = expand_stereoisomers(mol, 1)[0]
         out.append((f"nci{mol_id}", Chem.MolToSmiles(iso)))
     return out
@@ -103,12 +113,17 @@ def run_auto3d(smi_path: Path, out_dir: Path, args) -> dict:
     out = main(opts)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     dst = out_dir / "auto3d.sdf"
+    log = Path(str(out)).parent / "Auto3D.log"
+    import re
+
+    found = re.findall(r"Total 3D conformers: (\d+)", log.read_text()) if log.is_file() else []
     Path(str(out)).replace(dst)
     settings = {k: getattr(opts, k) for k in ("k", "optimizing_engine", "use_gpu", "max_confs", "enumerate_isomers",
                                               "convergence_threshold", "opt_steps", "threshold", "patience",
                                               "memory", "batchsize_atoms", "isomer_threads",
                                               "use_parallel_embedding")}
-    return dict(sdf=str(dst), wall_s=wall, cpu_s=cpu, settings=settings)
+    return dict(sdf=str(dst), wall_s=wall, cpu_s=cpu, settings=settings,
+                relaxed_conformers=sum(int(x) for x in found) if found else None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -305,7 +320,7 @@ def aggregate(chunks: list[dict], args, n_requested: int) -> dict:
         machine=dict(platform=platform.platform(), cpus=os.cpu_count(), torch=torch.__version__,
                      load_note="2 cores shared with other jobs; wall times depend on the load, CPU times less so"),
         molecules=dict(n=n, requested=n_requested, chunk_size=args.chunk,
-                       source="NCI first_5K test split (golf split seed 0), 10-25 heavy atoms, first stereoisomer",
+                       source="NCI first_5K test split (golf split seed 0), 10-25 heavy atoms, H C N O F S Cl only, first stereoisomer",
                        list=[(r["molecule"], r["smiles"]) for r in per_mol]),
         settings=dict(n_conformers=args.n_conformers, top_k=args.top_k, fmax_eV_A=args.fmax,
                       max_steps=args.max_steps, rmsd_A=args.rmsd, threads=args.threads, tie_kcal=args.tie,

@@ -15,7 +15,7 @@ Three kinds of names:
 * registered: a checkpoint of the user's own (e.g. from ``golf train``) recorded under a name in
   ``registry.json`` in the cache directory (:func:`register_model`, ``golf models register``).
 
-Torch-free (``golf models`` lists without importing torch).
+This module itself imports no torch (only registering a model loads it once to check it).
 """
 from __future__ import annotations
 
