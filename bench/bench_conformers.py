@@ -179,20 +179,31 @@ def oracle_jobs(jobs: dict, oracle: str, task: str, workers: int, settings: dict
 def process_chunk(mols: list[tuple[str, str]], work: Path, args, use_auto3d: bool) -> dict:
     """Both tools on one chunk of molecules, then xTB single points / re-relaxations of their output."""
     from golf.conformers import (_mol_of, bond_graph, heavy_atom_rmsd_matrix, perceived_bonds, stereo_key)
-    from golf.molecules import generate_conformers
+    from rdkit import Chem
 
     work.mkdir(parents=True, exist_ok=True)
     smi = work / "molecules.smi"
     smi.write_text("".join(f"{s} {n}\n" for n, s in mols))
     names = {n for n, _ in mols}
     smiles_of = dict(mols)
-    timings: dict[str, dict] = {"golf": run_golf(smi, work, args)}
+    tfile = work / "timings.json"  # tool runs are kept, so --reuse redoes only the oracle stages
+    saved = json.loads(tfile.read_text()) if args.reuse and tfile.is_file() else {}
+    timings: dict[str, dict] = {}
+    if "golf" in saved and Path(saved["golf"]["sdf"]).is_file():
+        timings["golf"] = saved["golf"]
+    else:
+        timings["golf"] = run_golf(smi, work, args)
+        tfile.write_text(json.dumps(timings, indent=1))
     print(f"golf: {timings['golf']['wall_s']:.1f} s wall, {timings['golf']['cpu_s']:.1f} s CPU", file=sys.stderr)
     tools = ["golf"]
     auto3d_error = None
     if use_auto3d:
         try:
-            timings["auto3d"] = run_auto3d(smi, work, args)
+            if "auto3d" in saved and Path(saved["auto3d"]["sdf"]).is_file():
+                timings["auto3d"] = saved["auto3d"]
+            else:
+                timings["auto3d"] = run_auto3d(smi, work, args)
+                tfile.write_text(json.dumps(timings, indent=1))
             tools.append("auto3d")
             print(f"auto3d: {timings['auto3d']['wall_s']:.1f} s wall, {timings['auto3d']['cpu_s']:.1f} s CPU",
                   file=sys.stderr)
@@ -204,12 +215,12 @@ def process_chunk(mols: list[tuple[str, str]], work: Path, args, use_auto3d: boo
     # bonds (perceived from 3D vs the file's own bond table) and stereo (from 3D vs the input SMILES)
     integrity = {t: dict(n=0, graph_changed=0, stereo_changed=0) for t in tools}
     for name, s in mols:
-        ref = generate_conformers(s, 1, 0, mol_id=0)[0]
+        ref_numbers = sorted(a.GetAtomicNum() for a in Chem.AddHs(Chem.MolFromSmiles(s)).GetAtoms())
         for t in tools:
             for r in confs[t].get(name, []):
                 integrity[t]["n"] += 1
                 c = r["conf"]
-                if sorted(c.numbers.tolist()) != sorted(ref.numbers.tolist()) or \
+                if sorted(c.numbers.tolist()) != ref_numbers or \
                         perceived_bonds(c.numbers, c.positions) != bond_graph(_mol_of(c)):
                     integrity[t]["graph_changed"] += 1
                 elif stereo_key(c) != s:
@@ -336,6 +347,24 @@ def aggregate(chunks: list[dict], args, n_requested: int) -> dict:
     )
 
 
+def analysis(result: dict) -> dict:
+    """Head-to-head and by-group numbers from the per-molecule rows (both tools present)."""
+    rows = [r for r in result["per_molecule"] if r.get("golf_n") and r.get("auto3d_n")]
+    if not rows:
+        return {}
+    tie = result["settings"]["tie_kcal"]
+    d = [r["golf_top_excess_kcal"] - r["auto3d_top_excess_kcal"] for r in rows]
+    groups = {"nitro_or_azo": [r for r in rows if "[N+](=O)[O-]" in r["smiles"] or "N=N" in r["smiles"]]}
+    groups["rest"] = [r for r in rows if r not in groups["nitro_or_azo"]]
+    out = dict(n_both=len(rows), golf_top_lower=sum(x < -tie for x in d), auto3d_top_lower=sum(x > tie for x in d),
+               tie=sum(abs(x) <= tie for x in d), groups={})
+    for name, rs in groups.items():
+        out["groups"][name] = dict(n=len(rs), molecules=[r["molecule"] for r in rs], **{
+            f"{t}_top_excess_kcal_{f.__name__}": float(f([r[f"{t}_top_excess_kcal"] for r in rs])) if rs else math.nan
+            for t in ("golf", "auto3d") for f in (np.mean, np.median)})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n-molecules", type=int, default=50)
@@ -357,8 +386,17 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/golf_bench_conformers")
     ap.add_argument("--out", default=str(HERE / "results" / "conformers.json"))
     ap.add_argument("--skip-auto3d", action="store_true")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse each chunk's tool outputs and timings.json in --work (redo only the oracle stages)")
+    ap.add_argument("--analyze", default=None, help="only add the head-to-head analysis to this results JSON")
     args = ap.parse_args()
     args.dft_left = args.dft
+    if args.analyze:
+        res = json.loads(Path(args.analyze).read_text())
+        res["analysis"] = analysis(res)
+        Path(args.analyze).write_text(json.dumps(res, indent=1) + "\n")
+        print(json.dumps(res["analysis"], indent=1))
+        return
 
     mols = pick_molecules(args.n_molecules, args.seed)
     out = Path(args.out)
@@ -372,6 +410,7 @@ def main() -> None:
         chunks.append(process_chunk(mols[k:k + args.chunk], Path(args.work) / f"chunk{k // args.chunk:02d}", args,
                                     use_auto3d=not args.skip_auto3d))
         result = aggregate(chunks, args, len(mols))
+        result["analysis"] = analysis(result)
         out.write_text(json.dumps(result, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
                        + "\n")
         print(table(result), file=sys.stderr)
