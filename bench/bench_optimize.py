@@ -69,7 +69,7 @@ def torchsim_fire(model, confs, fmax: float, max_steps: int) -> tuple[list[float
         return None
     from golf.batch import Batch
     from golf.models import ModelEnergyForces
-    from golf.molecules import conformation_to_atoms
+    from golf.chem import conformation_to_atoms
     from golf.optim.state import segment_max
 
     provider = ModelEnergyForces(model)
@@ -120,7 +120,8 @@ def main() -> None:
     tune_cpu_allocator()  # as golf's CLI does; applies to both contenders (same process)
 
     from golf.models import ModelEnergyForces, build_model, load_model
-    from golf.molecules import generate_conformers, nci_pool
+    from golf.chem import generate_conformers
+    from golf.pool import nci_pool
     from golf.optim import relax
 
     confs = []
@@ -145,7 +146,7 @@ def main() -> None:
         if method == "ase":
             from ase.optimize import LBFGS
 
-            from golf.molecules import conformation_to_atoms
+            from golf.chem import conformation_to_atoms
 
             calc = make_calculator(model)
             e, calls, conv = [], [], []

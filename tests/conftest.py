@@ -1,12 +1,13 @@
 """Shared test fixtures. ``SHARED`` points at ../shared beside the checkout (read-only)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("GOLF_SHARED") or REPO.parent / "shared")  # GOLF_SHARED: from a worktree
 CHECKPOINTS = SHARED / "golf-checkpoints"
 
 

@@ -18,10 +18,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("golf.cli.train", "train an NNP (baseline, traj-N, or GOLF with --golf)"),
     "evaluate": ("golf.cli.evaluate", "the paper's relaxation metrics for a model on a test set"),
     "run": ("golf.cli.run", "the end-to-end GOLF experiment (the main job)"),
+    "conformers": ("golf.cli.conformers", "low-energy conformer ensembles of molecules (SMILES/SDF -> SDF)"),
+    "models": ("golf.cli.models", "pretrained models by name: list, fetch, register"),
 }
 
 #: Subcommands whose work is torch model evaluation/training in this process.
-TORCH_COMMANDS = frozenset({"predict", "optimize", "train", "evaluate", "run"})
+TORCH_COMMANDS = frozenset({"predict", "optimize", "train", "evaluate", "run", "conformers"})
 
 
 def build_parser() -> argparse.ArgumentParser:

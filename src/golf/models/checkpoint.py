@@ -223,10 +223,13 @@ def load_model(
 ) -> Potential:
     """Load a golf checkpoint or an official GOLF/schnetpack state dict as a Potential (eval mode).
 
+    ``path`` may also be a model name ("GOLF-10k", see ``golf.models.registry``).
     Energies of the returned model are eV and forces eV/Angstrom whatever the file's native units.
     Raises CheckpointError (one line) for a missing, corrupt, non-torch or unrecognised file.
     """
-    path = Path(path)
+    from golf.models.registry import resolve_model
+
+    path, named = resolve_model(path)
     obj = _read(path)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         model = _from_golf(obj, path)
@@ -237,6 +240,8 @@ def load_model(
         model = _from_schnetpack(sd, path)
     else:
         raise CheckpointError(f"{path}: unrecognised checkpoint content ({type(obj).__name__})")
+    if named:
+        model.provenance = {**model.provenance, **named}
     model = model.to(device=resolve_device(device), dtype=resolve_dtype(dtype))
     model.eval()
     return model

@@ -41,7 +41,12 @@ def evaluate_run(
         raise InputError("--limit must be >= 1")
     model_arg = str(model)
     mmff_only = model_arg.lower() == "mmff"
-    model_path = None if mmff_only else Path(model_arg)
+    if mmff_only:
+        model_path = None
+    else:
+        from golf.models.registry import resolve_model  # model names ("GOLF-10k") resolve to files
+
+        model_path = resolve_model(model_arg)[0]
     if model_path is not None and not model_path.is_file():
         raise InputError(f"{model_path}: model checkpoint not found")
     ref_path = Path(reference)

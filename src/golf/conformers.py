@@ -1,0 +1,706 @@
+"""Low-energy conformer ensembles of drug-like molecules (``golf conformers``).
+
+Pipeline, per input file:
+
+1. read molecules (SMILES .smi/.txt/.csv or SDF), one record at a time: a bad record is reported and
+   the others go on; optionally enumerate unassigned stereocentres / double bonds;
+2. embed an ETKDGv3 ensemble per molecule (:func:`default_n_conformers` from the number of
+   rotatable bonds, or a fixed count);
+3. relax every conformer of every molecule in one stream with golf's batched optimizer
+   (``golf.optim.relax``, one model call per step for all active conformers);
+4. drop conformers whose bond graph changed (bonds perceived from the relaxed geometry vs the
+   input graph) or whose stereochemistry changed (canonical isomeric SMILES perceived from 3D vs the
+   input's, or vs the starting conformer's where the input leaves a centre unassigned);
+5. deduplicate (symmetry-aware heavy-atom RMSD, RDKit ``GetBestRMS``, and energy), keep the
+   ``top_k`` lowest and/or those within ``window`` kcal/mol of the lowest, rank;
+6. optionally refine the kept conformers with an oracle (single points or re-relaxation) through
+   golf's executors and re-rank (:func:`refine`).
+
+Units: energies are eV inside (``energy``), relative energies kcal/mol at the output edge
+(``rel_energy_kcal_mol``); coordinates Angstrom.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from golf.conformation import Conformation
+from golf.errors import InputError
+from golf.io import atomic_write_text
+from golf.units import EV_TO_KCAL_MOL
+
+__all__ = [
+    "ConformerSettings", "MoleculeInput", "ConformerRecord", "MoleculeResult", "read_molecules",
+    "expand_stereoisomers", "default_n_conformers", "stereo_key", "bond_graph", "perceived_bonds",
+    "check_conformer", "heavy_atom_rmsd_matrix", "deduplicate", "select_conformers",
+    "generate_conformer_ensembles", "refine", "write_sdf", "write_summary", "SUMMARY_FIELDS",
+]
+
+#: Two atoms are bonded in a geometry when closer than this factor times the sum of covalent radii.
+BOND_FACTOR = 1.25
+
+
+@dataclass
+class ConformerSettings:
+    """Settings of :func:`generate_conformer_ensembles`.
+
+    Attributes:
+        n_conformers: ETKDG conformers per molecule; None = :func:`default_n_conformers`.
+        max_conformers: cap of the automatic count.
+        enumerate_stereo: enumerate unassigned stereocentres / stereo double bonds.
+        max_stereoisomers: at most this many stereoisomers per input molecule.
+        optimizer: ``golf.optim.relax`` method.
+        fmax: convergence threshold, max |F| per atom (eV/A).
+        max_steps: optimizer steps per conformer.
+        batch_size: conformers optimized at once (others stream in).
+        rmsd_threshold: duplicates are closer than this heavy-atom RMSD (A) ...
+        energy_threshold: ... and closer than this in energy (kcal/mol).
+        top_k: keep at most this many per molecule (None: no limit).
+        window: keep those within this many kcal/mol of the lowest (None: no limit).
+        seed: ETKDG seed.
+        charge, multiplicity: accept charged / open-shell input (as elsewhere in golf).
+    """
+
+    n_conformers: int | None = None
+    max_conformers: int = 50
+    enumerate_stereo: bool = False
+    max_stereoisomers: int = 8
+    optimizer: str = "lbfgs-precon"
+    fmax: float = 0.05
+    max_steps: int = 500
+    batch_size: int = 256
+    rmsd_threshold: float = 0.3
+    energy_threshold: float = 1.0
+    top_k: int | None = 10
+    window: float | None = None
+    seed: int = 0
+    charge: int | None = None
+    multiplicity: int | None = None
+
+    def check(self) -> None:
+        """InputError for impossible values."""
+        if self.n_conformers is not None and self.n_conformers < 1:
+            raise InputError(f"--n-conformers must be >= 1 (got {self.n_conformers})")
+        if self.max_conformers < 1 or self.max_stereoisomers < 1 or self.batch_size < 1:
+            raise InputError("--max-conformers, --max-stereoisomers and --batch-size must be >= 1")
+        if self.fmax <= 0 or self.max_steps < 0:
+            raise InputError("--fmax must be positive and --max-steps >= 0")
+        if self.rmsd_threshold < 0 or self.energy_threshold < 0:
+            raise InputError("--rmsd and --energy-threshold must be >= 0")
+        if self.top_k is not None and self.top_k < 1:
+            raise InputError(f"--top-k must be >= 1 (got {self.top_k})")
+        if self.window is not None and self.window < 0:
+            raise InputError(f"--window must be >= 0 kcal/mol (got {self.window})")
+
+
+@dataclass
+class MoleculeInput:
+    """One input record: an RDKit molecule (hydrogens implicit) or why it cannot be used."""
+
+    index: int
+    name: str
+    where: str
+    mol: Any = None
+    smiles: str = ""
+    charge: int = 0
+    multiplicity: int = 1
+    error: str | None = None
+
+
+@dataclass
+class ConformerRecord:
+    """One relaxed conformer that passed the checks.
+
+    Attributes:
+        conf: the conformer (positions in A, the input's bond graph in ``molblock``).
+        energy: model energy (eV).
+        fmax: final max |F| (eV/A).
+        n_steps: optimizer steps.
+        converged: fmax reached.
+        stereo: canonical isomeric SMILES perceived from the 3D structure.
+        rank: 1 = lowest (after refinement when refined).
+        rel_energy_kcal_mol: model energy relative to the molecule's lowest kept conformer.
+        model_rank: rank by model energy.
+        refined_energy: oracle energy (eV; NaN when the oracle failed), None when not refined.
+        refine_reason: why refinement failed (empty when ok).
+    """
+
+    conf: Conformation
+    energy: float
+    fmax: float
+    n_steps: int
+    converged: bool
+    stereo: str = ""
+    rank: int = 0
+    rel_energy_kcal_mol: float = 0.0
+    model_rank: int = 0
+    refined_energy: float | None = None
+    refined_rel_kcal_mol: float | None = None
+    refine_reason: str = ""
+
+
+@dataclass
+class MoleculeResult:
+    """The outcome for one (stereoisomer of an) input molecule, with counts for the summary."""
+
+    name: str
+    input_smiles: str
+    where: str = ""
+    error: str | None = None
+    n_embedded: int = 0
+    n_failed: int = 0
+    n_graph_changed: int = 0
+    n_stereo_changed: int = 0
+    n_duplicates: int = 0
+    n_beyond: int = 0
+    n_refine_dropped: int = 0
+    n_refine_failed: int = 0
+    conformers: list[ConformerRecord] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.conformers)
+
+
+# ----------------------------------------------------------------------------------------------
+# input
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_molecules(
+    path: str | Path, charge: int | None = None, multiplicity: int | None = None
+) -> list[MoleculeInput]:
+    """Molecules of a SMILES (.smi/.txt/.csv) or SDF (.sdf/.mol/.sd) file, one entry per record.
+
+    A record that cannot be used (invalid SMILES, unsupported element, charged without ``charge``...)
+    comes back with ``error`` set instead of raising; a missing, empty or unknown file raises
+    InputError. SDF records with 3D coordinates have their stereochemistry assigned from 3D.
+    """
+    from rdkit import Chem
+
+    from golf.chem import check_molecule, parse_smiles, quiet_rdkit
+    from golf.formats import CSV_EXTS, SDF_EXTS, SMILES_EXTS, _read_smiles_records
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: empty file")
+    ext = p.suffix.lower()
+    out: list[MoleculeInput] = []
+
+    def finish(item: MoleculeInput, mol: Any) -> None:
+        try:
+            q, m = check_molecule(mol, item.where, charge, multiplicity)
+            item.mol = Chem.RemoveHs(mol) if any(a.GetAtomicNum() == 1 for a in mol.GetAtoms()) else mol
+            item.smiles = Chem.MolToSmiles(item.mol)
+            item.charge, item.multiplicity = q, m
+        except InputError as exc:
+            item.error = str(exc)
+        except Exception as exc:  # RDKit oddities: report, go on
+            item.error = f"{item.where}: {_first_line(exc)}"
+
+    if ext in SMILES_EXTS or ext in CSV_EXTS:
+        records = _read_smiles_records(p)
+        if not records:
+            raise InputError(f"{p}: no molecules in file")
+        for k, (smi, ident, lineno) in enumerate(records):
+            item = MoleculeInput(k, ident or f"mol{k + 1}", f"{p}: line {lineno}", smiles=smi)
+            try:
+                mol = parse_smiles(smi, item.where)
+            except InputError as exc:
+                item.error = str(exc)
+                out.append(item)
+                continue
+            finish(item, mol)
+            out.append(item)
+        return out
+    if ext in SDF_EXTS:
+        with quiet_rdkit():
+            supplier = Chem.SDMolSupplier(str(p), removeHs=False, sanitize=True)
+            n = len(supplier)
+            if n == 0:
+                raise InputError(f"{p}: no molecules in file")
+            for k in range(n):
+                where = f"{p}: record {k + 1}"
+                try:
+                    mol = supplier[k]
+                except Exception:
+                    mol = None
+                name = mol.GetProp("_Name").strip() if mol is not None and mol.HasProp("_Name") else ""
+                item = MoleculeInput(k, name or f"mol{k + 1}", where)
+                if mol is None:
+                    item.error = f"{where}: unreadable molecule"
+                    out.append(item)
+                    continue
+                if mol.GetNumConformers() and mol.GetConformer().Is3D():
+                    Chem.AssignStereochemistryFrom3D(mol)
+                finish(item, mol)
+                out.append(item)
+        return out
+    raise InputError(f"{p}: unknown file type {ext!r} (use .smi .txt .csv .sdf .mol)")
+
+
+def expand_stereoisomers(mol: Any, max_isomers: int = 8) -> list[Any]:
+    """Stereoisomers of ``mol`` over its *unassigned* stereocentres and double bonds (assigned ones are
+    kept); ``[mol]`` when nothing is unassigned. At most ``max_isomers``."""
+    from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
+
+    opts = StereoEnumerationOptions(onlyUnassigned=True, maxIsomers=int(max_isomers), unique=True,
+                                    tryEmbedding=False)
+    isomers = list(EnumerateStereoisomers(mol, options=opts))
+    return isomers or [mol]
+
+
+def _has_unassigned_stereo(mol: Any) -> bool:
+    from rdkit import Chem
+
+    m = Chem.Mol(mol)  # molecules sanitized after parsing have no stereo perception yet
+    Chem.AssignStereochemistry(m, cleanIt=True, force=True)
+    return any(si.specified != Chem.StereoSpecified.Specified for si in Chem.FindPotentialStereo(m))
+
+
+def default_n_conformers(mol: Any, cap: int = 50) -> int:
+    """ETKDG conformers for a molecule: ``5 * (rotatable bonds + 1)``, at least 10, at most ``cap``
+    (0 rotors: 10, 3: 20, 5: 30, >= 9: 50 with the default cap)."""
+    from rdkit.Chem import rdMolDescriptors
+
+    n_rot = int(rdMolDescriptors.CalcNumRotatableBonds(mol))
+    return int(min(cap, max(10, 5 * (n_rot + 1))))
+
+
+# ----------------------------------------------------------------------------------------------
+# checks
+
+
+def bond_graph(mol: Any) -> set[tuple[int, int]]:
+    """Bonds of an RDKit molecule as sorted atom-index pairs."""
+    return {tuple(sorted((b.GetBeginAtomIdx(), b.GetEndAtomIdx()))) for b in mol.GetBonds()}
+
+
+_RCOV: dict[int, float] = {}
+
+
+def perceived_bonds(numbers: np.ndarray, positions: np.ndarray, factor: float = BOND_FACTOR) -> set[tuple[int, int]]:
+    """Bonds of a geometry: pairs closer than ``factor`` x the sum of RDKit's covalent radii (A)."""
+    from rdkit import Chem
+
+    if not _RCOV:
+        pt = Chem.GetPeriodicTable()
+        _RCOV.update({z: float(pt.GetRcovalent(z)) for z in range(1, 87)})
+    r = np.array([_RCOV[int(z)] for z in numbers])
+    pos = np.asarray(positions, dtype=np.float64)
+    d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)
+    i, j = np.nonzero(np.triu(d < factor * (r[:, None] + r[None, :]), k=1))
+    return set(zip(i.tolist(), j.tolist()))
+
+
+def stereo_key(conf: Conformation) -> str:
+    """Canonical isomeric SMILES (hydrogens implicit) with stereochemistry perceived from the 3D
+    coordinates of ``conf`` on its bond graph."""
+    from rdkit import Chem
+
+    from golf.chem import conformation_to_mol, quiet_rdkit
+
+    with quiet_rdkit():
+        mol = conformation_to_mol(conf)
+        Chem.AssignStereochemistryFrom3D(mol, confId=mol.GetConformer().GetId())
+        return Chem.MolToSmiles(Chem.RemoveHs(mol))
+
+
+def check_conformer(conf: Conformation, graph: set[tuple[int, int]], reference_stereo: str) -> tuple[str | None, str]:
+    """Why a relaxed conformer must be dropped ("graph" / "stereo") or None, and its stereo key.
+
+    ``graph``: the input's bonds; ``reference_stereo``: the stereo key it must keep.
+    """
+    if perceived_bonds(conf.numbers, conf.positions) != graph:
+        return "graph", ""
+    key = stereo_key(conf)
+    if key != reference_stereo:
+        return "stereo", key
+    return None, key
+
+
+# ----------------------------------------------------------------------------------------------
+# deduplication and selection
+
+
+def heavy_atom_rmsd_matrix(confs: Sequence[Conformation], pairs: Sequence[tuple[int, int]] | None = None,
+                           max_matches: int = 2000) -> dict[tuple[int, int], float]:
+    """Symmetry-aware heavy-atom RMSD (A) after optimal alignment (RDKit ``GetBestRMS``) between
+    conformers of one molecule, for the given index pairs (default: all i < j)."""
+    from rdkit import Chem
+    from rdkit.Chem import rdMolAlign
+
+    from golf.chem import conformation_to_mol, quiet_rdkit
+
+    confs = list(confs)
+    if pairs is None:
+        pairs = [(i, j) for i in range(len(confs)) for j in range(i + 1, len(confs))]
+    heavy: dict[int, Any] = {}
+
+    def get(k: int) -> Any:
+        if k not in heavy:
+            heavy[k] = Chem.RemoveHs(conformation_to_mol(confs[k]))
+        return heavy[k]
+
+    out = {}
+    with quiet_rdkit():
+        for i, j in pairs:
+            prb = Chem.Mol(get(j))  # GetBestRMS moves the probe: work on a copy
+            out[(i, j)] = float(rdMolAlign.GetBestRMS(prb, get(i), maxMatches=max_matches))
+    return out
+
+
+def deduplicate(
+    confs: Sequence[Conformation], energies_ev: Sequence[float], rmsd_threshold: float = 0.3,
+    energy_threshold_kcal: float = 1.0,
+) -> tuple[list[int], dict[int, int]]:
+    """Greedy deduplication in order of increasing energy.
+
+    A conformer is a duplicate of an already kept one when their energies differ by less than
+    ``energy_threshold_kcal`` (kcal/mol) and their symmetry-aware heavy-atom RMSD is below
+    ``rmsd_threshold`` (A). Returns (kept indices, lowest first; {duplicate: kept index it repeats}).
+    """
+    e = np.asarray(energies_ev, dtype=np.float64) * EV_TO_KCAL_MOL
+    order = [int(i) for i in np.argsort(e, kind="stable")]
+    kept: list[int] = []
+    dup_of: dict[int, int] = {}
+    for i in order:
+        close = [k for k in kept if abs(e[i] - e[k]) < energy_threshold_kcal]
+        hit = None
+        for k in close:
+            if heavy_atom_rmsd_matrix(confs, [(k, i)])[(k, i)] < rmsd_threshold:
+                hit = k
+                break
+        if hit is None:
+            kept.append(i)
+        else:
+            dup_of[i] = hit
+    return kept, dup_of
+
+
+def select_conformers(energies_ev: Sequence[float], top_k: int | None, window_kcal: float | None) -> list[int]:
+    """Indices (lowest first) of the ``top_k`` lowest energies that are also within ``window_kcal``
+    of the lowest (either limit None = not applied)."""
+    e = np.asarray(energies_ev, dtype=np.float64) * EV_TO_KCAL_MOL
+    order = [int(i) for i in np.argsort(e, kind="stable")]
+    if window_kcal is not None and order:
+        order = [i for i in order if e[i] - e[order[0]] <= window_kcal + 1e-9]
+    return order if top_k is None else order[:top_k]
+
+
+# ----------------------------------------------------------------------------------------------
+# the pipeline
+
+
+def _embed(item: MoleculeInput, mol: Any, name: str, mol_id: int, settings: ConformerSettings) -> list[Conformation]:
+    from golf.chem import generate_conformers
+
+    n = settings.n_conformers or default_n_conformers(mol, settings.max_conformers)
+    return generate_conformers(mol, n, settings.seed, mol_id=mol_id, charge=item.charge,
+                               multiplicity=item.multiplicity, info={"name": name})
+
+
+def generate_conformer_ensembles(
+    molecules: Sequence[MoleculeInput],
+    model: Any,
+    settings: ConformerSettings | None = None,
+    device: Any = "cpu",
+    dtype: Any = None,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[MoleculeResult]:
+    """Conformer ensembles of molecules with an NNP (``golf.models.Potential``); one result per
+    (stereoisomer of an) input molecule, in input order.
+
+    All conformers of all molecules are relaxed together by ``golf.optim.relax`` (batched).
+    ``progress(k)`` is called as k conformers finish, ``on_total(n)`` once with the number embedded,
+    ``log(msg)`` with per-molecule problems. A molecule that fails (bad input, unseen element,
+    embedding failure, every conformer dropped) gets ``error`` set; the others go on.
+    """
+    import torch
+
+    from golf.models import ModelEnergyForces
+    from golf.chem import quiet_rdkit
+    from golf.optim import relax
+
+    settings = settings or ConformerSettings()
+    settings.check()
+    dtype = dtype or torch.float32
+    log = log or (lambda msg: None)
+    results: list[MoleculeResult] = []
+    confs: list[Conformation] = []
+    owner: list[int] = []
+    graphs: dict[int, set[tuple[int, int]]] = {}  # result index -> the input's bonds
+    for item in molecules:
+        if item.error is not None:
+            results.append(MoleculeResult(item.name, item.smiles, item.where, error=item.error))
+            log(item.error)
+            continue
+        try:
+            model.check_elements(np.array([a.GetAtomicNum() for a in item.mol.GetAtoms()] + [1]))
+        except InputError as exc:
+            res = MoleculeResult(item.name, item.smiles, item.where, error=f"{item.where}: {exc}")
+            results.append(res)
+            log(res.error)
+            continue
+        isomers = expand_stereoisomers(item.mol, settings.max_stereoisomers) if settings.enumerate_stereo \
+            else [item.mol]
+        from rdkit import Chem
+
+        for s, iso in enumerate(isomers):
+            name = item.name if len(isomers) == 1 else f"{item.name}_s{s + 1}"
+            smi = Chem.MolToSmiles(iso)
+            res = MoleculeResult(name, smi, item.where)
+            k = len(results)
+            results.append(res)
+            with quiet_rdkit():
+                unassigned = _has_unassigned_stereo(iso)
+            if unassigned:
+                log(f"{item.where}: {name} has unassigned stereo elements; its conformers may mix "
+                    "stereoisomers (use --enumerate-stereo)")
+            try:
+                with quiet_rdkit():
+                    embedded = _embed(item, iso, name, k, settings)
+            except InputError as exc:
+                res.error = str(exc)
+                log(res.error)
+                continue
+            res.n_embedded = len(embedded)
+            graphs[k] = bond_graph(Chem.MolFromMolBlock(embedded[0].molblock, removeHs=False, sanitize=False))
+            for c in embedded:  # the stereo it must keep: the input's, or its own where unassigned
+                c.info["start_stereo"] = stereo_key(c) if unassigned else smi
+            confs.extend(embedded)
+            owner.extend([k] * len(embedded))
+    if on_total is not None:
+        on_total(len(confs))
+    if not confs:
+        return results
+    recs = relax(ModelEnergyForces(model), confs, method=settings.optimizer, fmax=settings.fmax,
+                 max_steps=settings.max_steps, batch_size=settings.batch_size, device=device, dtype=dtype,
+                 progress=progress)
+    by_mol: dict[int, list[ConformerRecord]] = {}
+    for c, r, k in zip(confs, recs, owner):
+        res = results[k]
+        if not np.isfinite(r.energy) or r.reason not in ("converged", "max_steps"):
+            res.n_failed += 1
+            continue
+        relaxed = c.with_positions(r.positions)
+        problem, key = check_conformer(relaxed, graphs[k], c.info["start_stereo"])
+        if problem == "graph":
+            res.n_graph_changed += 1
+            continue
+        if problem == "stereo":
+            res.n_stereo_changed += 1
+            continue
+        relaxed.info.pop("start_stereo", None)
+        by_mol.setdefault(k, []).append(ConformerRecord(relaxed, float(r.energy), float(r.fmax), int(r.n_steps),
+                                                        bool(r.converged), stereo=key))
+    for k, res in enumerate(results):
+        if res.error is not None:
+            continue
+        cands = by_mol.get(k, [])
+        if not cands:
+            res.error = (f"{res.where}: no conformer survived ({res.n_failed} failed, {res.n_graph_changed} "
+                         f"changed bonds, {res.n_stereo_changed} changed stereo)")
+            log(res.error)
+            continue
+        kept, dup_of = deduplicate([c.conf for c in cands], [c.energy for c in cands], settings.rmsd_threshold,
+                                   settings.energy_threshold)
+        res.n_duplicates = len(dup_of)
+        uniq = [cands[i] for i in kept]
+        chosen = select_conformers([c.energy for c in uniq], settings.top_k, settings.window)
+        res.n_beyond = len(uniq) - len(chosen)
+        res.conformers = [uniq[i] for i in chosen]
+        _rank(res.conformers, refined=False)
+    return results
+
+
+def _rank(recs: list[ConformerRecord], refined: bool) -> None:
+    """Sort by (refined) energy and set rank and relative energies (kcal/mol)."""
+    if not recs:
+        return
+    e0 = min(r.energy for r in recs)
+    for r in recs:
+        r.rel_energy_kcal_mol = (r.energy - e0) * EV_TO_KCAL_MOL
+    if not refined:
+        recs.sort(key=lambda r: r.energy)
+        for i, r in enumerate(recs):
+            r.rank = r.model_rank = i + 1
+        return
+    ok = [r.refined_energy for r in recs if r.refined_energy is not None and np.isfinite(r.refined_energy)]
+    ref0 = min(ok) if ok else math.nan
+    for r in recs:
+        good = r.refined_energy is not None and np.isfinite(r.refined_energy)
+        r.refined_rel_kcal_mol = (r.refined_energy - ref0) * EV_TO_KCAL_MOL if good else math.nan
+    recs.sort(key=lambda r: (0, r.refined_energy) if r.refined_energy is not None and np.isfinite(r.refined_energy)
+              else (1, r.energy))
+    for i, r in enumerate(recs):
+        r.rank = i + 1
+
+
+# ----------------------------------------------------------------------------------------------
+# oracle refinement
+
+
+def refine(
+    results: Sequence[MoleculeResult],
+    oracle: str,
+    optimize: bool = False,
+    fmax: float = 0.05,
+    max_steps: int = 300,
+    executor: str = "local",
+    n_workers: int = 2,
+    scheduler: str | None = None,
+    timeout: float | None = None,
+    oracle_settings: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Oracle single points (or, with ``optimize``, oracle re-relaxations to ``fmax`` eV/A) of every
+    kept conformer, through golf's executors; re-ranks each molecule by oracle energy (in place).
+
+    Sets ``refined_energy`` (eV; NaN and ``refine_reason`` when the oracle failed: such conformers
+    rank last). A re-relaxed conformer whose bond graph or stereochemistry changed is dropped and
+    counted in ``n_refine_dropped``.
+    """
+    from golf.oracles import OracleSpec
+    from golf.oracles.executors import make_executor
+
+    spec = OracleSpec(oracle, dict(oracle_settings or {}))
+    todo = {(m, i): rec for m, res in enumerate(results) if res.ok for i, rec in enumerate(res.conformers)}
+    if not todo:
+        return
+    graphs = {m: bond_graph(_mol_of(results[m].conformers[0].conf)) for m, _ in todo}
+    drop: set[tuple[int, int]] = set()
+    with make_executor(spec, kind=executor, n_workers=n_workers, scheduler=scheduler, timeout=timeout) as ex:
+        for key, rec in todo.items():
+            if optimize:
+                ex.submit(rec.conf, key=key, task="relax", fmax=fmax, max_steps=max_steps)
+            else:
+                ex.submit(rec.conf, key=key)
+        for key, out in ex.as_completed():
+            rec = todo[key]
+            if progress is not None:
+                progress(1)
+            if not out.ok or out.energy is None:
+                rec.refined_energy, rec.refine_reason = math.nan, out.reason or "oracle failed"
+                results[key[0]].n_refine_failed += 1
+                continue
+            if optimize:
+                moved = rec.conf.with_positions(out.positions)
+                problem, key_s = check_conformer(moved, graphs[key[0]], rec.stereo)
+                if problem is not None:
+                    drop.add(key)
+                    continue
+                rec.conf = moved
+            rec.refined_energy = float(out.energy)
+    for m, res in enumerate(results):
+        if not res.ok:
+            continue
+        before = len(res.conformers)
+        res.conformers = [r for i, r in enumerate(res.conformers) if (m, i) not in drop]
+        res.n_refine_dropped += before - len(res.conformers)
+        _rank(res.conformers, refined=True)
+
+
+def _mol_of(conf: Conformation) -> Any:
+    from rdkit import Chem
+
+    return Chem.MolFromMolBlock(conf.molblock, removeHs=False, sanitize=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# output
+
+
+SUMMARY_FIELDS = (
+    "molecule", "input", "smiles", "status", "n_embedded", "n_failed", "n_graph_changed", "n_stereo_changed",
+    "n_duplicates", "n_beyond_selection", "n_refine_dropped", "n_refine_failed", "n_kept", "n_converged",
+    "lowest_model_energy_eV", "span_kcal_mol", "lowest_refined_energy_eV", "error",
+)
+
+
+def _props(rec: ConformerRecord, res: MoleculeResult, model_name: str, refine_method: str | None) -> dict[str, Any]:
+    p: dict[str, Any] = {
+        "molecule": res.name,
+        "rank": rec.rank,
+        "model": model_name,
+        "model_energy_eV": rec.energy,
+        "rel_energy_kcal_mol": rec.rel_energy_kcal_mol,
+        "model_rank": rec.model_rank,
+        "converged": rec.converged,
+        "n_steps": rec.n_steps,
+        "fmax_eV_A": rec.fmax,
+        "stereo_smiles": rec.stereo,
+    }
+    if refine_method:
+        p["refine_method"] = refine_method
+        p["refined_energy_eV"] = math.nan if rec.refined_energy is None else rec.refined_energy
+        p["refined_rel_energy_kcal_mol"] = math.nan if rec.refined_rel_kcal_mol is None else rec.refined_rel_kcal_mol
+        if rec.refine_reason:
+            p["refine_error"] = rec.refine_reason
+    return p
+
+
+def write_sdf(path: str | Path, results: Sequence[MoleculeResult], model_name: str,
+              refine_method: str | None = None) -> int:
+    """Write every kept conformer (molecules in input order, conformers by rank) atomically; returns
+    how many were written. SDF fields: molecule, rank, model, model_energy_eV,
+    rel_energy_kcal_mol, model_rank, converged, n_steps, fmax_eV_A, stereo_smiles (+ refine_method,
+    refined_energy_eV, refined_rel_energy_kcal_mol when refined)."""
+    from golf.formats import write_conformations
+
+    confs, props = [], []
+    for res in results:
+        if not res.ok:
+            continue
+        for rec in res.conformers:
+            rec.conf.info["name"] = res.name
+            rec.conf.conf_id = rec.rank - 1
+            confs.append(rec.conf)
+            props.append(_props(rec, res, model_name, refine_method))
+    write_conformations(path, confs, props)
+    return len(confs)
+
+
+def summary_rows(results: Sequence[MoleculeResult]) -> list[dict[str, Any]]:
+    """One summary row per molecule (see ``SUMMARY_FIELDS``)."""
+    rows = []
+    for res in results:
+        recs = res.conformers if res.ok else []
+        refined = [r.refined_energy for r in recs if r.refined_energy is not None and np.isfinite(r.refined_energy)]
+        e = [r.energy for r in recs]
+        rows.append({
+            "molecule": res.name, "input": res.where, "smiles": res.input_smiles,
+            "status": "ok" if res.ok else "failed", "n_embedded": res.n_embedded, "n_failed": res.n_failed,
+            "n_graph_changed": res.n_graph_changed, "n_stereo_changed": res.n_stereo_changed,
+            "n_duplicates": res.n_duplicates, "n_beyond_selection": res.n_beyond,
+            "n_refine_dropped": res.n_refine_dropped, "n_refine_failed": res.n_refine_failed,
+            "n_kept": len(recs), "n_converged": sum(r.converged for r in recs),
+            "lowest_model_energy_eV": f"{min(e):.6f}" if e else "",
+            "span_kcal_mol": f"{(max(e) - min(e)) * EV_TO_KCAL_MOL:.3f}" if e else "",
+            "lowest_refined_energy_eV": f"{min(refined):.6f}" if refined else "",
+            "error": res.error or "",
+        })
+    return rows
+
+
+def write_summary(path: str | Path, results: Sequence[MoleculeResult]) -> None:
+    """CSV summary, one row per molecule, written atomically."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(SUMMARY_FIELDS))
+    w.writeheader()
+    w.writerows(summary_rows(results))
+    atomic_write_text(path, buf.getvalue())

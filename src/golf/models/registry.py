@@ -1,0 +1,332 @@
+"""Pretrained models by name: shipped, downloadable and user-registered checkpoints.
+
+``golf.load_model("GOLF-10k")`` and ``--model GOLF-10k`` work wherever a model path works:
+:func:`resolve_model` turns a name into a file path before the checkpoint is read.
+
+Three kinds of names:
+
+* shipped: the official GOLF-10k and baseline-NNP checkpoints are package data
+  (``golf/models/pretrained``, MIT licence and provenance beside them);
+* downloadable: the other official checkpoints (GOLF-1k, traj-10k/100k/500k) are fetched on first
+  use from the official repository at a pinned commit, verified against a pinned sha256 and kept in
+  the cache directory (``GOLF_MODELS_DIR``, default ``$XDG_CACHE_HOME/golf/models`` or
+  ``~/.cache/golf/models``); ``GOLF_MODELS_URL`` replaces the download base URL (a mirror of the
+  repository layout, e.g. ``file:///srv/golf-mirror``);
+* registered: a checkpoint of the user's own (e.g. from ``golf train``) recorded under a name in
+  ``registry.json`` in the cache directory (:func:`register_model`, ``golf models register``).
+
+This module itself imports no torch (only registering a model loads it once to check it).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from golf.errors import CheckpointError
+from golf.io import atomic_write_text
+
+__all__ = [
+    "PretrainedModel", "PRETRAINED", "OFFICIAL_REPO", "OFFICIAL_COMMIT", "models_dir", "resolve_model",
+    "fetch_model", "register_model", "unregister_model", "registered_models", "list_models", "sha256_file",
+    "model_info",
+]
+
+#: The official GOLF repository and the commit the checkpoints are pinned to.
+OFFICIAL_REPO = "AIRI-Institute/GOLF"
+OFFICIAL_COMMIT = "deaaab858b9034b9d7a8359d9cdc61618f484334"
+#: Download base: ``{base}/checkpoints/{name}/NNP_checkpoint_actor`` is a checkpoint.
+OFFICIAL_BASE_URL = f"https://raw.githubusercontent.com/{OFFICIAL_REPO}/{OFFICIAL_COMMIT}"
+LEVEL_OF_THEORY = "wB97X-D/def2-SVP"
+OFFICIAL_ELEMENTS = ("H", "C", "N", "O", "F", "S", "Cl", "Br")
+OFFICIAL_SIZE = 2510137  # bytes of each official checkpoint
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class PretrainedModel:
+    """One official checkpoint.
+
+    Attributes:
+        name: the name users pass (``--model NAME``).
+        sha256: hex digest of the checkpoint file (pinned).
+        size: file size in bytes.
+        shipped: whether it is package data (else downloaded on demand).
+        description: what it was trained on.
+        repo_path: path of the file in the official repository.
+    """
+
+    name: str
+    sha256: str
+    size: int
+    shipped: bool
+    description: str
+    repo_path: str
+
+    @property
+    def level_of_theory(self) -> str:
+        return LEVEL_OF_THEORY
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        return OFFICIAL_ELEMENTS
+
+    @property
+    def source(self) -> str:
+        return f"github.com/{OFFICIAL_REPO}@{OFFICIAL_COMMIT[:7]}:{self.repo_path}"
+
+    def url(self, base: str | None = None) -> str:
+        """Download URL (``GOLF_MODELS_URL`` or the official raw-GitHub base at the pinned commit)."""
+        base = base or os.environ.get("GOLF_MODELS_URL") or OFFICIAL_BASE_URL
+        return f"{base.rstrip('/')}/{self.repo_path}"
+
+
+def _official(name: str, sha: str, shipped: bool, description: str) -> PretrainedModel:
+    return PretrainedModel(name, sha, OFFICIAL_SIZE, shipped, description,
+                           f"checkpoints/{name}/NNP_checkpoint_actor")
+
+
+#: The official GOLF checkpoints (PaiNN, nablaDFT, wB97X-D/def2-SVP), by name.
+PRETRAINED: dict[str, PretrainedModel] = {m.name: m for m in (
+    _official("GOLF-10k", "030115ca7eed0b7da7bf8e6d5ead42b96366de9a8ac99cec9ad30bae1e56133f", True,
+              "baseline-NNP fine-tuned by GOLF with 10k DFT oracle calls (the paper's best model)"),
+    _official("baseline-NNP", "28bad5779cdadeac7b14bf7c93621ef689bac30ecb3777da23577193b9fd27d8", True,
+              "PaiNN trained on the initial nablaDFT dataset D0"),
+    _official("GOLF-1k", "bd9f95e2e45c59e97c8c4fb4dd857126d1042148eb7ce907b7cf94dd7672ba29", False,
+              "baseline-NNP fine-tuned by GOLF with 1k DFT oracle calls"),
+    _official("traj-10k", "189fe431bc3b05d01a1d51c721afe7428e595c582d34166ddcd0106872c2372a", False,
+              "trained on D0 + 10k DFT optimization-trajectory conformations"),
+    _official("traj-100k", "222f1daaa0c55605d065160d3e5dae514d31ff27964426cdfcd9ab02c7888ac6", False,
+              "trained on D0 + 100k DFT optimization-trajectory conformations"),
+    _official("traj-500k", "3a269e3089cdf71b8fd44fe994ff2c0681ee03666feee46130a9b99b49d756ac", False,
+              "trained on D0 + 500k DFT optimization-trajectory conformations"),
+)}
+
+
+def models_dir() -> Path:
+    """The cache directory of downloaded models and of ``registry.json`` (not created here)."""
+    env = os.environ.get("GOLF_MODELS_DIR")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "golf" / "models"
+
+
+def _shipped_path(name: str) -> Path:
+    return Path(__file__).resolve().parent / "pretrained" / f"{name}.pt"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verify(path: Path, model: PretrainedModel) -> None:
+    digest = sha256_file(path)
+    if digest != model.sha256:
+        raise CheckpointError(
+            f"{path}: sha256 {digest[:12]}... does not match the pinned {model.sha256[:12]}... of {model.name}; "
+            "delete the file and fetch it again"
+        )
+
+
+def fetch_model(
+    name: str, dest_dir: str | os.PathLike | None = None, url: str | None = None, timeout: float = 60.0,
+    force: bool = False,
+) -> Path:
+    """Download an official checkpoint into the cache and return its path.
+
+    The file is streamed into a temporary file in ``dest_dir`` (default :func:`models_dir`), its
+    sha256 is checked against the pinned digest and only then renamed to ``{name}.pt`` (atomic): a
+    failed or tampered download leaves nothing behind. An already cached, verified file is reused
+    unless ``force``. Shipped models are returned from the package without a download.
+
+    Raises:
+        CheckpointError: unknown name, network/URL failure or sha256 mismatch (one line).
+    """
+    if name not in PRETRAINED:
+        raise CheckpointError(f"unknown pretrained model {name!r}; known: {', '.join(PRETRAINED)}")
+    model = PRETRAINED[name]
+    if model.shipped and dest_dir is None and url is None:
+        return _shipped_path(name)
+    dest = Path(dest_dir) if dest_dir is not None else models_dir()
+    target = dest / f"{name}.pt"
+    if target.is_file() and not force:
+        _verify(target, model)
+        return target
+    src = url or model.url()
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot create the model cache {dest} ({exc.strerror or exc})") from None
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest)
+    tmp = Path(tmp_name)
+    try:
+        h = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(src, timeout=timeout) as resp:
+                for chunk in iter(lambda: resp.read(_CHUNK), b""):
+                    h.update(chunk)
+                    out.write(chunk)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+            raise CheckpointError(f"cannot download {name} from {src} ({str(reason).splitlines()[0]})") from None
+        if h.hexdigest() != model.sha256:
+            raise CheckpointError(
+                f"download of {name} from {src} has sha256 {h.hexdigest()[:12]}..., expected "
+                f"{model.sha256[:12]}...; refused"
+            )
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return target
+
+
+# ----------------------------------------------------------------------------------------------
+# user-registered models
+
+
+def _registry_file() -> Path:
+    return models_dir() / "registry.json"
+
+
+def registered_models() -> dict[str, dict[str, Any]]:
+    """The user's registered models: ``{name: {"path", "description", "elements", "sha256"}}``."""
+    path = _registry_file()
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable model registry ({exc})") from None
+    return {str(k): dict(v) for k, v in (data.get("models") or {}).items()}
+
+
+def register_model(name: str, path: str | os.PathLike, description: str = "", overwrite: bool = False) -> dict:
+    """Register a golf checkpoint under ``name`` (after loading it once to check it).
+
+    The absolute path, the model's elements and the file's sha256 are recorded in
+    ``registry.json`` (written atomically). Official names cannot be taken.
+
+    Returns the registry entry. Raises CheckpointError for a bad name or an unloadable file.
+    """
+    if not _NAME_RE.match(name) or name.endswith(".pt"):
+        raise CheckpointError(f"invalid model name {name!r} (letters, digits, _ . + -; no .pt suffix)")
+    if name in PRETRAINED:
+        raise CheckpointError(f"{name!r} is an official model name; choose another")
+    path = Path(path).expanduser().resolve()
+    from golf.models.checkpoint import load_model  # torch only here
+
+    model = load_model(path)
+    from ase.data import chemical_symbols
+
+    entries = registered_models()
+    if name in entries and not overwrite:
+        raise CheckpointError(f"model name {name!r} is already registered ({entries[name]['path']}); use --force")
+    entry = dict(path=str(path), description=description,
+                 elements=[chemical_symbols[int(z)] for z in model.elements], sha256=sha256_file(path),
+                 size=path.stat().st_size)
+    entries[name] = entry
+    reg = _registry_file()
+    reg.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(reg, json.dumps({"models": entries}, indent=2, sort_keys=True) + "\n")
+    return entry
+
+
+def unregister_model(name: str) -> None:
+    """Forget a registered name (the checkpoint file is left alone)."""
+    entries = registered_models()
+    if name not in entries:
+        raise CheckpointError(f"no registered model {name!r}")
+    del entries[name]
+    atomic_write_text(_registry_file(), json.dumps({"models": entries}, indent=2, sort_keys=True) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# resolution
+
+
+def _looks_like_name(text: str) -> bool:
+    return bool(_NAME_RE.match(text)) and "/" not in text and os.sep not in text and not Path(text).suffix
+
+
+def resolve_model(name_or_path: str | os.PathLike, download: bool = True) -> tuple[Path, dict[str, Any] | None]:
+    """The checkpoint file of a model name or path, and the name's provenance (None for a plain path).
+
+    An existing file always wins (a file called ``GOLF-10k`` in the working directory is used as
+    is). Otherwise official names resolve to the package data or the download cache (downloading
+    when ``download``), registered names to their recorded path. A string that looks like a name
+    (no directory part, no extension) but is none raises CheckpointError listing the known names;
+    anything else is returned as a path (the loader reports a missing file).
+    """
+    if isinstance(name_or_path, Path) or os.path.exists(str(name_or_path)):
+        return Path(name_or_path), None
+    text = str(name_or_path)
+    if text in PRETRAINED:
+        model = PRETRAINED[text]
+        if model.shipped:
+            path = _shipped_path(text)
+        else:
+            path = models_dir() / f"{text}.pt"
+            if not path.is_file():
+                if not download:
+                    raise CheckpointError(f"model {text} is not downloaded yet; run: golf models fetch {text}")
+                path = fetch_model(text)
+        _verify(path, model)
+        info = dict(name=text, source=model.source, sha256=model.sha256, level_of_theory=LEVEL_OF_THEORY,
+                    license="MIT, Copyright (c) 2024 AIRI")
+        return path, info
+    entries = registered_models() if _looks_like_name(text) else {}
+    if text in entries:
+        entry = entries[text]
+        path = Path(entry["path"])
+        if not path.is_file():
+            raise CheckpointError(f"registered model {text!r}: file {path} is gone")
+        return path, dict(name=text, source=str(path), registered=True)
+    if _looks_like_name(text):
+        known = list(PRETRAINED) + sorted(entries)
+        raise CheckpointError(f"unknown model {text!r}: not a file and not a model name (known: {', '.join(known)})")
+    return Path(text), None
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """Listing row of one known model (official or registered)."""
+    if name in PRETRAINED:
+        m = PRETRAINED[name]
+        if m.shipped:
+            where = "shipped"
+        else:
+            where = "cached" if (models_dir() / f"{name}.pt").is_file() else "download"
+        return dict(name=name, kind="official", status=where, level_of_theory=m.level_of_theory,
+                    elements=" ".join(m.elements), size_mb=round(m.size / 1e6, 2), source=m.source,
+                    description=m.description, sha256=m.sha256)
+    entry = registered_models()[name]
+    size = entry.get("size")
+    return dict(name=name, kind="registered", status="registered" if Path(entry["path"]).is_file() else "missing",
+                level_of_theory="(user)", elements=" ".join(entry.get("elements") or []),
+                size_mb=round(size / 1e6, 2) if size else None, source=entry["path"],
+                description=entry.get("description", ""), sha256=entry.get("sha256", ""))
+
+
+def list_models() -> list[dict[str, Any]]:
+    """All known models: official first, then registered."""
+    return [model_info(n) for n in PRETRAINED] + [model_info(n) for n in sorted(registered_models())]
+
+
+def as_dict(model: PretrainedModel) -> dict[str, Any]:
+    """Plain-dict view of an official model entry."""
+    return asdict(model)
