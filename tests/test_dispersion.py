@@ -123,6 +123,11 @@ assert a.ok and b.ok
 e, g = chg_dispersion(conf.numbers, conf.positions)
 assert abs((a.energy - b.energy) - e) < 1e-9, (a.energy - b.energy, e)
 assert np.allclose(a.forces - b.forces, -g, atol=1e-9)
+# the next call starts from the previous density (same molecule, small shift): same result
+moved = conf.with_positions(conf.positions + [[0, 0, 0.02], [0, 0.01, 0], [0, 0, 0]])
+assert full._last is not None
+warm, cold = full.compute(moved), DFTOracle(**base).compute(moved)
+assert abs(warm.energy - cold.energy) < 1e-6 and np.allclose(warm.forces, cold.forces, atol=1e-4)
 assert "torch" not in sys.modules
 print("OK")
 """
