@@ -8,7 +8,7 @@ with Grimme's D2 atomic C6 coefficients and van der Waals radii R0.
 
 Sources:
     * J.-D. Chai and M. Head-Gordon, "Long-range corrected hybrid density functionals with damped
-      atom-atom dispersion corrections", Phys. Chem. Chem. Phys. 10, 6615-6620 (2008), eqs. 5-6
+      atom-atom dispersion corrections", Phys. Chem. Chem. Phys. 10, 6615-6620 (2008)
       (damping function with a = 6.0; C6 and R_r from Grimme's DFT-D2).
     * S. Grimme, J. Comput. Chem. 27, 1787-1799 (2006), Table 1: C6 in J nm^6 mol^-1 and R0 in A
       (the published R0 already include Grimme's 1.1 scaling).
