@@ -239,7 +239,14 @@ class StoredDFT:
         ok, e, f, reason, sec = row
         if ok:
             return OracleResult(ok=True, energy=float(e), forces=from_json(f), seconds=float(sec or 0))
-        return OracleResult.failure(reason or "stored failure", float(sec or 0))
+        return None  # failures are stored for the record but recomputed (they may be transient: timeouts)
+
+    def has(self, conf: Conformation) -> bool:
+        """Whether any result (success or failure) is stored for this geometry."""
+        return self.con.execute(
+            "SELECT 1 FROM dft_calls WHERE mol_id = ? AND geom_hash = ? AND settings_hash = ?",
+            (int(conf.mol_id), geom_hash(conf.numbers, conf.positions), self.shash),
+        ).fetchone() is not None
 
     def store(self, conf: Conformation, res: OracleResult) -> None:
         self.con.execute(
@@ -282,7 +289,6 @@ def log(msg: str) -> None:
 
 def stage_cost(con: sqlite3.Connection, args: argparse.Namespace) -> None:
     from golf.molecules import generate_conformers, select_pool_molecules
-    from golf.oracles.executors import make_executor
 
     pool = select_pool_molecules(None, split="test", seed=args.split_seed, min_heavy=8, max_heavy=14)
     from rdkit import Chem
@@ -373,7 +379,7 @@ def stage_references(con: sqlite3.Connection, args: argparse.Namespace) -> None:
     torch.set_num_threads(1)  # bitwise-reproducible optimizer replay on restart
     set_meta(con, "dft_settings", ORACLE["settings"])
     confs = load_molecules(con, args.n)
-    done = {r[0] for r in con.execute("SELECT mol_id FROM refs")}
+    done = {r[0] for r in con.execute("SELECT mol_id FROM refs" + (" WHERE ok = 1" if args.retry_failed else ""))}
     dft = StoredDFT(con, ORACLE["settings"], purpose="reference", threads=args.threads, log=log)
     try:
         for k, conf in enumerate(confs):
@@ -453,7 +459,6 @@ def _ref_energies(con: sqlite3.Connection, confs: Sequence[Conformation], shash:
 
 
 def stage_score(con: sqlite3.Connection, args: argparse.Namespace, run_dft: bool = True) -> dict[str, Any]:
-    from golf import metrics
     from golf.evaluate import _dissociation, n_fragments
 
     confs = load_molecules(con, args.n)
@@ -475,7 +480,7 @@ def stage_score(con: sqlite3.Connection, args: argparse.Namespace, run_dft: bool
                         if _dissociation(c, n_fragments(c.numbers, c.positions), frame) is not None:
                             continue
                         conf = c.with_positions(frame)
-                        if dft.lookup(conf) is None:
+                        if (dft.lookup(conf) is None) if args.retry_failed else not dft.has(conf):
                             log(f"score: {row} T={t} NCI {c.mol_id}")
                             dft.compute(conf)
         finally:
@@ -589,6 +594,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--score-steps", type=int, nargs="+", default=list(STEPS))
     ap.add_argument("--dft-basis", default="def2-svp",
                     help="basis of the DFT oracle (def2-svp = the paper's; others only to test the script)")
+    ap.add_argument("--retry-failed", action="store_true",
+                    help="references: rerun relaxations whose DFT failed (e.g. a timeout under load)")
     ap.add_argument("--oracle", default="dft", choices=("dft", "mmff"),
                     help="dft (the benchmark); mmff only to test the script in seconds")
     ap.add_argument("--redo-evaluate", action="store_true",

@@ -63,6 +63,9 @@ def test_pipeline_with_mmff_oracle_resumes_without_recomputing(tmp_path):
     bench.main(["references", *args])
     assert con.execute("SELECT COUNT(*) FROM dft_calls").fetchone()[0] == n_calls
     assert con.execute("SELECT n_calls FROM refs WHERE mol_id = ?", (mol_id,)).fetchone()[0] == refs[0][2]
+    # a stored failure counts as done for score unless --retry-failed; the table is unchanged by a rerun
+    bench.main(["score", *args])
+    assert con.execute("SELECT COUNT(*) FROM dft_calls").fetchone()[0] == n_calls
     # the table equals golf.metrics on the stored energies (T = 100, MMFF row)
     from golf import metrics
 
