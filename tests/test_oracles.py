@@ -241,8 +241,8 @@ def test_dft_forces_match_finite_differences():
     np.testing.assert_allclose(res[0].forces.sum(axis=0), 0.0, atol=1e-3)
 
 
-def test_dft_default_includes_d3_dispersion():
-    """Run in a fresh interpreter (no torch): the default functional carries a D3(BJ) term."""
+def test_dft_wb97x_d3bj_includes_d3_dispersion():
+    """Run in a fresh interpreter (no torch): wb97x-d3bj (no longer the default) carries a D3(BJ) term."""
     pytest.importorskip("pyscf")
     pytest.importorskip("pyscf.dispersion")
     import subprocess
@@ -251,7 +251,7 @@ def test_dft_default_includes_d3_dispersion():
 import sys
 from golf.oracles.dft import DFTOracle
 from golf.conformation import Conformation
-o = DFTOracle(basis="sto-3g", density_fit=False, threads=1)
+o = DFTOracle(xc="wb97x-d3bj", basis="sto-3g", density_fit=False, threads=1)
 conf = Conformation(numbers=[8, 1, 1], positions=[[0, 0, 0.117], [0, 0.757, -0.469], [0, -0.757, -0.469]])
 mf = o._mf(conf)
 e = mf.kernel()

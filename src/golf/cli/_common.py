@@ -66,7 +66,7 @@ def add_oracle_args(p: argparse.ArgumentParser, default: str | None = OracleRun.
     g.add_argument("--xtb-method", default=None, help="xtb: GFN2-xTB (default) or GFN1-xTB")
     g.add_argument("--xtb-accuracy", type=float, default=None, help="xtb: tblite accuracy (default 1.0)")
     g.add_argument("--xtb-temperature", type=float, default=None, help="xtb: electronic temperature in K (default 300)")
-    g.add_argument("--dft-xc", default=None, help="dft: functional (default wb97x-d3bj)")
+    g.add_argument("--dft-xc", default=None, help="dft: functional (default wb97x-d: wB97X-D with its Chai-Head-Gordon dispersion; wb97x-d3bj also)")
     g.add_argument("--dft-basis", default=None, help="dft: basis set (default def2-svp)")
     g.add_argument("--oracle-option", action="append", default=[], metavar="KEY=VALUE",
                    help="any other oracle setting (repeatable), VALUE parsed as JSON if possible")

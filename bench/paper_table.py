@@ -1,0 +1,634 @@
+"""The GOLF paper's table at the paper's level of theory (wB97X-D/def2-SVP), resumable (issue 12).
+
+Stages (each resumable; every result is committed to ``bench/results/paper_table.db`` the moment it
+arrives, so a killed run loses at most the DFT call in flight):
+
+``cost``
+    Wall time of one wB97X-D/def2-SVP energy+gradient (golf's ``dft`` oracle defaults: density
+    fitting, grid level 3, grid-response gradient) on 1 and 2 threads for NCI test molecules of 8,
+    11 and 14 heavy atoms (and, on 1 thread, without the grid response). One call each, in this
+    process (no torch here); wall time (``OracleResult.seconds``: SCF + gradient, no import) and the
+    process's CPU time (all threads), which is what an unloaded machine would give on 1 thread.
+``molecules``
+    The first ``--n`` molecules of golf's NCI test split (``golf.pool.select_pool_molecules``:
+    hash split with ``--split-seed``, test fraction 0.2, H C N O F S Cl Br, neutral closed-shell,
+    single fragment, MMFF-typable) with ``--min-heavy <= heavy atoms <= --max-heavy``, in the split's
+    seeded order (a larger ``--n`` extends the list); one ETKDGv3 start conformation each
+    (``golf.chem.generate_conformers``, seed ``--seed``), like nablaDFT's RDKit conformers.
+``references``
+    The DFT optimum of every start: ``golf.optim.relax`` (method ``--ref-method``, default
+    ``lbfgs-precon``, float64) driving the DFT oracle, converged when max per-atom |F| <
+    ``--ref-fmax`` (default 0.0154 eV/A = 3e-4 Hartree/Bohr, Psi4 optking's default QCHEM
+    MAX_FORCE criterion; golf's test is on the per-atom norm, psi4's on components, so golf's is a
+    little stricter), at most ``--ref-steps`` steps. Every DFT call (positions, energy, forces) is
+    stored in ``dft_calls`` keyed by a hash of the geometry; a restarted relaxation replays the
+    deterministic optimizer through the stored calls (no DFT) and continues from the last stored one.
+``evaluate``
+    Each official checkpoint (``--checkpoints``: baseline-NNP, traj-10k, traj-100k, traj-500k,
+    GOLF-1k, GOLF-10k) relaxes the starts with the paper's optimizer (``--optimizer``, default
+    ``lbfgs-golf``) for 100 steps through ``golf.evaluate.model_trajectories``; the MMFF row uses
+    ``golf.evaluate.mmff_trajectories``. The structures at T = 1, 5, 21, 100 are stored with the golf
+    commit and optimizer that produced them. Rows already stored are skipped unless
+    ``--redo-evaluate`` (then their trajectories and scores are replaced).
+``score``
+    DFT single points at the stored structures (T = 100 first, then 1, 5, 21; ``--score-steps``),
+    each stored as it arrives (structures that fell apart are not sent, as in ``golf.evaluate``);
+    E_0 is the DFT energy of the start (the first call of its reference relaxation), E_opt the
+    energy of the reference optimum. Then ``golf.metrics.aggregate`` per row, printed beside the
+    paper's numbers and written to ``bench/results/paper_table.json``.
+``table``
+    Only the last part of ``score`` (no DFT): metrics from what is stored.
+
+Usage (the DFT stages should run niced on one thread)::
+
+    OMP_NUM_THREADS=1 nice -n 10 python bench/paper_table.py cost
+    OMP_NUM_THREADS=1 nice -n 10 python bench/paper_table.py molecules references --n 12
+    OMP_NUM_THREADS=1 python bench/paper_table.py evaluate score --n 12
+
+Units: eV and Angstrom in the database; kcal/mol only in the printed/JSON metrics (E_res).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from golf.conformation import Conformation  # noqa: E402
+from golf.oracles import OracleSpec  # noqa: E402
+from golf.oracles.base import OracleResult  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+DB_PATH = HERE / "results" / "paper_table.db"
+JSON_PATH = HERE / "results" / "paper_table.json"
+CHECKPOINT_DIR = Path(os.environ.get("GOLF_CHECKPOINTS", "/work/shared/golf-checkpoints"))
+CHECKPOINTS = ("baseline-NNP", "traj-10k", "traj-100k", "traj-500k", "GOLF-1k", "GOLF-10k")
+STEPS = (1, 5, 21, 100)
+
+#: wB97X-D/def2-SVP, golf's ``dft`` defaults written out (stored in the db's meta table).
+DFT_SETTINGS: dict[str, Any] = {
+    "xc": "wb97x-d",
+    "basis": "def2-svp",
+    "dispersion": "auto",
+    "density_fit": True,
+    "conv_tol": 1e-9,
+    "grid_level": 3,
+    "grid_response": True,
+}
+
+#: The official README's table (nablaDFT test set, DFT oracle, 100 steps): pct (mean, std), pct_div,
+#: E_res (kcal/mol), pct_success.
+PAPER: dict[str, tuple[float, float, float, float, float]] = {
+    "baseline-NNP": (76.8, 22.4, 7.5, 8.6, 8.2),
+    "mmff": (93.09, 11.9, 3.8, 2.8, 35.4),
+    "traj-10k": (95.3, 7.3, 4.5, 2.0, 37.0),
+    "traj-100k": (96.3, 9.8, 2.9, 1.5, 52.7),
+    "traj-500k": (98.4, 9.2, 1.8, 0.5, 73.4),
+    "GOLF-1k": (98.5, 5.3, 3.6, 1.1, 62.9),
+    "GOLF-10k": (99.4, 5.2, 2.4, 0.5, 77.3),
+}
+#: The oracle of the reference/score stages: "dft" with DFT_SETTINGS (``--oracle mmff`` only to test
+#: the script quickly).
+ORACLE: dict[str, Any] = {"name": "dft", "settings": DFT_SETTINGS}
+ROWS = ("baseline-NNP", "mmff", "traj-10k", "traj-100k", "traj-500k", "GOLF-1k", "GOLF-10k")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS molecules (
+    idx INTEGER PRIMARY KEY, mol_id INTEGER UNIQUE, smiles TEXT, n_heavy INTEGER, n_atoms INTEGER,
+    numbers TEXT, positions TEXT, molblock TEXT, created TEXT);
+CREATE TABLE IF NOT EXISTS dft_calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, mol_id INTEGER, geom_hash TEXT, settings_hash TEXT,
+    purpose TEXT, ok INTEGER, energy REAL, forces TEXT, positions TEXT, reason TEXT, seconds REAL,
+    created TEXT, UNIQUE (mol_id, geom_hash, settings_hash));
+CREATE TABLE IF NOT EXISTS refs (
+    mol_id INTEGER PRIMARY KEY, ok INTEGER, converged INTEGER, n_steps INTEGER, n_calls INTEGER,
+    energy REAL, fmax REAL, positions TEXT, reason TEXT, method TEXT, fmax_threshold REAL,
+    max_steps INTEGER, dft_seconds REAL, golf_commit TEXT, created TEXT);
+CREATE TABLE IF NOT EXISTS trajectories (
+    row TEXT, mol_id INTEGER, T INTEGER, positions TEXT, n_steps INTEGER, converged INTEGER,
+    reason TEXT, optimizer TEXT, golf_commit TEXT, created TEXT, PRIMARY KEY (row, mol_id, T));
+CREATE TABLE IF NOT EXISTS cost (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, mol_id INTEGER, smiles TEXT, n_heavy INTEGER,
+    n_atoms INTEGER, threads INTEGER, grid_response INTEGER, ok INTEGER, seconds REAL,
+    cpu_seconds REAL, loadavg TEXT, created TEXT);
+"""
+
+
+# ----------------------------------------------------------------------------------------------
+# database helpers
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def connect(path: Path = DB_PATH) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(str(path), timeout=60)
+    con.executescript(SCHEMA)
+    con.commit()
+    return con
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def geom_hash(numbers: np.ndarray, positions: np.ndarray) -> str:
+    """Hash of atomic numbers and coordinates rounded to 1e-8 A (a replayed float64 optimizer
+    reproduces its coordinates bit for bit, so rounding only guards against -0.0 and the like)."""
+    x = np.round(np.asarray(positions, dtype=np.float64), 8) + 0.0
+    h = hashlib.sha1(np.asarray(numbers, dtype=np.int64).tobytes())
+    h.update(x.tobytes())
+    return h.hexdigest()
+
+
+def golf_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(HERE), "status", "--porcelain", "--", "../src"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except Exception:
+        return "unknown"
+
+
+def to_json(a: np.ndarray) -> str:
+    return json.dumps(np.asarray(a, dtype=np.float64).tolist())
+
+
+def from_json(s: str | None) -> np.ndarray | None:
+    return None if s is None else np.asarray(json.loads(s), dtype=np.float64)
+
+
+def set_meta(con: sqlite3.Connection, key: str, value: Any) -> None:
+    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+    con.commit()
+
+
+def get_meta(con: sqlite3.Connection, key: str) -> Any:
+    row = con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
+def load_molecules(con: sqlite3.Connection, n: int | None = None) -> list[Conformation]:
+    rows = con.execute(
+        "SELECT idx, mol_id, smiles, numbers, positions, molblock FROM molecules ORDER BY idx"
+    ).fetchall()
+    out = [
+        Conformation(numbers=json.loads(z), positions=from_json(p), smiles=s, mol_id=m, conf_id=0,
+                     molblock=b)
+        for _, m, s, z, p, b in rows
+    ]
+    return out if n is None else out[:n]
+
+
+# ----------------------------------------------------------------------------------------------
+# DFT with a persistent cache
+
+
+class StoredDFT:
+    """``Oracle``-like object for ``golf.optim.providers.OracleEnergyForces``: each conformation is
+    looked up in ``dft_calls`` first; misses go to a spawned worker (golf's local executor) and are
+    committed to the db as soon as they return.
+
+    Args:
+        con: open db; settings: DFT oracle settings; purpose: label stored with new calls;
+        threads: OpenMP threads of the worker; timeout: seconds per call.
+    """
+
+    def __init__(self, con: sqlite3.Connection, settings: dict[str, Any], purpose: str,
+                 threads: int = 1, timeout: float = 7200.0, log=print) -> None:
+        from golf.oracles.executors import make_executor
+
+        self.con, self.settings, self.purpose = con, dict(settings), purpose
+        self.shash = settings_hash(self.settings)
+        is_dft = ORACLE["name"] == "dft"
+        spec = OracleSpec(ORACLE["name"], {**self.settings, "threads": int(threads)} if is_dft else {})
+        self.executor = make_executor(spec, kind="local", n_workers=1, threads_per_worker=int(threads),
+                                      timeout=timeout)
+        self.n_hits = self.n_new = 0
+        self.seconds = 0.0
+        self.log = log
+
+    def close(self) -> None:
+        self.executor.close()
+
+    def lookup(self, conf: Conformation) -> OracleResult | None:
+        row = self.con.execute(
+            "SELECT ok, energy, forces, reason, seconds FROM dft_calls "
+            "WHERE mol_id = ? AND geom_hash = ? AND settings_hash = ?",
+            (int(conf.mol_id), geom_hash(conf.numbers, conf.positions), self.shash),
+        ).fetchone()
+        if row is None:
+            return None
+        ok, e, f, reason, sec = row
+        if ok:
+            return OracleResult(ok=True, energy=float(e), forces=from_json(f), seconds=float(sec or 0))
+        return None  # failures are stored for the record but recomputed (they may be transient: timeouts)
+
+    def has(self, conf: Conformation) -> bool:
+        """Whether any result (success or failure) is stored for this geometry."""
+        return self.con.execute(
+            "SELECT 1 FROM dft_calls WHERE mol_id = ? AND geom_hash = ? AND settings_hash = ?",
+            (int(conf.mol_id), geom_hash(conf.numbers, conf.positions), self.shash),
+        ).fetchone() is not None
+
+    def store(self, conf: Conformation, res: OracleResult) -> None:
+        self.con.execute(
+            "INSERT OR REPLACE INTO dft_calls (mol_id, geom_hash, settings_hash, purpose, ok, energy, "
+            "forces, positions, reason, seconds, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (int(conf.mol_id), geom_hash(conf.numbers, conf.positions), self.shash, self.purpose,
+             int(bool(res.ok)), None if not res.ok else float(res.energy),
+             None if not res.ok else to_json(res.forces), to_json(conf.positions), res.reason,
+             float(res.seconds), now()),
+        )
+        self.con.commit()
+
+    def compute_batch(self, confs: Sequence[Conformation]) -> list[OracleResult]:
+        out: list[OracleResult | None] = [self.lookup(c) for c in confs]
+        missing = [k for k, r in enumerate(out) if r is None]
+        self.n_hits += len(confs) - len(missing)
+        for k in missing:
+            self.executor.submit(confs[k], key=k, task="compute")
+        for k, res in self.executor.as_completed():
+            self.store(confs[k], res)
+            out[k] = res
+            self.n_new += 1
+            self.seconds += float(res.seconds)
+            self.log(f"    dft mol {confs[k].mol_id} ({self.purpose}): "
+                     f"{'E = %.6f eV' % res.energy if res.ok else 'FAILED ' + res.reason} "
+                     f"in {res.seconds:.1f} s")
+        return [r for r in out if r is not None]
+
+    def compute(self, conf: Conformation) -> OracleResult:
+        return self.compute_batch([conf])[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# stages
+
+
+def log(msg: str) -> None:
+    print(f"[{now()}] {msg}", flush=True)
+
+
+def stage_cost(con: sqlite3.Connection, args: argparse.Namespace) -> None:
+    from golf.chem import generate_conformers
+    from golf.pool import select_pool_molecules
+
+    pool = select_pool_molecules(None, split="test", seed=args.split_seed, min_heavy=8, max_heavy=14)
+    from rdkit import Chem
+
+    plan = []
+    for heavy in (8, 11, 14):
+        mol_id, smi = next((m, s) for m, s in pool if Chem.MolFromSmiles(s).GetNumHeavyAtoms() == heavy)
+        conf = generate_conformers(smi, 1, args.seed, mol_id=mol_id)[0]
+        plan += [(conf, heavy, 1, True), (conf, heavy, 2, True)]
+        if heavy == 11:
+            plan.append((conf, heavy, 1, False))
+    from golf.oracles.dft import DFTOracle
+
+    done = {(r[0], r[1], r[2]) for r in con.execute("SELECT mol_id, threads, grid_response FROM cost WHERE ok = 1")}
+    for conf, heavy, threads, gr in plan:
+        if (conf.mol_id, threads, int(gr)) in done:
+            continue
+        # in this process (the cost stage never imports torch): wall and CPU time of one call
+        oracle = DFTOracle(**{**DFT_SETTINGS, "grid_response": gr}, threads=threads)
+        cpu0 = time.process_time()
+        res = oracle.compute(conf)
+        cpu = time.process_time() - cpu0
+        load = os.getloadavg()
+        con.execute(
+            "INSERT INTO cost (mol_id, smiles, n_heavy, n_atoms, threads, grid_response, ok, seconds, "
+            "cpu_seconds, loadavg, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (conf.mol_id, conf.smiles, heavy, conf.n_atoms, threads, int(gr), int(res.ok), res.seconds,
+             cpu, json.dumps([round(x, 2) for x in load]), now()),
+        )
+        con.commit()
+        log(f"cost: {conf.smiles} ({heavy} heavy, {conf.n_atoms} atoms) threads={threads} "
+            f"grid_response={gr}: wall {res.seconds:.1f} s, CPU {cpu:.1f} s, ok={res.ok}, load={load[0]:.2f}")
+    print_cost(con)
+
+
+def print_cost(con: sqlite3.Connection) -> None:
+    rows = con.execute("SELECT n_heavy, n_atoms, smiles, threads, grid_response, seconds, cpu_seconds, "
+                       "loadavg FROM cost WHERE ok = 1 ORDER BY n_heavy, grid_response DESC, threads").fetchall()
+    print("heavy atoms | smiles | threads | grid response | wall s | CPU s (all threads) | load avg (1 min)")
+    for h, n, s, t, g, sec, cpu, load in rows:
+        print(f"{h} ({n} atoms) | {s} | {t} | {'yes' if g else 'no'} | {sec:.1f} | {cpu:.1f} | {json.loads(load)[0]}")
+
+
+def stage_molecules(con: sqlite3.Connection, args: argparse.Namespace) -> None:
+    from rdkit import Chem
+
+    from golf.chem import generate_conformers
+    from golf.pool import select_pool_molecules
+
+    sel = {"split": "test", "split_seed": args.split_seed, "test_fraction": 0.2,
+           "min_heavy": args.min_heavy, "max_heavy": args.max_heavy, "etkdg_seed": args.seed}
+    old = get_meta(con, "selection")
+    if old is not None and old != sel:
+        raise SystemExit(f"db holds molecules selected with {old}, not {sel}; use another --db")
+    set_meta(con, "selection", sel)
+    have = con.execute("SELECT COUNT(*) FROM molecules").fetchone()[0]
+    if have >= args.n:
+        log(f"molecules: {have} stored (>= {args.n})")
+        return
+    pool = select_pool_molecules(None, split="test", seed=args.split_seed,
+                                 min_heavy=args.min_heavy, max_heavy=args.max_heavy)
+    stored = {r[0] for r in con.execute("SELECT mol_id FROM molecules")}
+    idx = have
+    for mol_id, smi in pool:
+        if idx >= args.n:
+            break
+        if mol_id in stored:
+            continue
+        try:
+            conf = generate_conformers(smi, 1, args.seed, mol_id=mol_id)[0]
+        except Exception as exc:  # cannot embed: skip, deterministically
+            log(f"molecules: skip {mol_id} {smi}: {exc}")
+            continue
+        heavy = Chem.MolFromSmiles(smi).GetNumHeavyAtoms()
+        con.execute("INSERT INTO molecules VALUES (?,?,?,?,?,?,?,?,?)",
+                    (idx, mol_id, conf.smiles, heavy, conf.n_atoms, json.dumps(conf.numbers.tolist()),
+                     to_json(conf.positions), conf.molblock, now()))
+        con.commit()
+        log(f"molecules: #{idx} NCI {mol_id} {conf.smiles} ({heavy} heavy, {conf.n_atoms} atoms)")
+        idx += 1
+
+
+def stage_references(con: sqlite3.Connection, args: argparse.Namespace) -> None:
+    import torch
+
+    from golf.optim import relax
+    from golf.optim.providers import OracleEnergyForces
+
+    torch.set_num_threads(1)  # bitwise-reproducible optimizer replay on restart
+    set_meta(con, "dft_settings", ORACLE["settings"])
+    confs = load_molecules(con, args.n)
+    done = {r[0] for r in con.execute("SELECT mol_id FROM refs" + (" WHERE ok = 1" if args.retry_failed else ""))}
+    dft = StoredDFT(con, ORACLE["settings"], purpose="reference", threads=args.threads, log=log)
+    try:
+        for k, conf in enumerate(confs):
+            if conf.mol_id in done:
+                continue
+            log(f"references: #{k} NCI {conf.mol_id} {conf.smiles} ({conf.n_atoms} atoms)")
+            hits0, new0, sec0 = dft.n_hits, dft.n_new, dft.seconds
+            provider = OracleEnergyForces(dft, templates=[conf])
+            (rec,) = relax(provider, [conf], method=args.ref_method, fmax=args.ref_fmax,
+                           max_steps=args.ref_steps, dtype=torch.float64)
+            ok = bool(np.isfinite(rec.energy))
+            con.execute(
+                "INSERT OR REPLACE INTO refs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (conf.mol_id, int(ok), int(rec.converged), rec.n_steps, rec.n_force_calls,
+                 float(rec.energy) if ok else None, float(rec.fmax), to_json(rec.positions),
+                 rec.reason, args.ref_method, args.ref_fmax, args.ref_steps,
+                 dft.seconds - sec0, golf_commit(), now()))
+            con.commit()
+            log(f"references: NCI {conf.mol_id} done: converged={rec.converged} steps={rec.n_steps} "
+                f"calls={rec.n_force_calls} (stored before: {dft.n_hits - hits0}, new: {dft.n_new - new0}, "
+                f"{dft.seconds - sec0:.0f} s DFT) fmax={rec.fmax:.4f} reason={rec.reason}")
+    finally:
+        dft.close()
+
+
+def stage_evaluate(con: sqlite3.Connection, args: argparse.Namespace) -> None:
+    import torch
+
+    from golf.evaluate import mmff_trajectories, model_trajectories
+    from golf.models import load_model
+
+    torch.set_num_threads(args.threads)
+    confs = load_molecules(con, args.n)
+    steps = sorted(set(args.score_steps))
+    commit = golf_commit()
+    for row in ROWS:
+        have = {r[0] for r in con.execute("SELECT DISTINCT mol_id FROM trajectories WHERE row = ?", (row,))}
+        if args.redo_evaluate:
+            con.execute("DELETE FROM trajectories WHERE row = ?", (row,))
+            con.commit()
+            have = set()
+        todo = [c for c in confs if c.mol_id not in have]
+        if not todo:
+            continue
+        t0 = time.perf_counter()
+        if row == "mmff":
+            trajs = mmff_trajectories(todo, steps)
+            optimizer = "rdkit-mmff94-bfgs"
+        else:
+            model = load_model(CHECKPOINT_DIR / f"{row}.pt")
+            trajs = model_trajectories(model, todo, steps, optimizer=args.optimizer)
+            optimizer = args.optimizer
+        for conf, tr in zip(todo, trajs):
+            for t, f in zip(steps, tr.frame_of_step):
+                con.execute("INSERT OR REPLACE INTO trajectories VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            (row, conf.mol_id, t, to_json(tr.frames[f]), tr.n_steps, int(tr.converged),
+                             tr.reason, optimizer, commit, now()))
+        con.commit()
+        log(f"evaluate: {row}: {len(todo)} relaxations ({optimizer}, {max(steps)} steps) "
+            f"in {time.perf_counter() - t0:.1f} s, golf {commit}")
+
+
+def _ref_energies(con: sqlite3.Connection, confs: Sequence[Conformation], shash: str) -> tuple[np.ndarray, np.ndarray]:
+    """E_0 (DFT at the start) and E_opt (reference optimum) per molecule, eV (NaN if missing)."""
+    e0 = np.full(len(confs), np.nan)
+    eopt = np.full(len(confs), np.nan)
+    for i, c in enumerate(confs):
+        r = con.execute("SELECT energy FROM dft_calls WHERE mol_id = ? AND geom_hash = ? AND "
+                        "settings_hash = ? AND ok = 1",
+                        (c.mol_id, geom_hash(c.numbers, c.positions), shash)).fetchone()
+        if r is not None:
+            e0[i] = r[0]
+        r = con.execute("SELECT energy FROM refs WHERE mol_id = ? AND ok = 1", (c.mol_id,)).fetchone()
+        if r is not None:
+            eopt[i] = r[0]
+    return e0, eopt
+
+
+def stage_score(con: sqlite3.Connection, args: argparse.Namespace, run_dft: bool = True) -> dict[str, Any]:
+    from golf.evaluate import _dissociation, n_fragments
+
+    confs = load_molecules(con, args.n)
+    shash = settings_hash(ORACLE["settings"])
+    with_ref = [c for c in confs if con.execute(
+        "SELECT 1 FROM refs WHERE mol_id = ? AND ok = 1", (c.mol_id,)).fetchone()]
+    order = sorted(set(args.score_steps), key=lambda t: (t != 100, t))
+    if run_dft and with_ref:
+        dft = StoredDFT(con, ORACLE["settings"], purpose="score", threads=args.threads, log=log)
+        try:
+            for t in order:
+                for row in ROWS:
+                    for c in with_ref:
+                        r = con.execute("SELECT positions FROM trajectories WHERE row=? AND mol_id=? AND T=?",
+                                        (row, c.mol_id, t)).fetchone()
+                        if r is None:
+                            continue
+                        frame = from_json(r[0])
+                        if _dissociation(c, n_fragments(c.numbers, c.positions), frame) is not None:
+                            continue
+                        conf = c.with_positions(frame)
+                        if (dft.lookup(conf) is None) if args.retry_failed else not dft.has(conf):
+                            log(f"score: {row} T={t} NCI {c.mol_id}")
+                            dft.compute(conf)
+        finally:
+            dft.close()
+    return write_table(con, confs, shash, args)
+
+
+def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: str,
+                args: argparse.Namespace) -> dict[str, Any]:
+    from golf import metrics
+
+    steps = sorted(set(args.score_steps))
+    e0_all, eopt_all = _ref_energies(con, confs, shash)
+    keep = np.isfinite(e0_all) & np.isfinite(eopt_all)
+    confs = [c for c, k in zip(confs, keep) if k]
+    e0, eopt = e0_all[keep], eopt_all[keep]
+    doc: dict[str, Any] = {
+        "format": "golf-paper-table/1",
+        "oracle": ORACLE,
+        "n_molecules_with_reference": len(confs),
+        "mol_ids": [int(c.mol_id) for c in confs],
+        "steps": steps,
+        "paper": {k: dict(zip(("pct_mean", "pct_std", "pct_div", "e_res_mean", "pct_success"), v))
+                  for k, v in PAPER.items()},
+        "rows": {},
+        "created": now(),
+        "platform": platform.platform(),
+    }
+    lines = ["row          | n  | pct_100 (golf / paper)  | pct_div      | E_res kcal/mol | pct_success"]
+    for row in ROWS:
+        et = np.full((len(confs), len(steps)), np.nan)
+        complete = np.zeros((len(confs), len(steps)), dtype=bool)
+        meta = None
+        for i, c in enumerate(confs):
+            for k, t in enumerate(steps):
+                r = con.execute("SELECT positions, optimizer, golf_commit FROM trajectories "
+                                "WHERE row=? AND mol_id=? AND T=?", (row, c.mol_id, t)).fetchone()
+                if r is None:
+                    continue
+                meta = {"optimizer": r[1], "golf_commit": r[2]}
+                frame = from_json(r[0])
+                from golf.evaluate import _dissociation, n_fragments
+
+                if _dissociation(c, n_fragments(c.numbers, c.positions), frame) is not None:
+                    complete[i, k] = True  # scored as a failure (NaN)
+                    continue
+                d = con.execute("SELECT ok, energy FROM dft_calls WHERE mol_id=? AND geom_hash=? AND "
+                                "settings_hash=?", (c.mol_id, geom_hash(c.numbers, frame), shash)).fetchone()
+                if d is not None:
+                    complete[i, k] = True
+                    if d[0]:
+                        et[i, k] = d[1]
+        # only molecules scored at a given T enter that T's aggregate
+        agg = []
+        for k, t in enumerate(steps):
+            m = complete[:, k]
+            if m.any():
+                agg.append(metrics.aggregate(e0[m], et[m, k:k + 1], eopt[m], [t])[0])
+            else:
+                agg.append({"T": t, "n": 0})
+        doc["rows"][row] = {"aggregate": agg, **(meta or {}),
+                            "E_T": {str(t): et[:, k].tolist() for k, t in enumerate(steps)}}
+        a100 = next((a for a in agg if a["T"] == 100), {"n": 0})
+        p = PAPER[row]
+        if a100.get("n", 0):
+            lines.append(
+                f"{row:12s} | {a100['n']:2d} | {a100['pct_mean']:5.1f} ± {a100['pct_std']:4.1f} / "
+                f"{p[0]:5.1f} ± {p[1]:4.1f} | {a100['pct_div']:4.1f} / {p[2]:4.1f} | "
+                f"{a100['e_res_mean']:5.2f} / {p[3]:4.1f}   | {a100['pct_success']:5.1f} / {p[4]:4.1f}")
+        else:
+            lines.append(f"{row:12s} |  0 | (not scored yet) paper: {p[0]} ± {p[1]}, {p[2]}, {p[3]}, {p[4]}")
+    doc["e0"] = e0.tolist()
+    doc["eopt"] = eopt.tolist()
+    tmp = JSON_PATH.with_suffix(".json.tmp")
+    from golf.evaluate import json_clean as _json_clean
+
+    tmp.write_text(json.dumps(_json_clean(doc), indent=1, allow_nan=False))
+    os.replace(tmp, JSON_PATH)
+    print("\n".join(lines))
+    print(f"({len(confs)} molecules with a DFT reference; T = 100; golf / paper)")
+    return doc
+
+
+def print_status(con: sqlite3.Connection) -> None:
+    n_mol = con.execute("SELECT COUNT(*) FROM molecules").fetchone()[0]
+    refs = con.execute("SELECT COUNT(*), SUM(converged), AVG(n_calls), AVG(dft_seconds) FROM refs").fetchone()
+    calls = con.execute("SELECT purpose, COUNT(*), SUM(seconds) FROM dft_calls GROUP BY purpose").fetchall()
+    print(f"molecules: {n_mol}; references: {refs[0]} ({refs[1]} converged, mean {refs[2]} calls, "
+          f"mean {refs[3]} s DFT); dft calls: {calls}")
+    for row in con.execute("SELECT r.mol_id, m.smiles, m.n_heavy, m.n_atoms, r.converged, r.n_steps, "
+                           "r.n_calls, r.dft_seconds, r.fmax FROM refs r JOIN molecules m USING (mol_id)"):
+        print("  ref", row)
+
+
+def main(argv: list[str] | None = None) -> None:
+    global DB_PATH, JSON_PATH
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stages", nargs="+",
+                    choices=("cost", "molecules", "references", "evaluate", "score", "table", "status"))
+    ap.add_argument("--db", type=Path, default=DB_PATH)
+    ap.add_argument("--n", type=int, default=12, help="number of molecules (a larger n extends the set)")
+    ap.add_argument("--min-heavy", type=int, default=8)
+    ap.add_argument("--max-heavy", type=int, default=10)
+    ap.add_argument("--split-seed", type=int, default=0, help="golf's NCI hash split seed")
+    ap.add_argument("--seed", type=int, default=0, help="ETKDG seed")
+    ap.add_argument("--threads", type=int, default=1, help="OpenMP threads of the DFT worker / torch")
+    ap.add_argument("--ref-method", default="lbfgs-precon")
+    ap.add_argument("--ref-fmax", type=float, default=0.0154, help="eV/A (3e-4 Hartree/Bohr)")
+    ap.add_argument("--ref-steps", type=int, default=150)
+    ap.add_argument("--optimizer", default="lbfgs-golf", help="the models' optimizer (evaluate)")
+    ap.add_argument("--score-steps", type=int, nargs="+", default=list(STEPS))
+    ap.add_argument("--dft-basis", default="def2-svp",
+                    help="basis of the DFT oracle (def2-svp = the paper's; others only to test the script)")
+    ap.add_argument("--retry-failed", action="store_true",
+                    help="references: rerun relaxations whose DFT failed (e.g. a timeout under load)")
+    ap.add_argument("--oracle", default="dft", choices=("dft", "mmff"),
+                    help="dft (the benchmark); mmff only to test the script in seconds")
+    ap.add_argument("--redo-evaluate", action="store_true",
+                    help="recompute the model/MMFF trajectories (e.g. after an optimizer fix)")
+    args = ap.parse_args(argv)
+    if args.db != DB_PATH:
+        DB_PATH, JSON_PATH = args.db, args.db.with_suffix(".json")
+    DFT_SETTINGS["basis"] = args.dft_basis
+    if args.oracle != "dft":
+        ORACLE.update(name=args.oracle, settings={"oracle": args.oracle})
+    con = connect(args.db)
+    stored = get_meta(con, "dft_settings")
+    if stored is not None and stored != ORACLE["settings"]:
+        raise SystemExit(f"{args.db} holds results of oracle settings {stored}, not {ORACLE['settings']}")
+    for stage in args.stages:
+        log(f"stage {stage} (golf {golf_commit()}, python {sys.version.split()[0]})")
+        if stage == "cost":
+            stage_cost(con, args)
+        elif stage == "molecules":
+            stage_molecules(con, args)
+        elif stage == "references":
+            stage_references(con, args)
+        elif stage == "evaluate":
+            stage_evaluate(con, args)
+        elif stage == "score":
+            stage_score(con, args)
+        elif stage == "table":
+            stage_score(con, args, run_dft=False)
+        elif stage == "status":
+            print_status(con)
+
+
+if __name__ == "__main__":
+    main()
