@@ -316,3 +316,12 @@ def test_xtb_small_molecule_matches_ase_lbfgs():
         ((_, ref),) = list(ex.as_completed())
     assert recs[0].converged and ref.ok
     assert recs[0].energy == pytest.approx(ref.energy, abs=2e-3)
+
+
+def test_golf_preset_stalled_below_tolerance_still_counts_steps():
+    """torch's L-BFGS returns at once when the gradient is below tolerance_grad; that still is a step,
+    so a relaxation started at the minimum ends at max_steps instead of looping forever."""
+    conf = Conformation(np.ones(2), np.array([[0.5, -1.0, 2.0], [0.5, -1.0, 2.0]]) + 1e-9)  # |F| 1e-8 eV/A
+    rec = relax(Quadratic(np.eye(3) * 10.0, np.array([0.5, -1.0, 2.0])), [conf], method="lbfgs-golf", fmax=0.0,
+                max_steps=7, dtype=F64)[0]
+    assert rec.reason == "max_steps" and rec.n_steps == 7

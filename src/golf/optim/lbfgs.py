@@ -386,9 +386,11 @@ def lbfgs_step(state: LBFGSState, provider: EnergyForces) -> LBFGSState:
     provider call on the molecules that moved). Done molecules are left untouched."""
     cfg = state.cfg
     running = state.active  # [B]
+    # a molecule already below torch's tolerance_grad does not move, but its step still counts (as a
+    # torch ``optimizer.step`` that returns at once), so the step limit ends it
+    stepped = running.clone()
     if cfg.tolerance_grad > 0:
         running = running & ~_grad_small(state)
-    stepped = running.clone()
     for _ in range(cfg.inner_steps):
         if not bool(running.any()):
             break
