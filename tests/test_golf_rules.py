@@ -15,7 +15,7 @@ import torch
 from golf.batch import Batch
 from golf.conformation import Conformation
 from golf.dataset import LabelledData
-from golf.loop import MAX_FORCE_NORM, MAX_SURROGATE_ENERGY, GolfConfig, GolfLoop, LabelRequest
+from golf.loop import MAX_FORCE_NORM, MAX_SURROGATE_ENERGY, GolfConfig, GolfLoop, GolfStalled, LabelRequest
 from golf.oracles.base import OracleResult
 from golf.replay import ReplayBuffer
 from golf.units import HARTREE_TO_EV, KCAL_MOL_TO_EV
@@ -181,6 +181,23 @@ def test_absurd_surrogate_energy_sends_no_label():
     loop2.step()
     loop2.step()  # the limit: MMFF just below 300 kcal/mol after the step, so a label
     assert loop2.stats.skipped_surrogate == 0 and len(loop2.queue) == 1
+
+
+def test_a_run_whose_every_episode_breaks_stops_with_a_clear_error():
+    pool = _pool(3)
+    high = MAX_SURROGATE_ENERGY  # every first step breaks the structure: no label would ever come
+    loop, _, _ = _loop(pool, [0.0, high], n_parallel=3, budget=2, max_unlabelled_episodes=7)
+    with pytest.raises(GolfStalled, match="7 episodes in a row ended without a label"):
+        loop.run()
+    assert loop.stats.skipped_surrogate == 7 and loop.stats.calls_done == 0
+
+
+def test_a_label_resets_the_stall_count():
+    pool = _pool(1)
+    loop, _, _ = _loop(pool, [0.0, -1.0, -2.0], n_parallel=1, max_episode_steps=2, max_unlabelled_episodes=2)
+    loop.unlabelled_in_a_row = 1  # one broken episode before this one
+    loop.step(), loop.step()  # a step-limit label
+    assert loop.unlabelled_in_a_row == 0 and len(loop.queue) == 1
 
 
 @pytest.mark.parametrize("factor,used", [(0.999, True), (1.001, False)])

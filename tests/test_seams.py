@@ -116,7 +116,10 @@ def test_golf_loop_over_a_stub_executor():
     torch.manual_seed(0)
     model = build_model("painn", n_atom_basis=16, n_interactions=1, cutoff=5.0, n_rbf=8)
     prepare_model(model, d0)
-    config = GolfConfig(budget=5, n_parallel=3, max_episode_steps=4, utd_ratio=2, batch_size=4, seed=0)
+    # golf's bounded L-BFGS: the official optimizer's unbounded steps on this untrained model break every
+    # structure (the stall guard is tested in test_golf_rules.py)
+    config = GolfConfig(budget=5, n_parallel=3, max_episode_steps=4, utd_ratio=2, batch_size=4, seed=0,
+                        conf_optimizer="lbfgs")
     trainer = Trainer(model, lr=1e-3, total_steps=config.budget * config.utd_ratio, seed=0)
     buffer = ReplayBuffer(d0, initial_conf_pct=config.initial_conf_pct)
     executor = _StubExecutor()
@@ -129,9 +132,12 @@ def test_golf_loop_over_a_stub_executor():
 
     assert stats.calls_done == len(seen) == len(executor.keys) == config.budget
     assert len(set(executor.keys)) == config.budget  # one key per genuine-oracle call
-    assert progress == list(range(1, config.budget + 1))
+    # block cadence: one progress report per result, after its round (3 + 2 calls)
+    assert progress == [3, 3, 3, 5, 5] and stats.rounds == 2
     used = sum(u for _, _, u in seen)
-    assert len(buffer.new) == used and stats.updates == used * config.utd_ratio
+    assert len(buffer.new) == used
+    # n_parallel * utd_ratio updates after each round that ends with batch_size new labels
+    assert stats.updates == config.n_parallel * config.utd_ratio * (used >= config.batch_size)
     assert trainer.step + trainer.n_skipped == stats.updates
     for request, result, _ in seen:  # every request is a conformation of a D0 molecule
         assert result.ok and request.conf.n_atoms in {c.n_atoms for c in confs}

@@ -34,6 +34,7 @@ import torch
 
 from golf.batch import Batch
 from golf.conformation import Conformation
+from golf.errors import GolfError
 from golf.optim.lbfgs import lbfgs_config, lbfgs_init, lbfgs_step
 from golf.optim.state import concat, select
 from golf.oracles.mmff import mmff_energies
@@ -46,6 +47,10 @@ MAX_SURROGATE_ENERGY: float = 300.0 * KCAL_MOL_TO_EV
 #: Frobenius norm of 10.5 Hartree/A or more stays out of the replay buffer (eV/A here).
 MAX_FORCE_NORM: float = 10.5 * HARTREE_TO_EV
 CADENCES = ("block", "stream")
+
+
+class GolfStalled(GolfError):
+    """Too many episodes in a row ended without a label: GOLF cannot make progress."""
 
 
 @dataclass
@@ -68,6 +73,10 @@ class GolfConfig:
             of the replay buffer.
         max_surrogate_energy: an ended episode whose MMFF energy after the step reaches this (eV)
             sends no label.
+        max_unlabelled_episodes: the loop gives up (``GolfStalled``) when this many episodes in a
+            row end without a label (absurd surrogate energy or a non-finite NNP step): the NNP
+            breaks every structure it relaxes and would never be trained (golf's guard; the
+            official loop has none and would run forever).
         seed: seeds the episode sampler and the replay sampler.
     """
 
@@ -82,6 +91,7 @@ class GolfConfig:
     max_pending: int = 0
     max_force_norm: float = MAX_FORCE_NORM
     max_surrogate_energy: float = MAX_SURROGATE_ENERGY
+    max_unlabelled_episodes: int = 1000
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -188,6 +198,7 @@ class GolfLoop:
         self.round_submitted = 0
         self.next_call = self.stats.calls_done  # call keys continue across resumes
         self.last_metrics: dict[str, float] = {}
+        self.unlabelled_in_a_row = 0
 
     # ------------------------------------------------------------------ episodes
     def _start_episodes(self, n: int) -> None:
@@ -206,9 +217,22 @@ class GolfLoop:
         new = lbfgs_init(batch, self.provider, ids=ids, cfg=self.opt_cfg)
         self.state = new if self.state is None else concat([self.state, new])
 
+    def _unlabelled(self, n: int) -> None:
+        """Count ``n`` episodes that ended without a label; give up when too many did in a row."""
+        self.unlabelled_in_a_row += n
+        if self.unlabelled_in_a_row >= self.config.max_unlabelled_episodes:
+            raise GolfStalled(
+                f"GOLF stalled: {self.unlabelled_in_a_row} episodes in a row ended without a label "
+                f"({self.stats.skipped_surrogate} with an MMFF energy >= "
+                f"{self.config.max_surrogate_energy / KCAL_MOL_TO_EV:.0f} kcal/mol, "
+                f"{self.stats.resets_nonfinite} non-finite resets): the NNP breaks the structures it "
+                "relaxes; start from a better-trained model or a smaller training learning rate"
+            )
+
     def _reset_all(self) -> None:
         """Drop every episode without a label (official ``main.py``: a non-finite action resets all)."""
         self.stats.resets_nonfinite += 1
+        self._unlabelled(len(self.episodes))
         self.n_restarts += len(self.episodes)
         self.episodes.clear()
         self.state = None
@@ -249,7 +273,9 @@ class GolfLoop:
             self.stats.episodes_ended[reason] = self.stats.episodes_ended.get(reason, 0) + 1
             if not surrogate[b] < self.config.max_surrogate_energy:
                 self.stats.skipped_surrogate += 1
+                self._unlabelled(1)
                 continue
+            self.unlabelled_in_a_row = 0
             self.queue.append(LabelRequest(ep.conf.with_positions(before[b]), reason, ep.steps))
         for b in np.flatnonzero(~ended):
             self.episodes[ids[b]].surrogate_prev = float(surrogate[b])
