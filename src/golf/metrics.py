@@ -14,7 +14,7 @@ the per-conformation metrics at step T are
 * ``success_T = E_res_T < 1 kcal/mol``  ("chemical accuracy" of the optimum);
 * ``diverged_T = E_T > E_0``  the relaxation ended above where it started.
 
-Aggregates at each T (``aggregate``): mean and std of pct_T, ``pct_div`` (percent diverged),
+Aggregates at each T (``aggregate``): mean, std, median and quartiles of pct_T, ``pct_div`` (percent diverged),
 mean and median of E_res (kcal/mol), ``pct_success``.
 
 Edge cases (all explicit):
@@ -68,6 +68,9 @@ AGGREGATE_KEYS: tuple[str, ...] = (
     "n_degenerate",
     "pct_mean",
     "pct_std",
+    "pct_median",
+    "pct_q25",
+    "pct_q75",
     "pct_div",
     "e_res_mean",
     "e_res_median",
@@ -187,7 +190,8 @@ def aggregate(
         list of K dicts with keys ``AGGREGATE_KEYS``: ``T``; ``n`` (C); ``n_valid`` (finite E_0,
         E_T, E_opt); ``n_scored`` (finite E_0, E_opt); ``n_failed`` (C - n_valid);
         ``n_degenerate`` (valid pairs with a zero denominator); ``pct_mean``, ``pct_std``
-        (population std, percent, over valid pairs); ``pct_div`` (percent of scored pairs that
+        (population std, percent, over valid pairs); ``pct_median``, ``pct_q25``, ``pct_q75`` (its
+        median and quartiles: pct is heavy-tailed where E_0 - E_opt is small); ``pct_div`` (percent of scored pairs that
         diverged, failed E_T included); ``e_res_mean``, ``e_res_median`` (kcal/mol, valid pairs);
         ``pct_success`` (percent of scored pairs with E_res < 1 kcal/mol). Means are NaN when
         ``n_valid == 0``, percentages when ``n_scored == 0``. The ``*_official`` keys are the same
@@ -217,6 +221,9 @@ def aggregate(
         row.update(
             pct_mean=float(np.mean(pct)) if n_valid else nan,
             pct_std=float(np.std(pct)) if n_valid else nan,
+            pct_median=float(np.median(pct)) if n_valid else nan,
+            pct_q25=float(np.percentile(pct, 25)) if n_valid else nan,
+            pct_q75=float(np.percentile(pct, 75)) if n_valid else nan,
             pct_div=float(100.0 * m["diverged"][sc, j].mean()) if n_scored else nan,
             e_res_mean=float(np.mean(e_res)) if n_valid else nan,
             e_res_median=float(np.median(e_res)) if n_valid else nan,

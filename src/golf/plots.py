@@ -37,11 +37,11 @@ def plot_metrics(
     path: str | os.PathLike,
     title: str | None = None,
 ) -> Path:
-    """Plot pct_T (mean ± std band), mean E_res (kcal/mol) and pct_success against T (log x axis).
+    """Plot pct_T (median, inter-quartile band), mean E_res (kcal/mol) and pct_success against T (log x axis).
 
     Args:
         results_by_model: model name -> its aggregate rows (list of dicts with keys ``T``,
-            ``pct_mean``, ``pct_std``, ``e_res_mean``, ``pct_success``; see ``golf.metrics.aggregate``)
+            ``pct_median``, ``pct_q25``, ``pct_q75``, ``e_res_mean``, ``pct_success``; see ``golf.metrics.aggregate``)
             or a dict with those rows under ``"aggregate"``.
         path: output PNG path; written atomically (temp file in the same directory, then rename).
         title: optional figure title.
@@ -69,12 +69,14 @@ def plot_metrics(
             continue
         t = _column(rows, "T")
         t_plot = np.where(t > 0, t, np.nan)
-        pct = _column(rows, "pct_mean")
-        std = _column(rows, "pct_std")
+        # median and IQR: pct = 100 (E_0 - E_T) / (E_0 - E_opt) explodes where E_0 - E_opt is small,
+        # so a mean +- std band spans thousands of percent and hides every curve
+        pct = _column(rows, "pct_median")
+        q25, q75 = _column(rows, "pct_q25"), _column(rows, "pct_q75")
         res = _column(rows, "e_res_mean")
         succ = _column(rows, "pct_success")
         (line,) = ax_pct.plot(t_plot, pct, marker="o", ms=3, label=name)
-        ax_pct.fill_between(t_plot, pct - std, pct + std, color=line.get_color(), alpha=0.12)
+        ax_pct.fill_between(t_plot, q25, q75, color=line.get_color(), alpha=0.12)
         res_plot = np.where(res < _RES_FLOOR, _RES_FLOOR, res) if log_res else res
         ax_res.plot(t_plot, res_plot, marker="o", ms=3, label=name, color=line.get_color())
         ax_succ.plot(t_plot, succ, marker="o", ms=3, label=name, color=line.get_color())
@@ -86,7 +88,7 @@ def plot_metrics(
             ax.set_xlim(0.8 * all_t.min(), 1.25 * all_t.max())
         ax.set_xlabel("optimizer step T")
         ax.grid(True, which="both", alpha=0.3)
-    ax_pct.set_ylabel("pct_T (% of possible energy decrease)")
+    ax_pct.set_ylabel("pct_T median, IQR band (% of possible decrease)")
     ax_pct.axhline(100.0, color="k", lw=0.8, ls="--")
     ax_res.set_ylabel("mean E_res (kcal/mol)")
     ax_res.axhline(1.0, color="k", lw=0.8, ls="--")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from golf.io import atomic_path, atomic_write_text
+from golf.stats import LEVEL, N_BOOTSTRAP, bootstrap_intervals, columns_at, paired_difference
 
 #: Early steps shown beside the final one in the markdown table.
 EARLY_STEPS = (1, 5, 21)
@@ -38,6 +39,8 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
 
     T_final = max(int(s) for s in preset["steps"])
     added = _golf_conformations_added(out)
+    intervals = {name: _intervals(res, T_final) for name, (res, _) in results.items()}
+    paired = _paired(results, T_final)
     doc = {
         "format": "golf-report/1",
         "preset": preset_name,
@@ -48,9 +51,13 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
             {"name": name, "oracle_calls_beyond_d0": calls if name != "MMFF" else None,
              "conformations_added": added if name.startswith("GOLF") else None,
              "metrics": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-                         for row in res.aggregate]}
+                         for row in res.aggregate],
+             f"intervals_T{T_final}": intervals[name]}
             for name, (res, calls) in results.items()
         ],
+        "intervals": {"method": "percentile bootstrap over test conformations", "level": LEVEL,
+                      "resamples": N_BOOTSTRAP, "seed": 0, "T": T_final},
+        f"paired_differences_T{T_final}": paired,
     }
     atomic_write_json(out / "report.json", json_clean(doc), indent=1, allow_nan=False)
 
@@ -63,18 +70,31 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
         "A relaxation that blew the molecule apart (or whose structure the oracle could not evaluate) is "
         "'broken': it counts as diverged and unsuccessful, and has no E_res (means and medians are over the rest).",
         "",
+        f"At T = {T_final}; [brackets]: 95% bootstrap interval over the test conformations "
+        f"({N_BOOTSTRAP} resamples, seed 0); pct_{T_final} as median [inter-quartile range].",
+        "",
         f"| model | oracle calls beyond D0 | pct_{T_final} (%) | pct_div (%) | E_res mean (kcal/mol) "
         f"| E_res median (kcal/mol) | pct_success (%) | broken |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, (res, calls) in results.items():
         r = _row_at(res.aggregate, T_final) or {}
+        ci = intervals[name]
         cost = "-" if name == "MMFF" else (f"{calls} ({added} added)" if name.startswith("GOLF") and added is not None
                                            else str(calls))
         lines.append(
-            f"| {name} | {cost} | {_fmt(r.get('pct_mean'))} ± {_fmt(r.get('pct_std'))} "
-            f"| {_fmt(r.get('pct_div'))} | {_fmt(r.get('e_res_mean'), 2)} | {_fmt(r.get('e_res_median'), 2)} "
-            f"| {_fmt(r.get('pct_success'))} | {r.get('n_failed', 0)}/{r.get('n', 0)} |")
+            f"| {name} | {cost} | {_fmt(r.get('pct_median'))} [{_fmt(r.get('pct_q25'))}, {_fmt(r.get('pct_q75'))}] "
+            f"| {_ci(ci, 'pct_div')} | {_ci(ci, 'e_res_mean', 2)} | {_ci(ci, 'e_res_median', 2)} "
+            f"| {_ci(ci, 'pct_success')} | {r.get('n_failed', 0)}/{r.get('n', 0)} |")
+    if paired:
+        lines += ["", f"Paired differences at T = {T_final} (first model minus second, on the test conformations "
+                  "both relaxed; 95% paired bootstrap interval; * the interval excludes zero). Lower E_res and "
+                  "higher success are better.", "",
+                  "| comparison | n | Δ E_res median (kcal/mol) | Δ E_res mean (kcal/mol) | Δ pct_success (points) |",
+                  "|---|---|---|---|---|"]
+        for label, d in paired.items():
+            lines.append(f"| {label} | {d['n']} | {_ci(d, 'e_res_median', 2, True)} | {_ci(d, 'e_res_mean', 2, True)} "
+                         f"| {_ci(d, 'pct_success', 1, True)} |")
     lines += ["", "GOLF's cost counts every genuine-oracle call (failed ones too); 'added' is the official "
               "budget's count, the labels that entered the replay buffer.", "",
               f"The official scoring (``evaluate_batch_dft.py``) drops broken structures and the steps after a "
@@ -104,6 +124,40 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
     plot_metrics({name: res.aggregate for name, (res, _) in results.items()}, out / "metrics.png",
                  title=f"golf run ({preset_name})")
     plot_learning_curves(out, out / "learning_curves.png")
+
+
+def _ci(d: dict[str, Any], key: str, nd: int = 1, star: bool = False) -> str:
+    m = d.get(key) or {}
+    mark = "*" if star and m.get("excludes_zero") else ""
+    return f"{_fmt(m.get('value'), nd)} [{_fmt(m.get('lo'), nd)}, {_fmt(m.get('hi'), nd)}]{mark}"
+
+
+def _step_index(res: Any, T: int) -> int | None:
+    steps = [int(t) for t in res.steps]
+    return steps.index(T) if T in steps else None
+
+
+def _intervals(res: Any, T: int) -> dict[str, Any]:
+    """Bootstrap intervals of one model's metrics at T (empty when T was not evaluated)."""
+    k = _step_index(res, T)
+    if k is None or not res.records:
+        return {}
+    return bootstrap_intervals(columns_at(res.records, k))
+
+
+def _paired(results: dict[str, tuple[Any, int]], T: int) -> dict[str, Any]:
+    """GOLF minus every other model (baseline, traj-N, MMFF), paired on the shared test conformations."""
+    golf = [n for n in results if n.startswith("GOLF")]
+    out: dict[str, Any] = {}
+    for g in golf:
+        for other in results:
+            if other == g or other.startswith("GOLF"):
+                continue
+            ka, kb = _step_index(results[g][0], T), _step_index(results[other][0], T)
+            if ka is None or kb is None or ka != kb:
+                continue
+            out[f"{g} − {other}"] = paired_difference(results[g][0].records, results[other][0].records, ka)
+    return out
 
 
 def _golf_conformations_added(out: Path) -> int | None:
