@@ -22,8 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def golf(*argv: object) -> None:
     cmd = [sys.executable, "-m", "golf", *[str(a) for a in argv]]
@@ -31,35 +29,18 @@ def golf(*argv: object) -> None:
     subprocess.run(cmd, check=True)
 
 
-def refit_offsets(official: Path, d0: Path, out: Path) -> dict:
-    """Write ``official`` with per-element offsets least-squares-fitted so that E = offsets + NN matches
-    the D0 energies; returns the fit's energy MAE before/after (meV per molecule)."""
-    import torch
-
+def refit(official: Path, d0: Path, out: Path) -> dict:
+    """``official`` with its per-element offsets refit to D0 (``golf.train.refit_offsets``), saved as ``out``;
+    returns the fit's energy MAE before/after (meV per conformation)."""
     from golf.dataset import LabelledData
-    from golf.models import ModelEnergyForces, load_model, save_model
-    from golf.models.atomrefs import fit_atomrefs
+    from golf.models import load_model, save_model
+    from golf.train import refit_offsets
 
     model = load_model(official)
-    data = LabelledData.from_db(d0)
-    provider = ModelEnergyForces(model)
-    pred = []
-    for start in range(0, len(data), 64):
-        batch, _, _ = data.collate(np.arange(start, min(start + 64, len(data))))
-        pred.append(provider(batch)[0].double().numpy())
-    pred = np.concatenate(pred)  # eV, with the official offsets
-    numbers = data.numbers_list()
-    old = model.atomrefs.detach().cpu().numpy().astype(np.float64)
-    nn_part = pred - np.array([old[z].sum() for z in numbers])
-    refs = fit_atomrefs(numbers, data.energy - nn_part)
-    with torch.no_grad():
-        model.atomrefs.copy_(torch.as_tensor(refs, dtype=model.atomrefs.dtype))
-    model.elements = sorted(set(int(z) for z in np.unique(data.numbers)) | set(model.elements or []))
+    fit = refit_offsets(model, LabelledData.from_db(d0))
     save_model(model, out, provenance={"kind": "baseline-NNP offsets refit", "official": str(official),
-                                       "data": str(d0)})
-    new = nn_part + np.array([refs[z].sum() for z in numbers])
-    return {"energy_mae_mev_before": float(1000 * np.abs(pred - data.energy).mean()),
-            "energy_mae_mev_after": float(1000 * np.abs(new - data.energy).mean())}
+                                       "data": str(d0), **fit})
+    return fit
 
 
 def main() -> int:
@@ -90,7 +71,7 @@ def main() -> int:
 
     fit: dict = {}
     offsets = out / "offsets.pt"
-    stage("offsets", offsets, lambda: fit.update(refit_offsets(Path(args.official), d0, offsets)))
+    stage("offsets", offsets, lambda: fit.update(refit(Path(args.official), d0, offsets)))
 
     from golf.db import count_rows
 

@@ -112,6 +112,37 @@ def prepare_model(model: nn.Module, data: LabelledData) -> np.ndarray:
     return refs
 
 
+def refit_offsets(model: nn.Module, data: LabelledData, batch_size: int = 64) -> dict[str, float]:
+    """Refit ``model``'s per-element energy offsets (atomrefs) to ``data`` by least squares, keeping
+    its network part: E = sum_i offset[Z_i] + NN(z, X). Forces, hence relaxations, are unchanged.
+
+    This adapts a model trained at another level of theory (the official baseline-NNP: wB97X-D/def2-SVP)
+    to the energy scale of ``data`` (GFN2-xTB labels differ from DFT's by ~10^4 eV per molecule), so
+    that fine-tuning starts from sensible energies instead of spending its first updates, and its
+    gradient clipping, on the offsets.
+
+    Returns the energy MAE (meV per conformation) on ``data`` before and after.
+    """
+    from golf.models import ModelEnergyForces
+    from golf.models.atomrefs import element_counts, fit_atomrefs
+
+    provider = ModelEnergyForces(model)
+    pred = []
+    for start in range(0, len(data), batch_size):
+        batch, _, _ = data.collate(np.arange(start, min(start + batch_size, len(data))))
+        pred.append(provider(batch)[0].detach().double().cpu().numpy())
+    pred = np.concatenate(pred)  # [N] eV with the current offsets
+    counts = element_counts(data.numbers_list()).astype(np.float64)  # [N, 119]
+    old = model.atomrefs.detach().double().cpu().numpy()
+    nn_part = pred - counts @ old
+    refs = fit_atomrefs(data.numbers_list(), data.energy - nn_part)
+    with torch.no_grad():
+        model.atomrefs.copy_(torch.as_tensor(refs, dtype=model.atomrefs.dtype))
+    after = nn_part + counts @ refs
+    return {"energy_mae_mev_before": float(1000 * np.abs(pred - data.energy).mean()),
+            "energy_mae_mev_after": float(1000 * np.abs(after - data.energy).mean())}
+
+
 # ---------------------------------------------------------------------------------------- trainer
 class Trainer:
     """Adam + cosine learning-rate decay + gradient clipping on the GOLF loss.

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=d.workers, help=f"oracle worker processes (default {d.workers})")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler address")
     parser.add_argument("--budget", type=int, default=None, help="GOLF genuine-oracle budget (preset's)")
+    parser.add_argument("--init", default=e.init, metavar="MODEL",
+                        help="pretrained start (file or name, e.g. baseline-NNP): offsets refit to D0, fine-tuned "
+                             "on D0 as the baseline of traj-N and GOLF (default: a baseline trained from scratch)")
     parser.add_argument("--seed", type=int, default=e.seed)
     parser.add_argument("--device", default=e.device)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -29,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
 
     oracle = OracleRun(oracle=args.oracle, executor=args.executor, workers=args.workers, scheduler=args.scheduler)
     run_experiment(ExperimentSettings(out=args.out, preset=args.preset, oracle=oracle, budget=args.budget,
-                                      seed=args.seed, device=args.device, progress=not args.no_progress))
+                                      init=args.init, seed=args.seed, device=args.device, progress=not args.no_progress))
     return 0

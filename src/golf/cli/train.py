@@ -43,8 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:0 ... (cpu)")
     t.add_argument("--init", default=None, metavar="MODEL",
-                   help="start from this model's weights and atomrefs (fine-tuning, e.g. traj-N from the baseline); "
-                        "its architecture overrides the model options")
+                   help="start from this model (file or pretrained name such as baseline-NNP): its weights and "
+                        "atomrefs (fine-tuning, e.g. traj-N from the baseline); its architecture overrides the model "
+                        "options")
+    t.add_argument("--refit-offsets", action="store_true",
+                   help="with --init: first refit its per-element energy offsets to the training data by least "
+                        "squares (a model trained at another level of theory, e.g. DFT -> xTB)")
     t.add_argument("--resume", action="store_true", help="continue from the run directory's last state")
     t.add_argument("--log-dir", default=None, metavar="DIR", help="run directory (default <out>.d)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -97,8 +101,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--data DB is required (labelled ASE database; repeat for several)")
     from golf.runs.train import train
 
-    train(resolve_settings(args), args.data, args.out, init=args.init, resume=args.resume, log_dir=args.log_dir,
-          progress=not args.no_progress, preset=args.preset or DEFAULT_TRAIN_PRESET)
+    if args.refit_offsets and not args.init:
+        raise InputError("--refit-offsets needs --init MODEL")
+    init = args.init
+    if init:
+        from golf.models.registry import resolve_model
+
+        init = resolve_model(init)[0]
+    train(resolve_settings(args), args.data, args.out, init=init, resume=args.resume, log_dir=args.log_dir,
+          progress=not args.no_progress, preset=args.preset or DEFAULT_TRAIN_PRESET, refit_offsets=args.refit_offsets)
     return 0
 
 

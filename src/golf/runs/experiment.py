@@ -7,7 +7,9 @@ Stages (each cached in OUT and skipped when finished; an interrupted stage resum
     data/traj.db          genuine-oracle optimization trajectories of every D0 conformation of the first
                           ``traj_molecules`` training molecules
     data/traj-<N>.db      N conformations drawn at random from them (the paper's D-traj-N)
-    models/baseline.pt    NNP trained on D0
+    models/init.pt        with ``--init MODEL`` only: that pretrained model with its per-element
+                          energy offsets refit to D0 (``golf.train.refit_offsets``)
+    models/baseline.pt    NNP trained on D0 (with ``--init``: init.pt fine-tuned on D0)
     models/traj-<N>.pt    NNP fine-tuned from the baseline on traj-<N>.db alone (the official protocol)
     golf/model.pt         GOLF from the baseline with the oracle budget
     eval/<model>/         the paper's metrics for every model and for MMFF
@@ -27,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from golf.errors import GolfError
 from golf.io import atomic_write_json
@@ -57,6 +61,9 @@ class ExperimentSettings:
         preset: name of the scale in ``golf.presets.EXPERIMENT_PRESETS``.
         oracle: the genuine oracle and where its calls run.
         budget: GOLF's genuine-oracle budget (None: the preset's).
+        init: a pretrained model (file or name, e.g. ``baseline-NNP``) to start from instead of a
+            from-scratch baseline: its offsets are refit to D0, then it is fine-tuned on D0 with the
+            preset's ``finetune_lr`` and becomes the baseline of traj-N and GOLF (None: from scratch).
         seed, device: of every stage; progress: progress bars.
     """
 
@@ -64,6 +71,7 @@ class ExperimentSettings:
     preset: str = DEFAULT_EXPERIMENT_PRESET
     oracle: OracleRun = OracleRun()
     budget: int | None = None
+    init: str | None = None
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -99,7 +107,7 @@ class Experiment:
         fn()
         seconds = time.perf_counter() - t0
         self.timings[name] = seconds
-        atomic_write_json(marker, {"seconds": seconds, "preset": self.settings.preset,
+        atomic_write_json(marker, {"seconds": seconds, "preset": self.settings.preset, "init": self.settings.init,
                                    "settings": dataclasses.asdict(self.p)}, indent=None)
         print(f"[golf run] {name}: {seconds:.1f} s", file=sys.stderr, flush=True)
 
@@ -189,8 +197,14 @@ class Experiment:
 
         p = self.p
         d0, baseline = self.path("data/D0.db"), self.path("models/baseline.pt")
-        self.stage("baseline", lambda: self._train("models/baseline.pt", [d0],
-                                                   self._training(p.baseline_updates, p.lr, d0)))
+        if self.settings.init is None:
+            self.stage("baseline", lambda: self._train("models/baseline.pt", [d0],
+                                                       self._training(p.baseline_updates, p.lr, d0)))
+        else:
+            init = self.path("models/init.pt")
+            self.stage("init", lambda: self._refit_init(init, d0))
+            self.stage("baseline", lambda: self._train("models/baseline.pt", [d0],
+                                                       self._training(p.baseline_updates, p.finetune_lr, d0), init))
         golf_updates = self.budget * p.utd_ratio
         for n in self.traj_sizes:
             traj = self.path(f"data/traj-{n}.db")
@@ -209,9 +223,28 @@ class Experiment:
 
         self.stage("golf", golf_stage)
 
+    def _refit_init(self, out: Path, d0: Path) -> None:
+        """The pretrained model with its energy offsets refit to D0, saved as ``out``."""
+        from golf.dataset import LabelledData
+        from golf.models.checkpoint import load_model, save_model
+        from golf.models.registry import resolve_model
+        from golf.train import refit_offsets
+
+        path, info = resolve_model(self.settings.init)
+        self._say("train --init", self.settings.init, "--refit-offsets (offsets only)", "--out", out)
+        model = load_model(path)
+        data = LabelledData.from_db([str(d0)])
+        model.check_elements(np.unique(data.numbers))
+        fit = refit_offsets(model, data)
+        save_model(model, out, {"kind": "pretrained model, energy offsets refit to D0", "init": str(path),
+                                "pretrained": info, "data": str(d0), **fit})
+
     def models(self) -> dict[str, tuple[Path | str, int]]:
         """name -> (model, genuine-oracle calls beyond D0)."""
-        out: dict[str, tuple[Path | str, int]] = {"baseline": (self.path("models/baseline.pt"), 0)}
+        out: dict[str, tuple[Path | str, int]] = {}
+        if self.settings.init is not None:
+            out["pretrained"] = (self.path("models/init.pt"), 0)
+        out["baseline"] = (self.path("models/baseline.pt"), 0)
         for n in self.traj_sizes:
             out[f"traj-{n}"] = (self.path(f"models/traj-{n}.pt"), n)
         out[f"GOLF-{self.budget}"] = (self.path("golf/model.pt"), self.budget)
@@ -242,6 +275,13 @@ class Experiment:
         from golf.oracles import resolve_oracle
 
         resolve_oracle(self.oracle.oracle)  # an unknown oracle fails before anything is written
+        if self.settings.init is not None:
+            from golf.models.registry import resolve_model
+
+            resolve_model(self.settings.init)  # an unknown model too
+        marker = self.path("stages/baseline.json")
+        if marker.exists() and json.loads(marker.read_text()).get("init") != self.settings.init:
+            raise GolfError(f"{self.out} holds a run with another start (--init); use another --out")
         if self.budget < 1 or self.oracle.workers < 1:
             raise GolfError("--budget and --workers must be >= 1")
         self.out.mkdir(parents=True, exist_ok=True)

@@ -154,10 +154,13 @@ def train(
     log_dir: str | os.PathLike | None = None,
     progress: bool = True,
     preset: str = "",
+    refit_offsets: bool = False,
 ) -> Path:
     """Train an NNP on the labelled databases ``data`` (``golf train``); returns ``out``.
 
-    ``init`` fine-tunes that model (its architecture wins over ``settings``); ``resume`` continues
+    ``init`` fine-tunes that model (its architecture wins over ``settings``; ``refit_offsets``
+    first refits its per-element energy offsets to the training data, for a model trained at another
+    level of theory: ``golf.train.refit_offsets``); ``resume`` continues
     the run in ``log_dir`` (default ``<out>.d``) with its saved architecture, schedule and split.
     ``preset`` is only recorded. InputError (one line) for bad settings or data.
     """
@@ -214,6 +217,12 @@ def train(
         cfg = model.config
         s = settings = dataclasses.replace(s, model=cfg["architecture"])
         hparams = dict(cfg["hparams"])
+        if refit_offsets and not resume:
+            from golf.train import refit_offsets as refit
+
+            fit = refit(model, train_data)
+            print(f"golf train: energy offsets of {init} refit to the training data: energy MAE "
+                  f"{fit['energy_mae_mev_before']:.4g} -> {fit['energy_mae_mev_after']:.4g} meV", file=sys.stderr)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(s.seed)
@@ -239,7 +248,8 @@ def train(
     }
     atomic_write_json(config_path, config)
     provenance = {"command": "golf train", "data": config["data"], "settings": recorded,
-                  "init": None if init is None else str(init), "n_train": len(train_data), "n_val": len(val),
+                  "init": None if init is None else str(init), "refit_offsets": bool(init and refit_offsets),
+                  "n_train": len(train_data), "n_val": len(val),
                   "golf_version": __version__}
 
     print(f"golf train: {len(train_data)} training / {len(val)} validation conformations "
