@@ -215,8 +215,12 @@ def train(
         model = load_model(init, device=str(device))
         model.check_elements(np.unique(labelled.numbers))
         cfg = model.config
-        s = settings = dataclasses.replace(s, model=cfg["architecture"])
         hparams = dict(cfg["hparams"])
+        # the recorded settings describe the model actually trained
+        s = settings = dataclasses.replace(
+            s, model=cfg["architecture"], features=hparams.get("n_atom_basis", s.features),
+            interactions=hparams.get("n_interactions", s.interactions), n_rbf=hparams.get("n_rbf", s.n_rbf),
+            cutoff=hparams.get("cutoff", s.cutoff))
         if refit_offsets and not resume:
             from golf.train import refit_offsets as refit
 
