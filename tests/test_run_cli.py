@@ -54,3 +54,39 @@ def test_interrupted_training_stage_resumes(smoke_run):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "$ golf train" in res.stderr and "--resume" in res.stderr
     assert (out / "stages" / "traj-80.json").exists()
+
+
+def test_report_gives_intervals_and_paired_differences(smoke_run):
+    out, _ = smoke_run
+    report = json.loads((out / "report.json").read_text())
+    for m in report["models"]:
+        ci = m["intervals_T10"]["e_res_median"]
+        assert set(ci) == {"value", "lo", "hi"}
+    paired = report["paired_differences_T10"]
+    assert set(paired) == {"GOLF-8 − baseline", "GOLF-8 − traj-80", "GOLF-8 − MMFF"}
+    assert all(d["n"] == 3 for d in paired.values())
+    assert "Paired differences at T = 10" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow  # ~1-2 min: a 128x3 PaiNN trained and evaluated; the wiring is in test_pretrained_start.py
+def test_run_from_a_pretrained_start(smoke_run, tmp_path, checkpoints_dir):
+    """``golf run --init``: the official baseline-NNP, offsets refit to D0, fine-tuned as the baseline;
+    the data stages are the smoke run's (copied), so only the model stages run."""
+    import shutil
+
+    src, _ = smoke_run
+    out = tmp_path / "golf-run-init"
+    shutil.copytree(src / "data", out / "data")
+    (out / "stages").mkdir()
+    for stage in ("d0", "test", "reference", "trajectories", "traj-80-data"):
+        shutil.copy(src / "stages" / f"{stage}.json", out / "stages")
+    res = subprocess.run([sys.executable, "-m", "golf", "run", "--preset", "smoke", "--out", str(out), "--init",
+                          str(checkpoints_dir / "baseline-NNP.pt"), "--no-progress"],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "refit" in res.stderr
+    names = [m["name"] for m in json.loads((out / "report.json").read_text())["models"]]
+    assert names == ["pretrained", "baseline", "traj-80", "GOLF-8", "MMFF"]
+    res = subprocess.run([sys.executable, "-m", "golf", "run", "--preset", "smoke", "--out", str(out),
+                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "another start" in res.stderr  # no silent mix of two starts
