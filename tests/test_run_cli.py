@@ -26,9 +26,11 @@ def test_smoke_run_writes_every_report_file(smoke_run):
         assert (out / name).exists(), name
     report = json.loads((out / "report.json").read_text())
     names = [m["name"] for m in report["models"]]
-    assert names == ["baseline", "traj-80", "GOLF-8", "MMFF"]
+    # smoke: budget 8, 4 parallel episodes, a snapshot at half the budget (the end of the 1st round)
+    assert names == ["baseline", "traj-80", "GOLF-4", "GOLF-8", "MMFF"]
     calls = {m["name"]: m["oracle_calls_beyond_d0"] for m in report["models"]}
-    assert calls["baseline"] == 0 and calls["traj-80"] == 80 and calls["GOLF-8"] == 8
+    assert calls["baseline"] == 0 and calls["traj-80"] == 80 and calls["GOLF-4"] == 4 and calls["GOLF-8"] == 8
+    assert (out / "cost_quality.png").stat().st_size > 10_000
     for m in report["models"]:
         assert [row["T"] for row in m["metrics"]] == [1, 2, 5, 10]
         assert {"pct_mean", "pct_div", "e_res_mean", "pct_success"} <= set(m["metrics"][0])
@@ -63,7 +65,7 @@ def test_report_gives_intervals_and_paired_differences(smoke_run):
         ci = m["intervals_T10"]["e_res_median"]
         assert set(ci) == {"value", "lo", "hi"}
     paired = report["paired_differences_T10"]
-    assert set(paired) == {"GOLF-8 − baseline", "GOLF-8 − traj-80", "GOLF-8 − MMFF"}
+    assert set(paired) == {"GOLF-8 − baseline", "GOLF-8 − traj-80", "GOLF-8 − MMFF", "GOLF-4 − baseline"}
     assert all(d["n"] == 3 for d in paired.values())
     assert "Paired differences at T = 10" in (out / "report.md").read_text()
 
@@ -86,7 +88,7 @@ def test_run_from_a_pretrained_start(smoke_run, tmp_path, checkpoints_dir):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "refit" in res.stderr
     names = [m["name"] for m in json.loads((out / "report.json").read_text())["models"]]
-    assert names == ["pretrained", "baseline", "traj-80", "GOLF-8", "MMFF"]
+    assert names == ["pretrained", "baseline", "traj-80", "GOLF-4", "GOLF-8", "MMFF"]
     res = subprocess.run([sys.executable, "-m", "golf", "run", "--preset", "smoke", "--out", str(out),
                           "--no-progress"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "another start" in res.stderr  # no silent mix of two starts

@@ -112,4 +112,66 @@ def plot_metrics(
     return path
 
 
-__all__ = ["plot_metrics"]
+def plot_cost_quality(
+    points: Mapping[str, tuple[Mapping[str, Any], int | None]],
+    path: str | os.PathLike,
+    T: int,
+    title: str | None = None,
+) -> Path:
+    """The paper's central claim as a figure: quality at step T against genuine-oracle calls beyond D0.
+
+    Args:
+        points: model name -> (its bootstrap intervals at T, ``golf.stats.bootstrap_intervals``; its
+            oracle calls beyond D0). Names ``traj-*`` and ``GOLF-*`` form the two curves (log x axis);
+            ``baseline`` (0 calls) and ``MMFF`` are drawn as horizontal lines.
+        path: output PNG (written atomically); T: the step the intervals are at.
+
+    Returns:
+        the output path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    metrics = (("e_res_median", f"median E_res at T={T} (kcal/mol)"), ("pct_success", f"pct_success at T={T} (%)"))
+    for ax, (key, label) in zip(axes, metrics):
+        for family, marker in (("traj-", "s"), ("GOLF-", "o")):
+            pts = sorted((calls, ci[key]) for name, (ci, calls) in points.items()
+                         if name.startswith(family) and calls and key in ci)
+            if not pts:
+                continue
+            x = np.array([c for c, _ in pts], dtype=float)
+            y = np.array([m["value"] for _, m in pts], dtype=float)
+            lo = np.array([m["lo"] for _, m in pts], dtype=float)
+            hi = np.array([m["hi"] for _, m in pts], dtype=float)
+            ax.errorbar(x, y, yerr=[np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)], marker=marker, capsize=3,
+                        label=family.rstrip("-") + "-N")
+        for name, style in (("baseline", "--"), ("MMFF", ":")):
+            ci = points.get(name, ({}, None))[0].get(key)
+            if ci:
+                ax.axhline(ci["value"], ls=style, color="k", lw=1, label=f"{name} ({ci['value']:.1f})")
+                ax.axhspan(ci["lo"], ci["hi"], color="k", alpha=0.06)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set(xlabel="genuine-oracle calls beyond D0", ylabel=label)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[1].set_ylim(-2, 102)
+    fig.suptitle((title + ": " if title else "") + "quality against oracle cost (95% bootstrap intervals)")
+    fig.tight_layout()
+    from golf.io import atomic_path
+
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+    return path
+
+
+__all__ = ["plot_cost_quality", "plot_metrics"]

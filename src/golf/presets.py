@@ -141,7 +141,8 @@ class GolfTraining:
     seed, conf_optimizer, cadence ("block" official, "stream"), max_pending, max_force_norm (eV/A),
     max_surrogate_energy (eV). Trainer: lr, lr_min (None: lr / 1000, the official schedule's end), clip,
     w_energy, w_forces. Run: eval_fraction (held-out molecules of D0),
-    eval_every / checkpoint_every (oracle calls), device.
+    eval_every / checkpoint_every (oracle calls), snapshots (oracle-call counts at which the model is also
+    saved as ``model-at-<calls>.pt``: points of the cost-quality curve from one run), device.
     """
 
     budget: int | None = None
@@ -164,6 +165,7 @@ class GolfTraining:
     eval_fraction: float = 0.1
     eval_every: int = 50
     checkpoint_every: int = 25
+    snapshots: tuple[int, ...] = ()
     device: str = "cpu"
 
     #: the fields that are ``GolfConfig`` knobs
@@ -222,6 +224,8 @@ class Experiment:
             random from the oracle trajectories of every D0 conformation of the first traj_molecules
             training molecules.
         n_parallel, utd_ratio, max_episode_steps: GOLF loop knobs.
+        golf_snapshots: fractions of the budget at which the GOLF run also saves its model; each is
+            evaluated as GOLF-<calls> (points of the cost-quality curve from the one run).
         steps: evaluated T; ref_max_steps: step limit of the reference relaxations.
     """
 
@@ -243,6 +247,7 @@ class Experiment:
     n_parallel: int
     utd_ratio: int
     max_episode_steps: int
+    golf_snapshots: tuple[float, ...] = ()
     steps: tuple[int, ...] = DEFAULT_STEPS
     ref_max_steps: int = 1000
 
@@ -254,11 +259,11 @@ EXPERIMENT_PRESETS: dict[str, Experiment] = {
     "smoke": Experiment(train_molecules=6, test_molecules=3, conformers=2, min_heavy=3, max_heavy=6,
                         features=32, interactions=2, n_rbf=16, baseline_updates=200, batch_size=8,
                         lr=1e-3, finetune_lr=1e-3, budget=8, traj_factors=(10,), traj_molecules=6, n_parallel=4, utd_ratio=4,
-                        max_episode_steps=10, steps=(1, 2, 5, 10), ref_max_steps=200),
+                        max_episode_steps=10, golf_snapshots=(0.5,), steps=(1, 2, 5, 10), ref_max_steps=200),
     "quick": Experiment(train_molecules=500, test_molecules=32, conformers=4, min_heavy=4, max_heavy=9,
                         features=64, interactions=3, n_rbf=20, baseline_updates=1500, batch_size=16,
                         lr=2e-3, finetune_lr=5e-4, budget=100, traj_factors=(10, 50), traj_molecules=50, n_parallel=16, utd_ratio=10,
-                        max_episode_steps=50, ref_max_steps=500),
+                        max_episode_steps=50, golf_snapshots=(0.25, 0.5), ref_max_steps=500),
     "paper": Experiment(train_molecules=4000, test_molecules=1000, conformers=3, min_heavy=8, max_heavy=30,
                         features=_PAPER_TRAIN.features, interactions=_PAPER_TRAIN.interactions,
                         n_rbf=_PAPER_TRAIN.n_rbf, baseline_updates=500_000, batch_size=_PAPER_TRAIN.batch_size,

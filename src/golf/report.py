@@ -30,7 +30,7 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
     """Collect ``out/eval/<name>/metrics.json`` of every model and write the report files atomically."""
     from golf.evaluate import json_clean, read_metrics
     from golf.io import atomic_write_json
-    from golf.plots import plot_metrics
+    from golf.plots import plot_cost_quality, plot_metrics
 
     results: dict[str, Any] = {}
     for name, (_, calls) in models.items():
@@ -40,6 +40,7 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
     T_final = max(int(s) for s in preset["steps"])
     added = _golf_conformations_added(out)
     intervals = {name: _intervals(res, T_final) for name, (res, _) in results.items()}
+    final = _final_golf(results)
     paired = _paired(results, T_final)
     doc = {
         "format": "golf-report/1",
@@ -49,7 +50,7 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
         "timings_s": timings,
         "models": [
             {"name": name, "oracle_calls_beyond_d0": calls if name != "MMFF" else None,
-             "conformations_added": added if name.startswith("GOLF") else None,
+             "conformations_added": added if name == final else None,
              "metrics": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
                          for row in res.aggregate],
              f"intervals_T{T_final}": intervals[name]}
@@ -80,7 +81,7 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
     for name, (res, calls) in results.items():
         r = _row_at(res.aggregate, T_final) or {}
         ci = intervals[name]
-        cost = "-" if name == "MMFF" else (f"{calls} ({added} added)" if name.startswith("GOLF") and added is not None
+        cost = "-" if name == "MMFF" else (f"{calls} ({added} added)" if name == final and added is not None
                                            else str(calls))
         lines.append(
             f"| {name} | {cost} | {_fmt(r.get('pct_median'))} [{_fmt(r.get('pct_q25'))}, {_fmt(r.get('pct_q75'))}] "
@@ -117,13 +118,15 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
             cells.append("n/a" if r is None else f"{_fmt(r.get('e_res_mean'), 2)} / {_fmt(r.get('pct_success'))}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Stage timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), "",
-              "Files: report.json (every metric at every T), metrics.png, learning_curves.png, eval/<model>/metrics.json "
+              "Files: report.json (every metric at every T), metrics.png, learning_curves.png, cost_quality.png, eval/<model>/metrics.json "
               "(per-conformation records), models/, golf/ (GOLF run: oracle.db, log.csv)."]
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
 
     plot_metrics({name: res.aggregate for name, (res, _) in results.items()}, out / "metrics.png",
                  title=f"golf run ({preset_name})")
     plot_learning_curves(out, out / "learning_curves.png")
+    plot_cost_quality({name: (intervals[name], calls) for name, (_, calls) in results.items()},
+                      out / "cost_quality.png", T=T_final, title=f"golf run ({preset_name})")
 
 
 def _ci(d: dict[str, Any], key: str, nd: int = 1, star: bool = False) -> str:
@@ -145,13 +148,20 @@ def _intervals(res: Any, T: int) -> dict[str, Any]:
     return bootstrap_intervals(columns_at(res.records, k))
 
 
+def _final_golf(results: dict[str, tuple[Any, int]]) -> str | None:
+    """The GOLF model with the whole budget (the others are snapshots of its run)."""
+    golf = [(calls, n) for n, (_, calls) in results.items() if n.startswith("GOLF")]
+    return max(golf)[1] if golf else None
+
+
 def _paired(results: dict[str, tuple[Any, int]], T: int) -> dict[str, Any]:
-    """GOLF minus every other model (baseline, traj-N, MMFF), paired on the shared test conformations."""
-    golf = [n for n in results if n.startswith("GOLF")]
+    """The final GOLF model minus every other model (baseline, traj-N, MMFF), and every GOLF snapshot
+    minus the baseline, paired on the shared test conformations."""
+    final = _final_golf(results)
     out: dict[str, Any] = {}
-    for g in golf:
+    for g in [n for n in results if n.startswith("GOLF")]:
         for other in results:
-            if other == g or other.startswith("GOLF"):
+            if other.startswith("GOLF") or (g != final and other != "baseline"):
                 continue
             ka, kb = _step_index(results[g][0], T), _step_index(results[other][0], T)
             if ka is None or kb is None or ka != kb:

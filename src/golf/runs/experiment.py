@@ -217,6 +217,7 @@ class Experiment:
             settings = GolfTraining(budget=self.budget, n_parallel=p.n_parallel, utd_ratio=p.utd_ratio,
                                     max_episode_steps=p.max_episode_steps, batch_size=p.batch_size,
                                     lr=p.finetune_lr, eval_every=max(1, self.budget // 10), seed=self.settings.seed,
+                                    snapshots=tuple(max(1, round(f * self.budget)) for f in p.golf_snapshots),
                                     device=self.settings.device)
             train_golf(baseline, [d0], self.path("golf"), settings, self.oracle, resume=resume,
                        progress=self.settings.progress)
@@ -247,6 +248,10 @@ class Experiment:
         out["baseline"] = (self.path("models/baseline.pt"), 0)
         for n in self.traj_sizes:
             out[f"traj-{n}"] = (self.path(f"models/traj-{n}.pt"), n)
+        from golf.runs.golf import snapshots
+
+        for calls, path in snapshots(self.path("golf")).items():  # GOLF at smaller budgets, once it has run
+            out[f"GOLF-{calls}"] = (path, calls)
         out[f"GOLF-{self.budget}"] = (self.path("golf/model.pt"), self.budget)
         out["MMFF"] = (MMFF, 0)
         return out

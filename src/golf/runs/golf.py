@@ -9,6 +9,9 @@ RUN_DIR layout:
     log.csv          progress rows (calls, buffer, loss, surrogate share, throughput, held-out errors)
     config.json      the run's configuration
     model.pt         the final model (a golf checkpoint), written when the budget is spent
+    model-at-<N>.pt  the model after N oracle calls, saved when the calls first reach an entry of
+                     ``GolfTraining.snapshots`` (mid-run: its learning rate has not decayed as a run with
+                     budget N would)
 
 Resume (after a kill -9 too): results in oracle.db beyond the checkpoint are added to the buffer and
 get their NNP updates; failed calls stay counted; calls that were in flight are simply not counted,
@@ -165,6 +168,12 @@ def train_golf(
     stats.skipped_force = sum(1 for r in stored if not r["kvp"].get("used", 1))
     stats.conformations_added = len(buffer.new)
 
+    def provenance() -> dict[str, Any]:
+        from golf import __version__
+
+        return dict(kind="golf", baseline=str(baseline), budget=config.budget, oracle=oracle.oracle,
+                    oracle_settings=spec.settings, data=[str(d) for d in data], golf_version=__version__)
+
     provider = ModelEnergyForces(model)
     t_start = time.perf_counter()
     calls_at_start = stats.calls_done
@@ -187,13 +196,28 @@ def train_golf(
             row.update(heldout_energy_mae_mev=ev["energy_mae_mev"], heldout_forces_mae_mev_a=ev["forces_mae_mev_a"])
         store.log(row)
 
+    # calls_done jumps by a whole round under the block cadence, so act when it crosses a multiple
+    last = {"checkpoint": stats.calls_done, "eval": stats.calls_done, "snapshot": stats.calls_done}
+
+    def crossed(kind: str, every: int, calls: int) -> bool:
+        hit = calls // every > last[kind] // every
+        if hit:
+            last[kind] = calls
+        return hit
+
     def on_progress(s: GolfStats, metrics: dict[str, float]) -> None:
         bar.update(1)
         bar.set_postfix(added=s.conformations_added, loss=f"{metrics.get('loss', float('nan')):.3g}", refresh=False)
-        if s.calls_done % settings.checkpoint_every == 0:
+        if crossed("checkpoint", settings.checkpoint_every, s.calls_done):
             save_checkpoint()
-        if s.calls_done % settings.eval_every == 0 or s.calls_done == config.budget:
+        if crossed("eval", settings.eval_every, s.calls_done) or (s.calls_done == config.budget
+                                                                  and last["eval"] != config.budget):
+            last["eval"] = s.calls_done
             log(s, metrics)
+        if any(last["snapshot"] < b <= s.calls_done < config.budget for b in settings.snapshots):
+            save_model(model, snapshot_path(run_dir, s.calls_done),
+                       provenance=dict(provenance(), calls_done=s.calls_done, stats=s.as_dict()))
+        last["snapshot"] = s.calls_done
 
     with open_executor(oracle, spec) as ex:
         golf_loop = GolfLoop(provider, trainer, buffer, pool, ex, config, on_result=on_result,
@@ -204,13 +228,24 @@ def train_golf(
         golf_loop.run()
     bar.close()
     save_checkpoint()
-    from golf import __version__
 
-    save_model(model, run_dir / MODEL, provenance=dict(
-        kind="golf", baseline=str(baseline), budget=config.budget, oracle=oracle.oracle, oracle_settings=spec.settings,
-        data=[str(d) for d in data], golf_version=__version__, stats=stats.as_dict()))
+    save_model(model, run_dir / MODEL, provenance=dict(provenance(), calls_done=stats.calls_done,
+                                                       stats=stats.as_dict()))
     atomic_write_json(run_dir / "summary.json", dict(stats=stats.as_dict(), seconds=time.perf_counter() - t_start))
     return run_dir / MODEL
+
+
+def snapshot_path(run_dir: str | os.PathLike, calls: int) -> Path:
+    """The model of a GOLF run after ``calls`` oracle calls (saved when the calls first reach a
+    ``snapshots`` entry; under the block cadence that is the end of the round that crosses it)."""
+    return Path(run_dir) / f"model-at-{int(calls)}.pt"
+
+
+def snapshots(run_dir: str | os.PathLike) -> dict[int, Path]:
+    """Oracle calls -> snapshot model of a GOLF run directory, in increasing order."""
+    found = {int(p.stem.removeprefix("model-at-")): p for p in Path(run_dir).glob("model-at-*.pt")
+             if p.stem.removeprefix("model-at-").isdigit()}
+    return dict(sorted(found.items()))
 
 
 def _log_row(stats: GolfStats, metrics: dict[str, float], buffer: Any, loop: GolfLoop, t_start: float,
