@@ -55,6 +55,8 @@ def main() -> int:
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--cadence", default="block", choices=["block", "stream"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--snapshots", default="16,32,48,64,80",
+                    help="GOLF oracle-call counts at which its model is also saved and evaluated ('' for none)")
     args = ap.parse_args()
 
     run, out = Path(args.run), Path(args.out)
@@ -86,10 +88,16 @@ def main() -> int:
         "train", "--golf", "--from", offsets, "--data", d0, "--budget", args.budget, "--n-parallel", 16,
         "--utd-ratio", 10, "--max-episode-steps", 50, "--batch-size", args.batch_size, "--lr", args.lr,
         "--cadence", args.cadence, "--seed", args.seed, "--out", golf_dir, "--no-progress",
+        *(["--snapshots", args.snapshots] if args.snapshots else []),
         *(["--resume"] if golf_dir.exists() else [])))
 
+    from golf.runs.golf import snapshots
+
+    models = [("offsets", offsets), ("finetune", finetune)]
+    models += [(f"golf-{args.cadence}-{calls}", path) for calls, path in snapshots(golf_dir).items()]
+    models += [(f"golf-{args.cadence}", golf_dir / "model.pt")]
     rows = {}
-    for name, model in (("offsets", offsets), ("finetune", finetune), (f"golf-{args.cadence}", golf_dir / "model.pt")):
+    for name, model in models:
         ev = out / "eval" / name
         stage(f"eval-{name}", ev / "metrics.json", lambda model=model, ev=ev, name=name: golf(
             "evaluate", "--model", model, "--name", name, "--reference", ref, "--steps", "1,5,21,100",
@@ -98,7 +106,14 @@ def main() -> int:
         last = next(m for m in doc["models"] if m["name"] == name)["aggregate"][-1]
         rows[name] = {k: last.get(k) for k in ("T", "n", "n_failed", "pct_div", "e_res_median", "pct_success",
                                                "e_res_median_official", "pct_success_official")}
-    result = {"run": str(run), "settings": vars(args), "offset_fit": fit, "timings_s": timings, "rows": rows}
+    import csv
+
+    with open(golf_dir / "log.csv") as fh:  # GOLF's held-out D0 errors along the run
+        curve = [{k: r[k] for k in ("calls", "conformations_added", "updates", "heldout_energy_mae_mev",
+                                    "heldout_forces_mae_mev_a") if k in r} for r in csv.DictReader(fh)]
+    summary = json.loads((out / "finetune.pt.d" / "summary.json").read_text())
+    result = {"run": str(run), "settings": vars(args), "offset_fit": fit, "timings_s": timings, "rows": rows,
+              "finetune_val": {k: v for k, v in summary.items() if k.startswith("val_")}, "golf_curve": curve}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'model':16} {'broken':>7} {'pct_div':>8} {'E_res med':>10} {'success':>8}")
