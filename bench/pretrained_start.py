@@ -80,9 +80,12 @@ def main() -> int:
     n_train = max(1, int(0.9 * count_rows(d0)))
     epochs = max(1, round(args.finetune_updates * args.batch_size / n_train))
     finetune = out / "finetune.pt"
-    stage("finetune", finetune, lambda: golf(
+    # golf train writes its best model after every improving epoch: the run's summary marks the end
+    ft_dir = out / "finetune.pt.d"
+    stage("finetune", ft_dir / "summary.json", lambda: golf(
         "train", "--data", d0, "--init", offsets, "--out", finetune, "--epochs", epochs, "--lr", args.lr,
-        "--batch-size", args.batch_size, "--seed", args.seed, "--no-progress"))
+        "--batch-size", args.batch_size, "--seed", args.seed, "--no-progress",
+        *(["--resume"] if (ft_dir / "trainer_state.pt").exists() else [])))
     golf_dir = out / f"golf-{args.cadence}"
     stage("golf", golf_dir / "model.pt", lambda: golf(
         "train", "--golf", "--from", offsets, "--data", d0, "--budget", args.budget, "--n-parallel", 16,
