@@ -137,10 +137,9 @@ def pending_records(confs: list[Conformation], out: str) -> list[tuple[str, Conf
 
 
 def bar(total: int, desc: str, quiet: bool) -> Any:
-    from tqdm import tqdm
+    from golf.progress import progress_bar
 
-    return tqdm(total=total, desc=desc, unit="call", file=sys.stderr, dynamic_ncols=True,
-                disable=quiet, mininterval=0.5, smoothing=0.1)
+    return progress_bar(total=total, desc=desc, unit="call", disable=quiet, smoothing=0.1)
 
 
 def stream(ex: Any, items: list, task: str, task_kwargs: dict, handle: Callable[[str, Any], None], bar: Any, window: int) -> None:

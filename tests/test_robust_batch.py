@@ -1,0 +1,208 @@
+"""Issue 16, batches and processes: one structure never aborts a batch, outputs are checked before the
+work, options are validated where they are parsed, workers die with their parent or are replaced,
+trajectories are committed as they arrive, and progress does not flood logs.
+
+tests/data/batch_one_bad.xyz: ethanol, bis(4-nitrophenyl) disulfide (RDKit cannot assign its bond
+orders from XYZ), water, a single sulfur atom (open shell).
+"""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from golf.cli import main
+
+DATA = Path(__file__).parent / "data"
+MIXED = DATA / "batch_one_bad.xyz"
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from golf.models import build_model, save_model
+
+    torch.manual_seed(0)
+    model = build_model("painn", elements=[1, 6, 7, 8, 16], n_atom_basis=8, n_interactions=1, n_rbf=8)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "__version__", str(torch.__version__))
+        save_model(model, path)
+    return path
+
+
+def _lines(text: str) -> list[str]:
+    return [ln for ln in text.strip().splitlines() if ln.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. one structure never aborts a batch
+
+
+def test_reader_reports_bad_structures_and_keeps_connectivity():
+    from golf.errors import InputError
+    from golf.formats import read_conformations
+
+    with pytest.raises(InputError, match="structure 2: could not assign bond orders"):
+        read_conformations(MIXED)  # strict by default: data pipelines need bond orders
+    errors: list = []
+    confs = read_conformations(MIXED, on_error=errors.append, bond_orders=False)
+    assert [c.n_atoms for c in confs] == [9, 28, 3]
+    assert confs[1].molblock is None and confs[1].info["bonds"] == "connectivity"
+    assert confs[0].molblock and confs[0].smiles == "CCO"
+    assert len(errors) == 1 and "structure 4: radical" in str(errors[0])
+
+
+def test_predict_goes_on_past_bad_structures(tiny_model, tmp_path, capsys):
+    from ase.io import read
+
+    out = tmp_path / "p.extxyz"
+    assert main(["predict", "--model", str(tiny_model), str(MIXED), "-o", str(out)]) == 3
+    err = _lines(capsys.readouterr().err)
+    assert len(err) == 1 and "skipped" in err[0] and "structure 4" in err[0]
+    assert "neutral closed-shell" in err[0] and "--multiplicity" not in err[0]
+    frames = read(out, index=":")
+    assert [len(a) for a in frames] == [9, 28, 3]
+    assert all(np.isfinite(a.get_potential_energy()) for a in frames)
+
+
+def test_optimize_model_to_db_and_partial_exit(tiny_model, tmp_path, capsys):
+    import ase.db
+
+    from golf.formats import read_conformations
+
+    out = tmp_path / "o.db"
+    rc = main(["optimize", "--model", str(tiny_model), str(MIXED), "-o", str(out), "--max-steps", "3",
+               "--no-progress"])
+    assert rc == 3
+    err = capsys.readouterr().err
+    assert "structure 4" in err and "Traceback" not in err
+    rows = list(ase.db.connect(str(out)).select())
+    assert len(rows) == 3 and all("max_force" in r.key_value_pairs for r in rows)  # ASE reserves fmax
+    assert len(read_conformations(out, bond_orders=False)) == 3
+
+
+def test_optimize_mmff_reports_what_needs_bond_orders(tmp_path, capsys):
+    out = tmp_path / "o.sdf"
+    rc = main(["optimize", "--oracle", "mmff", str(MIXED), "-o", str(out), "--workers", "1", "--max-steps", "5",
+               "--no-progress"])
+    assert rc == 3
+    err = capsys.readouterr().err
+    skipped = [ln for ln in err.splitlines() if ln.startswith("golf optimize: skipped")]
+    assert len(skipped) == 2
+    assert "structure 2: could not assign bond orders" in skipped[0] and "structure 4" in skipped[1]
+    from rdkit import Chem
+
+    assert len([m for m in Chem.SDMolSupplier(str(out), removeHs=False)]) == 2
+
+
+def test_every_structure_bad_is_one_line_error(tiny_model, tmp_path, capsys):
+    single = tmp_path / "atom.xyz"
+    single.write_text("1\nC atom\nC 0 0 0\n")
+    out = tmp_path / "p.extxyz"
+    assert main(["predict", "--model", str(tiny_model), str(single), "-o", str(out)]) == 2
+    err = _lines(capsys.readouterr().err)
+    assert len(err) == 1 and err[0].startswith("golf predict: error:") and "structure 1" in err[0]
+    assert not out.exists()
+
+
+def test_charged_input_gets_right_advice(tiny_model, tmp_path, capsys):
+    acetate = tmp_path / "acetate.smi"
+    acetate.write_text("CC(=O)[O-] acetate\n")
+    ammonium = DATA / "bad" / "ammonium.xyz"
+    for path in (acetate, ammonium):  # an NNP has no charge input: no advice to pass one
+        assert main(["predict", "--model", str(tiny_model), str(path), "-o", str(tmp_path / "p.extxyz")]) == 2
+        err = capsys.readouterr().err
+        assert "neutral closed-shell" in err and "--charge" not in err, err
+    # optimize has --charge for oracle relaxations, as the advice says
+    assert main(["optimize", "--oracle", "mmff", str(acetate), "-o", str(tmp_path / "o.sdf")]) == 2
+    assert "pass --charge -1" in capsys.readouterr().err
+    assert main(["optimize", "--oracle", "mmff", str(ammonium), "-o", str(tmp_path / "o.sdf")]) == 2
+    assert "--charge" in capsys.readouterr().err
+    assert main(["optimize", "--oracle", "mmff", str(ammonium), "--charge", "1", "-o", str(tmp_path / "o.sdf"),
+                 "--workers", "1", "--no-progress"]) == 0
+    assert main(["optimize", "--model", str(tiny_model), str(ammonium), "--charge", "1",
+                 "-o", str(tmp_path / "o.sdf")]) == 2
+    assert "--oracle" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. outputs checked before the work
+
+
+@pytest.mark.parametrize("out, message", [("o.pdb", "cannot write '.pdb'"), ("o", "without extension"),
+                                          ("afile/o.sdf", "cannot write in")])
+def test_output_checked_before_work(tiny_model, tmp_path, capsys, monkeypatch, out, message):
+    import golf.formats
+
+    (tmp_path / "afile").write_text("not a directory")
+    monkeypatch.setattr(golf.formats, "read_conformations", lambda *a, **k: pytest.fail("read before check"))
+    for cmd in (["predict", "--model", str(tiny_model)], ["optimize", "--model", str(tiny_model)]):
+        assert main([*cmd, str(MIXED), "-o", str(tmp_path / out)]) == 2
+        err = _lines(capsys.readouterr().err)
+        assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_read_only_output_directory(tiny_model, tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        assert main(["optimize", "--model", str(tiny_model), str(MIXED), "-o", str(ro / "o.sdf")]) == 2
+        assert "cannot write in" in capsys.readouterr().err
+    finally:
+        ro.chmod(0o700)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. option validation, one line, every command
+
+
+BAD_OPTIONS = {
+    "optimize --fmax nan": (["optimize", "x.xyz", "-o", "y.sdf", "--model", "m", "--fmax", "nan"], "--fmax"),
+    "optimize --device cuda": (["optimize", "x.xyz", "-o", "y.sdf", "--model", "m", "--device", "cuda:7"], "--device"),
+    "predict --device": (["predict", "x.xyz", "-o", "y.sdf", "--model", "m", "--device", "tpu"], "--device"),
+    "train --workers 0": (["train", "--golf", "--workers", "0"], "--workers"),
+    "optimize --workers 0": (["optimize", "x.xyz", "-o", "y.sdf", "--oracle", "mmff", "--workers", "0"], "--workers"),
+    "reference --fmax -1": (["data", "reference", "--out", "r.db", "--fmax", "-1"], "--fmax"),
+    "reference --fmax 0": (["data", "reference", "--out", "r.db", "--fmax", "0"], "--fmax"),
+    "reference --max-steps -1": (["data", "reference", "--out", "r.db", "--max-steps", "-1"], "--max-steps"),
+    "build --displacement 5": (["data", "build", "--out", "b.db", "--displacement", "5"], "at most 1"),
+    "build --timeout 0": (["data", "build", "--out", "b.db", "--timeout", "0"], "--timeout"),
+    "train --timeout -3": (["train", "--golf", "--timeout", "-3"], "--timeout"),
+    "conformers --batch-size 0": (["conformers", "x.smi", "-o", "y.sdf", "--batch-size", "0"], "--batch-size"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_OPTIONS))
+def test_bad_option_is_one_line(name, capsys):
+    argv, option = BAD_OPTIONS[name]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = _lines(capsys.readouterr().err)
+    assert len(err) == 1 and "error: argument" in err[0], err
+    assert option in err[0] or (option == "at most 1" and "between 0 and 1 Angstrom" in err[0])
+
+
+def test_displacement_maximum_is_documented():
+    import argparse
+
+    from golf.cli import build_parser
+
+    def sub(parser, name):
+        return [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)][0].choices[name]
+
+    build = sub(sub(build_parser(), "data"), "build")
+    assert "at most 1;" in " ".join(build.format_help().split())
+    assert build_parser().parse_args(["data", "build", "--out", "x.db", "--displacement", "1"]).displacement == 1.0
