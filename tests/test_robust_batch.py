@@ -206,3 +206,93 @@ def test_displacement_maximum_is_documented():
     build = sub(sub(build_parser(), "data"), "build")
     assert "at most 1;" in " ".join(build.format_help().split())
     assert build_parser().parse_args(["data", "build", "--out", "x.db", "--displacement", "1"]).displacement == 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# 4-5. processes: workers die with their parent; a worker that dies is replaced, its calls retried
+
+TESTS = str(Path(__file__).resolve().parent)
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, TESTS]), OMP_NUM_THREADS="1")
+
+
+def _workers(proc, n: int, timeout: float = 60.0) -> list:
+    """The descendants of ``proc`` once ``n`` spawned workers run (psutil processes)."""
+    import psutil
+
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        kids = parent.children(recursive=True)
+        spawned = [k for k in kids if "spawn_main" in " ".join(_cmdline(k))]
+        if len(spawned) >= n:
+            return kids
+        time.sleep(0.2)
+    pytest.fail(f"{n} workers did not start within {timeout} s")
+
+
+def _cmdline(p) -> list[str]:
+    import psutil
+
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return []
+
+
+def test_kill_9_leaves_no_worker_alive(tmp_path):
+    import psutil
+
+    cmd = [sys.executable, "-m", "golf", "optimize", "--oracle", "flaky_oracle:SlowMMFF",
+           str(DATA / "tiny.smi"), "-o", str(tmp_path / "o.sdf"), "--workers", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    kids: list = []
+    try:
+        kids = _workers(proc, 2)
+        proc.kill()  # SIGKILL: no cleanup in the parent
+        proc.wait(timeout=10)
+        gone, alive = psutil.wait_procs(kids, timeout=5)
+        assert not alive, [(p.pid, _cmdline(p)) for p in alive]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in kids:  # never leave them behind, whatever happened
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+
+
+def test_dead_worker_is_replaced_and_calls_retried():
+    """A worker killed from outside (OOM killer, kill -9) between polls: submitting to the broken
+    pool must not raise BrokenProcessPool; the pool is replaced and every call still comes back."""
+    import signal
+
+    from golf.chem import generate_conformers
+    from golf.oracles import validated_spec
+    from golf.oracles.executors import make_executor
+
+    sys.path.insert(0, TESTS)
+    try:
+        spec = validated_spec("flaky_oracle:SlowMMFF", {"delay": 0.5})
+    finally:
+        sys.path.remove(TESTS)
+    confs = generate_conformers("CCO", 4, seed=0)
+    with make_executor(spec, kind="local", n_workers=2) as ex:
+        ex.submit(confs[0], key=0)  # one call in flight: a free slot for the next submit
+        deadline = time.monotonic() + 60
+        while not (getattr(ex._pool, "_processes", None) or {}) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for victim in list(ex._pool._processes.values()):
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.join(timeout=10)
+        time.sleep(0.5)  # the pool notices and marks itself broken
+        for k in (1, 2, 3):
+            ex.submit(confs[k], key=k)  # the first raised BrokenProcessPool before
+        results = dict(ex.as_completed())
+    assert sorted(results) == [0, 1, 2, 3]
+    assert all(r.ok for r in results.values()), {k: r.reason for k, r in results.items()}
