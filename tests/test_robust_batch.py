@@ -296,3 +296,41 @@ def test_dead_worker_is_replaced_and_calls_retried():
         results = dict(ex.as_completed())
     assert sorted(results) == [0, 1, 2, 3]
     assert all(r.ok for r in results.values()), {k: r.reason for k, r in results.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. data trajectories: every relaxation committed as it arrives
+
+
+def test_trajectories_resume_recomputes_nothing_that_arrived(tmp_path, monkeypatch, capsys):
+    import golf.db
+    from golf.oracles.mmff import MMFFOracle
+    from golf.runs.trajectories import arrived_dir
+
+    d0 = tmp_path / "d0.db"
+    assert main(["data", "build", "--smiles", str(DATA / "tiny.smi"), "--oracle", "mmff", "--executor", "serial",
+                 "--quiet", "--out", str(d0)]) == 0
+    relaxed = []
+    real_relax = MMFFOracle.relax
+    monkeypatch.setattr(MMFFOracle, "relax", lambda self, conf, **kw: relaxed.append(conf.mol_id) or
+                        real_relax(self, conf, **kw))
+    args = ["data", "trajectories", "--input", str(d0), "--oracle", "mmff", "--executor", "serial", "--quiet",
+            "--max-steps", "30", "--budget", "25"]
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt  # the kill: after the relaxation arrived, before the db has it
+
+    with monkeypatch.context() as m:
+        m.setattr(golf.db, "append_trajectory_step", killed)
+        assert main([*args, "--out", str(tmp_path / "t.db")]) == 130
+    assert len(relaxed) == 1 and len(list(arrived_dir(str(tmp_path / "t.db")).iterdir())) == 1
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "t.db")]) == 0
+    assert "1 reused" in capsys.readouterr().err
+    first = relaxed[0]
+    assert relaxed.count(first) == 1, relaxed  # not relaxed again
+    resumed = list(golf.db.iter_rows(tmp_path / "t.db"))
+    assert main([*args, "--out", str(tmp_path / "fresh.db")]) == 0  # the same without a kill
+    fresh = list(golf.db.iter_rows(tmp_path / "fresh.db"))
+    assert [r["kvp"]["key"] for r in resumed] == [r["kvp"]["key"] for r in fresh]
+    assert np.allclose([r["energy"] for r in resumed], [r["energy"] for r in fresh])
