@@ -334,3 +334,44 @@ def test_trajectories_resume_recomputes_nothing_that_arrived(tmp_path, monkeypat
     fresh = list(golf.db.iter_rows(tmp_path / "fresh.db"))
     assert [r["kvp"]["key"] for r in resumed] == [r["kvp"]["key"] for r in fresh]
     assert np.allclose([r["energy"] for r in resumed], [r["energy"] for r in fresh])
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. logs: status lines, not redrawn bars, when stderr is not a terminal
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_in_a_log_is_a_few_status_lines():
+    from golf.progress import LogTqdm, progress_bar
+
+    log = io.StringIO()
+    with progress_bar(total=5000, desc="calls", unit="call", file=log) as bar:
+        assert isinstance(bar, LogTqdm)
+        for _ in range(5000):
+            bar.update(1)
+    text = log.getvalue()
+    assert "\r" not in text and len(_lines(text)) <= 3, text
+    assert _lines(text)[-1].startswith("calls: 5000/5000")
+    tty = _Tty()
+    assert not isinstance(progress_bar(total=1, file=tty), LogTqdm)  # a terminal keeps its live bar
+
+
+def test_configure_sets_tqdm_interval_for_logs(monkeypatch):
+    from golf.progress import STATUS_INTERVAL, configure
+
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    configure()
+    assert float(os.environ["TQDM_MININTERVAL"]) == STATUS_INTERVAL
+
+
+def test_optimize_log_has_no_carriage_returns(tiny_model, tmp_path):
+    p = subprocess.run([sys.executable, "-m", "golf", "optimize", "--model", str(tiny_model), str(DATA / "tiny.smi"),
+                        "-o", str(tmp_path / "o.sdf"), "--max-steps", "3"], env=_env(), capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "\r" not in p.stderr and len(p.stderr) < 1000, p.stderr
