@@ -352,6 +352,8 @@ def _evaluate_trajectories(
     progress: bool = True,
 ) -> EvaluationResult:
     """Genuine oracle at frame 0 and at the frame of every T; metrics per conformation and per T."""
+    from golf.progress import progress_bar
+
     steps = [int(t) for t in steps]
     n_conf = len(reference)
     # submit every distinct (conformation, frame) once

@@ -56,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     from golf.errors import GolfError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad option (2, one line already printed)
+        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 2
     if args.version:
         from golf import __version__
 
