@@ -373,3 +373,70 @@ def test_optimize_log_has_no_carriage_returns(tiny_model, tmp_path):
                        text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "\r" not in p.stderr and len(p.stderr) < 1000, p.stderr
+
+
+@pytest.fixture(scope="module")
+def d0_and_baseline(tmp_path_factory):
+    """A tiny MMFF-labelled D0 and a barely trained tiny baseline (the GOLF loop needs both)."""
+    from golf.chem import generate_conformers
+    from golf.dataset import LabelledData
+    from golf.db import append_labelled
+    from golf.models import build_model, save_model
+    from golf.oracles import make_oracle
+    from golf.train import prepare_model
+
+    root = tmp_path_factory.mktemp("golf")
+    d0 = root / "d0.db"
+    mmff = make_oracle("mmff")
+    for mol_id, smi in enumerate(["CCO", "CCN", "OCCO"]):
+        for conf in generate_conformers(smi, 2, seed=1, displacement=0.05, mol_id=mol_id):
+            append_labelled(d0, conf, mmff.compute(conf), mmff.spec, key=f"{mol_id}:{conf.conf_id}")
+    torch.manual_seed(0)
+    model = build_model("painn", n_atom_basis=8, n_interactions=1, cutoff=5.0, n_rbf=8)
+    with torch.no_grad():  # no forces at all: episodes end at once at sane D0 structures
+        for param in model.parameters():
+            param.zero_()
+    prepare_model(model, LabelledData.from_db(d0))
+    baseline = root / "baseline.pt"
+    save_model(model, baseline, provenance={"kind": "test-baseline"})
+    return d0, baseline
+
+
+def test_golf_loop_survives_a_killed_worker(d0_and_baseline, tmp_path):
+    """kill -9 of an oracle worker in the middle of ``train --golf``: the call is retried, the run ends
+    normally with every oracle call accounted for (no BrokenProcessPool)."""
+    import psutil
+
+    from golf.db import count_rows, iter_rows
+
+    d0, baseline = d0_and_baseline
+    run = tmp_path / "run"
+    budget = 8
+    cmd = [sys.executable, "-m", "golf", "train", "--golf", "--from", str(baseline), "--data", str(d0),
+           "--budget", str(budget), "--out", str(run), "--oracle", "flaky_oracle:SlowMMFF",
+           "--oracle-option", "delay=0.4", "--executor", "local", "--workers", "2", "--n-parallel", "2",
+           "--utd-ratio", "10", "--max-episode-steps", "4", "--batch-size", "4", "--seed", "0"]
+    proc = subprocess.Popen(cmd, env=_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    kids: list = []
+    try:
+        kids = _workers(proc, 2)
+        deadline = time.monotonic() + 120
+        while (count_rows(run / "oracle.db") if (run / "oracle.db").exists() else 0) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        # the first round is in: the workers wait while the model trains; one dies there
+        victim = [k for k in kids if "spawn_main" in " ".join(_cmdline(k))][0]
+        victim.kill()
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in kids:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+    assert proc.returncode == 0, stderr
+    assert "BrokenProcessPool" not in stderr and "Traceback" not in stderr
+    calls = [int(r["kvp"]["call"]) for r in iter_rows(run / "oracle.db")]
+    assert sorted(calls) == list(range(budget)), stderr
