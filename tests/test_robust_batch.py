@@ -193,6 +193,28 @@ def test_bad_option_is_one_line(name, capsys):
     assert option in err[0] or (option == "at most 1" and "between 0 and 1 Angstrom" in err[0])
 
 
+def test_every_command_validates_its_options():
+    import argparse
+
+    from golf.cli import build_parser
+    from golf.cli._types import TYPES
+
+    seen: dict[str, set[str]] = {}
+
+    def walk(parser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+            elif action.dest in TYPES:
+                assert action.type is TYPES[action.dest], (parser.prog, action.dest)
+                seen.setdefault(action.dest, set()).add(parser.prog)
+
+    walk(build_parser())
+    assert {"golf optimize", "golf train", "golf data build", "golf run"} <= seen["workers"]
+    assert {"golf optimize", "golf predict", "golf train", "golf evaluate"} <= seen["device"]
+
+
 def test_displacement_maximum_is_documented():
     import argparse
 

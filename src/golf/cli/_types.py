@@ -122,7 +122,11 @@ TYPES: dict[str, Callable[[str], Any]] = {
     "device": device,
 }
 
-_REPLACEABLE = (None, int, float, str)
+#: the plain argparse type each validator replaces (an option of another kind keeps its own type)
+_REPLACES: dict[Callable[[str], Any], tuple[Any, ...]] = {
+    positive_int: (int,), nonnegative_int: (int,), positive_float: (float,), force_threshold: (float,),
+    seconds: (float, int), displacement: (float,), device: (None, str),
+}
 
 
 def install(parser: argparse.ArgumentParser) -> None:
@@ -133,7 +137,7 @@ def install(parser: argparse.ArgumentParser) -> None:
                 install(sub)
             continue
         check = TYPES.get(action.dest)
-        if check is None or action.type not in _REPLACEABLE or action.choices is not None:
+        if check is None or action.type not in _REPLACES[check] or action.choices is not None:
             continue
         if action.nargs not in (None, "?"):  # flags (store_true) and lists keep their own handling
             continue
