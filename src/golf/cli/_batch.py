@@ -15,6 +15,10 @@ from golf.errors import ChargeSpinError, InputError
 #: exit code of a batch command that wrote its output but skipped or failed some structures.
 PARTIAL = 3
 
+#: the exit codes of batch commands, as their --help states them.
+EXIT_CODES = (f"exit status: 0 every structure done; {PARTIAL} output written without the structures "
+              "reported on stderr (one line each); 2 nothing done (bad input or option, one line)")
+
 #: why an NNP refuses charged and open-shell structures.
 NNP_NEUTRAL = "the NNP models neutral closed-shell molecules only"
 

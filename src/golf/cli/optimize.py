@@ -24,6 +24,9 @@ METHODS = ("lbfgs", "lbfgs-precon", "lbfgs-golf", "lbfgs-ase", "fire", "gd")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from golf.cli._batch import EXIT_CODES
+
+    p.epilog = EXIT_CODES
     p.add_argument("input", help="structures or SMILES (.smi .txt .csv .sdf .mol .xyz .extxyz .db)")
     p.add_argument("-o", "--output", required=True, help="relaxed structures (.sdf .extxyz .xyz .db)")
     src = p.add_mutually_exclusive_group(required=True)
@@ -70,8 +73,12 @@ def run(args: argparse.Namespace) -> int:
         bond_orders = False
     else:
         from golf.oracles import oracle_class
+        from golf.presets import OracleRun
+        from golf.runs.data import oracle_spec
 
-        bond_orders = bool(getattr(oracle_class(args.oracle), "needs_bond_orders", False))
+        oracle = OracleRun(oracle=args.oracle, workers=args.workers)
+        spec = oracle_spec(oracle)  # the oracle and its settings, before any work
+        bond_orders = bool(getattr(oracle_class(spec.name), "needs_bond_orders", False))
     confs, skipped = read_batch("optimize", args.input, bond_orders=bond_orders, neutral_only=bool(args.model),
                                 conformers=args.conformers, seed=args.seed, charge=args.charge,
                                 multiplicity=args.multiplicity)
@@ -100,11 +107,9 @@ def run(args: argparse.Namespace) -> int:
                          progress=bar.update)
     else:
         from golf.optim import OracleEnergyForces
-        from golf.presets import OracleRun
-        from golf.runs.data import open_executor, oracle_spec
+        from golf.runs.data import open_executor
 
-        oracle = OracleRun(oracle=args.oracle, workers=args.workers)
-        with open_executor(oracle, oracle_spec(oracle)) as ex, \
+        with open_executor(oracle, spec) as ex, \
                 progress_bar(total=len(confs), unit="conf", desc="optimize", disable=args.no_progress) as bar:
             recs = relax(OracleEnergyForces(ex, templates=confs), confs, dtype=torch.float64, method=args.optimizer,
                          fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size,

@@ -11,6 +11,9 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from golf.cli._batch import EXIT_CODES
+
+    parser.epilog = EXIT_CODES
     parser.add_argument("input", help="structures: .sdf/.mol, .xyz/.extxyz, .db (ASE), .smi/.csv")
     parser.add_argument("--model", required=True,
                         help="golf checkpoint or official GOLF/schnetpack state dict (.pt)")
