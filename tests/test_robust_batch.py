@@ -462,3 +462,15 @@ def test_golf_loop_survives_a_killed_worker(d0_and_baseline, tmp_path):
     assert "BrokenProcessPool" not in stderr and "Traceback" not in stderr
     calls = [int(r["kvp"]["call"]) for r in iter_rows(run / "oracle.db")]
     assert sorted(calls) == list(range(budget)), stderr
+
+
+def test_data_and_conformers_outputs_checked_before_work(tmp_path, capsys):
+    (tmp_path / "afile").write_text("not a directory")
+    bad = str(tmp_path / "afile" / "x")
+    assert main(["data", "build", "--smiles", str(DATA / "tiny.smi"), "--oracle", "mmff", "--executor", "serial",
+                 "--out", bad + ".db"]) == 2
+    assert "cannot write in" in capsys.readouterr().err
+    assert main(["conformers", str(DATA / "tiny.smi"), "-o", bad + ".sdf"]) == 2
+    assert "cannot write in" in capsys.readouterr().err
+    assert main(["conformers", str(DATA / "tiny.smi"), "-o", str(tmp_path / "c.sdf"), "--summary", bad + ".csv"]) == 2
+    assert "--summary" in capsys.readouterr().err

@@ -429,12 +429,12 @@ def _db_props(props: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_writable(path: str | os.PathLike, exts: Sequence[str] = WRITE_EXTS, option: str = "-o") -> None:
-    """Before any work: InputError (one line) unless ``path`` has one of ``exts`` and can be created
-    or replaced (not a directory; the nearest existing directory above it is writable)."""
+def check_writable(path: str | os.PathLike, exts: Sequence[str] | None = WRITE_EXTS, option: str = "-o") -> None:
+    """Before any work: InputError (one line) unless ``path`` has one of ``exts`` (None: any) and can
+    be created or replaced (not a directory; the nearest existing directory above it is writable)."""
     p = Path(path)
     ext = p.suffix.lower()
-    if ext not in exts:
+    if exts is not None and ext not in exts:
         raise InputError(f"{option} {p}: cannot write {ext or 'files without extension'!r} "
                          f"(use {' '.join(exts)})")
     if p.is_dir():

@@ -71,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".sdf":
         raise InputError(f"{out}: conformers are written as .sdf")
     summary = Path(args.summary) if args.summary else out.with_suffix(".csv")
+    from golf.formats import check_writable
+
+    check_writable(out, (".sdf",))  # both outputs, before any work
+    check_writable(summary, None, option="--summary")
     if args.workers < 1:
         raise InputError("--workers must be >= 1")
     if args.refine_opt and not args.refine:

@@ -96,10 +96,13 @@ def check_out(out: str, spec: OracleSpec) -> None:
     from golf.db import db_oracle
     from golf.oracles import same_settings
 
+    from golf.formats import check_writable
+
     if not out.lower().endswith(".db"):
         raise InputError(f"--out {out}: must be an ASE SQLite database ending in .db")
     if os.path.isdir(out):
         raise InputError(f"--out {out}: is a directory")
+    check_writable(out, (".db",), option="--out")  # before any oracle call
     if os.path.exists(out) and os.path.getsize(out) > 0:
         try:
             prev = db_oracle(out)
