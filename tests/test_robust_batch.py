@@ -105,6 +105,26 @@ def test_optimize_mmff_reports_what_needs_bond_orders(tmp_path, capsys):
     assert len([m for m in Chem.SDMolSupplier(str(out), removeHs=False)]) == 2
 
 
+def test_connectivity_only_sdf_round_trip(tiny_model, tmp_path, capsys):
+    """An NNP-relaxed structure without bond orders is written to SDF marked as such; reading it
+    back never takes its single bonds for chemistry."""
+    from golf.errors import InputError
+    from golf.formats import read_conformations
+
+    out = tmp_path / "o.sdf"
+    assert main(["optimize", "--model", str(tiny_model), str(MIXED), "-o", str(out), "--max-steps", "2",
+                 "--no-progress"]) == 3
+    confs = read_conformations(out, bond_orders=False)
+    assert [c.n_atoms for c in confs] == [9, 28, 3]
+    assert confs[1].molblock is None and confs[1].info["bonds"] == "connectivity"
+    with pytest.raises(InputError, match="record 2: connectivity only"):
+        read_conformations(out)
+    # and MMFF, which needs bond orders, reports that record and relaxes the others
+    assert main(["optimize", "--oracle", "mmff", str(out), "-o", str(tmp_path / "m.sdf"), "--workers", "1",
+                 "--no-progress"]) == 3
+    assert "record 2: connectivity only" in capsys.readouterr().err
+
+
 def test_every_structure_bad_is_one_line_error(tiny_model, tmp_path, capsys):
     single = tmp_path / "atom.xyz"
     single.write_text("1\nC atom\nC 0 0 0\n")

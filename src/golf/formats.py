@@ -164,7 +164,7 @@ def _read_smiles_file(
 
 def _read_sdf(
     path: Path, conformers: int, seed: int, charge: int | None, multiplicity: int | None,
-    displacement: float, on_error: OnError | None = None,
+    displacement: float, on_error: OnError | None = None, bond_orders: bool = True,
 ) -> list[Conformation]:
     from rdkit import Chem
 
@@ -179,7 +179,8 @@ def _read_sdf(
             raise InputError(f"{path}: no molecules in file")
         for i in range(n_records):
             try:
-                out.extend(_sdf_record(supplier, i, path, conformers, seed, charge, multiplicity, displacement))
+                out.extend(_sdf_record(supplier, i, path, conformers, seed, charge, multiplicity, displacement,
+                                       bond_orders))
             except InputError as exc:
                 if on_error is None:
                     raise
@@ -188,9 +189,13 @@ def _read_sdf(
     return out
 
 
+#: SDF field golf writes on structures whose bond orders could not be assigned (bonds = connectivity).
+CONNECTIVITY_FIELD = ("bonds", "connectivity only (bond orders could not be assigned)")
+
+
 def _sdf_record(
     supplier: Any, i: int, path: Path, conformers: int, seed: int, charge: int | None,
-    multiplicity: int | None, displacement: float,
+    multiplicity: int | None, displacement: float, bond_orders: bool = True,
 ) -> list[Conformation]:
     """The conformations of record ``i`` (0-based) of an SDF file."""
     from rdkit import Chem
@@ -202,6 +207,18 @@ def _sdf_record(
         mol = None
     if mol is None:
         raise InputError(f"{where}: unreadable or truncated molecule")
+    if mol.HasProp(CONNECTIVITY_FIELD[0]) and mol.GetProp(CONNECTIVITY_FIELD[0]) == CONNECTIVITY_FIELD[1]:
+        # written by golf without bond orders: its single bonds are no chemistry
+        if bond_orders:
+            raise InputError(f"{where}: {CONNECTIVITY_FIELD[1]}")
+        numbers = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)
+        c = Conformation(numbers, np.array(mol.GetConformer().GetPositions(), dtype=np.float64),
+                         mol_id=int(mol.GetProp("mol_id")) if mol.HasProp("mol_id") else -1,
+                         conf_id=int(mol.GetProp("conf_id")) if mol.HasProp("conf_id") else -1,
+                         charge=int(charge or 0), multiplicity=int(multiplicity or 1),
+                         info={"bonds": "connectivity", "name": mol.GetProp("_Name").strip()})
+        check_geometry(c, where)
+        return [c]
     rec_charge = charge
     if mol.HasProp("charge") and charge is None:
         rec_charge = int(mol.GetProp("charge"))
@@ -333,9 +350,10 @@ def read_conformations(
         on_error: called with the InputError of each bad record (line, record, structure, row),
             which is then skipped; without it the first bad record fails the whole read. Errors of
             the file itself (missing, empty, truncated) are always raised.
-        bond_orders: XYZ/db structures whose bond orders cannot be assigned are an error; with
-            False they keep their connectivity only (``golf.chem.atoms_to_conformation``): for
-            NNP prediction and relaxation, which need no bond orders.
+        bond_orders: XYZ/db structures whose bond orders cannot be assigned (and SDF records golf
+            wrote without them, field ``bonds``) are an error; with False they keep their
+            connectivity only (``golf.chem.atoms_to_conformation``): for NNP prediction and
+            relaxation, which need no bond orders.
 
     Raises:
         InputError: missing/empty/truncated file, invalid SMILES, unsupported element, charged or
@@ -354,7 +372,7 @@ def read_conformations(
     if ext in SMILES_EXTS or ext in CSV_EXTS:
         return _read_smiles_file(p, conformers, seed, charge, multiplicity, displacement, on_error)
     if ext in SDF_EXTS:
-        return _read_sdf(p, conformers, seed, charge, multiplicity, displacement, on_error)
+        return _read_sdf(p, conformers, seed, charge, multiplicity, displacement, on_error, bond_orders)
     if ext in XYZ_EXTS:
         return _read_xyz(p, charge, multiplicity, on_error, bond_orders)
     if ext in DB_EXTS:
@@ -460,7 +478,7 @@ def _write_sdf(tmp: str, confs: list[Conformation], props: list[dict[str, Any]])
         for c, pr in zip(confs, props):
             mol = conformation_to_mol(c, connectivity_ok=True)
             if c.info.get("bonds") == "connectivity":
-                mol.SetProp("bonds", "connectivity only (bond orders could not be assigned)")
+                mol.SetProp(*CONNECTIVITY_FIELD)
             mol.SetProp("_Name", str(c.info.get("name") or c.smiles or f"mol{c.mol_id}"))
             mol.SetIntProp("mol_id", int(c.mol_id))
             mol.SetIntProp("conf_id", int(c.conf_id))

@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=1000, help="step limit per conformation (default 1000)")
     p.add_argument("--batch-size", type=int, default=256,
                    help="conformations optimized at once (default 256; others stream in)")
-    p.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
+    p.add_argument("--device", default="cpu", help="torch device for the model: cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="model precision (default float32; oracle runs use float64)")
     p.add_argument("--workers", type=int, default=2, help="oracle worker processes (default 2)")
@@ -93,10 +93,11 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.model:
         from golf.models import ModelEnergyForces, load_model
+        from golf.models.checkpoint import resolve_device
 
         dtype = torch.float64 if args.dtype == "float64" else torch.float32
         try:
-            device = torch.device(args.device)
+            device = resolve_device(args.device)  # validated by golf.cli._types; "auto" resolved here
         except RuntimeError as exc:
             raise InputError(f"--device {args.device}: {exc}") from None
         model = load_model(args.model, device=device, dtype=dtype)
@@ -116,9 +117,11 @@ def run(args: argparse.Namespace) -> int:
                          progress=bar.update)
     seconds = time.perf_counter() - t0
 
+    from golf.optim.state import MAX_STEPS
+
     done, props, n_failed = [], [], 0
     for c, r in zip(confs, recs):
-        if not r.converged and r.reason != "max_steps":  # the relaxation itself failed
+        if not r.converged and r.reason != MAX_STEPS:  # the relaxation itself failed
             n_failed += 1
             skipped(f"{describe(c)}: relaxation failed: {r.reason}")
             continue
