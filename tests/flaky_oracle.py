@@ -25,3 +25,23 @@ class FlakyMMFF(MMFFOracle):
         if self.calls % self.fail_every == 0:
             return OracleResult.failure("injected failure (SCF not converged)")
         return super()._compute(conf)
+
+
+class SlowMMFF(MMFFOracle):
+    """MMFF94 that takes ``delay`` seconds per call (a stand-in for a slow genuine oracle)."""
+
+    name = "flaky_oracle:SlowMMFF"
+
+    def __init__(self, delay: float = 0.5, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.delay = float(delay)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings, "delay": self.delay}
+
+    def _compute(self, conf: Conformation) -> OracleResult:
+        import time
+
+        time.sleep(self.delay)
+        return super()._compute(conf)

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from golf.conformation import SUPPORTED_ELEMENTS, Conformation
-from golf.errors import InputError
+from golf.errors import ChargeSpinError, InputError
 
 _SYMBOLS = {1: "H", 6: "C", 7: "N", 8: "O", 9: "F", 16: "S", 17: "Cl", 35: "Br"}
 
@@ -78,9 +78,7 @@ def check_molecule(
     net = sum(a.GetFormalCharge() for a in mol.GetAtoms())
     if charge is None:
         if net != 0:
-            raise InputError(
-                f"{where}: charged molecule (net charge {net:+d}); pass --charge {net} to accept it"
-            )
+            raise ChargeSpinError(where, "charge", net, f"charged molecule (net charge {net:+d})")
         charge = 0
     elif int(charge) != net:
         raise InputError(
@@ -91,9 +89,7 @@ def check_molecule(
     n_elec = sum(a.GetAtomicNum() + a.GetTotalNumHs() for a in mol.GetAtoms()) - int(charge)
     if multiplicity is None:
         if n_rad:
-            raise InputError(
-                f"{where}: radical ({n_rad} unpaired electron(s)); pass --multiplicity {n_rad + 1} to accept it"
-            )
+            raise ChargeSpinError(where, "multiplicity", n_rad + 1, f"radical ({n_rad} unpaired electron(s))")
         multiplicity = 1
     else:
         multiplicity = int(multiplicity)
@@ -149,12 +145,14 @@ def mol_to_conformations(
     return out
 
 
-def conformation_to_mol(conf: Conformation, strict: bool = False) -> Any:
+def conformation_to_mol(conf: Conformation, strict: bool = False, connectivity_ok: bool = False) -> Any:
     """An RDKit molecule (hydrogens explicit) at ``conf.positions`` [n, 3] Angstrom, one conformer.
 
     Bonds come from ``conf.molblock``; without one they are perceived from the coordinates
     (``perceive_bonds``). With ``strict`` a mol block that RDKit cannot read or whose atoms differ
     from ``conf.numbers`` is an InputError; otherwise such a block is ignored and bonds are perceived.
+    With ``connectivity_ok`` a structure whose bond orders cannot be assigned gets its connectivity
+    only (``connectivity_mol``) instead of an InputError.
     """
     from rdkit import Chem
     from rdkit.Geometry import Point3D
@@ -171,7 +169,12 @@ def conformation_to_mol(conf: Conformation, strict: bool = False) -> Any:
                                  "(hydrogens must be explicit and in the same order)")
             mol = None
     if mol is None:
-        mol = perceive_bonds(conf.numbers, conf.positions, conf.charge, conf.multiplicity, "conformation")
+        try:
+            mol = perceive_bonds(conf.numbers, conf.positions, conf.charge, conf.multiplicity, "conformation")
+        except InputError:
+            if not connectivity_ok:
+                raise
+            mol = connectivity_mol(conf.numbers, conf.positions)
     mol = Chem.Mol(mol)
     mol.RemoveAllConformers()
     c = Chem.Conformer(conf.n_atoms)
@@ -216,36 +219,68 @@ def mmff_force_field(
     return props, ff
 
 
-def perceive_bonds(
-    numbers: np.ndarray, positions: np.ndarray, charge: int, multiplicity: int | None, where: str
-) -> Any:
-    """Hydrogen-explicit RDKit molecule with bonds (and bond orders) perceived from 3D coordinates."""
+def _xyz_mol(numbers: np.ndarray, positions: np.ndarray) -> Any:
+    """RDKit molecule of bare atoms (hydrogens explicit, no implicit ones) with one 3D conformer."""
     from rdkit import Chem
-    from rdkit.Chem import rdDetermineBonds
     from rdkit.Geometry import Point3D
 
     rw = Chem.RWMol()
     for z in numbers:
-        rw.AddAtom(Chem.Atom(int(z)))
+        atom = Chem.Atom(int(z))
+        atom.SetNoImplicit(True)  # every hydrogen is in the structure
+        rw.AddAtom(atom)
     c = Chem.Conformer(len(numbers))
     for i, (x, y, zz) in enumerate(positions):
         c.SetAtomPosition(i, Point3D(float(x), float(y), float(zz)))
     c.Set3D(True)
     rw.AddConformer(c, assignId=True)
-    mol = rw.GetMol()
+    return rw.GetMol()
+
+
+def connectivity_mol(numbers: np.ndarray, positions: np.ndarray) -> Any:
+    """Hydrogen-explicit RDKit molecule whose bonds (all single) are only the connectivity perceived
+    from 3D coordinates [n, 3] Angstrom (``rdDetermineBonds.DetermineConnectivity``): no bond orders,
+    no formal charges. Enough for whatever needs only the bond graph (NNPs need none)."""
+    from rdkit.Chem import rdDetermineBonds
+
+    mol = _xyz_mol(numbers, positions)
+    with quiet_rdkit():
+        if len(numbers) > 1:
+            rdDetermineBonds.DetermineConnectivity(mol)
+        mol.UpdatePropertyCache(strict=False)
+    return mol
+
+
+def perceive_bonds(
+    numbers: np.ndarray, positions: np.ndarray, charge: int, multiplicity: int | None, where: str
+) -> Any:
+    """Hydrogen-explicit RDKit molecule with bonds (and bond orders) perceived from 3D coordinates.
+
+    InputError when no bond orders fit the total ``charge`` (closed shell); open-shell structures
+    (``multiplicity`` > 1) then get the connectivity only. A single atom gets its radical electrons.
+    """
+    from rdkit import Chem
+    from rdkit.Chem import rdDetermineBonds
+
+    mol = _xyz_mol(numbers, positions)
     with quiet_rdkit():
         try:
-            rdDetermineBonds.DetermineBonds(mol, charge=int(charge))
+            if len(numbers) == 1:  # nothing to bond: the atom keeps its valence electrons
+                atom = mol.GetAtomWithIdx(0)
+                atom.SetFormalCharge(int(charge))
+                mol.UpdatePropertyCache(strict=False)
+                Chem.AssignRadicals(mol)
+            else:
+                rdDetermineBonds.DetermineBonds(mol, charge=int(charge))
         except Exception as exc:
             if multiplicity is not None and multiplicity > 1:
                 # open-shell: bond orders are undefined for the Hueckel/xyz2mol assignment;
                 # connectivity is enough for oracles that take only coordinates.
-                mol = rw.GetMol()
-                rdDetermineBonds.DetermineConnectivity(mol)
+                mol = connectivity_mol(numbers, positions)
             else:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise InputError(
-                    f"{where}: could not assign bonds with total charge {charge} ({reason}); "
+                    f"{where}: could not assign bond orders with total charge {charge} ({reason}); "
                     "a charged or radical structure needs --charge/--multiplicity"
                 ) from None
     return mol
@@ -351,9 +386,15 @@ def atoms_to_conformation(
     mol_id: int = -1,
     conf_id: int = -1,
     check: bool = True,
+    bond_orders: bool = True,
 ) -> Conformation:
     """Conformation from ASE Atoms. Bonds come from ``molblock`` if given, else ``rdDetermineBonds``
     with the total charge (``charge`` or ``atoms.info['charge']`` or 0).
+
+    Without ``bond_orders`` a structure whose bond orders cannot be assigned (some nitro/disulfide
+    compounds written as XYZ, odd geometries) is still accepted for what needs no bond orders (NNP
+    prediction and relaxation): it gets no mol block, ``info['bonds'] = 'connectivity'`` and the
+    given charge (default 0); odd electron counts still need ``multiplicity``.
 
     With ``check`` the geometry (NaN, overlapping atoms), elements, charge and spin are validated
     (InputError). Energy/forces attached to ``atoms`` are ignored here (see golf.db.read_labelled).
@@ -397,18 +438,34 @@ def atoms_to_conformation(
             mol = None
     else:
         mol = None
+    connectivity_only = False
     if mol is None:
         charge = 0 if charge is None else int(charge)
-        mol = perceive_bonds(numbers, positions, charge, multiplicity, where)
-        if check:
+        try:
+            mol = perceive_bonds(numbers, positions, charge, multiplicity, where)
+        except InputError:
+            if bond_orders:
+                raise
+            connectivity_only = True
+            mol = connectivity_mol(numbers, positions)
+            n_elec = int(numbers.sum()) - charge
+            if multiplicity is None:
+                if n_elec % 2:
+                    raise ChargeSpinError(where, "multiplicity", 2, f"odd electron count ({n_elec})") from None
+                multiplicity = 1
+            elif multiplicity < 1 or (multiplicity - 1) % 2 != n_elec % 2:
+                raise InputError(f"{where}: multiplicity {multiplicity} impossible with {n_elec} electrons") from None
+        if check and not connectivity_only:
             charge, multiplicity = check_molecule(mol, where, charge, multiplicity)
-        molblock = Chem.MolToMolBlock(mol)
+        molblock = None if connectivity_only else Chem.MolToMolBlock(mol)
     elif check:
         charge, multiplicity = check_molecule(mol, where, charge, multiplicity)
     conf.charge = int(charge or 0)
     conf.multiplicity = int(multiplicity or 1)
     conf.molblock = molblock
-    if conf.smiles is None:
+    if connectivity_only:
+        conf.info["bonds"] = "connectivity"  # no bond orders: no SMILES either
+    elif conf.smiles is None:
         conf.smiles = canonical_smiles(mol)
     return conf
 

@@ -17,3 +17,18 @@ class CheckpointError(GolfError):
 
 class OracleUnavailable(GolfError):
     """An oracle whose backend is not installed or an unknown oracle name."""
+
+
+class ChargeSpinError(InputError):
+    """A charged or open-shell molecule given without the charge/multiplicity that accepts it.
+
+    Attributes:
+        where: the record, e.g. ``"in.xyz: structure 2"``.
+        kind: ``"charge"`` or ``"multiplicity"``.
+        value: the value that would accept it (net charge, or 2S+1).
+        what: ``"charged molecule (net charge -1)"`` or ``"radical (1 unpaired electron(s))"``.
+    """
+
+    def __init__(self, where: str, kind: str, value: int, what: str) -> None:
+        self.where, self.kind, self.value, self.what = where, kind, int(value), what
+        super().__init__(f"{where}: {what}; pass --{kind} {value} to accept it")

@@ -210,16 +210,15 @@ def model_trajectories(
     ``optimizer_kwargs`` go to ``golf.optim.relax`` (e.g. ``device``, ``dtype``, optimizer config).
     Frame 0 is always the exact start structure (the optimizer's copy may be float32-rounded).
     """
-    from tqdm.auto import tqdm
-
     from golf.optim import relax
+    from golf.progress import progress_bar
 
     max_steps = int(max(steps))
     kwargs: dict[str, Any] = dict(method=optimizer, fmax=fmax, max_steps=max_steps, trajectory=True)
     if batch_size is not None:
         kwargs["batch_size"] = int(batch_size)
     kwargs.update(optimizer_kwargs)
-    with tqdm(total=len(confs), desc="relax", unit="mol", disable=not progress, leave=False) as bar:
+    with progress_bar(total=len(confs), desc="relax", unit="mol", disable=not progress, leave=False) as bar:
         results = relax(_as_provider(model), list(confs), progress=bar.update, **kwargs)
     out: list[Trajectory] = []
     for conf, rec in zip(confs, results):
@@ -353,7 +352,7 @@ def _evaluate_trajectories(
     progress: bool = True,
 ) -> EvaluationResult:
     """Genuine oracle at frame 0 and at the frame of every T; metrics per conformation and per T."""
-    from tqdm.auto import tqdm
+    from golf.progress import progress_bar
 
     steps = [int(t) for t in steps]
     n_conf = len(reference)
@@ -371,7 +370,7 @@ def _evaluate_trajectories(
             executor.submit(ref.conf.with_positions(traj.frames[f]), key=(i, f), task="compute")
             n_submitted += 1
     t0 = time.perf_counter()
-    with tqdm(
+    with progress_bar(
         total=n_submitted, desc=f"{name}: oracle", unit="call", disable=not progress, leave=False
     ) as bar:
         for key, result in executor.as_completed():

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import csv
 import os
+import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -42,6 +43,9 @@ from golf.chem import (
 from golf.conformation import Conformation
 from golf.errors import InputError
 from golf.io import atomic_path
+
+#: ``on_error`` of the readers: called with the InputError of one bad record, which is then skipped.
+OnError = Callable[[InputError], None]
 
 SMILES_EXTS = (".smi", ".txt", ".smiles")
 CSV_EXTS = (".csv",)
@@ -114,7 +118,7 @@ def _read_smiles_records(path: Path) -> list[tuple[str, str | None, int]]:
 
 def _read_smiles_file(
     path: Path, conformers: int, seed: int, charge: int | None, multiplicity: int | None,
-    displacement: float,
+    displacement: float, on_error: OnError | None = None,
 ) -> list[Conformation]:
     records = _read_smiles_records(path)
     if not records:
@@ -123,8 +127,14 @@ def _read_smiles_file(
     mols = []
     for k, (smi, ident, lineno) in enumerate(records):
         where = f"{path}: line {lineno}"
-        mol = parse_smiles(smi, where)
-        check_molecule(mol, where, charge, multiplicity)
+        try:
+            mol = parse_smiles(smi, where)
+            check_molecule(mol, where, charge, multiplicity)
+        except InputError as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+            continue
         mol_id, name = k, None
         if ident is not None:
             try:
@@ -143,14 +153,18 @@ def _read_smiles_file(
                 multiplicity=multiplicity, info={"name": name} if name else None,
             )
         except InputError as exc:
-            raise InputError(f"{where}: {str(exc).split(': ', 1)[-1]}") from None
+            err = InputError(f"{where}: {str(exc).split(': ', 1)[-1]}")
+            if on_error is None:
+                raise err from None
+            on_error(err)
+            continue
         out.extend(confs)
     return out
 
 
 def _read_sdf(
     path: Path, conformers: int, seed: int, charge: int | None, multiplicity: int | None,
-    displacement: float,
+    displacement: float, on_error: OnError | None = None, bond_orders: bool = True,
 ) -> list[Conformation]:
     from rdkit import Chem
 
@@ -164,41 +178,71 @@ def _read_sdf(
         if n_records == 0:
             raise InputError(f"{path}: no molecules in file")
         for i in range(n_records):
-            where = f"{path}: record {i + 1}"
             try:
-                mol = supplier[i]
-            except Exception:
-                mol = None
-            if mol is None:
-                raise InputError(f"{where}: unreadable or truncated molecule")
-            rec_charge = charge
-            if mol.HasProp("charge") and charge is None:
-                rec_charge = int(mol.GetProp("charge"))
-            rec_mult = multiplicity
-            if mol.HasProp("multiplicity") and multiplicity is None:
-                rec_mult = int(mol.GetProp("multiplicity"))
-            q, m = check_molecule(mol, where, rec_charge, rec_mult)
-            props = mol.GetPropsAsDict()
-            mol_id = int(props["mol_id"]) if "mol_id" in props else -1
-            conf_id = int(props["conf_id"]) if "conf_id" in props else -1
-            name = mol.GetProp("_Name").strip() if mol.HasProp("_Name") else ""
-            info = {"name": name} if name else {}
-            has_3d = mol.GetNumConformers() > 0 and mol.GetConformer().Is3D()
-            if not has_3d:
-                confs = generate_conformers(
-                    Chem.RemoveHs(mol), conformers, seed, displacement,
-                    mol_id=mol_id if mol_id >= 0 else i, charge=q, multiplicity=m, info=info,
-                )
-                out.extend(confs)
-                continue
-            if any(a.GetAtomicNum() != 1 and a.GetTotalNumHs() > 0 for a in mol.GetAtoms()):
-                mol = Chem.AddHs(mol, addCoords=True)
-            c = mol_to_conformations(mol, mol_id=mol_id, charge=q, multiplicity=m, info=info)[0]
-            c.conf_id = conf_id
-            check_geometry(c, where)
-            out.append(c)
+                out.extend(_sdf_record(supplier, i, path, conformers, seed, charge, multiplicity, displacement,
+                                       bond_orders))
+            except InputError as exc:
+                if on_error is None:
+                    raise
+                on_error(exc)
     _assign_ids(out)
     return out
+
+
+#: SDF field golf writes on structures whose bond orders could not be assigned (bonds = connectivity).
+CONNECTIVITY_FIELD = ("bonds", "connectivity only (bond orders could not be assigned)")
+
+
+def _sdf_record(
+    supplier: Any, i: int, path: Path, conformers: int, seed: int, charge: int | None,
+    multiplicity: int | None, displacement: float, bond_orders: bool = True,
+) -> list[Conformation]:
+    """The conformations of record ``i`` (0-based) of an SDF file."""
+    from rdkit import Chem
+
+    where = f"{path}: record {i + 1}"
+    try:
+        mol = supplier[i]
+    except Exception:
+        mol = None
+    if mol is None:
+        raise InputError(f"{where}: unreadable or truncated molecule")
+    if mol.HasProp(CONNECTIVITY_FIELD[0]) and mol.GetProp(CONNECTIVITY_FIELD[0]) == CONNECTIVITY_FIELD[1]:
+        # written by golf without bond orders: its single bonds are no chemistry
+        if bond_orders:
+            raise InputError(f"{where}: {CONNECTIVITY_FIELD[1]}")
+        numbers = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)
+        c = Conformation(numbers, np.array(mol.GetConformer().GetPositions(), dtype=np.float64),
+                         mol_id=int(mol.GetProp("mol_id")) if mol.HasProp("mol_id") else -1,
+                         conf_id=int(mol.GetProp("conf_id")) if mol.HasProp("conf_id") else -1,
+                         charge=int(charge or 0), multiplicity=int(multiplicity or 1),
+                         info={"bonds": "connectivity", "name": mol.GetProp("_Name").strip()})
+        check_geometry(c, where)
+        return [c]
+    rec_charge = charge
+    if mol.HasProp("charge") and charge is None:
+        rec_charge = int(mol.GetProp("charge"))
+    rec_mult = multiplicity
+    if mol.HasProp("multiplicity") and multiplicity is None:
+        rec_mult = int(mol.GetProp("multiplicity"))
+    q, m = check_molecule(mol, where, rec_charge, rec_mult)
+    props = mol.GetPropsAsDict()
+    mol_id = int(props["mol_id"]) if "mol_id" in props else -1
+    conf_id = int(props["conf_id"]) if "conf_id" in props else -1
+    name = mol.GetProp("_Name").strip() if mol.HasProp("_Name") else ""
+    info = {"name": name} if name else {}
+    has_3d = mol.GetNumConformers() > 0 and mol.GetConformer().Is3D()
+    if not has_3d:
+        return generate_conformers(
+            Chem.RemoveHs(mol), conformers, seed, displacement,
+            mol_id=mol_id if mol_id >= 0 else i, charge=q, multiplicity=m, info=info,
+        )
+    if any(a.GetAtomicNum() != 1 and a.GetTotalNumHs() > 0 for a in mol.GetAtoms()):
+        mol = Chem.AddHs(mol, addCoords=True)
+    c = mol_to_conformations(mol, mol_id=mol_id, charge=q, multiplicity=m, info=info)[0]
+    c.conf_id = conf_id
+    check_geometry(c, where)
+    return [c]
 
 
 def _frames_xyz(path: Path) -> list[Any]:
@@ -225,14 +269,24 @@ def _frames_xyz(path: Path) -> list[Any]:
     return frames
 
 
-def _read_xyz(path: Path, charge: int | None, multiplicity: int | None) -> list[Conformation]:
+def _read_xyz(
+    path: Path, charge: int | None, multiplicity: int | None, on_error: OnError | None = None,
+    bond_orders: bool = True,
+) -> list[Conformation]:
     frames = _frames_xyz(path)
     out = []
     for i, atoms in enumerate(frames):
         where = f"{path}: structure {i + 1}"
-        if not np.all(np.isfinite(atoms.get_positions())):
-            raise InputError(f"{where}: non-finite coordinates")
-        c = atoms_to_conformation(atoms, where=where, charge=charge, multiplicity=multiplicity)
+        try:
+            if not np.all(np.isfinite(atoms.get_positions())):
+                raise InputError(f"{where}: non-finite coordinates")
+            c = atoms_to_conformation(atoms, where=where, charge=charge, multiplicity=multiplicity,
+                                      bond_orders=bond_orders)
+        except InputError as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+            continue
         if isinstance(atoms.info.get("energy"), (int, float)):
             c.info["energy"] = float(atoms.info["energy"])
         out.append(c)
@@ -240,21 +294,31 @@ def _read_xyz(path: Path, charge: int | None, multiplicity: int | None) -> list[
     return out
 
 
-def _read_db(path: Path, charge: int | None, multiplicity: int | None) -> list[Conformation]:
+def _read_db(
+    path: Path, charge: int | None, multiplicity: int | None, on_error: OnError | None = None,
+    bond_orders: bool = True,
+) -> list[Conformation]:
     from golf.db import read_structure_rows
 
     out = []
     for row_id, atoms, kvp, data in read_structure_rows(path):
-        c = atoms_to_conformation(
-            atoms,
-            where=f"{path}: row {row_id}",
-            charge=kvp.get("charge", charge),
-            multiplicity=kvp.get("multiplicity", multiplicity),
-            molblock=data.get("molblock"),
-            smiles=kvp.get("smiles"),
-            mol_id=int(kvp.get("mol_id", -1)),
-            conf_id=int(kvp.get("conf_id", -1)),
-        )
+        try:
+            c = atoms_to_conformation(
+                atoms,
+                where=f"{path}: row {row_id}",
+                charge=kvp.get("charge", charge),
+                multiplicity=kvp.get("multiplicity", multiplicity),
+                molblock=data.get("molblock"),
+                smiles=kvp.get("smiles"),
+                mol_id=int(kvp.get("mol_id", -1)),
+                conf_id=int(kvp.get("conf_id", -1)),
+                bond_orders=bond_orders,
+            )
+        except InputError as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+            continue
         if "key" in kvp:
             c.info["key"] = kvp["key"]
         out.append(c)
@@ -270,6 +334,8 @@ def read_conformations(
     charge: int | None = None,
     multiplicity: int | None = None,
     displacement: float = 0.0,
+    on_error: OnError | None = None,
+    bond_orders: bool = True,
 ) -> list[Conformation]:
     """Read conformations from a file (format by extension, see the module docstring).
 
@@ -281,6 +347,13 @@ def read_conformations(
             with this charge (default 0).
         multiplicity: spin multiplicity; required for radicals.
         displacement: Gaussian displacement std (Angstrom) of generated conformers.
+        on_error: called with the InputError of each bad record (line, record, structure, row),
+            which is then skipped; without it the first bad record fails the whole read. Errors of
+            the file itself (missing, empty, truncated) are always raised.
+        bond_orders: XYZ/db structures whose bond orders cannot be assigned (and SDF records golf
+            wrote without them, field ``bonds``) are an error; with False they keep their
+            connectivity only (``golf.chem.atoms_to_conformation``): for NNP prediction and
+            relaxation, which need no bond orders.
 
     Raises:
         InputError: missing/empty/truncated file, invalid SMILES, unsupported element, charged or
@@ -297,13 +370,13 @@ def read_conformations(
         raise InputError(f"conformers per molecule must be >= 1, got {conformers}")
     ext = p.suffix.lower()
     if ext in SMILES_EXTS or ext in CSV_EXTS:
-        return _read_smiles_file(p, conformers, seed, charge, multiplicity, displacement)
+        return _read_smiles_file(p, conformers, seed, charge, multiplicity, displacement, on_error)
     if ext in SDF_EXTS:
-        return _read_sdf(p, conformers, seed, charge, multiplicity, displacement)
+        return _read_sdf(p, conformers, seed, charge, multiplicity, displacement, on_error, bond_orders)
     if ext in XYZ_EXTS:
-        return _read_xyz(p, charge, multiplicity)
+        return _read_xyz(p, charge, multiplicity, on_error, bond_orders)
     if ext in DB_EXTS:
-        return _read_db(p, charge, multiplicity)
+        return _read_db(p, charge, multiplicity, on_error, bond_orders)
     raise InputError(
         f"{p}: unknown file type {ext!r} (use .smi .txt .csv .sdf .mol .xyz .extxyz .db)"
     )
@@ -329,7 +402,8 @@ def write_conformations(
     ``.extxyz``/``.xyz``: extended XYZ; ``energy`` (eV) -> ``info['energy']``, ``forces`` ([n,3] eV/A)
     -> ``arrays['forces']``.
     ``.db``: ASE database; energy/forces in a SinglePointCalculator, metadata as key-value pairs,
-    ``data['molblock']``.
+    ``data['molblock']``; a property whose name ASE reserves is stored under ``DB_RENAMED`` (``fmax``
+    -> ``max_force``) or else with a ``golf_`` prefix.
     """
     p = Path(path)
     confs = list(confs)
@@ -337,7 +411,7 @@ def write_conformations(
         raise ValueError(f"{len(properties)} property dicts for {len(confs)} conformations")
     props = list(properties) if properties is not None else [{} for _ in confs]
     ext = p.suffix.lower()
-    if ext not in SDF_EXTS + XYZ_EXTS + DB_EXTS:
+    if ext not in WRITE_EXTS:
         raise InputError(f"{p}: cannot write {ext!r} files (use .sdf .extxyz .xyz .db)")
     with atomic_path(p, suffix=p.suffix + ".tmp") as tmp_path:
         tmp = str(tmp_path)
@@ -349,7 +423,50 @@ def write_conformations(
             from golf.db import write_rows
 
             os.unlink(tmp)  # ASE's SQLite backend creates the database itself
-            write_rows(tmp, confs, props)
+            write_rows(tmp, confs, [_db_props(pr) for pr in props])
+
+
+#: property -> key-value name in ASE databases, for names ASE reserves (it derives ``fmax`` itself
+#: from stored forces).
+DB_RENAMED = {"fmax": "max_force"}
+
+#: output extensions ``write_conformations`` handles.
+WRITE_EXTS = SDF_EXTS + XYZ_EXTS + DB_EXTS
+
+
+def _db_props(props: dict[str, Any]) -> dict[str, Any]:
+    """``props`` with the names ASE reserves for key-value pairs renamed (energy/forces are kept:
+    they go to the calculator)."""
+    from ase.db.core import reserved_keys
+
+    out = {}
+    for k, v in props.items():
+        if k in reserved_keys and k not in ("energy", "forces"):
+            k = DB_RENAMED.get(k, f"golf_{k}")
+        out[k] = v
+    return out
+
+
+def check_writable(path: str | os.PathLike, exts: Sequence[str] | None = WRITE_EXTS, option: str = "-o") -> None:
+    """Before any work: InputError (one line) unless ``path`` has one of ``exts`` (None: any) and can
+    be created or replaced (not a directory; the nearest existing directory above it is writable)."""
+    p = Path(path)
+    ext = p.suffix.lower()
+    if exts is not None and ext not in exts:
+        raise InputError(f"{option} {p}: cannot write {ext or 'files without extension'!r} "
+                         f"(use {' '.join(exts)})")
+    if p.is_dir():
+        raise InputError(f"{option} {p}: is a directory")
+    parent = p.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    try:  # the real test (os.access says yes to root on read-only mounts and /proc)
+        if not parent.is_dir():
+            raise NotADirectoryError(str(parent))
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise InputError(f"{option} {p}: cannot write in {parent} ({exc.strerror or exc})") from None
 
 
 def _write_sdf(tmp: str, confs: list[Conformation], props: list[dict[str, Any]]) -> None:
@@ -359,7 +476,9 @@ def _write_sdf(tmp: str, confs: list[Conformation], props: list[dict[str, Any]])
         writer = Chem.SDWriter(fh)
         writer.SetKekulize(False)
         for c, pr in zip(confs, props):
-            mol = conformation_to_mol(c)
+            mol = conformation_to_mol(c, connectivity_ok=True)
+            if c.info.get("bonds") == "connectivity":
+                mol.SetProp(*CONNECTIVITY_FIELD)
             mol.SetProp("_Name", str(c.info.get("name") or c.smiles or f"mol{c.mol_id}"))
             mol.SetIntProp("mol_id", int(c.mol_id))
             mol.SetIntProp("conf_id", int(c.conf_id))

@@ -2,7 +2,10 @@
 each with ``add_arguments(parser)`` and ``run(args) -> int``. Heavy imports (torch, RDKit,
 oracle backends) happen inside ``run`` so ``golf --help`` is instant.
 
-A ``GolfError`` raised anywhere becomes one line on stderr and exit code 2; Ctrl-C exits 130.
+A ``GolfError`` raised anywhere becomes one line on stderr and exit code 2, as does a bad option
+(validated where it is parsed, the same in every command: ``golf.cli._types``); Ctrl-C exits 130.
+Batch commands (``predict``, ``optimize``) report each structure they skip or fail on one stderr line,
+go on with the others and exit 3 when their output lacks some structures (``golf.cli._batch``).
 """
 from __future__ import annotations
 
@@ -27,7 +30,9 @@ TORCH_COMMANDS = frozenset({"predict", "optimize", "train", "evaluate", "run", "
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from golf.cli._types import GolfArgumentParser, install
+
+    parser = GolfArgumentParser(
         prog="golf",
         description="GOLF: train neural network potentials that relax molecules like the reference method.",
     )
@@ -43,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
+    install(parser)
     return parser
 
 
@@ -50,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     from golf.errors import GolfError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad option (2, one line already printed)
+        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 2
     if args.version:
         from golf import __version__
 
@@ -59,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 1
+    from golf.progress import configure
+
+    configure()  # progress bars on a terminal, status lines in logs
     if args.command in TORCH_COMMANDS:
         from golf.models.ops import tune_cpu_allocator
 

@@ -71,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".sdf":
         raise InputError(f"{out}: conformers are written as .sdf")
     summary = Path(args.summary) if args.summary else out.with_suffix(".csv")
+    from golf.formats import check_writable
+
+    check_writable(out, (".sdf",))  # both outputs, before any work
+    check_writable(summary, None, option="--summary")
     if args.workers < 1:
         raise InputError("--workers must be >= 1")
     if args.refine_opt and not args.refine:
@@ -88,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from golf import conformers as gc
+    from golf.progress import progress_bar
     from golf.models import load_model
 
     if args.threads:
@@ -104,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         tqdm.write(f"golf conformers: {msg}", file=sys.stderr)
 
-    bar = tqdm(total=0, unit="conf", file=sys.stderr, disable=args.no_progress, desc="relax")
+    bar = progress_bar(total=0, unit="conf", disable=args.no_progress, desc="relax")
 
     def total(n: int) -> None:
         bar.total = n
@@ -120,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.input}: no molecule produced conformers ({len(results)} failed)")
     if args.refine:
         n_kept = sum(len(r.conformers) for r in results if r.ok)
-        rbar = tqdm(total=n_kept, unit="conf", file=sys.stderr, disable=args.no_progress, desc=f"refine {args.refine}")
+        rbar = progress_bar(total=n_kept, unit="conf", disable=args.no_progress, desc=f"refine {args.refine}")
         gc.refine(results, args.refine, optimize=args.refine_opt, fmax=args.refine_fmax, executor=args.executor,
                   n_workers=args.workers, scheduler=args.scheduler, timeout=args.timeout, progress=rbar.update)
         rbar.close()

@@ -4,8 +4,15 @@
     golf optimize --oracle xtb INPUT -o OUTPUT.sdf
 
 INPUT: SMILES (.smi/.txt/.csv, ``--conformers`` ETKDG conformers each), SDF, XYZ/extXYZ or ASE db.
-OUTPUT: .sdf (bonds kept), .extxyz/.xyz or .db, with per-structure energy (eV), fmax (eV/A), n_steps,
-n_force_calls, converged and reason. Oracles run in spawned worker processes, never in this process.
+OUTPUT: .sdf (bonds kept), .extxyz/.xyz or .db, with per-structure energy (eV), fmax (eV/A; ``max_force``
+in .db, where ASE reserves ``fmax``), n_steps, n_force_calls, converged and reason. Oracles run in spawned
+worker processes, never in this process.
+
+One structure never aborts the batch (``golf.cli._batch``): a structure that cannot be read, that the
+method cannot handle (an NNP: unseen elements, charged or open-shell; MMFF: bond orders that cannot be
+assigned) or whose relaxation fails is reported on one stderr line and left out of OUTPUT; the exit
+code is then 3. NNPs need no bond orders: XYZ structures whose bond orders RDKit cannot assign keep
+their connectivity only.
 """
 from __future__ import annotations
 
@@ -17,6 +24,9 @@ METHODS = ("lbfgs", "lbfgs-precon", "lbfgs-golf", "lbfgs-ase", "fire", "gd")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from golf.cli._batch import EXIT_CODES
+
+    p.epilog = EXIT_CODES
     p.add_argument("input", help="structures or SMILES (.smi .txt .csv .sdf .mol .xyz .extxyz .db)")
     p.add_argument("-o", "--output", required=True, help="relaxed structures (.sdf .extxyz .xyz .db)")
     src = p.add_mutually_exclusive_group(required=True)
@@ -33,10 +43,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=1000, help="step limit per conformation (default 1000)")
     p.add_argument("--batch-size", type=int, default=256,
                    help="conformations optimized at once (default 256; others stream in)")
-    p.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
+    p.add_argument("--device", default="cpu", help="torch device for the model: cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="model precision (default float32; oracle runs use float64)")
     p.add_argument("--workers", type=int, default=2, help="oracle worker processes (default 2)")
+    p.add_argument("--charge", type=int, default=None,
+                   help="total charge of charged molecules (--oracle only: an NNP models neutral molecules)")
+    p.add_argument("--multiplicity", type=int, default=None,
+                   help="spin multiplicity 2S+1 of radicals (--oracle only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -47,60 +61,84 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--fmax must be positive (got {args.fmax})")
     if args.max_steps < 0 or args.batch_size < 1 or args.conformers < 1 or args.workers < 1:
         raise InputError("--max-steps must be >= 0 and --batch-size, --conformers, --workers >= 1")
+    if args.model and (args.charge or (args.multiplicity or 1) != 1):
+        raise InputError("--charge/--multiplicity apply to --oracle relaxations: an NNP models neutral "
+                         "closed-shell molecules only")
+
+    from golf.cli._batch import describe, read_batch, split_elements
+    from golf.formats import check_writable
+
+    check_writable(args.output)  # before any work
+    if args.model:
+        bond_orders = False
+    else:
+        from golf.oracles import oracle_class
+        from golf.presets import OracleRun
+        from golf.runs.data import oracle_spec
+
+        oracle = OracleRun(oracle=args.oracle, workers=args.workers)
+        spec = oracle_spec(oracle)  # the oracle and its settings, before any work
+        bond_orders = bool(getattr(oracle_class(spec.name), "needs_bond_orders", False))
+    confs, skipped = read_batch("optimize", args.input, bond_orders=bond_orders, neutral_only=bool(args.model),
+                                conformers=args.conformers, seed=args.seed, charge=args.charge,
+                                multiplicity=args.multiplicity)
 
     import numpy as np
     import torch
-    from tqdm import tqdm
 
-    from golf.formats import read_conformations, write_conformations
+    from golf.formats import write_conformations
     from golf.optim import relax
+    from golf.progress import progress_bar
 
-    out_ext = args.output.lower().rsplit(".", 1)[-1]
-    if out_ext not in ("sdf", "extxyz", "xyz", "db"):
-        raise InputError(f"{args.output}: cannot write .{out_ext} files (use .sdf .extxyz .xyz .db)")
-    confs = read_conformations(args.input, conformers=args.conformers, seed=args.seed)
-    if not confs:
-        raise InputError(f"{args.input}: no conformations")
-
-    bar = tqdm(total=len(confs), unit="conf", file=sys.stderr, disable=args.no_progress, desc="optimize")
-    kw = dict(method=args.optimizer, fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size,
-              progress=bar.update)
     t0 = time.perf_counter()
     if args.model:
         from golf.models import ModelEnergyForces, load_model
+        from golf.models.checkpoint import resolve_device
 
         dtype = torch.float64 if args.dtype == "float64" else torch.float32
         try:
-            device = torch.device(args.device)
+            device = resolve_device(args.device)  # validated by golf.cli._types; "auto" resolved here
         except RuntimeError as exc:
             raise InputError(f"--device {args.device}: {exc}") from None
         model = load_model(args.model, device=device, dtype=dtype)
-        model.check_elements(np.concatenate([c.numbers for c in confs]))
-        recs = relax(ModelEnergyForces(model), confs, device=device, dtype=dtype, **kw)
+        confs = split_elements(model, confs, skipped)
+        with progress_bar(total=len(confs), unit="conf", desc="optimize", disable=args.no_progress) as bar:
+            recs = relax(ModelEnergyForces(model), confs, device=device, dtype=dtype, method=args.optimizer,
+                         fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size,
+                         progress=bar.update)
     else:
         from golf.optim import OracleEnergyForces
-        from golf.presets import OracleRun
-        from golf.runs.data import open_executor, oracle_spec
+        from golf.runs.data import open_executor
 
-        oracle = OracleRun(oracle=args.oracle, workers=args.workers)
-        with open_executor(oracle, oracle_spec(oracle)) as ex:
-            recs = relax(OracleEnergyForces(ex, templates=confs), confs, dtype=torch.float64, **kw)
+        with open_executor(oracle, spec) as ex, \
+                progress_bar(total=len(confs), unit="conf", desc="optimize", disable=args.no_progress) as bar:
+            recs = relax(OracleEnergyForces(ex, templates=confs), confs, dtype=torch.float64, method=args.optimizer,
+                         fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size,
+                         progress=bar.update)
     seconds = time.perf_counter() - t0
-    bar.close()
 
-    props = [
-        dict(energy=r.energy, fmax=r.fmax, n_steps=r.n_steps, n_force_calls=r.n_force_calls,
-             converged=r.converged, reason=r.reason)
-        for r in recs
-    ]
-    write_conformations(args.output, [c.with_positions(r.positions) for c, r in zip(confs, recs)], props)
+    from golf.optim.state import MAX_STEPS
+
+    done, props, n_failed = [], [], 0
+    for c, r in zip(confs, recs):
+        if not r.converged and r.reason != MAX_STEPS:  # the relaxation itself failed
+            n_failed += 1
+            skipped(f"{describe(c)}: relaxation failed: {r.reason}")
+            continue
+        done.append(c.with_positions(r.positions))
+        props.append(dict(energy=r.energy, fmax=r.fmax, n_steps=r.n_steps, n_force_calls=r.n_force_calls,
+                          converged=r.converged, reason=r.reason))
+    if not done:
+        raise InputError(f"no structure could be relaxed ({skipped.reasons[-1]})")
+    write_conformations(args.output, done, props)
     n_mols = len({(c.mol_id, c.smiles) for c in confs})
-    n_conv = sum(r.converged for r in recs)
-    failed = [r.reason for r in recs if not r.converged and r.reason != "max_steps"]
+    n_conv = sum(p["converged"] for p in props)
     print(
         f"golf optimize: {n_mols} molecules, {len(recs)} conformations, {n_conv} converged"
-        f"{f', {len(failed)} failed' if failed else ''}, median steps {np.median([r.n_steps for r in recs]):.0f}, "
+        f"{f', {n_failed} failed' if n_failed else ''}"
+        f"{f', {len(skipped)} left out (reported above)' if len(skipped) else ''}, "
+        f"median steps {np.median([r.n_steps for r in recs]):.0f}, "
         f"{len(recs) / max(seconds, 1e-9):.2f} conformations/s -> {args.output}",
         file=sys.stderr,
     )
-    return 0
+    return skipped.exit_code()

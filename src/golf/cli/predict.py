@@ -1,10 +1,19 @@
-"""``golf predict``: energies (eV) and forces (eV/Angstrom) of every structure in a file, with an NNP."""
+"""``golf predict``: energies (eV) and forces (eV/Angstrom) of every structure in a file, with an NNP.
+
+One structure never aborts the batch (``golf.cli._batch``): an unreadable structure, an element the
+model never saw, or a charged/open-shell structure (the NNP models neutral closed-shell molecules) is
+reported on one stderr line and left out of the output (exit code 3). Bond orders are not needed:
+XYZ structures whose bond orders RDKit cannot assign keep their connectivity only.
+"""
 from __future__ import annotations
 
 import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from golf.cli._batch import EXIT_CODES
+
+    parser.epilog = EXIT_CODES
     parser.add_argument("input", help="structures: .sdf/.mol, .xyz/.extxyz, .db (ASE), .smi/.csv")
     parser.add_argument("--model", required=True,
                         help="golf checkpoint or official GOLF/schnetpack state dict (.pt)")
@@ -15,16 +24,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from golf.batch import Batch
+    from golf.cli._batch import read_batch, split_elements
     from golf.errors import InputError
-    from golf.models.checkpoint import load_model, resolve_device
-    from golf.models.potential import ModelEnergyForces
-    from golf.formats import read_conformations, write_conformations
+    from golf.formats import check_writable
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    check_writable(args.output)  # before any work
+    confs, skipped = read_batch("predict", args.input, bond_orders=False, neutral_only=True)
+
+    import torch
+
+    from golf.batch import Batch
+    from golf.formats import write_conformations
+    from golf.models.checkpoint import load_model, resolve_device
+    from golf.models.potential import ModelEnergyForces
+
     try:
         device = resolve_device(args.device)
     except RuntimeError as exc:
@@ -32,10 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda requested but CUDA is not available")
     model = load_model(args.model, device=device, dtype=args.dtype)
-    confs = read_conformations(args.input)
-    if not confs:
-        raise InputError(f"{args.input}: no structures found")
-    model.check_elements([c.numbers for c in confs])
+    confs = split_elements(model, confs, skipped)
     provider = ModelEnergyForces(model)
     properties = []
     for start in range(0, len(confs), args.batch_size):
@@ -45,5 +57,6 @@ def run(args: argparse.Namespace) -> int:
         for e, f in zip(energy.cpu().double().numpy(), batch.split(forces)):
             properties.append({"energy": float(e), "forces": f.cpu().double().numpy()})
     write_conformations(args.output, confs, properties)
-    print(f"wrote {len(confs)} structures to {args.output}")
-    return 0
+    left_out = f"; {len(skipped)} left out (reported above)" if len(skipped) else ""
+    print(f"wrote {len(confs)} structures to {args.output}{left_out}")
+    return skipped.exit_code()

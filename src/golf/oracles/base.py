@@ -91,6 +91,9 @@ class Oracle(ABC):
 
     #: registry name, e.g. "xtb"
     name: str = ""
+    #: whether the method needs bond orders (a force field does; electronic structure needs only
+    #: coordinates, charge and multiplicity): batch commands then refuse structures without them.
+    needs_bond_orders: bool = False
 
     @property
     @abstractmethod

@@ -49,6 +49,7 @@ class MMFFOracle(Oracle):
     """
 
     name = "mmff"
+    needs_bond_orders = True
 
     def __init__(
         self, variant: str = "MMFF94", nonbonded_thresh: float = 100.0, cache_size: int = _DEFAULT_CACHE_SIZE

@@ -96,10 +96,13 @@ def check_out(out: str, spec: OracleSpec) -> None:
     from golf.db import db_oracle
     from golf.oracles import same_settings
 
+    from golf.formats import check_writable
+
     if not out.lower().endswith(".db"):
         raise InputError(f"--out {out}: must be an ASE SQLite database ending in .db")
     if os.path.isdir(out):
         raise InputError(f"--out {out}: is a directory")
+    check_writable(out, (".db",), option="--out")  # before any oracle call
     if os.path.exists(out) and os.path.getsize(out) > 0:
         try:
             prev = db_oracle(out)
@@ -137,10 +140,9 @@ def pending_records(confs: list[Conformation], out: str) -> list[tuple[str, Conf
 
 
 def bar(total: int, desc: str, quiet: bool) -> Any:
-    from tqdm import tqdm
+    from golf.progress import progress_bar
 
-    return tqdm(total=total, desc=desc, unit="call", file=sys.stderr, dynamic_ncols=True,
-                disable=quiet, mininterval=0.5, smoothing=0.1)
+    return progress_bar(total=total, desc=desc, unit="call", disable=quiet, smoothing=0.1)
 
 
 def stream(ex: Any, items: list, task: str, task_kwargs: dict, handle: Callable[[str, Any], None], bar: Any, window: int) -> None:

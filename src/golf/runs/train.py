@@ -103,10 +103,10 @@ def fit_run(
     writer = _tensorboard_writer(log_dir) if log_dir is not None else None
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from golf.progress import progress_bar
 
-        bar = tqdm(total=epochs * steps_per_epoch, initial=min(trainer.epoch, epochs) * steps_per_epoch,
-                   file=sys.stderr, unit="step", dynamic_ncols=True, desc="train")
+        bar = progress_bar(total=epochs * steps_per_epoch, initial=min(trainer.epoch, epochs) * steps_per_epoch,
+                           unit="step", desc="train")
 
     def on_step(t: Trainer, m: dict[str, float]) -> None:
         if writer is not None:

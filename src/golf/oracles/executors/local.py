@@ -13,6 +13,10 @@ from golf.oracles.executors.base import Call, OracleExecutor
 from golf.oracles.executors.worker import TORCH_INCOMPATIBLE, HiddenMain, failure, init_worker, run_task
 
 
+#: fresh pools ``LocalExecutor`` starts in a row for a pool that broke with no call in flight.
+MAX_FRESH_POOLS = 3
+
+
 class SerialExecutor(OracleExecutor):
     """Computes in this process, lazily, when results are polled. ``timeout`` is not enforced."""
 
@@ -68,14 +72,19 @@ class LocalExecutor(OracleExecutor):
         return self._n_workers
 
     def _new_pool(self):
+        """A pool whose workers exit when this process dies (``worker.exit_with_parent``)."""
         import multiprocessing as mp
+        import os
+        import threading
         from concurrent.futures import ProcessPoolExecutor
 
+        # workers are started by the thread that submits: the death signal only from the main thread
+        main_thread = threading.current_thread() is threading.main_thread()
         return ProcessPoolExecutor(
             max_workers=self._n_workers,
             mp_context=mp.get_context("spawn"),
             initializer=init_worker,
-            initargs=(self.threads_per_worker,),
+            initargs=(self.threads_per_worker, os.getpid(), main_thread),
         )
 
     def _kill_pool(self) -> None:
@@ -106,7 +115,16 @@ class LocalExecutor(OracleExecutor):
         self._fill()
 
     def _fill(self) -> None:
-        """Hand queued calls to the pool, at most n_workers in flight; suspects run alone."""
+        """Hand queued calls to the pool, at most n_workers in flight; suspects run alone.
+
+        A pool found broken at submission (a worker died since the last poll) is not an error: the
+        call goes back to the queue; the calls in flight come back broken and ``_handle_death``
+        replaces the pool and retries them; with none in flight the pool is replaced here, at most
+        ``MAX_FRESH_POOLS`` times in a row.
+        """
+        from concurrent.futures.process import BrokenProcessPool
+
+        fresh = 0
         while self._queue and len(self._running) < self._n_workers:
             key = self._queue[0]
             call = self._pending[key]
@@ -118,8 +136,18 @@ class LocalExecutor(OracleExecutor):
             if self._pool is None:
                 self._pool = self._new_pool()
             call.started = time.monotonic()
-            with HiddenMain():  # worker processes are started inside submit()
-                fut = self._pool.submit(run_task, call.payload)
+            try:
+                with HiddenMain():  # worker processes are started inside submit()
+                    fut = self._pool.submit(run_task, call.payload)
+            except BrokenProcessPool:
+                self._queue.appendleft(key)
+                if self._running:
+                    break  # they come back broken: _poll's death handling replaces the pool
+                fresh += 1
+                if fresh > MAX_FRESH_POOLS:
+                    raise GolfError(f"oracle worker processes keep dying as they start ({fresh} pools)") from None
+                self._kill_pool()
+                continue
             self._running[fut] = key
 
     def _requeue_front(self, keys: list[Hashable]) -> None:

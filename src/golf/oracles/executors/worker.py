@@ -25,9 +25,52 @@ def _set_threads(threads: int) -> None:
         os.environ[var] = str(int(threads))
 
 
-def init_worker(threads: int) -> None:
-    """ProcessPool initializer: thread env before any backend import."""
+#: seconds between two checks of a worker that its parent process is still alive.
+PARENT_POLL = 1.0
+
+
+def init_worker(threads: int, parent_pid: int | None = None, death_signal: bool = False) -> None:
+    """ProcessPool initializer: thread env before any backend import; exit with the parent.
+
+    Args:
+        threads: OpenMP/BLAS threads of this worker.
+        parent_pid: the process that started the pool; the worker exits when it is gone (a parent
+            killed with SIGKILL cannot shut its pool down, and orphaned workers would go on using CPU).
+        death_signal: also ask Linux for SIGKILL when the parent dies (``PR_SET_PDEATHSIG``); only
+            when the pool was started from the parent's main thread, since the signal follows the
+            thread that started the worker.
+    """
     _set_threads(threads)
+    if parent_pid is not None:
+        exit_with_parent(int(parent_pid), death_signal)
+
+
+def exit_with_parent(parent_pid: int, death_signal: bool = False) -> None:
+    """End this process soon after ``parent_pid`` is gone: at once on Linux with ``death_signal``
+    (prctl PR_SET_PDEATHSIG), and within ``PARENT_POLL`` seconds everywhere (a daemon thread that
+    watches the parent pid; a re-parented process sees another ``getppid()``)."""
+    import signal
+    import threading
+
+    if death_signal and sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the watcher below suffices
+            pass
+    if os.getppid() != parent_pid:  # the parent died before we got here
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="golf-parent-watch", daemon=True).start()
 
 
 def _spec_key(spec: OracleSpec) -> tuple[str, str]:

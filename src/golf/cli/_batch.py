@@ -1,0 +1,115 @@
+"""Batch commands (``predict``, ``optimize``): one bad structure never aborts the batch.
+
+Each structure that cannot be read, or that the method cannot handle, is reported as one line on
+stderr (``golf CMD: skipped FILE: structure K: reason``) and the others go on. Exit codes (see
+``golf.cli``): 0 every structure done, ``PARTIAL`` (3) output written but some structures skipped
+or failed, 2 nothing could be done (then the first reason is the one-line error).
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from golf.errors import ChargeSpinError, InputError
+
+#: exit code of a batch command that wrote its output but skipped or failed some structures.
+PARTIAL = 3
+
+#: the exit codes of batch commands, as their --help states them.
+EXIT_CODES = (f"exit status: 0 every structure done; {PARTIAL} output written without the structures "
+              "reported on stderr (one line each); 2 nothing done (bad input or option, one line)")
+
+#: why an NNP refuses charged and open-shell structures.
+NNP_NEUTRAL = "the NNP models neutral closed-shell molecules only"
+
+
+class Skipped:
+    """The structures a batch command left out, reported on stderr as they are found."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.reasons: list[str] = []
+
+    def __call__(self, reason: str | Exception) -> None:
+        text = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+        self.reasons.append(text)
+        print(f"golf {self.command}: skipped {text}", file=sys.stderr)
+
+    def __len__(self) -> int:
+        return len(self.reasons)
+
+    def exit_code(self) -> int:
+        """0 when nothing was skipped, else ``PARTIAL``."""
+        return PARTIAL if self.reasons else 0
+
+
+def read_batch(command: str, path: str, *, bond_orders: bool, neutral_only: bool,
+               **read_kwargs: Any) -> tuple[list[Any], Skipped]:
+    """Read every structure of ``path`` that can be read (``golf.formats.read_conformations``),
+    reporting the others.
+
+    Args:
+        command: the subcommand, for the report.
+        path: input file.
+        bond_orders: whether the method needs bond orders (MMFF); without, a structure whose bond
+            orders cannot be assigned keeps its connectivity only.
+        neutral_only: refuse charged and open-shell structures (an NNP models neutral closed-shell
+            molecules), with that reason rather than advice about --charge/--multiplicity.
+        read_kwargs: conformers, seed, charge, multiplicity.
+
+    Raises InputError (one line: the first reason) when not a single structure is left.
+    """
+    from golf.formats import read_conformations
+
+    errors: list[InputError] = []
+    confs = read_conformations(path, on_error=errors.append, bond_orders=bond_orders, **read_kwargs)
+    reasons = [_reason(e, neutral_only) for e in errors]
+    if neutral_only:
+        keep = []
+        for c in confs:
+            if c.charge != 0 or c.multiplicity != 1:
+                reasons.append(f"{describe(c)}: charge {c.charge:+d}, multiplicity {c.multiplicity}: {NNP_NEUTRAL}")
+            else:
+                keep.append(c)
+        confs = keep
+    if not confs:
+        if not reasons:
+            raise InputError(f"{path}: no structures found")
+        more = f" (and {len(reasons) - 1} more structure(s))" if len(reasons) > 1 else ""
+        raise InputError(reasons[0] + more)
+    skipped = Skipped(command)
+    for r in reasons:
+        skipped(r)
+    return confs, skipped
+
+
+def _reason(exc: InputError, neutral_only: bool) -> str:
+    if neutral_only and isinstance(exc, ChargeSpinError):
+        return f"{exc.where}: {exc.what}: {NNP_NEUTRAL}"
+    return str(exc)
+
+
+def describe(conf: Any) -> str:
+    """How a structure is named in a report: its name or SMILES and its molecule/conformer ids."""
+    label = conf.info.get("name") or conf.smiles or "structure"
+    return f"{label} (mol_id {conf.mol_id}, conf_id {conf.conf_id})"
+
+
+def split_elements(model: Any, confs: list[Any], skipped: Skipped) -> list[Any]:
+    """The conformations whose elements ``model`` knows; the others are reported to ``skipped``.
+
+    InputError (the model's one-line reason) when none is left.
+    """
+    keep, bad = [], []
+    for c in confs:
+        try:
+            model.check_elements(c.numbers)
+        except InputError as exc:
+            bad.append((c, exc))
+            continue
+        keep.append(c)
+    if not keep:  # one line: the reason, not one per structure
+        raise InputError(str(bad[0][1]))
+    for c, exc in bad:
+        skipped(f"{describe(c)}: {exc}")
+    return keep
