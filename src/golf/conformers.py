@@ -189,7 +189,7 @@ def read_molecules(
     from rdkit import Chem
 
     from golf.chem import check_molecule, parse_smiles, quiet_rdkit
-    from golf.formats import CSV_EXTS, SDF_EXTS, SMILES_EXTS, _read_smiles_records
+    from golf.formats import CSV_EXTS, SDF_EXTS, SMILES_EXTS, _read_smiles_records, sdf_records
 
     p = Path(path)
     if not p.is_file():
@@ -227,16 +227,7 @@ def read_molecules(
         return out
     if ext in SDF_EXTS:
         with quiet_rdkit():
-            supplier = Chem.SDMolSupplier(str(p), removeHs=False, sanitize=True)
-            n = len(supplier)
-            if n == 0:
-                raise InputError(f"{p}: no molecules in file")
-            for k in range(n):
-                where = f"{p}: record {k + 1}"
-                try:
-                    mol = supplier[k]
-                except Exception:
-                    mol = None
+            for k, where, mol in sdf_records(p):
                 name = mol.GetProp("_Name").strip() if mol is not None and mol.HasProp("_Name") else ""
                 item = MoleculeInput(k, name or f"mol{k + 1}", where)
                 if mol is None:

@@ -25,7 +25,7 @@ import csv
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -166,20 +166,14 @@ def _read_sdf(
     path: Path, conformers: int, seed: int, charge: int | None, multiplicity: int | None,
     displacement: float, on_error: OnError | None = None, bond_orders: bool = True,
 ) -> list[Conformation]:
-    from rdkit import Chem
-
     text = path.read_text(errors="replace")
     if not text.strip():
         raise InputError(f"{path}: empty file")
     out: list[Conformation] = []
     with quiet_rdkit():
-        supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True)
-        n_records = len(supplier)
-        if n_records == 0:
-            raise InputError(f"{path}: no molecules in file")
-        for i in range(n_records):
+        for i, where, mol in sdf_records(path):
             try:
-                out.extend(_sdf_record(supplier, i, path, conformers, seed, charge, multiplicity, displacement,
+                out.extend(_sdf_record(mol, i, where, conformers, seed, charge, multiplicity, displacement,
                                        bond_orders))
             except InputError as exc:
                 if on_error is None:
@@ -193,18 +187,33 @@ def _read_sdf(
 CONNECTIVITY_FIELD = ("bonds", "connectivity only (bond orders could not be assigned)")
 
 
-def _sdf_record(
-    supplier: Any, i: int, path: Path, conformers: int, seed: int, charge: int | None,
-    multiplicity: int | None, displacement: float, bond_orders: bool = True,
-) -> list[Conformation]:
-    """The conformations of record ``i`` (0-based) of an SDF file."""
+def sdf_records(path: str | os.PathLike) -> Iterator[tuple[int, str, Any]]:
+    """``(index, where, mol)`` for every record of an SDF file, in order (RDKit, hydrogens kept, sanitized;
+    ``mol`` is None for a record RDKit cannot read). InputError when the file holds no record."""
     from rdkit import Chem
 
-    where = f"{path}: record {i + 1}"
-    try:
-        mol = supplier[i]
-    except Exception:
-        mol = None
+    from golf.chem import quiet_rdkit
+
+    with quiet_rdkit():
+        supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True)
+        n_records = len(supplier)
+        if n_records == 0:
+            raise InputError(f"{path}: no molecules in file")
+        for i in range(n_records):
+            try:
+                mol = supplier[i]
+            except Exception:
+                mol = None
+            yield i, f"{path}: record {i + 1}", mol
+
+
+def _sdf_record(
+    mol: Any, i: int, where: str, conformers: int, seed: int, charge: int | None,
+    multiplicity: int | None, displacement: float, bond_orders: bool = True,
+) -> list[Conformation]:
+    """The conformations of SDF record ``i`` (0-based; ``sdf_records``)."""
+    from rdkit import Chem
+
     if mol is None:
         raise InputError(f"{where}: unreadable or truncated molecule")
     if mol.HasProp(CONNECTIVITY_FIELD[0]) and mol.GetProp(CONNECTIVITY_FIELD[0]) == CONNECTIVITY_FIELD[1]:

@@ -16,6 +16,32 @@ import numpy as np
 _RES_FLOOR = 1e-2
 
 
+def _figure(ncols: int, figsize: tuple[float, float]) -> tuple[Any, Any]:
+    """A matplotlib figure with ``ncols`` axes on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, ncols, figsize=figsize)
+
+
+def _save(fig: Any, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Write ``fig`` as PNG atomically (temp file in the same directory, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    from golf.io import atomic_path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return path
+
+
 def _rows(aggregate: Any) -> list[dict[str, float]]:
     """Accept a list of aggregate rows (``golf.metrics.aggregate``) or a dict holding one under
     ``"aggregate"`` (the layout of metrics.json)."""
@@ -49,14 +75,7 @@ def plot_metrics(
     Returns:
         the output path.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, axes = _figure(3, (15, 4.5))
     ax_pct, ax_res, ax_succ = axes
     # log y axis for E_res unless some mean is <= 0 (a model below the reference optimum) or no
     # mean is finite at all (every structure broken: nothing to scale)
@@ -102,14 +121,7 @@ def plot_metrics(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    from golf.io import atomic_path
-
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_cost_quality(
@@ -129,15 +141,9 @@ def plot_cost_quality(
     Returns:
         the output path.
     """
-    import matplotlib
+    from matplotlib.ticker import NullFormatter
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = _figure(2, (11, 4.2))
     metrics = (("e_res_median", f"median E_res at T={T} (kcal/mol)"), ("pct_success", f"pct_success at T={T} (%)"))
     for ax, (key, label) in zip(axes, metrics):
         for family, marker in (("traj-", "s"), ("GOLF-", "o")):
@@ -157,21 +163,35 @@ def plot_cost_quality(
                 ax.axhline(ci["value"], ls=style, color="k", lw=1, label=f"{name} ({ci['value']:.1f})")
                 ax.axhspan(ci["lo"], ci["hi"], color="k", alpha=0.06)
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set(xlabel="genuine-oracle calls beyond D0", ylabel=label)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     axes[1].set_ylim(-2, 102)
     fig.suptitle((title + ": " if title else "") + "quality against oracle cost (95% bootstrap intervals)")
     fig.tight_layout()
-    from golf.io import atomic_path
-
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
-__all__ = ["plot_cost_quality", "plot_metrics"]
+def plot_learning_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+                         golf_curve: tuple[Sequence[float], Sequence[float]] | None, path: str | os.PathLike) -> Path:
+    """Validation force MAE (meV/A) per epoch of each trained model, and GOLF's held-out D0 force MAE
+    per genuine-oracle call.
+
+    Args:
+        curves: model name -> (epochs, validation force MAE); golf_curve: (oracle calls, held-out MAE).
+    """
+    fig, (ax1, ax2) = _figure(2, (11, 4))
+    for name, (x, y) in curves.items():
+        ax1.plot(x, y, label=name)
+    ax1.set(xlabel="epoch", ylabel="validation force MAE (meV/A)", title="baseline and traj-N training")
+    if curves:
+        ax1.legend(fontsize=8)
+    if golf_curve is not None:
+        ax2.plot(*golf_curve, "o-")
+    ax2.set(xlabel="genuine-oracle calls", ylabel="held-out D0 force MAE (meV/A)", title="GOLF")
+    fig.tight_layout()
+    return _save(fig, path, dpi=110)
+
+
+__all__ = ["plot_cost_quality", "plot_learning_curves", "plot_metrics"]

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from golf.io import atomic_path, atomic_write_text
+from golf.io import atomic_write_text
 from golf.stats import LEVEL, N_BOOTSTRAP, bootstrap_intervals, columns_at, paired_difference
 
 #: Early steps shown beside the final one in the markdown table.
@@ -186,32 +186,22 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def plot_learning_curves(out: Path, path: Path) -> Path:
-    """Validation force MAE of the trained models per epoch, and GOLF's held-out error per oracle call."""
-    import matplotlib
+    """The run's learning curves (``golf.plots.plot_learning_curves``) from its models' metrics.csv files
+    and GOLF's log.csv."""
+    from golf.plots import plot_learning_curves as plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    curves = {}
     for csv_path in sorted((out / "models").glob("*.pt.d/metrics.csv")):
         rows = _read_csv(csv_path)
         key = next((k for k in ("val_forces_mae_mev_a", "val_force_mae_mev_a") if rows and k in rows[0]), None)
         if key:
-            ax1.plot([int(r["epoch"]) for r in rows], [float(r[key]) for r in rows],
-                     label=csv_path.parent.name.removesuffix(".pt.d"))
-    ax1.set(xlabel="epoch", ylabel="validation force MAE (meV/A)", title="baseline and traj-N training")
-    ax1.legend(fontsize=8)
+            curves[csv_path.parent.name.removesuffix(".pt.d")] = ([int(r["epoch"]) for r in rows],
+                                                                   [float(r[key]) for r in rows])
     rows = _read_csv(out / "golf" / "log.csv")
+    golf = None
     if rows and "heldout_forces_mae_mev_a" in rows[0]:
-        ax2.plot([int(r["calls"]) for r in rows], [float(r["heldout_forces_mae_mev_a"] or "nan") for r in rows], "o-")
-    ax2.set(xlabel="genuine-oracle calls", ylabel="held-out D0 force MAE (meV/A)", title="GOLF")
-    fig.tight_layout()
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
-    return path
+        golf = ([int(r["calls"]) for r in rows], [float(r["heldout_forces_mae_mev_a"] or "nan") for r in rows])
+    return plot(curves, golf, path)
 
 
 def read_report(path: str | os.PathLike) -> dict[str, Any]:
