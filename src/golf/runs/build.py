@@ -14,6 +14,7 @@ from golf.runs.data import (
     bar,
     check_out,
     choose_conformations,
+    generation_recipe,
     log_failure,
     open_executor,
     oracle_spec,
@@ -34,8 +35,8 @@ def build(out: str, molecules: Molecules = BUILD_MOLECULES, oracle: OracleRun = 
     t0 = time.perf_counter()
     confs, stats = choose_conformations(molecules, default_molecules=BUILD_POOL_MOLECULES)
     t_gen = time.perf_counter() - t0
-    todo = pending_records(confs, out)
     n_mol = len({c.mol_id for c in confs})
+    todo = pending_records(confs, out, generation_recipe(molecules))
     print(f"golf data build: {len(confs)} conformations of {n_mol} molecules from {stats['source']} "
           f"({t_gen:.1f} s); {len(confs) - len(todo)} already in {out}; labelling {len(todo)} with "
           f"{spec.name} on {oracle.executor}", file=sys.stderr)

@@ -239,9 +239,9 @@ class Experiment:
                      preset_name=self.settings.preset, oracle=self.oracle.oracle)
 
     def run(self) -> None:
-        from golf.oracles import resolve_oracle
+        from golf.runs.data import oracle_spec
 
-        resolve_oracle(self.oracle.oracle)  # an unknown oracle fails before anything is written
+        oracle_spec(self.oracle)  # an unknown or unusable oracle fails before anything is written
         if self.budget < 1 or self.oracle.workers < 1:
             raise GolfError("--budget and --workers must be >= 1")
         self.out.mkdir(parents=True, exist_ok=True)

@@ -74,11 +74,10 @@ def check_sqlite(path: str | os.PathLike) -> None:
         finally:
             con.close()
     except sqlite3.Error as exc:
-        raise InputError(f"{p}: damaged or not an SQLite database ({exc})") from None
-    problems = [str(r[0]) for r in rows if r and r[0] != "ok"]
+        raise InputError(f"{p}: damaged or not an SQLite database ({' '.join(str(exc).split())})") from None
+    problems = " ".join(" ".join(str(r[0]).split()) for r in rows if r and r[0] != "ok")
     if problems:
-        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise InputError(f"{p}: damaged SQLite database ({problems[0]}{more})")
+        raise InputError(f"{p}: damaged SQLite database ({problems[:200]}{'...' if len(problems) > 200 else ''})")
 
 
 class OutputLock:

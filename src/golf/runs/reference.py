@@ -14,6 +14,7 @@ from golf.runs.data import (
     bar,
     check_out,
     choose_conformations,
+    generation_recipe,
     log_failure,
     open_executor,
     oracle_spec,
@@ -32,7 +33,7 @@ def reference(out: str, molecules: Molecules = REFERENCE_MOLECULES, oracle: Orac
     spec = oracle_spec(oracle)
     check_out(out, spec)
     confs, stats = choose_conformations(molecules)
-    todo = pending_records(confs, out)
+    todo = pending_records(confs, out, generation_recipe(molecules))
     print(f"golf data reference: {len(confs)} conformations from {stats['source']}; "
           f"{len(confs) - len(todo)} already in {out}; relaxing {len(todo)} with {spec.name} "
           f"(fmax {relax.fmax} eV/A, max {relax.max_steps} steps) on {oracle.executor}", file=sys.stderr)

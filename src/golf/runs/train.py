@@ -41,7 +41,12 @@ def save_trainer_state(trainer: Trainer, path: str | os.PathLike) -> None:
 
 def load_trainer_state(trainer: Trainer, path: str | os.PathLike) -> None:
     """Restore a trainer state written by ``save_trainer_state`` (CheckpointError if unreadable)."""
+    from golf.io import zip_damage
+
     path = Path(path)
+    damage = zip_damage(path) if path.exists() else None
+    if damage:
+        raise CheckpointError(f"{path}: {damage}; not resuming from it")
     try:
         state = torch.load(path, map_location=trainer.device, weights_only=False)
     except FileNotFoundError as exc:
