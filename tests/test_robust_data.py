@@ -212,14 +212,23 @@ def test_bad_oracle_option_is_refused_up_front(d0_and_baseline, tmp_path):
     assert not run.exists()
 
 
-def test_plugin_oracle_works_in_data_build_and_optimize(tmp_path, monkeypatch):
+def test_plugin_oracle_in_data_build_reports_failures(tmp_path, monkeypatch):
+    """A module:Class oracle works in data build; its failures are counted on stderr with the first
+    reason; a build where every call failed and nothing is stored exits non-zero."""
     monkeypatch.syspath_prepend(TESTS)
     out = tmp_path / "p.db"
-    rc, err = golf("data", "build", "--smiles", DATA / "tiny.smi", "--conformers", "1", "--oracle",
-                   "flaky_oracle:FlakyMMFF", "--oracle-option", "fail_every=1000", "--executor", "serial",
-                   "--quiet", "--out", out)
+
+    def flaky_build(target: Path, fail_every: int) -> tuple[int, str]:
+        return golf("data", "build", "--smiles", DATA / "tiny.smi", "--conformers", "1", "--oracle",
+                    "flaky_oracle:FlakyMMFF", "--oracle-option", f"fail_every={fail_every}", "--executor", "serial",
+                    "--quiet", "--out", target)
+
+    rc, err = flaky_build(out, 2)
     assert rc == 0, err
-    assert D.count_rows(out) == 4 and D.db_oracle(out)[0] == "flaky_oracle:FlakyMMFF"
+    assert "2 of 4 oracle calls failed (first:" in err and "injected" in err
+    assert D.count_rows(out) == 2 and D.db_oracle(out)[0] == "flaky_oracle:FlakyMMFF"
+    one_line_error(*flaky_build(tmp_path / "none.db", 1), "all 4 oracle calls failed", "nothing written")
+    assert not (tmp_path / "none.db").exists()
 
 
 # ---------------------------------------------------------------------------------------------

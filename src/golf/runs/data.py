@@ -210,6 +210,13 @@ def stream(ex: Any, items: list, task: str, task_kwargs: dict, handle: Callable[
                     ex.submit(nxt[1], nxt[0], task=task, **task_kwargs)
 
 
+def report_failures(cmd: str, out: str, n_failed: int, n_done: int, first_reason: str) -> None:
+    """One stderr line on the failed oracle calls of a run: their count and the first reason."""
+    if n_failed:
+        print(f"golf data {cmd}: {n_failed} of {n_done} oracle calls failed (first: {first_reason or 'unknown'}); "
+              f"all in {out}.failures.jsonl (retried on re-run)", file=sys.stderr)
+
+
 def summary(cmd: str, out: str, counts: dict, seconds: float, n_calls: int) -> None:
     parts = ", ".join(f"{v} {k}" for k, v in counts.items())
     rate = n_calls / seconds if seconds > 0 else 0.0
