@@ -73,7 +73,9 @@ def d0_and_baseline(tmp_path_factory) -> tuple[Path, Path]:
 def golf_run(d0: Path, baseline: Path, out: Path, *extra: str, budget: int = 3) -> tuple[int, str]:
     return golf("train", "--golf", "--from", baseline, "--data", d0, "--out", out, "--budget", budget,
                 "--oracle", "mmff", "--executor", "serial", "--n-parallel", "2", "--utd-ratio", "1",
-                "--max-episode-steps", "3", "--batch-size", "4", "--checkpoint-every", "1", "--no-progress", *extra)
+                "--max-episode-steps", "3", "--batch-size", "4", "--checkpoint-every", "1", "--no-progress",
+                # an untrained model may break structures: label them anyway (the test is about the files)
+                "--max-surrogate-energy", "1e9", "--max-force-norm", "1e9", *extra)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,10 +170,13 @@ def test_golf_resume_refuses_another_oracle_settings_or_lost_results(d0_and_base
     monkeypatch.syspath_prepend(TESTS)
     one_line_error(*golf_run(d0, baseline, run, "--resume", "--oracle", "flaky_oracle:FlakyMMFF"),
                    "other settings", "oracle 'mmff' -> 'flaky_oracle:FlakyMMFF'")
-    one_line_error(*golf_run(d0, baseline, run, "--resume", "--utd-ratio", "2"), "other settings", "utd_ratio 1 -> 2")
+    one_line_error(*golf_run(d0, baseline, run, "--resume", "--max-episode-steps", "5"), "other settings",
+                   "max_episode_steps 3 -> 5")
+    shutil.copy(baseline, tmp_path / "other.pt")
+    one_line_error(*golf_run(d0, tmp_path / "other.pt", run, "--resume"), "other settings", "baseline")
     one_line_error(*golf_run(d0, baseline, run, "--resume", "--oracle-option", "variant=MMFF94s"),
                    "other settings", "oracle settings")
-    rc, err = golf_run(d0, baseline, run, "--resume", "--workers", "3")  # execution only: fine
+    rc, err = golf_run(d0, baseline, run, "--resume", "--workers", "3", "--utd-ratio", "2")  # work, not data: fine
     assert rc == 0, err
     # a lost oracle.db would restart the budget
     (run / "oracle.db").rename(tmp_path / "oracle.db")
@@ -206,9 +211,13 @@ def test_golf_run_where_every_call_failed_exits_nonzero(d0_and_baseline, tmp_pat
 
 
 def test_bad_oracle_option_is_refused_up_front(d0_and_baseline, tmp_path):
+    """Unknown settings, and bad values of xtb settings even beside torch (where the oracle is not built)."""
     d0, baseline = d0_and_baseline
     run = tmp_path / "run"
     one_line_error(*golf_run(d0, baseline, run, "--oracle-option", "bogus=1"), "unknown mmff setting")
+    one_line_error(*golf_run(d0, baseline, run, "--oracle", "xtb", "--oracle-option", "method=GFN9-xTB"),
+                   "bad xtb settings", "GFN9-xTB")
+    one_line_error(*golf_run(d0, baseline, run, "--oracle", "xtb", "--oracle-option", "accuracy=-1"), "accuracy")
     assert not run.exists()
 
 

@@ -13,7 +13,8 @@ RUN_DIR layout:
 Resume (after a kill -9 too): results in oracle.db beyond the checkpoint are added to the buffer and
 get their NNP updates; failed calls stay counted; calls that were in flight are simply not counted,
 so the budget always equals results stored. A resume first checks what it resumes: the settings that
-define the run (``RUN_IDENTITY``: oracle and its settings, loop and trainer settings, baseline, D0)
+define the run (``RUN_IDENTITY``: oracle and its settings, loop and trainer settings but
+``RESUMABLE_KNOBS``, baseline, D0)
 must equal config.json's, checkpoint.pt must be intact, and oracle.db and failures.jsonl must hold at
 least the calls the checkpoint counted (a lost oracle.db would silently restart the budget).
 
@@ -47,8 +48,9 @@ CONFIG = "config.json"
 #: config.json entries that define a run: resuming with other values would mix two runs in one buffer
 RUN_IDENTITY = ("oracle", "oracle_settings", "golf", "baseline", "data", "data_rows", "lr", "lr_min", "clip",
                 "w_energy", "w_forces", "eval_fraction")
-#: loop knobs that only say how the run executes: a resume may change them
-EXECUTION_KNOBS = ("max_pending",)
+#: loop knobs a resume may change: how much work is done per label (oracle calls in flight, NNP
+#: updates per label), not what is labelled or by whom
+RESUMABLE_KNOBS = ("max_pending", "utd_ratio")
 
 
 class RunStore:
@@ -141,7 +143,7 @@ def check_resume(run_dir: Path, current: dict[str, Any]) -> None:
         old, new = stored[key], now.get(key)
         if key == "golf":
             diffs += [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-                      if k not in EXECUTION_KNOBS and k in old and old.get(k) != new.get(k)]
+                      if k not in RESUMABLE_KNOBS and k in old and old.get(k) != new.get(k)]
         elif key == "oracle_settings":
             if stored.get("oracle") == now.get("oracle") and not same_settings(now["oracle"], old or {}, new or {}):
                 diffs.append(f"oracle settings {old} -> {new}")
