@@ -151,14 +151,14 @@ def guarded_outputs(inputs: Sequence[str | os.PathLike | None],
     refuse_output_is_input(inputs, [p for p, _ in outputs])
     for path, kind in outputs:
         check_output_kind(path, kind)
-    for path in [*inputs, *(p for p, kind in outputs if kind == "file")]:
-        if path and os.fspath(path).lower().endswith(".db"):
-            check_sqlite(path)
     with contextlib.ExitStack() as stack:
         for path, _ in outputs:
             lock = OutputLock(path)
             lock.acquire()
             stack.callback(lock.release)
+        for path in [*inputs, *(p for p, kind in outputs if kind == "file")]:  # under the lock: no writer
+            if path and os.fspath(path).lower().endswith(".db"):
+                check_sqlite(path)
         yield
 
 
