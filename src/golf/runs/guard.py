@@ -94,6 +94,7 @@ class OutputLock:
         self._made_dirs: list[Path] = []
 
     def acquire(self) -> None:
+        """Take the lock (non-blocking), making missing parent directories; InputError if held or unwritable."""
         parent = self.path.parent
         missing = []
         while not parent.exists() and parent != parent.parent:
@@ -104,7 +105,7 @@ class OutputLock:
                 d.mkdir()
                 self._made_dirs.insert(0, d)
             while True:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by workers (PEP 446)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -129,6 +130,7 @@ class OutputLock:
             raise InputError(f"{self.output}: cannot write there ({exc.strerror or exc})") from None
 
     def release(self) -> None:
+        """Remove the lock file and let go of the lock (a no-op when not held)."""
         if self._fd is None:
             return
         with contextlib.suppress(OSError):
@@ -138,6 +140,7 @@ class OutputLock:
         self._remove_dirs()
 
     def _remove_dirs(self) -> None:
+        """Remove the directories ``acquire`` made, innermost first, while they are empty."""
         for d in self._made_dirs:  # innermost first
             with contextlib.suppress(OSError):
                 d.rmdir()
