@@ -137,6 +137,24 @@ def test_second_process_on_the_same_output_is_refused(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_two_builds_at_once_never_duplicate(tmp_path):
+    """The issue's case: two `golf data build` on one output started together. One stops at the lock
+    (or, if the machine serialised them, the second finds every record there); never a record twice."""
+    out = tmp_path / "d.db"
+    argv = [sys.executable, "-m", "golf", "data", "build", "--smiles", str(DATA / "tiny.smi"), "--oracle", "mmff",
+            "--executor", "serial", "--quiet", "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+             for _ in range(2)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    refused = [err for rc, err in results if rc != 0]
+    assert len(refused) <= 1 and all("another golf process" in err for err in refused), results
+    if not refused:
+        assert any("12 skipped" in err for _, err in results), results
+    keys = [r["kvp"]["identity"] for r in D.iter_rows(out)]
+    assert len(keys) == 12 == len(set(keys))
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. resume checks what it resumes
 
