@@ -213,6 +213,19 @@ def test_golf_resume_refuses_another_oracle_settings_or_lost_results(d0_and_base
     assert rc == 0, err
 
 
+def test_train_resume_refuses_other_data(d0_and_baseline, tmp_path):
+    d0, _ = d0_and_baseline
+    small = ["--features", "8", "--interactions", "1", "--n-rbf", "4", "--cutoff", "4.0", "--batch-size", "8",
+             "--no-progress", "--val-fraction", "0.25"]
+    model = tmp_path / "m.pt"
+    rc, err = golf("train", "--data", d0, "--out", model, "--epochs", "1", *small)
+    assert rc == 0, err
+    other = tmp_path / "other.db"
+    assert build(other, DATA / "tiny.smi", "--conformers", "1")[0] == 0
+    one_line_error(*golf("train", "--data", d0, "--data", other, "--out", model, "--epochs", "2", "--resume", *small),
+                   "trained on", "same data")
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. a run that produced nothing is not a success
 

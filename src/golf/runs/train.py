@@ -205,7 +205,13 @@ def train(
     if resume and config_path.exists():
         import json
 
-        saved = json.loads(config_path.read_text())["settings"]
+        stored = json.loads(config_path.read_text())
+        saved = stored["settings"]
+        given = [os.path.abspath(p) for p in data]
+        n_stored = stored.get("n_train", 0) + stored.get("n_val", 0)
+        if stored.get("data", given) != given or n_stored not in (0, len(labelled)):
+            raise InputError(f"{run_dir} trained on {stored.get('data')} ({n_stored} conformations), not on "
+                             f"{given} ({len(labelled)}): --resume with the same data or choose another --out")
         keep = ("model", "features", "interactions", "cutoff", "n_rbf", "batch_size", "lr", "lr_min",
                 "clip", "weight_decay", "w_energy", "w_forces", "val_fraction", "seed")
         # a resumed run keeps its architecture, schedule and split
