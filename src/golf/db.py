@@ -5,7 +5,8 @@ Labelled row schema (one row per labelled conformation):
 * atoms: ``numbers``, ``positions`` (Angstrom), a ``SinglePointCalculator`` with ``energy`` (eV) and
   ``forces`` ([n, 3] eV/Angstrom);
 * key_value_pairs: ``mol_id`` (int), ``conf_id`` (int), ``smiles`` (str), ``oracle`` (str),
-  ``key`` (str, the unique record key used to resume), ``charge``, ``multiplicity``;
+  ``key`` (str, the unique record key), ``identity`` (str, what the record is, by which
+  ``golf data build``/``reference`` resume: ``golf.runs.data.identity_key``), ``charge``, ``multiplicity``;
 * data: ``molblock`` (RDKit mol block, hydrogens explicit, same atom order), ``oracle_settings``
   (JSON string).
 
@@ -18,7 +19,9 @@ kvps ``step`` (int, 0 = start), ``traj_len`` (int, number of steps of the full r
 ``traj_key`` (the record key of the starting conformation).
 
 Rows are appended and committed one at a time, so a killed job loses nothing already written.
-Every record has a unique key (``record_key``: ``mol_id:conf_id:geometry-hash``) so that jobs resume.
+Every record has a unique key (``record_key``: ``mol_id:conf_id:geometry-hash``) and, from
+``golf data build``/``reference``, an identity (the molecule and conformation themselves) by which
+those resume.
 """
 from __future__ import annotations
 
@@ -120,6 +123,8 @@ def append_labelled(
     )
     if conf.smiles:
         kvp["smiles"] = conf.smiles
+    if conf.info.get("identity"):
+        kvp["identity"] = str(conf.info["identity"])
     for k, v in (extra_kvp or {}).items():
         kvp[k] = v.item() if isinstance(v, np.generic) else v
     data: dict[str, Any] = {"oracle_settings": json.dumps(settings, sort_keys=True, default=str)}
@@ -138,6 +143,26 @@ def existing_keys(db_path: str | os.PathLike) -> set[str]:
         return set()
     db = _connect(path)
     return {str(r.key_value_pairs["key"]) for r in db.select(include_data=False) if "key" in r.key_value_pairs}
+
+
+def stored_identities(db_path: str | os.PathLike) -> tuple[set[str], set[str], dict[str, int]]:
+    """(identities, record keys, canonical SMILES -> mol_id) of the rows already in a database
+    (all empty if it is missing)."""
+    path = os.fspath(db_path)
+    identities: set[str] = set()
+    keys: set[str] = set()
+    mol_ids: dict[str, int] = {}
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return identities, keys, mol_ids
+    for r in _connect(path).select(include_data=False):
+        kvp = r.key_value_pairs
+        if "identity" in kvp:
+            identities.add(str(kvp["identity"]))
+        if "key" in kvp:
+            keys.add(str(kvp["key"]))
+        if kvp.get("smiles") and "mol_id" in kvp:
+            mol_ids.setdefault(str(kvp["smiles"]), int(kvp["mol_id"]))
+    return identities, keys, mol_ids
 
 
 def db_oracle(db_path: str | os.PathLike) -> tuple[str, dict[str, Any]] | None:

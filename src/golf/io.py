@@ -91,3 +91,20 @@ def append_csv_row(path: str | os.PathLike, row: dict[str, Any]) -> None:
         if new:
             writer.writeheader()
         writer.writerow(row)
+
+
+def zip_damage(path: str | os.PathLike) -> str | None:
+    """What is wrong with a zip archive (a torch checkpoint), or None when every member's CRC checks.
+
+    Files that are not zip archives at all (legacy torch pickles) are not judged here: None.
+    """
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return None
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, zlib.error, struct.error, EOFError: all damage
+        return f"damaged zip archive ({str(exc).strip() or type(exc).__name__})"
+    return None if bad is None else f"damaged bytes (CRC mismatch in {bad})"

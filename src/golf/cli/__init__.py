@@ -2,6 +2,8 @@
 each with ``add_arguments(parser)`` and ``run(args) -> int``. Heavy imports (torch, RDKit,
 oracle backends) happen inside ``run`` so ``golf --help`` is instant.
 
+Before a command runs, ``golf.runs.guard`` refuses an output that is one of its inputs, checks the
+databases it reads, and locks its outputs against a second golf process until it ends.
 A ``GolfError`` raised anywhere becomes one line on stderr and exit code 2, as does a bad option
 (validated where it is parsed, the same in every command: ``golf.cli._types``); Ctrl-C exits 130.
 Batch commands (``predict``, ``optimize``) report each structure they skip or fail on one stderr line,
@@ -76,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
 
         tune_cpu_allocator()  # long CPU jobs: keep freed pair tensors instead of re-faulting them
     try:
-        return int(args._run(args) or 0)
+        from golf.runs.guard import guard_command
+
+        with guard_command(args):  # output != input, intact databases, one process per output
+            return int(args._run(args) or 0)
     except GolfError as exc:
         print(f"golf {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from golf.errors import CheckpointError
-from golf.io import atomic_path
+from golf.io import atomic_path, zip_damage
 from golf.models.potential import Potential
 from golf.units import HARTREE_TO_EV
 
@@ -111,6 +111,9 @@ def _read(path: Path) -> Any:
         raise CheckpointError(f"model file not found: {path}")
     if path.is_dir():
         raise CheckpointError(f"model path is a directory, not a checkpoint file: {path}")
+    damage = zip_damage(path)  # torch.load does not check the CRCs: damaged bytes would load silently
+    if damage:
+        raise CheckpointError(f"{path}: {damage}; not loading it")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

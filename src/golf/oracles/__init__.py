@@ -92,6 +92,7 @@ def validated_spec(name: str, settings: dict[str, Any] | None = None, local: boo
         raise OracleUnavailable(f"the {name} oracle needs {backend}, which is not installed; {hint}")
     try:
         if name in BACKENDS and "torch" in sys.modules:
+            cls.check_settings(settings)  # the constructor's checks without the backend
             return OracleSpec(name, settings)
         oracle = cls(**settings)  # validates settings; records defaults too
         return OracleSpec(name, dict(oracle.settings))

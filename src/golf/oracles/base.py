@@ -104,6 +104,11 @@ class Oracle(ABC):
     def spec(self) -> OracleSpec:
         return OracleSpec(self.name, dict(self.settings))
 
+    @classmethod
+    def check_settings(cls, settings: dict[str, Any]) -> None:
+        """ValueError/TypeError for settings the constructor would refuse, without building the
+        oracle (no backend import: usable beside torch, see ``golf.oracles.validated_spec``)."""
+
     @abstractmethod
     def _compute(self, conf: Conformation) -> OracleResult:
         """Energy (eV) and forces (eV/A) of one conformation with a valid geometry."""

@@ -106,6 +106,19 @@ class DFTOracle(Oracle):
 
     name = "dft"
 
+    @classmethod
+    def check_settings(cls, settings: dict[str, Any]) -> None:
+        """The checks of the constructor, without importing PySCF."""
+        if settings.get("backend", "pyscf") != "pyscf":
+            raise ValueError(f"DFT backend {settings['backend']!r} is not available (only 'pyscf')")
+        pyscf_xc_and_chg(settings.get("xc", "wb97x-d"), settings.get("dispersion", "auto"))
+        for key in ("conv_tol", "reuse_max_shift"):
+            if key in settings:
+                float(settings[key])
+        for key in ("max_cycle", "grid_level"):
+            if key in settings and int(settings[key]) < 1:
+                raise ValueError(f"{key} must be >= 1")
+
     def __init__(
         self,
         xc: str = "wb97x-d",

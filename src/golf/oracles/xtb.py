@@ -116,6 +116,20 @@ class XTBOracle(Oracle):
             set_thread_env(self.threads)
         self._Calculator = _import_tblite()
 
+    @classmethod
+    def check_settings(cls, settings: dict[str, Any]) -> None:
+        """The checks of the constructor, without importing tblite."""
+        method = settings.get("method", "GFN2-xTB")
+        if method not in _METHODS:
+            raise ValueError(f"unknown xTB method {method!r}; choose one of {', '.join(_METHODS)}")
+        if not float(settings.get("accuracy", 1.0)) > 0:
+            raise ValueError("accuracy must be > 0")
+        for key in ("electronic_temperature", "retry_electronic_temperature"):
+            if not float(settings.get(key, 300.0)) >= 0:
+                raise ValueError(f"{key} must be >= 0 K")
+        if int(settings.get("max_iterations", 250)) < 1:
+            raise ValueError("max_iterations must be >= 1")
+
     @property
     def settings(self) -> dict[str, Any]:
         return {

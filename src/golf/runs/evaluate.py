@@ -117,5 +117,18 @@ def evaluate_run(
     for r in results:
         print(r.table())
         print()
+        _report_failures(r)
     print(f"wrote {out / 'metrics.json'} and {out / 'metrics.png'}")
     return results
+
+
+def _report_failures(result: Any) -> None:
+    """One stderr line with the count of failed genuine-oracle calls of an evaluation and the first reason."""
+    import sys
+
+    n_failed = sum(int(rec.get("n_oracle_failures", 0)) for rec in result.records)
+    if n_failed:
+        n_calls = sum(int(rec.get("n_oracle_calls", 0)) for rec in result.records)
+        first = next(rec["oracle_failure_reasons"][0] for rec in result.records if rec.get("oracle_failure_reasons"))
+        print(f"golf evaluate: {result.name}: {n_failed} of {n_calls} oracle calls failed (first: {first}); "
+              "scored as diverged", file=sys.stderr)

@@ -277,9 +277,9 @@ class Experiment:
                      preset_name=self.settings.preset, oracle=self.oracle.oracle)
 
     def run(self) -> None:
-        from golf.oracles import resolve_oracle
+        from golf.runs.data import oracle_spec
 
-        resolve_oracle(self.oracle.oracle)  # an unknown oracle fails before anything is written
+        oracle_spec(self.oracle)  # an unknown or unusable oracle fails before anything is written
         if self.settings.init is not None:
             from golf.models.registry import resolve_model
 

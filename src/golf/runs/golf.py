@@ -15,7 +15,15 @@ RUN_DIR layout:
 
 Resume (after a kill -9 too): results in oracle.db beyond the checkpoint are added to the buffer and
 get their NNP updates; failed calls stay counted; calls that were in flight are simply not counted,
-so the budget always equals results stored.
+so the budget always equals results stored. A resume first checks what it resumes: the settings that
+define the run (``RUN_IDENTITY``: oracle and its settings, loop and trainer settings but
+``RESUMABLE_KNOBS``, baseline, D0)
+must equal config.json's, checkpoint.pt must be intact, and oracle.db and failures.jsonl must hold at
+least the calls the checkpoint counted (a lost oracle.db would silently restart the budget).
+
+A run that added nothing to the buffer (every oracle call failed) writes no model.pt and ends with a
+``GolfError``; failed calls are counted on stderr with the first reason. A start that fails before
+the first oracle result leaves no run directory behind.
 """
 from __future__ import annotations
 
@@ -40,13 +48,19 @@ MODEL = "model.pt"
 LOG = "log.csv"
 CONFIG = "config.json"
 
+#: config.json entries that define a run: resuming with other values would mix two runs in one buffer
+RUN_IDENTITY = ("oracle", "oracle_settings", "golf", "baseline", "data", "data_rows", "lr", "lr_min", "clip",
+                "w_energy", "w_forces", "eval_fraction")
+#: loop knobs a resume may change: how much work is done per label (oracle calls in flight, NNP
+#: updates per label), not what is labelled or by whom
+RESUMABLE_KNOBS = ("max_pending", "utd_ratio")
+
 
 class RunStore:
     """Files of one GOLF run (see the module docstring)."""
 
     def __init__(self, run_dir: str | os.PathLike, oracle_spec: Any) -> None:
-        self.dir = Path(run_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(run_dir)  # made by the first file written into it
         self.oracle_spec = oracle_spec
 
     def record(self, call: int, request: LabelRequest, result: Any, used: bool) -> None:
@@ -68,8 +82,23 @@ class RunStore:
         if not path.exists():
             return []
         from golf.db import iter_rows
+        from golf.runs.guard import check_sqlite
 
-        return sorted(iter_rows(path), key=lambda r: int(r["kvp"]["call"]))
+        check_sqlite(path)
+        try:
+            return sorted(iter_rows(path), key=lambda r: int(r["kvp"]["call"]))
+        except Exception as exc:  # noqa: BLE001 - a damaged results db is bad input, named
+            raise InputError(f"{path}: unreadable GOLF results ({type(exc).__name__}: {exc})") from None
+
+    def first_failure(self) -> str:
+        """The reason of the first failed call in failures.jsonl ("" if none or unreadable)."""
+        import json
+
+        try:
+            with open(self.dir / FAILURES) as f:
+                return str(json.loads(f.readline()).get("reason", ""))
+        except (OSError, ValueError, AttributeError):
+            return ""
 
     def n_failures(self) -> int:
         return count_lines(self.dir / FAILURES)
@@ -94,6 +123,63 @@ def golf_config(settings: GolfTraining) -> GolfConfig:
     return config
 
 
+def check_resume(run_dir: Path, current: dict[str, Any]) -> None:
+    """GolfError unless the run in ``run_dir`` was started with the ``RUN_IDENTITY`` entries of
+    ``current`` (a config.json dict); entries an older config.json lacks are not compared."""
+    import json
+
+    from golf.oracles import same_settings
+    from golf.runs.guard import same_path
+
+    path = run_dir / CONFIG
+    try:
+        stored = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GolfError(f"{path} is missing: cannot check what --resume would continue; choose another --out") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable run configuration ({exc})") from None
+    now = json.loads(json.dumps(current, default=str))
+    diffs = []
+    for key in RUN_IDENTITY:
+        if key not in stored:
+            continue
+        old, new = stored[key], now.get(key)
+        if key == "golf":
+            diffs += [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                      if k not in RESUMABLE_KNOBS and k in old and old.get(k) != new.get(k)]
+        elif key == "oracle_settings":
+            if stored.get("oracle") == now.get("oracle") and not same_settings(now["oracle"], old or {}, new or {}):
+                diffs.append(f"oracle settings {old} -> {new}")
+        elif key == "baseline":
+            if old != new and not same_path(old, new):
+                diffs.append(f"baseline {old} -> {new}")
+        elif key == "data":
+            if len(old) != len(new) or not all(a == b or same_path(a, b) for a, b in zip(old, new)):
+                diffs.append(f"data {old} -> {new}")
+        elif old != new:
+            diffs.append(f"{key} {old!r} -> {new!r}")
+    if diffs:
+        raise GolfError(f"{run_dir} was started with other settings ({'; '.join(diffs)}); resume it with the "
+                        "original ones or choose another --out")
+
+
+def _load_run_checkpoint(path: Path, device: Any) -> dict[str, Any]:
+    """checkpoint.pt of a run, verified (CheckpointError naming it when damaged or unreadable)."""
+    from golf.errors import CheckpointError
+    from golf.io import zip_damage
+
+    damage = zip_damage(path)
+    if damage:
+        raise CheckpointError(f"{path}: {damage}; not resuming from it")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+        _ = ckpt["trainer"], ckpt["stats"], int(ckpt["calls_done"])
+        return ckpt
+    except Exception as exc:  # noqa: BLE001 - truncated or foreign file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(f"{path}: unreadable GOLF checkpoint ({first})") from None
+
+
 def train_golf(
     baseline: str | os.PathLike,
     data: Sequence[str | os.PathLike],
@@ -109,7 +195,24 @@ def train_golf(
     1e3 in ``GOLF/GOLF_trainer.py``) is where the cosine schedule ends after ``budget * utd_ratio`` updates.
     Returns the path of the final model (RUN_DIR/model.pt). See the module docstring for the files.
     """
-    from tqdm.auto import tqdm
+    import shutil
+
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    try:
+        return _train_golf(baseline, data, run_dir, settings, oracle, resume, progress)
+    except BaseException:
+        if created and run_dir.is_dir() and not RunStore(run_dir, None).has_state():
+            shutil.rmtree(run_dir, ignore_errors=True)  # a failed start leaves nothing behind
+        raise
+
+
+def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], run_dir: Path,
+                settings: GolfTraining, oracle: OracleRun, resume: bool, progress: bool) -> Path:
+    """``train_golf`` without the clean-up of a failed start."""
+    import sys
+
+    from golf.progress import progress_bar
 
     from golf.dataset import LabelledData
     from golf.models import ModelEnergyForces, load_model, save_model
@@ -119,7 +222,6 @@ def train_golf(
 
     config = golf_config(settings)
     device = settings.device
-    run_dir = Path(run_dir)
     spec = oracle_spec(oracle)
     store = RunStore(run_dir, spec)
     if (run_dir / MODEL).exists() and not resume:
@@ -140,21 +242,32 @@ def train_golf(
     lr_min = s.lr / 1000.0 if s.lr_min is None else s.lr_min
     trainer = Trainer(model, lr=s.lr, lr_min=lr_min, total_steps=config.budget * config.utd_ratio, clip=s.clip,
                       w_energy=s.w_energy, w_forces=s.w_forces, device=device, seed=config.seed)
-    atomic_write_json(run_dir / CONFIG, dict(
-        golf=asdict(config), baseline=str(baseline), data=[str(d) for d in data], oracle=oracle.oracle,
-        oracle_settings=spec.settings, lr=s.lr, lr_min=lr_min, clip=s.clip, w_energy=s.w_energy,
-        w_forces=s.w_forces, executor=oracle.executor, workers=oracle.workers))
+    run_config = dict(
+        golf=asdict(config), baseline=str(baseline), data=[str(d) for d in data], data_rows=len(d0),
+        oracle=oracle.oracle, oracle_settings=spec.settings, lr=s.lr, lr_min=lr_min, clip=s.clip,
+        w_energy=s.w_energy, w_forces=s.w_forces, eval_fraction=eval_fraction, executor=oracle.executor,
+        workers=oracle.workers)
+    if resume and store.has_state():
+        check_resume(run_dir, run_config)
+    ckpt = _load_run_checkpoint(run_dir / CHECKPOINT, device) if resume and (run_dir / CHECKPOINT).exists() else None
+    stored = store.stored_results()
+    n_failed = store.n_failures()
+    if ckpt is not None:
+        seen = GolfStats(**ckpt["stats"])
+        if len(stored) < seen.calls_ok or n_failed < seen.calls_failed:
+            raise GolfError(
+                f"{run_dir / CHECKPOINT} counts {seen.calls_ok} results and {seen.calls_failed} failures but "
+                f"{ORACLE_DB} holds {len(stored)} and {FAILURES} {n_failed}: missing or truncated; not resuming "
+                "(that would restart the budget)")
+    atomic_write_json(run_dir / CONFIG, run_config)
 
     # ---- resume: checkpoint first, then every stored result it has not seen
     stats = GolfStats()
     trained_calls = 0
-    if resume and (run_dir / CHECKPOINT).exists():
-        ckpt = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=False)
+    if ckpt is not None:
         trainer.load_state_dict(ckpt["trainer"], restore_global_rng=False)
         stats = GolfStats(**ckpt["stats"])
         trained_calls = int(ckpt["calls_done"])
-    stored = store.stored_results()
-    n_failed = store.n_failures()
     late = []
     for row in stored:
         if not row["kvp"].get("used", 1):
@@ -177,8 +290,8 @@ def train_golf(
     provider = ModelEnergyForces(model)
     t_start = time.perf_counter()
     calls_at_start = stats.calls_done
-    bar = tqdm(total=config.budget, initial=stats.calls_done, desc="GOLF oracle calls", unit="call",
-               disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=config.budget, initial=stats.calls_done, desc="GOLF oracle calls", unit="call",
+                       disable=not progress)
 
     def save_checkpoint() -> None:
         payload = dict(trainer=trainer.state_dict(), stats=stats.as_dict(), calls_done=stats.calls_done,
@@ -186,8 +299,12 @@ def train_golf(
         with atomic_path(run_dir / CHECKPOINT) as tmp:
             torch.save(payload, tmp)
 
+    first_failure = [store.first_failure()]
+
     def on_result(request: LabelRequest, result: Any, used: bool) -> None:
         store.record(stats.calls_done, request, result, used)
+        if not result.ok and not first_failure[0]:
+            first_failure[0] = str(result.reason)
 
     def log(s: GolfStats, metrics: dict[str, float]) -> None:
         row = _log_row(s, metrics, buffer, golf_loop, t_start, calls_at_start)
@@ -228,6 +345,13 @@ def train_golf(
         golf_loop.run()
     bar.close()
     save_checkpoint()
+    if stats.calls_failed:
+        print(f"golf train --golf: {stats.calls_failed} of {stats.calls_done} oracle calls failed (first: "
+              f"{first_failure[0] or 'unknown'}); all in {run_dir / FAILURES}", file=sys.stderr)
+    if stats.conformations_added == 0:
+        why = (f"all {stats.calls_done} oracle calls failed (first: {first_failure[0] or 'unknown'})"
+               if stats.calls_ok == 0 else f"none of the {stats.calls_ok} oracle results entered the buffer")
+        raise GolfError(f"{why}; no GOLF model written to {run_dir / MODEL}")
 
     save_model(model, run_dir / MODEL, provenance=dict(provenance(), calls_done=stats.calls_done,
                                                        stats=stats.as_dict()))

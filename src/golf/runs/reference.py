@@ -14,10 +14,12 @@ from golf.runs.data import (
     bar,
     check_out,
     choose_conformations,
+    generation_recipe,
     log_failure,
     open_executor,
     oracle_spec,
     pending_records,
+    report_failures,
     stream,
     summary,
 )
@@ -32,7 +34,7 @@ def reference(out: str, molecules: Molecules = REFERENCE_MOLECULES, oracle: Orac
     spec = oracle_spec(oracle)
     check_out(out, spec)
     confs, stats = choose_conformations(molecules)
-    todo = pending_records(confs, out)
+    todo = pending_records(confs, out, generation_recipe(molecules))
     print(f"golf data reference: {len(confs)} conformations from {stats['source']}; "
           f"{len(confs) - len(todo)} already in {out}; relaxing {len(todo)} with {spec.name} "
           f"(fmax {relax.fmax} eV/A, max {relax.max_steps} steps) on {oracle.executor}", file=sys.stderr)
@@ -40,6 +42,7 @@ def reference(out: str, molecules: Molecules = REFERENCE_MOLECULES, oracle: Orac
     counts = {"relaxed": 0, "not converged": 0, "skipped (already in db)": len(confs) - len(todo), "failed": 0}
     n_calls = 0
     t1 = time.perf_counter()
+    first_failure: list[str] = []
     if todo:
         with open_executor(oracle, spec) as ex, bar(len(todo), f"{spec.name} relaxations", quiet) as progress:
             progress.unit = "relax"
@@ -57,13 +60,13 @@ def reference(out: str, molecules: Molecules = REFERENCE_MOLECULES, oracle: Orac
                         counts["not converged"] += 1
                 else:
                     counts["failed"] += 1
-                    log_failure(out, conf, key, "relax", getattr(r, "reason", "") or "no trajectory returned")
+                    first_failure.append(getattr(r, "reason", "") or "no trajectory returned")
+                    log_failure(out, conf, key, "relax", first_failure[-1])
                 progress.set_postfix(failed=counts["failed"], refresh=False)
 
             stream(ex, todo, "relax", {"fmax": relax.fmax, "max_steps": relax.max_steps}, handle, progress,
                    window=max(2 * ex.n_workers, 2))
     summary("reference", out, counts, time.perf_counter() - t1, n_calls)
-    if counts["failed"]:
-        print(f"golf data reference: failures logged in {out}.failures.jsonl (retried on re-run)",
-              file=sys.stderr)
+    report_failures("reference", out, counts["failed"], counts["relaxed"] + counts["failed"],
+                    first_failure[0] if first_failure else "")
     return counts

@@ -41,7 +41,12 @@ def save_trainer_state(trainer: Trainer, path: str | os.PathLike) -> None:
 
 def load_trainer_state(trainer: Trainer, path: str | os.PathLike) -> None:
     """Restore a trainer state written by ``save_trainer_state`` (CheckpointError if unreadable)."""
+    from golf.io import zip_damage
+
     path = Path(path)
+    damage = zip_damage(path) if path.exists() else None
+    if damage:
+        raise CheckpointError(f"{path}: {damage}; not resuming from it")
     try:
         state = torch.load(path, map_location=trainer.device, weights_only=False)
     except FileNotFoundError as exc:
@@ -203,7 +208,13 @@ def train(
     if resume and config_path.exists():
         import json
 
-        saved = json.loads(config_path.read_text())["settings"]
+        stored = json.loads(config_path.read_text())
+        saved = stored["settings"]
+        given = [os.path.abspath(p) for p in data]
+        n_stored = stored.get("n_train", 0) + stored.get("n_val", 0)
+        if stored.get("data", given) != given or n_stored not in (0, len(labelled)):
+            raise InputError(f"{run_dir} trained on {stored.get('data')} ({n_stored} conformations), not on "
+                             f"{given} ({len(labelled)}): --resume with the same data or choose another --out")
         keep = ("model", "features", "interactions", "cutoff", "n_rbf", "batch_size", "lr", "lr_min",
                 "clip", "weight_decay", "w_energy", "w_forces", "val_fraction", "seed")
         # a resumed run keeps its architecture, schedule and split
