@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from golf.cli._batch import PARTIAL
 from golf.cli._common import add_executor_args, add_molecule_args, add_oracle_args, add_relax_args
 from golf.presets import (
     BUILD_MOLECULES,
@@ -86,8 +87,8 @@ def _run_build(args: argparse.Namespace) -> int:
     from golf.cli._common import oracle_run, override
     from golf.runs.build import build
 
-    build(args.out, override(BUILD_MOLECULES, args), oracle_run(args), quiet=args.quiet)
-    return 0
+    counts = build(args.out, override(BUILD_MOLECULES, args), oracle_run(args), quiet=args.quiet)
+    return PARTIAL if counts["bad input records"] else 0
 
 
 def _run_reference(args: argparse.Namespace) -> int:
@@ -95,9 +96,9 @@ def _run_reference(args: argparse.Namespace) -> int:
     from golf.presets import Relaxation
     from golf.runs.reference import reference
 
-    reference(args.out, override(REFERENCE_MOLECULES, args), oracle_run(args), override(Relaxation(), args),
-              quiet=args.quiet)
-    return 0
+    counts = reference(args.out, override(REFERENCE_MOLECULES, args), oracle_run(args),
+                       override(Relaxation(), args), quiet=args.quiet)
+    return PARTIAL if counts["bad input records"] else 0
 
 
 def _run_trajectories(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ from golf.runs.data import (
 def build(out: str, molecules: Molecules = BUILD_MOLECULES, oracle: OracleRun = OracleRun(),
           quiet: bool = False) -> dict[str, int]:
     """Append oracle labels of the chosen conformations to the ASE db ``out``; returns the counts
-    (labelled, skipped because already in the db, failed). GolfError when every call failed and
+    (labelled, skipped because already in the db, failed, bad input records skipped). GolfError when every call failed and
     ``out`` holds nothing."""
     from golf import db as D
 
@@ -44,7 +44,8 @@ def build(out: str, molecules: Molecules = BUILD_MOLECULES, oracle: OracleRun = 
           f"({t_gen:.1f} s); {len(confs) - len(todo)} already in {out}; labelling {len(todo)} with "
           f"{spec.name} on {oracle.executor}", file=sys.stderr)
     by_key = dict(todo)
-    counts = {"labelled": 0, "skipped (already in db)": len(confs) - len(todo), "failed": 0}
+    counts = {"labelled": 0, "skipped (already in db)": len(confs) - len(todo), "failed": 0,
+              "bad input records": len(stats["bad_records"])}
     t1 = time.perf_counter()
     first_failure: list[str] = []
     if todo:

@@ -42,16 +42,22 @@ def open_executor(run: OracleRun, spec: OracleSpec) -> Any:
 
 def choose_conformations(m: Molecules, default_molecules: int | None = None) -> tuple[list[Conformation], dict]:
     """Conformations selected by ``m`` and (confs, stats); ``default_molecules`` pool molecules when
-    ``m.molecules`` is None (None: all of the split)."""
+    ``m.molecules`` is None (None: all of the split). A bad record of an input file is reported on
+    stderr, listed in ``stats["bad_records"]`` and skipped; InputError when no record is good."""
     from golf import chem, formats, pool
 
-    stats: dict[str, Any] = {"source": "", "skipped_molecules": 0}
+    stats: dict[str, Any] = {"source": "", "skipped_molecules": 0, "bad_records": []}
     path = m.smiles or m.input
     if path:
+        bad = stats["bad_records"]
         confs = formats.read_conformations(
             path, conformers=m.conformers, seed=m.seed, charge=m.charge,
-            multiplicity=m.multiplicity, displacement=m.displacement,
+            multiplicity=m.multiplicity, displacement=m.displacement, on_error=lambda exc: bad.append(str(exc)),
         )
+        if not confs:  # nothing to do: the first reason is the one-line error
+            raise InputError(bad[0] if bad else f"{path}: no molecules in file")
+        for reason in bad:  # one bad record is reported and the others go on
+            print(f"golf data: skipped {reason}", file=sys.stderr)
         stats["source"] = str(path)
         if m.molecules is not None:
             keep, seen = [], []

@@ -39,7 +39,8 @@ def reference(out: str, molecules: Molecules = REFERENCE_MOLECULES, oracle: Orac
           f"{len(confs) - len(todo)} already in {out}; relaxing {len(todo)} with {spec.name} "
           f"(fmax {relax.fmax} eV/A, max {relax.max_steps} steps) on {oracle.executor}", file=sys.stderr)
     by_key = dict(todo)
-    counts = {"relaxed": 0, "not converged": 0, "skipped (already in db)": len(confs) - len(todo), "failed": 0}
+    counts = {"relaxed": 0, "not converged": 0, "skipped (already in db)": len(confs) - len(todo), "failed": 0,
+              "bad input records": len(stats["bad_records"])}
     n_calls = 0
     t1 = time.perf_counter()
     first_failure: list[str] = []
