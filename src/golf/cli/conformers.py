@@ -24,6 +24,9 @@ OPTIMIZERS = ("lbfgs-precon", "lbfgs", "lbfgs-golf", "lbfgs-ase", "fire", "gd")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from golf.cli._batch import EXIT_CODES
+
+    p.epilog = EXIT_CODES
     p.add_argument("input", help="molecules: SMILES (.smi .txt .csv) or SDF (.sdf .mol)")
     p.add_argument("-o", "--output", required=True, help="conformers (.sdf)")
     p.add_argument("--summary", help="per-molecule CSV summary (default: OUTPUT with .csv)")
@@ -92,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from golf import conformers as gc
+    from golf.cli._batch import PARTIAL
     from golf.progress import progress_bar
     from golf.models import load_model
 
@@ -145,4 +149,4 @@ def run(args: argparse.Namespace) -> int:
            if failed else ""),
         file=sys.stderr,
     )
-    return 0
+    return PARTIAL if failed else 0
