@@ -366,3 +366,16 @@ def test_lock_and_integrity_helpers(tmp_path):
     with zipfile.ZipFile(tmp_path / "z.zip", "w") as z:
         z.writestr("m", b"payload" * 100)
     assert zip_damage(tmp_path / "z.zip") is None
+
+
+@pytest.mark.parametrize("spec,message", [("nomod_golf_test:X", "cannot import module"),
+                                          ("json:Nope", "has no class")])
+def test_unimportable_plugin_oracle_is_one_line(tmp_path, spec, message):
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO\n")
+    for argv in (["data", "build", "--smiles", str(smi), "--oracle", spec, "--out", str(tmp_path / "o.db")],
+                 ["optimize", "--oracle", spec, str(smi), "-o", str(tmp_path / "o.sdf")]):
+        res = subprocess.run([sys.executable, "-m", "golf", *argv], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1 and message in res.stderr
+    assert not any(tmp_path.glob("o.*"))

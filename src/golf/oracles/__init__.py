@@ -48,8 +48,19 @@ def oracle_class(name: str) -> type:
     """The class of an oracle (registry name or "module:Class"); OracleUnavailable if unknown."""
     import importlib
 
-    module_name, cls_name = resolve_oracle(name).split(":")
-    return getattr(importlib.import_module(module_name), cls_name)
+    target = resolve_oracle(name)
+    module_name, cls_name = target.split(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except ImportError as exc:
+        if module_name.startswith("golf."):  # a built-in oracle's own import broke: a bug, keep the traceback
+            raise
+        raise OracleUnavailable(f"oracle {name!r}: cannot import module {module_name!r} ({exc})") from exc
+    except AttributeError:
+        raise OracleUnavailable(f"oracle {name!r}: module {module_name!r} has no class {cls_name!r}") from None
+    if not isinstance(cls, type):
+        raise OracleUnavailable(f"oracle {name!r}: {target} is not a class")
+    return cls
 
 
 def default_settings(name: str) -> dict[str, Any]:
