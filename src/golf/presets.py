@@ -253,7 +253,8 @@ class Experiment:
 
 
 _PAPER_GOLF = GOLF_PRESETS["paper"]
-#: "quick" fits ~15 minutes on a 2-core CPU; "smoke" is for tests; "paper" is the paper's scale (a GPU
+#: "quick" aims at ~15 minutes on a 2-core CPU (traj_molecules 20: their 80 xTB trajectories, about 7000
+#: conformations, are the pool of traj-1000 and traj-5000 and the stage that costs most); "smoke" is for tests; "paper" is the paper's scale (a GPU
 #: and a DFT cluster).
 EXPERIMENT_PRESETS: dict[str, Experiment] = {
     "smoke": Experiment(train_molecules=6, test_molecules=3, conformers=2, min_heavy=3, max_heavy=6,
@@ -262,7 +263,7 @@ EXPERIMENT_PRESETS: dict[str, Experiment] = {
                         max_episode_steps=10, golf_snapshots=(0.5,), steps=(1, 2, 5, 10), ref_max_steps=200),
     "quick": Experiment(train_molecules=500, test_molecules=32, conformers=4, min_heavy=4, max_heavy=9,
                         features=64, interactions=3, n_rbf=20, baseline_updates=1500, batch_size=16,
-                        lr=2e-3, finetune_lr=5e-4, budget=100, traj_factors=(10, 50), traj_molecules=50, n_parallel=16, utd_ratio=10,
+                        lr=2e-3, finetune_lr=5e-4, budget=100, traj_factors=(10, 50), traj_molecules=20, n_parallel=16, utd_ratio=10,
                         max_episode_steps=50, golf_snapshots=(0.25, 0.5), ref_max_steps=500),
     "paper": Experiment(train_molecules=4000, test_molecules=1000, conformers=3, min_heavy=8, max_heavy=30,
                         features=_PAPER_TRAIN.features, interactions=_PAPER_TRAIN.interactions,
