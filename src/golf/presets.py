@@ -254,8 +254,8 @@ class Experiment:
 
 _PAPER_GOLF = GOLF_PRESETS["paper"]
 #: "quick" aims at ~15 minutes on a 2-core CPU (traj_molecules 20: their 80 xTB trajectories, about 7000
-#: conformations, are the pool of traj-1000 and traj-5000 and the stage that costs most); "smoke" is for tests; "paper" is the paper's scale (a GPU
-#: and a DFT cluster).
+#: conformations, are the pool of traj-1000 and traj-5000 and the stage that costs most); "smoke" is for
+#: tests; "paper" is the paper's scale (a GPU and a DFT cluster).
 EXPERIMENT_PRESETS: dict[str, Experiment] = {
     "smoke": Experiment(train_molecules=6, test_molecules=3, conformers=2, min_heavy=3, max_heavy=6,
                         features=32, interactions=2, n_rbf=16, baseline_updates=200, batch_size=8,
