@@ -43,7 +43,7 @@ def test_data_pipelines_as_functions(tmp_path):
     n = counts["labelled"]
     assert n > 0 and counts["failed"] == 0 and D.count_rows(d0) == n
     assert build(d0, Molecules(smiles=str(DATA / "tiny.smi"), conformers=1), MMFF_HERE, quiet=True) == \
-        {"labelled": 0, "skipped (already in db)": n, "failed": 0}
+        {"labelled": 0, "skipped (already in db)": n, "failed": 0, "bad input records": 0}
 
     ref = str(tmp_path / "ref.db")
     counts = reference(ref, Molecules(input=d0), MMFF_HERE, Relaxation(max_steps=300), quiet=True)
