@@ -51,7 +51,7 @@ def main() -> int:
     ap.add_argument("--json", default="bench/results/pretrained_start.json")
     ap.add_argument("--finetune-updates", type=int, default=1469)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--lr", type=float, default=1e-4, help="fine-tune and GOLF learning rate (official 1e-4; 5e-4 wrecks the start)")
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--cadence", default="block", choices=["block", "stream"])
     ap.add_argument("--seed", type=int, default=0)
@@ -121,8 +121,9 @@ def main() -> int:
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'model':16} {'broken':>7} {'pct_div':>8} {'E_res med':>10} {'success':>8}")
     for name, r in rows.items():
-        print(f"{name:16} {r['n_failed']:>3}/{r['n']:<3} {r['pct_div'] or float('nan'):8.1f} "
-              f"{r['e_res_median'] or float('nan'):10.2f} {r['pct_success'] or float('nan'):8.1f}")
+        num = {k: float("nan") if r[k] is None else r[k] for k in ("pct_div", "e_res_median", "pct_success")}
+        print(f"{name:16} {r['n_failed']:>3}/{r['n']:<3} {num['pct_div']:8.1f} {num['e_res_median']:10.2f} "
+              f"{num['pct_success']:8.1f}")
     return 0
 
 

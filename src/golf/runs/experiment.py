@@ -50,6 +50,10 @@ from golf.presets import (
 )
 
 MMFF = "mmff"
+#: Learning rate of every fine-tune from a pretrained start (``--init``): the official GOLF's 1e-4
+#: (``scripts/training/run_training_GOLF_10k.sh``, ``--lr 1e-4``). Adam restarted at the quick preset's
+#: 5e-4 wrecks a converged model within ~100 updates (README, "A pretrained start").
+PRETRAINED_FINETUNE_LR: float = TRAIN_PRESETS["paper"].lr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +67,8 @@ class ExperimentSettings:
         budget: GOLF's genuine-oracle budget (None: the preset's).
         init: a pretrained model (file or name, e.g. ``baseline-NNP``) to start from instead of a
             from-scratch baseline: its offsets are refit to D0, then it is fine-tuned on D0 with the
-            preset's ``finetune_lr`` and becomes the baseline of traj-N and GOLF (None: from scratch).
+            official GOLF learning rate (``PRETRAINED_FINETUNE_LR``) and becomes the baseline of traj-N and
+            GOLF, which fine-tune with it too (None: from scratch, fine-tunes with the preset's ``finetune_lr``).
         seed, device: of every stage; progress: progress bars.
     """
 
@@ -196,6 +201,8 @@ class Experiment:
         from golf.runs.golf import train_golf
 
         p = self.p
+        if self.settings.init is not None:
+            p = dataclasses.replace(p, finetune_lr=PRETRAINED_FINETUNE_LR)
         d0, baseline = self.path("data/D0.db"), self.path("models/baseline.pt")
         if self.settings.init is None:
             self.stage("baseline", lambda: self._train("models/baseline.pt", [d0],
