@@ -25,6 +25,7 @@ those resume.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -325,18 +326,21 @@ def sample_rows(src: str | os.PathLike, dst: str | os.PathLike, n: int, seed: in
     atomically, in their original order: the paper's D-traj-N from a pool of trajectory conformations."""
     from ase.db import connect
 
+    import sqlite3
+
     source = connect(os.fspath(src), type="db")
-    ids = [row.id for row in source.select(sort="id", include_data=False)]
+    with contextlib.closing(sqlite3.connect(f"file:{os.fspath(src)}?mode=ro", uri=True)) as con:
+        ids = [i for (i,) in con.execute("SELECT id FROM systems ORDER BY id")]  # ASE's select decodes every row
     if n > len(ids):
         raise GolfError(f"{src} holds {len(ids)} trajectory conformations, fewer than the {n} asked for")
-    keep = set(np.random.default_rng(seed).choice(ids, size=n, replace=False).tolist())
+    keep = sorted(np.random.default_rng(seed).choice(ids, size=n, replace=False).tolist())
     with atomic_path(dst) as tmp:
         tmp.unlink()  # ASE's SQLite backend creates the database itself
         target = connect(str(tmp), type="db")
         with target:  # one transaction
-            for row in source.select(sort="id"):
-                if row.id in keep:
-                    target.write(row.toatoms(), key_value_pairs=row.key_value_pairs, data=row.data)
+            for i in keep:
+                row = source.get(id=i)
+                target.write(row.toatoms(), key_value_pairs=row.key_value_pairs, data=row.data)
 
 
 def read_structure_rows(path: str | os.PathLike) -> list[tuple[int, Any, dict[str, Any], dict[str, Any]]]:
