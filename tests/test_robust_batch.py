@@ -391,8 +391,9 @@ def test_progress_in_a_log_is_a_few_status_lines():
     log = io.StringIO()
     with progress_bar(total=5000, desc="calls", unit="call", file=log) as bar:
         assert isinstance(bar, LogTqdm)
-        for _ in range(5000):
+        for k in range(5000):
             bar.update(1)
+            bar.set_postfix(loss=k)  # a postfix per step (the trainer's) must not print a line per step
     text = log.getvalue()
     assert "\r" not in text and len(_lines(text)) <= 3, text
     assert _lines(text)[-1].startswith("calls: 5000/5000")

@@ -63,6 +63,16 @@ class LogTqdm(tqdm):
 
         return print_status
 
+    # a postfix or description change must not force a line: only the refresh interval prints
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kwargs: Any) -> None:
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        super().set_postfix_str(s, refresh=False)
+
+    def set_description(self, desc: str | None = None, refresh: bool = True) -> None:
+        super().set_description(desc, refresh=False)
+
 
 def progress_bar(total: int | None = None, desc: str = "", unit: str = "it", disable: bool = False,
                  file: TextIO | None = None, **kwargs: Any) -> tqdm:
