@@ -29,20 +29,6 @@ def golf(*argv: object) -> None:
     subprocess.run(cmd, check=True)
 
 
-def refit(official: Path, d0: Path, out: Path) -> dict:
-    """``official`` with its per-element offsets refit to D0 (``golf.train.refit_offsets``), saved as ``out``;
-    returns the fit's energy MAE before/after (meV per conformation)."""
-    from golf.dataset import LabelledData
-    from golf.models import load_model, save_model
-    from golf.train import refit_offsets
-
-    model = load_model(official)
-    fit = refit_offsets(model, LabelledData.from_db(d0))
-    save_model(model, out, provenance={"kind": "baseline-NNP offsets refit", "official": str(official),
-                                       "data": str(d0), **fit})
-    return fit
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="a golf run directory with data/D0.db and data/test_ref.db")
@@ -71,9 +57,11 @@ def main() -> int:
         fn()
         timings[name] = round(time.perf_counter() - t0, 1)
 
+    from golf.runs.train import refit_pretrained
+
     fit: dict = {}
     offsets = out / "offsets.pt"
-    stage("offsets", offsets, lambda: fit.update(refit(Path(args.official), d0, offsets)))
+    stage("offsets", offsets, lambda: fit.update(refit_pretrained(args.official, [d0], offsets)))
 
     from golf.db import count_rows
 

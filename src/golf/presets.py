@@ -157,7 +157,7 @@ class GolfTraining:
     max_pending: int | None = None
     max_force_norm: float | None = None
     max_surrogate_energy: float | None = None
-    lr: float = 1e-4  # the official run_training_GOLF_10k.sh --lr: GOLF fine-tunes a trained model
+    lr: float = TRAIN_PRESETS["paper"].lr  # the official run_training_GOLF_10k.sh --lr 1e-4: GOLF fine-tunes
     lr_min: float | None = None
     clip: float = 1.0
     w_energy: float = Training.w_energy

@@ -43,28 +43,33 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    """A finite number > 0."""
+def _positive(text: str, must: str) -> float:
+    """A finite number > 0; ``must`` opens the message when it is not."""
     value = _number(text, float)
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value:g}")
+        raise argparse.ArgumentTypeError(f"{must}, got {value:g}")
     return value
 
 
 def force_threshold(text: str) -> float:
     """A convergence threshold on the largest atomic force: finite, > 0, in eV/Angstrom."""
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive force in eV/A, got {value:g}")
-    return value
+    return _positive(text, "must be a positive force in eV/A")
 
 
 def seconds(text: str) -> float:
     """A time limit in seconds: finite and > 0."""
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value:g}")
-    return value
+    return _positive(text, "must be a positive number of seconds")
+
+
+def call_counts(text: str) -> tuple[int, ...]:
+    """Comma-separated oracle-call counts, each >= 1 (``--snapshots 16,32``)."""
+    try:
+        calls = tuple(positive_int(x) for x in text.split(",") if x.strip())
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"oracle-call counts: {exc}") from None
+    if not calls:
+        raise argparse.ArgumentTypeError(f"expected comma-separated oracle-call counts, got {text!r}")
+    return calls
 
 
 def displacement(text: str) -> float:
@@ -124,7 +129,7 @@ TYPES: dict[str, Callable[[str], Any]] = {
 
 #: the plain argparse type each validator replaces (an option of another kind keeps its own type)
 _REPLACES: dict[Callable[[str], Any], tuple[Any, ...]] = {
-    positive_int: (int,), nonnegative_int: (int,), positive_float: (float,), force_threshold: (float,),
+    positive_int: (int,), nonnegative_int: (int,), force_threshold: (float,),
     seconds: (float, int), displacement: (float,), device: (None, str),
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from golf.cli._types import call_counts
 from golf.presets import DEFAULT_GOLF_PRESET, DEFAULT_TRAIN_PRESET, GOLF_PRESETS, TRAIN_PRESETS, Training
 
 
@@ -82,19 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--conf-optimizer", default=None, help="optimizer preset driving the episodes")
     g.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N oracle calls")
     g.add_argument("--eval-every", type=int, default=None, help="held-out evaluation every N oracle calls")
-    g.add_argument("--snapshots", type=_calls_list, default=None, metavar="N,N,...",
+    g.add_argument("--snapshots", type=call_counts, default=None, metavar="N,N,...",
                    help="also save the model as OUT/model-at-<calls>.pt when the oracle calls first reach each N")
     # Options stay None unless given: the preset (golf.presets) supplies the rest.
-
-
-def _calls_list(text: str) -> tuple[int, ...]:
-    try:
-        calls = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated oracle-call counts, got {text!r}") from None
-    if not calls or min(calls) < 1:
-        raise argparse.ArgumentTypeError(f"oracle-call counts must be >= 1, got {text!r}")
-    return calls
 
 
 def resolve_settings(args: argparse.Namespace) -> Training:

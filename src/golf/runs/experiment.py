@@ -30,8 +30,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from golf.errors import GolfError
 from golf.io import atomic_write_json
 from golf.presets import (
@@ -233,19 +231,10 @@ class Experiment:
 
     def _refit_init(self, out: Path, d0: Path) -> None:
         """The pretrained model with its energy offsets refit to D0, saved as ``out``."""
-        from golf.dataset import LabelledData
-        from golf.models.checkpoint import load_model, save_model
-        from golf.models.registry import resolve_model
-        from golf.train import refit_offsets
+        from golf.runs.train import refit_pretrained
 
-        path, info = resolve_model(self.settings.init)
         self._say("train --init", self.settings.init, "--refit-offsets (offsets only)", "--out", out)
-        model = load_model(path)
-        data = LabelledData.from_db([str(d0)])
-        model.check_elements(np.unique(data.numbers))
-        fit = refit_offsets(model, data)
-        save_model(model, out, {"kind": "pretrained model, energy offsets refit to D0", "init": str(path),
-                                "pretrained": info, "data": str(d0), **fit})
+        refit_pretrained(self.settings.init, [d0], out)
 
     def models(self) -> dict[str, tuple[Path | str, int]]:
         """name -> (model, genuine-oracle calls beyond D0)."""

@@ -150,6 +150,28 @@ def fit_run(
             writer.close()
 
 
+def refit_pretrained(init: str | os.PathLike, data: Sequence[str | os.PathLike], out: str | os.PathLike) -> dict:
+    """A pretrained model (file or name) with its per-element energy offsets refit to the labelled
+    databases ``data`` (``golf.train.refit_offsets``: forces unchanged), saved as ``out``.
+
+    Returns the fit's energy MAE before/after (meV per conformation).
+    """
+    import numpy as np
+
+    from golf.models.checkpoint import load_model, save_model
+    from golf.models.registry import resolve_model
+    from golf.train import refit_offsets
+
+    path, info = resolve_model(init)
+    model = load_model(path)
+    labelled = LabelledData.from_db([str(d) for d in data])
+    model.check_elements(np.unique(labelled.numbers))
+    fit = refit_offsets(model, labelled)
+    save_model(model, out, {"kind": "pretrained model, energy offsets refit", "init": str(path),
+                            "pretrained": info, "data": [str(d) for d in data], **fit})
+    return fit
+
+
 def train(
     settings: Training,
     data: Sequence[str | os.PathLike],
