@@ -57,7 +57,9 @@ def main() -> int:
         fn()
         timings[name] = round(time.perf_counter() - t0, 1)
 
+    from golf.evaluate import read_metrics
     from golf.runs.train import refit_pretrained
+    from golf.stats import bootstrap_intervals, columns_at, paired_difference
 
     fit: dict = {}
     offsets = out / "offsets.pt"
@@ -93,20 +95,28 @@ def main() -> int:
         stage(f"eval-{name}", ev / "metrics.json", lambda model=model, ev=ev, name=name: golf(
             "evaluate", "--model", model, "--name", name, "--reference", ref, "--steps", "1,5,21,100",
             "--optimizer", "lbfgs-golf", "--out", ev, "--no-progress"))
-        doc = json.loads((ev / "metrics.json").read_text())
-        last = next(m for m in doc["models"] if m["name"] == name)["aggregate"][-1]
-        rows[name] = {k: last.get(k) for k in ("T", "n", "n_failed", "pct_div", "e_res_median", "pct_success",
-                                               "e_res_median_official", "pct_success_official")}
+        res = read_metrics(ev / "metrics.json")[name]
+        k = res.steps.index(100)
+        last = res.aggregate[k]
+        rows[name] = {key: last.get(key) for key in ("T", "n", "n_failed", "pct_div", "e_res_median", "pct_success",
+                                                     "e_res_median_official", "pct_success_official")}
+        # 95% bootstrap intervals, and the paired difference to the offsets-only start (golf.stats)
+        rows[name]["intervals"] = bootstrap_intervals(columns_at(res.records, k))
+        if name != "offsets":
+            base = read_metrics(out / "eval" / "offsets" / "metrics.json")["offsets"]
+            rows[name]["minus_offsets"] = paired_difference(res.records, base.records, k)
     import csv
 
     with open(golf_dir / "log.csv") as fh:  # GOLF's held-out D0 errors along the run
         curve = [{k: r[k] for k in ("calls", "conformations_added", "updates", "heldout_energy_mae_mev",
                                     "heldout_forces_mae_mev_a") if k in r} for r in csv.DictReader(fh)]
     summary = json.loads((out / "finetune.pt.d" / "summary.json").read_text())
+    from golf.evaluate import json_clean
+
     result = {"run": str(run), "settings": vars(args), "offset_fit": fit, "timings_s": timings, "rows": rows,
               "finetune_val": {k: v for k, v in summary.items() if k.startswith("val_")}, "golf_curve": curve}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    Path(args.json).write_text(json.dumps(json_clean(result), indent=2) + "\n")
     print(f"{'model':16} {'broken':>7} {'pct_div':>8} {'E_res med':>10} {'success':>8}")
     for name, r in rows.items():
         num = {k: float("nan") if r[k] is None else r[k] for k in ("pct_div", "e_res_median", "pct_success")}
