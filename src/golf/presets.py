@@ -261,7 +261,7 @@ EXPERIMENT_PRESETS: dict[str, Experiment] = {
                         features=32, interactions=2, n_rbf=16, baseline_updates=200, batch_size=8,
                         lr=1e-3, finetune_lr=1e-3, budget=8, traj_factors=(10,), traj_molecules=6, n_parallel=4, utd_ratio=4,
                         max_episode_steps=10, golf_snapshots=(0.5,), steps=(1, 2, 5, 10), ref_max_steps=200),
-    "quick": Experiment(train_molecules=500, test_molecules=32, conformers=4, min_heavy=4, max_heavy=9,
+    "quick": Experiment(train_molecules=500, test_molecules=128, conformers=4, min_heavy=4, max_heavy=9,
                         features=64, interactions=3, n_rbf=20, baseline_updates=1500, batch_size=16,
                         lr=2e-3, finetune_lr=5e-4, budget=100, traj_factors=(10, 50), traj_molecules=20, n_parallel=16, utd_ratio=10,
                         max_episode_steps=50, golf_snapshots=(0.25, 0.5), ref_max_steps=500),
