@@ -65,6 +65,21 @@ def _calls(run: Path) -> list[int]:
     return sorted(calls)
 
 
+def _run_or_dump(args: list[str], log: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``args``; on a timeout, fail with the Python stacks of the stuck process (faulthandler on
+    SIGABRT) and its last status lines, so that a hang says where it hangs."""
+    env = dict(os.environ, PYTHONFAULTHANDLER="1")
+    with open(log, "w") as err:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, text=True, env=env)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(timeout=30)
+            pytest.fail(f"{' '.join(args[2:5])} hung for {timeout} s; its stderr ends:\n{log.read_text()[-6000:]}")
+    return subprocess.CompletedProcess(args, proc.returncode, "", log.read_text())
+
+
 def test_golf_run_respects_budget_and_stores_every_result(d0_and_baseline, tmp_path):
     d0, baseline = d0_and_baseline
     run = tmp_path / "run"
@@ -93,8 +108,7 @@ def test_kill_and_resume_loses_nothing(d0_and_baseline, tmp_path):
     proc.wait()
     before = _calls(run)
     assert 0 < len(before) < budget, "the kill should land mid-run"
-    out = subprocess.run(_golf_args(d0, baseline, run, budget=budget, extra=["--resume"]),
-                         capture_output=True, text=True, timeout=300)
+    out = _run_or_dump(_golf_args(d0, baseline, run, budget=budget, extra=["--resume"]), tmp_path / "resume.log")
     assert out.returncode == 0, out.stderr
     after = _calls(run)
     assert after == list(range(budget))  # nothing lost, nothing recomputed, budget counted once
