@@ -225,8 +225,13 @@ class Experiment:
             training molecules.
         n_parallel, utd_ratio, max_episode_steps: GOLF loop knobs.
         golf_snapshots: fractions of the budget at which the GOLF run also saves its model; each is
-            evaluated as GOLF-<calls> (points of the cost-quality curve from the one run).
+            evaluated as GOLF-<calls> (points of the cost-quality curve from the one run). Under the
+            block cadence a snapshot is taken at the end of the round (n_parallel calls) that reaches it.
         steps: evaluated T; ref_max_steps: step limit of the reference relaxations.
+        seeds: training seeds of the baseline and of GOLF, as offsets added to the run's ``--seed``;
+            the first is 0 (the run's own seed, rows ``baseline``, ``GOLF-<calls>``), each other s
+            trains a baseline and a GOLF run of its own (rows ``baseline-s<s>``, ``GOLF-<calls>-s<s>``)
+            on the same D0, test set and references. traj-N is trained once, from the seed-0 baseline.
     """
 
     train_molecules: int
@@ -250,6 +255,11 @@ class Experiment:
     golf_snapshots: tuple[float, ...] = ()
     steps: tuple[int, ...] = DEFAULT_STEPS
     ref_max_steps: int = 1000
+    seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        if not self.seeds or self.seeds[0] != 0 or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"seeds must be distinct offsets >= 0 starting with 0, got {self.seeds}")
 
 
 _PAPER_GOLF = GOLF_PRESETS["paper"]
