@@ -92,6 +92,13 @@ def test_experiment_plan_with_training_seeds(tmp_path):
     (tmp_path / "golf-s1").mkdir()
     (tmp_path / "golf-s1" / "model-at-2.pt").touch()  # a snapshot of seed 1's run
     assert [n for n in ex.models() if n.endswith("-s1")] == ["baseline-s1", "GOLF-2-s1", "GOLF-3-s1"]
+    assert EXPERIMENT_PRESETS["standard"].seeds == (0, 1, 2) and EXPERIMENT_PRESETS["quick"].seeds == (0,)
+    standard = Experiment(ExperimentSettings(out=str(tmp_path / "std"), preset="standard"))
+    assert standard.traj_sizes == [1000, 5000]
+    assert [n for n in standard.models() if n.startswith("GOLF")] == ["GOLF-200", "GOLF-200-s1", "GOLF-200-s2"]
+    # the block cadence's rounds of n_parallel calls end exactly at the standard preset's snapshots
+    p = standard.p
+    assert all(round(f * p.budget) % p.n_parallel == 0 for f in p.golf_snapshots)
     with pytest.raises(ValueError, match="starting with 0"):
         dataclasses.replace(EXPERIMENT_PRESETS["smoke"], seeds=(1, 2))
 
