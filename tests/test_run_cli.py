@@ -70,6 +70,32 @@ def test_report_gives_intervals_and_paired_differences(smoke_run):
     assert "Paired differences at T = 10" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow  # ~3 min: seed 1's baseline (160 epochs of 2 updates, ~2 min here), GOLF run, 3 evaluations
+def test_a_second_training_seed_extends_a_finished_run(smoke_run, tmp_path):
+    """``--seeds 2`` on a copy of the finished one-seed run: seed 0's stages are skipped, seed 1 trains its
+    own baseline and GOLF run and evaluates them, and the report gains the spread over seeds."""
+    import shutil
+
+    src, _ = smoke_run
+    out = tmp_path / "golf-run-seeds"
+    shutil.copytree(src, out)
+    res = subprocess.run([sys.executable, "-m", "golf", "run", "--preset", "smoke", "--out", str(out), "--seeds", "2",
+                          "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ran = re.findall(r"\[golf run\] (\S+) \.\.\.", res.stderr)
+    assert ran == ["baseline-s1", "golf-s1", "eval-baseline-s1", "eval-GOLF-4-s1", "eval-GOLF-8-s1"]
+    assert (out / "models" / "baseline-s1.pt").exists() and (out / "golf-s1" / "model.pt").exists()
+    report = json.loads((out / "report.json").read_text())
+    assert [m["name"] for m in report["models"]] == ["baseline", "traj-80", "GOLF-4", "GOLF-8", "baseline-s1",
+                                                     "GOLF-4-s1", "GOLF-8-s1", "MMFF"]
+    spread = report["spread_over_seeds_T10"]
+    assert spread["seeds"] == [0, 1] and list(spread["models"]) == ["baseline", "GOLF-4", "GOLF-8"]
+    assert set(spread["paired_vs_baseline"]["GOLF-8"]["per_seed"]) == {"0", "1"}
+    assert "GOLF-8-s1 − baseline-s1" in report["paired_differences_T10"]
+    md = (out / "report.md").read_text()
+    assert "Spread over training seeds" in md and re.search(r"\| GOLF-8-s1 \| 8 \(\d+ added\) \|", md)
+
+
 @pytest.mark.slow  # ~1-2 min: a 128x3 PaiNN trained and evaluated; the wiring is in test_pretrained_start.py
 def test_run_from_a_pretrained_start(smoke_run, tmp_path, checkpoints_dir):
     """``golf run --init``: the official baseline-NNP, offsets refit to D0, fine-tuned as the baseline;

@@ -2,6 +2,7 @@
 runs over any executor, and nothing below the CLI drives the CLI."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -73,6 +74,33 @@ def test_experiment_plan_from_settings(tmp_path):
     training = ex._training(100, smoke.lr)
     assert (training.features, training.n_rbf, training.batch_size) == (smoke.features, smoke.n_rbf, smoke.batch_size)
     assert training.epochs == 100 * smoke.batch_size  # no data yet: counted as one training conformation
+    assert training.seed == 0 and ex._training(100, smoke.lr, seed=2).seed == 2
+
+
+def test_experiment_plan_with_training_seeds(tmp_path):
+    """Further training seeds add their own baseline and GOLF rows, paths and stages; seed 0 keeps the
+    one-seed names, and traj-N stays single (from the seed-0 baseline)."""
+    from golf.runs.experiment import Experiment, ExperimentSettings
+
+    ex = Experiment(ExperimentSettings(out=str(tmp_path), preset="smoke", budget=3, seeds=3, seed=5, oracle=MMFF_HERE))
+    assert ex.seeds == (0, 1, 2)
+    assert list(ex.models()) == ["baseline", "traj-30", "GOLF-3", "baseline-s1", "GOLF-3-s1", "baseline-s2",
+                                 "GOLF-3-s2", "MMFF"]
+    assert ex.models()["baseline-s2"] == (tmp_path / "models" / "baseline-s2.pt", 0)
+    assert ex.models()["GOLF-3-s1"] == (tmp_path / "golf-s1" / "model.pt", 3)
+    assert ex._training(100, 1e-3, seed=2).seed == 7  # offsets added to the run's seed
+    (tmp_path / "golf-s1").mkdir()
+    (tmp_path / "golf-s1" / "model-at-2.pt").touch()  # a snapshot of seed 1's run
+    assert [n for n in ex.models() if n.endswith("-s1")] == ["baseline-s1", "GOLF-2-s1", "GOLF-3-s1"]
+    assert EXPERIMENT_PRESETS["standard"].seeds == (0, 1, 2) and EXPERIMENT_PRESETS["quick"].seeds == (0,)
+    standard = Experiment(ExperimentSettings(out=str(tmp_path / "std"), preset="standard"))
+    assert standard.traj_sizes == [1000, 5000]
+    assert [n for n in standard.models() if n.startswith("GOLF")] == ["GOLF-200", "GOLF-200-s1", "GOLF-200-s2"]
+    # the block cadence's rounds of n_parallel calls end exactly at the standard preset's snapshots
+    p = standard.p
+    assert all(round(f * p.budget) % p.n_parallel == 0 for f in p.golf_snapshots)
+    with pytest.raises(ValueError, match="starting with 0"):
+        dataclasses.replace(EXPERIMENT_PRESETS["smoke"], seeds=(1, 2))
 
 
 class _StubExecutor:

@@ -124,11 +124,24 @@ def plot_metrics(
     return _save(fig, path)
 
 
+def _seed_curve(ax: Any, x: np.ndarray, spreads: Sequence[Mapping[str, Any]], marker: str, label: str) -> None:
+    """The seed mean at each x with a min-max band and a dot per seed (``spreads``: one
+    ``golf.report`` spread summary per x, with ``mean``, ``min``, ``max`` and ``per_seed``)."""
+    mean, lo, hi = (np.array([float(s[k]) for s in spreads], dtype=float) for k in ("mean", "min", "max"))
+    n = max(int(s["n"]) for s in spreads)
+    (line,) = ax.plot(x, mean, marker=marker, label=f"{label} (mean of {n} seed{'s' * (n != 1)}, min-max band)")
+    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.18)
+    for xi, s in zip(x, spreads):
+        values = [float(v) for v in s["per_seed"].values()]
+        ax.plot([xi] * len(values), values, ls="", marker=".", ms=5, color=line.get_color(), alpha=0.7)
+
+
 def plot_cost_quality(
     points: Mapping[str, tuple[Mapping[str, Any], int | None]],
     path: str | os.PathLike,
     T: int,
     title: str | None = None,
+    spread: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """The paper's central claim as a figure: quality at step T against genuine-oracle calls beyond D0.
 
@@ -137,18 +150,28 @@ def plot_cost_quality(
             oracle calls beyond D0). Names ``traj-*`` and ``GOLF-*`` form the two curves (log x axis);
             ``baseline`` (0 calls) and ``MMFF`` are drawn as horizontal lines.
         path: output PNG (written atomically); T: the step the intervals are at.
+        spread: models trained with several seeds (``golf.report``'s ``spread_over_seeds`` models:
+            name -> metric -> ``per_seed`` values and their mean, min, max). GOLF's curve is then the seed
+            mean with a min-max band and a dot per seed, the baseline's line the seed mean with a min-max
+            band; traj-N and MMFF keep their bootstrap intervals. None: one seed, intervals everywhere.
 
     Returns:
         the output path.
     """
     from matplotlib.ticker import NullFormatter
 
+    spread = spread or {}
     fig, axes = _figure(2, (11, 4.2))
     metrics = (("e_res_median", f"median E_res at T={T} (kcal/mol)"), ("pct_success", f"pct_success at T={T} (%)"))
     for ax, (key, label) in zip(axes, metrics):
         for family, marker in (("traj-", "s"), ("GOLF-", "o")):
-            pts = sorted((calls, ci[key]) for name, (ci, calls) in points.items()
-                         if name.startswith(family) and calls and key in ci)
+            named = sorted((calls, name) for name, (ci, calls) in points.items()
+                           if name.startswith(family) and calls and key in ci)
+            if named and all(name in spread for _, name in named):
+                _seed_curve(ax, np.array([c for c, _ in named], dtype=float),
+                            [spread[name][key] for _, name in named], marker, family.rstrip("-") + "-N")
+                continue
+            pts = [(calls, points[name][0][key]) for calls, name in named]
             if not pts:
                 continue
             x = np.array([c for c, _ in pts], dtype=float)
@@ -158,6 +181,12 @@ def plot_cost_quality(
             ax.errorbar(x, y, yerr=[np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)], marker=marker, capsize=3,
                         label=family.rstrip("-") + "-N")
         for name, style in (("baseline", "--"), ("MMFF", ":")):
+            if name in spread:
+                s = spread[name][key]
+                seeds = f"{s['n']} seed{'s' * (s['n'] != 1)}"
+                ax.axhline(s["mean"], ls=style, color="k", lw=1, label=f"{name} (mean of {seeds}, {s['mean']:.1f})")
+                ax.axhspan(s["min"], s["max"], color="k", alpha=0.06)
+                continue
             ci = points.get(name, ({}, None))[0].get(key)
             if ci:
                 ax.axhline(ci["value"], ls=style, color="k", lw=1, label=f"{name} ({ci['value']:.1f})")
@@ -168,18 +197,22 @@ def plot_cost_quality(
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     axes[1].set_ylim(-2, 102)
-    fig.suptitle((title + ": " if title else "") + "quality against oracle cost (95% bootstrap intervals)")
+    how = ("95% bootstrap intervals" if not spread
+           else "bands: min-max over seeds; traj-N, MMFF: 95% bootstrap intervals")
+    fig.suptitle((title + ": " if title else "") + f"quality against oracle cost ({how})")
     fig.tight_layout()
     return _save(fig, path)
 
 
 def plot_learning_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-                         golf_curve: tuple[Sequence[float], Sequence[float]] | None, path: str | os.PathLike) -> Path:
-    """Validation force MAE (meV/A) per epoch of each trained model, and GOLF's held-out D0 force MAE
-    per genuine-oracle call.
+                         golf_curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+                         path: str | os.PathLike) -> Path:
+    """Validation force MAE (meV/A) per epoch of each trained model, and the held-out D0 force MAE of each
+    GOLF run per genuine-oracle call.
 
     Args:
-        curves: model name -> (epochs, validation force MAE); golf_curve: (oracle calls, held-out MAE).
+        curves: model name -> (epochs, validation force MAE); golf_curves: GOLF run name (one per
+            training seed) -> (oracle calls, held-out MAE); a legend when there are several.
     """
     fig, (ax1, ax2) = _figure(2, (11, 4))
     for name, (x, y) in curves.items():
@@ -187,8 +220,10 @@ def plot_learning_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[fl
     ax1.set(xlabel="epoch", ylabel="validation force MAE (meV/A)", title="baseline and traj-N training")
     if curves:
         ax1.legend(fontsize=8)
-    if golf_curve is not None:
-        ax2.plot(*golf_curve, "o-")
+    for name, curve in golf_curves.items():
+        ax2.plot(*curve, "o-", label=name)
+    if len(golf_curves) > 1:
+        ax2.legend(fontsize=8)
     ax2.set(xlabel="genuine-oracle calls", ylabel="held-out D0 force MAE (meV/A)", title="GOLF")
     fig.tight_layout()
     return _save(fig, path, dpi=110)

@@ -10,6 +10,7 @@ Light on purpose (no torch, no RDKit): ``golf --help`` imports it. Units: eV, An
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,8 +226,13 @@ class Experiment:
             training molecules.
         n_parallel, utd_ratio, max_episode_steps: GOLF loop knobs.
         golf_snapshots: fractions of the budget at which the GOLF run also saves its model; each is
-            evaluated as GOLF-<calls> (points of the cost-quality curve from the one run).
+            evaluated as GOLF-<calls> (points of the cost-quality curve from the one run). Under the
+            block cadence a snapshot is taken at the end of the round (n_parallel calls) that reaches it.
         steps: evaluated T; ref_max_steps: step limit of the reference relaxations.
+        seeds: training seeds of the baseline and of GOLF, as offsets added to the run's ``--seed``;
+            the first is 0 (the run's own seed, rows ``baseline``, ``GOLF-<calls>``), each other s
+            trains a baseline and a GOLF run of its own (rows ``baseline-s<s>``, ``GOLF-<calls>-s<s>``)
+            on the same D0, test set and references. traj-N is trained once, from the seed-0 baseline.
     """
 
     train_molecules: int
@@ -250,21 +256,42 @@ class Experiment:
     golf_snapshots: tuple[float, ...] = ()
     steps: tuple[int, ...] = DEFAULT_STEPS
     ref_max_steps: int = 1000
+    seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        if not self.seeds or self.seeds[0] != 0 or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"seeds must be distinct offsets >= 0 starting with 0, got {self.seeds}")
 
 
 _PAPER_GOLF = GOLF_PRESETS["paper"]
+#: the quick scale, also the base of "standard"
+_QUICK = Experiment(train_molecules=500, test_molecules=128, conformers=4, min_heavy=4, max_heavy=9,
+                    features=64, interactions=3, n_rbf=20, baseline_updates=1500, batch_size=16,
+                    lr=2e-3, finetune_lr=5e-4, budget=100, traj_factors=(10, 50), traj_molecules=20, n_parallel=16, utd_ratio=10,
+                    max_episode_steps=50, golf_snapshots=(0.25, 0.5), ref_max_steps=500)
 #: "quick" aims at ~15 minutes on a 2-core CPU (traj_molecules 20: their 80 xTB trajectories, about 7000
-#: conformations, are the pool of traj-1000 and traj-5000 and the stage that costs most); "smoke" is for
-#: tests; "paper" is the paper's scale (a GPU and a DFT cluster).
+#: conformations, are the pool of traj-1000 and traj-5000 and the stage that costs most); "standard" draws
+#: the cost-quality curve with 3 seeds in about an hour (arithmetic beside it); "smoke" is for tests;
+#: "paper" is the paper's scale (a GPU and a DFT cluster).
 EXPERIMENT_PRESETS: dict[str, Experiment] = {
     "smoke": Experiment(train_molecules=6, test_molecules=3, conformers=2, min_heavy=3, max_heavy=6,
                         features=32, interactions=2, n_rbf=16, baseline_updates=200, batch_size=8,
                         lr=1e-3, finetune_lr=1e-3, budget=8, traj_factors=(10,), traj_molecules=6, n_parallel=4, utd_ratio=4,
                         max_episode_steps=10, golf_snapshots=(0.5,), steps=(1, 2, 5, 10), ref_max_steps=200),
-    "quick": Experiment(train_molecules=500, test_molecules=128, conformers=4, min_heavy=4, max_heavy=9,
-                        features=64, interactions=3, n_rbf=20, baseline_updates=1500, batch_size=16,
-                        lr=2e-3, finetune_lr=5e-4, budget=100, traj_factors=(10, 50), traj_molecules=20, n_parallel=16, utd_ratio=10,
-                        max_episode_steps=50, golf_snapshots=(0.25, 0.5), ref_max_steps=500),
+    "quick": _QUICK,
+    # "standard": the quick scale with GOLF-50/100/200 and the baseline for 3 training seeds, traj-1000 and
+    # traj-5000 once. n_parallel 25: the block cadence's rounds of 25 calls end exactly at 50 and 100.
+    # Cost on a 2-core CPU (measured: ~0.15 s per update of this PaiNN at batch 16; ~20 s to evaluate a model
+    # on 32 test molecules, so ~80 s on 128; xTB ~130 labels/s; quick's trajectory stage 200-340 s):
+    #   data: D0 2000 labels ~60 s + test ~5 s + references of 128 molecules ~220 s (quick's 54 s on 32)
+    #         + trajectories ~340 s + two traj-N draws ~80 s                                     ~ 700 s
+    #   baselines: 3 x 1500 updates x 0.15 s                                                     ~ 680 s
+    #   traj-N: 2 x 2000 updates (budget x utd_ratio) x 0.15 s                                   ~ 600 s
+    #   GOLF: 3 x (2000 updates + 200 xTB calls + NNP episodes), quick's 1000-update run 118 s   ~ 750 s
+    #   evaluation: (3 baselines + 2 traj-N + 3 x 3 GOLF) x 80 s + MMFF ~20 s                    ~1140 s
+    #   total                                                                                     ~3870 s (~65 min)
+    # A GOLF-150 snapshot (golf_snapshots + 0.75) would add 3 evaluations, ~4 min.
+    "standard": dataclasses.replace(_QUICK, budget=200, traj_factors=(5, 25), n_parallel=25, seeds=(0, 1, 2)),
     "paper": Experiment(train_molecules=4000, test_molecules=1000, conformers=3, min_heavy=8, max_heavy=30,
                         features=_PAPER_TRAIN.features, interactions=_PAPER_TRAIN.interactions,
                         n_rbf=_PAPER_TRAIN.n_rbf, baseline_updates=500_000, batch_size=_PAPER_TRAIN.batch_size,

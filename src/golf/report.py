@@ -1,19 +1,42 @@
 """The report of ``golf run``: the paper's comparison table (report.md, report.json), the metric-vs-T
-plot of all models (metrics.png) and learning curves (learning_curves.png)."""
+plot of all models (metrics.png), learning curves (learning_curves.png) and quality against oracle cost
+(cost_quality.png).
+
+A run with several training seeds (``golf.presets.Experiment.seeds``) names the models of seed s > 0
+``<name>-s<s>`` (``seed_name``); its report adds the spread over seeds of the baseline and of every GOLF
+budget, and GOLF minus the same seed's baseline. A one-seed report has none of it.
+"""
 from __future__ import annotations
 
 import csv
 import json
 import math
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from golf.io import atomic_write_text
 from golf.stats import LEVEL, N_BOOTSTRAP, bootstrap_intervals, columns_at, paired_difference
 
 #: Early steps shown beside the final one in the markdown table.
 EARLY_STEPS = (1, 5, 21)
+#: ``golf.metrics.aggregate`` keys whose spread over training seeds is reported (at the last T).
+SPREAD_METRICS = ("e_res_median", "pct_success")
+
+_SEED_SUFFIX = re.compile(r"^(.+)-s(\d+)$")
+
+
+def seed_name(name: str, seed: int) -> str:
+    """The model, stage or path name ``name`` of training seed ``seed``: ``name`` itself for seed 0 (a
+    one-seed run is named as before seeds existed), ``<name>-s<seed>`` otherwise."""
+    return name if seed == 0 else f"{name}-s{seed}"
+
+
+def split_seed(name: str) -> tuple[str, int]:
+    """Inverse of ``seed_name``: ``"GOLF-100-s2"`` -> ``("GOLF-100", 2)``, ``"traj-1000"`` -> ``("traj-1000", 0)``."""
+    m = _SEED_SUFFIX.match(name)
+    return (m.group(1), int(m.group(2))) if m else (name, 0)
 
 
 def _fmt(x: Any, nd: int = 1) -> str:
@@ -38,10 +61,11 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
         results[name] = (res[name] if name in res else next(iter(res.values())), calls)
 
     T_final = max(int(s) for s in preset["steps"])
-    added = _golf_conformations_added(out)
+    finals = _finals(results)
+    added = {name: _golf_conformations_added(out / seed_name("golf", seed)) for seed, name in finals.items()}
     intervals = {name: _intervals(res, T_final) for name, (res, _) in results.items()}
-    final = _final_golf(results)
     paired = _paired(results, T_final)
+    spread = _spread(results, paired, T_final)
     doc = {
         "format": "golf-report/1",
         "preset": preset_name,
@@ -50,7 +74,7 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
         "timings_s": timings,
         "models": [
             {"name": name, "oracle_calls_beyond_d0": calls if name != "MMFF" else None,
-             "conformations_added": added if name == final else None,
+             "conformations_added": added.get(name),
              "metrics": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
                          for row in res.aggregate],
              f"intervals_T{T_final}": intervals[name]}
@@ -60,6 +84,8 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
                       "resamples": N_BOOTSTRAP, "seed": 0, "T": T_final},
         f"paired_differences_T{T_final}": paired,
     }
+    if spread is not None:
+        doc[f"spread_over_seeds_T{T_final}"] = spread
     atomic_write_json(out / "report.json", json_clean(doc), indent=1, allow_nan=False)
 
     lines = [
@@ -81,7 +107,7 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
     for name, (res, calls) in results.items():
         r = _row_at(res.aggregate, T_final) or {}
         ci = intervals[name]
-        cost = "-" if name == "MMFF" else (f"{calls} ({added} added)" if name == final and added is not None
+        cost = "-" if name == "MMFF" else (f"{calls} ({added[name]} added)" if added.get(name) is not None
                                            else str(calls))
         lines.append(
             f"| {name} | {cost} | {_fmt(r.get('pct_median'))} [{_fmt(r.get('pct_q25'))}, {_fmt(r.get('pct_q75'))}] "
@@ -96,6 +122,8 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
         for label, d in paired.items():
             lines.append(f"| {label} | {d['n']} | {_ci(d, 'e_res_median', 2, True)} | {_ci(d, 'e_res_mean', 2, True)} "
                          f"| {_ci(d, 'pct_success', 1, True)} |")
+    if spread is not None:
+        lines += _spread_lines(spread)
     lines += ["", "GOLF's cost counts every genuine-oracle call (failed ones too); 'added' is the official "
               "budget's count, the labels that entered the replay buffer.", "",
               f"The official scoring (``evaluate_batch_dft.py``) drops broken structures and the steps after a "
@@ -119,14 +147,18 @@ def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Stage timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), "",
               "Files: report.json (every metric at every T), metrics.png, learning_curves.png, cost_quality.png, eval/<model>/metrics.json "
-              "(per-conformation records), models/, golf/ (GOLF run: oracle.db, log.csv)."]
+              "(per-conformation records), models/, golf/ (GOLF run: oracle.db, log.csv)."
+              + ("" if spread is None else " Further seeds: golf-s<s>/; metrics.png shows seed 0's models.")]
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
 
-    plot_metrics({name: res.aggregate for name, (res, _) in results.items()}, out / "metrics.png",
+    seeds = sorted(finals) or [0]
+    shown = {name: v for name, v in results.items() if spread is None or split_seed(name)[1] == 0}
+    plot_metrics({name: res.aggregate for name, (res, _) in shown.items()}, out / "metrics.png",
                  title=f"golf run ({preset_name})")
-    plot_learning_curves(out, out / "learning_curves.png")
-    plot_cost_quality({name: (intervals[name], calls) for name, (_, calls) in results.items()},
-                      out / "cost_quality.png", T=T_final, title=f"golf run ({preset_name})")
+    plot_learning_curves(out, out / "learning_curves.png", seeds)
+    plot_cost_quality({name: (intervals[name], calls) for name, (_, calls) in shown.items()},
+                      out / "cost_quality.png", T=T_final, title=f"golf run ({preset_name})",
+                      spread=None if spread is None else spread["models"])
 
 
 def _ci(d: dict[str, Any], key: str, nd: int = 1, star: bool = False) -> str:
@@ -148,31 +180,124 @@ def _intervals(res: Any, T: int) -> dict[str, Any]:
     return bootstrap_intervals(columns_at(res.records, k))
 
 
-def _final_golf(results: dict[str, tuple[Any, int]]) -> str | None:
-    """The GOLF model with the whole budget (the others are snapshots of its run)."""
-    golf = [(calls, n) for n, (_, calls) in results.items() if n.startswith("GOLF")]
-    return max(golf)[1] if golf else None
+def _finals(results: dict[str, tuple[Any, int]]) -> dict[int, str]:
+    """Training seed -> its GOLF model with the whole budget (the others are snapshots of its run)."""
+    golf: dict[int, list[tuple[int, str]]] = {}
+    for name, (_, calls) in results.items():
+        if name.startswith("GOLF"):
+            golf.setdefault(split_seed(name)[1], []).append((calls, name))
+    return {seed: max(models)[1] for seed, models in sorted(golf.items())}
+
+
+def _difference(a: str, b: str) -> str:
+    """The label of the paired difference model a minus model b."""
+    return f"{a} − {b}"
 
 
 def _paired(results: dict[str, tuple[Any, int]], T: int) -> dict[str, Any]:
-    """The final GOLF model minus every other model (baseline, traj-N, MMFF), and every GOLF snapshot
-    minus the baseline, paired on the shared test conformations."""
-    final = _final_golf(results)
+    """Paired on the shared test conformations: seed 0's final GOLF model minus every other model of seed
+    0 (baseline, traj-N, MMFF), and every other GOLF model (snapshots, further seeds) minus the baseline
+    of its own training seed."""
+    final = _finals(results).get(0)
     out: dict[str, Any] = {}
     for g in [n for n in results if n.startswith("GOLF")]:
+        baseline = seed_name("baseline", split_seed(g)[1])
         for other in results:
-            if other.startswith("GOLF") or (g != final and other != "baseline"):
+            if other.startswith("GOLF") or (g != final and other != baseline) or (g == final and split_seed(other)[1]):
                 continue
             ka, kb = _step_index(results[g][0], T), _step_index(results[other][0], T)
             if ka is None or kb is None or ka != kb:
                 continue
-            out[f"{g} − {other}"] = paired_difference(results[g][0].records, results[other][0].records, ka)
+            out[_difference(g, other)] = paired_difference(results[g][0].records, results[other][0].records, ka)
     return out
 
 
-def _golf_conformations_added(out: Path) -> int | None:
-    """Labels the GOLF run added to its replay buffer (``golf/summary.json``), if it finished."""
-    path = out / "golf" / "summary.json"
+def _summary(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (ddof 1; NaN for one value), min and max of the finite ``values``,
+    in their unit; ``n`` counts them."""
+    x = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    nan = float("nan")
+    if not x:
+        return {"n": 0, "mean": nan, "std": nan, "min": nan, "max": nan}
+    mean = sum(x) / len(x)
+    std = math.sqrt(sum((v - mean) ** 2 for v in x) / (len(x) - 1)) if len(x) > 1 else nan
+    return {"n": len(x), "mean": mean, "std": std, "min": min(x), "max": max(x)}
+
+
+def _spread(results: dict[str, tuple[Any, int]], paired: dict[str, Any], T: int) -> dict[str, Any] | None:
+    """The spread over training seeds at T, or None for a one-seed run.
+
+    Returns:
+        ``seeds``; ``models``: seed-0 name (``baseline``, ``GOLF-<calls>``) -> ``calls`` and, per
+        ``SPREAD_METRICS`` key (E_res kcal/mol, pct_success percent; ``golf.metrics.aggregate`` values),
+        ``per_seed`` (seed -> value) with its ``_summary`` over seeds; ``paired_vs_baseline``: GOLF
+        seed-0 name -> ``per_seed`` paired differences GOLF - the same seed's baseline (``_paired``'s,
+        with bootstrap intervals) and the ``_summary`` of their values per key.
+    """
+    groups: dict[str, dict[int, tuple[Any, int]]] = {}
+    for name, value in results.items():
+        base, seed = split_seed(name)
+        groups.setdefault(base, {})[seed] = value
+    seeds = sorted({seed for by_seed in groups.values() for seed in by_seed})
+    if len(seeds) < 2:
+        return None
+    models: dict[str, Any] = {}
+    for base, by_seed in groups.items():
+        if base != "baseline" and not base.startswith("GOLF-"):
+            continue
+        entry: dict[str, Any] = {"calls": by_seed[min(by_seed)][1]}
+        for key in SPREAD_METRICS:
+            per_seed = {seed: (_row_at(res.aggregate, T) or {}).get(key, float("nan"))
+                        for seed, (res, _) in sorted(by_seed.items())}
+            entry[key] = {"per_seed": per_seed, **_summary(list(per_seed.values()))}
+        models[base] = entry
+    differences: dict[str, Any] = {}
+    for base in (b for b in models if b != "baseline"):
+        labels = {seed: _difference(seed_name(base, seed), seed_name("baseline", seed)) for seed in seeds}
+        per_seed = {seed: paired[label] for seed, label in labels.items() if label in paired}
+        differences[base] = {"per_seed": per_seed,
+                             **{key: _summary([d[key]["value"] for d in per_seed.values()]) for key in SPREAD_METRICS}}
+    return {"seeds": seeds, "std": "sample standard deviation over seeds (ddof 1)", "models": models,
+            "paired_vs_baseline": differences}
+
+
+def _over_seeds(summary: dict[str, float], nd: int, n_seeds: int) -> str:
+    """``mean ± std [min, max]`` of a ``_summary``, and how many of the ``n_seeds`` seeds it is over when
+    some have no value (NaN: no valid pair)."""
+    missing = "" if summary["n"] == n_seeds else f" ({summary['n']} of {n_seeds} seeds)"
+    return (f"{_fmt(summary['mean'], nd)} ± {_fmt(summary['std'], nd)} "
+            f"[{_fmt(summary['min'], nd)}, {_fmt(summary['max'], nd)}]{missing}")
+
+
+def _spread_lines(spread: dict[str, Any]) -> list[str]:
+    """The markdown of ``_spread``: per-seed values and their spread, then GOLF minus the same seed's baseline."""
+    seeds = spread["seeds"]
+    per_seed = lambda d, nd: " / ".join(_fmt(d["per_seed"].get(s), nd) for s in seeds)  # noqa: E731
+    over = lambda d, nd: _over_seeds(d, nd, len(seeds))  # noqa: E731
+    lines = ["", f"Spread over training seeds ({' / '.join(str(s) for s in seeds)}, offsets added to --seed) at the "
+             "last T: each seed trains its own baseline and GOLF run on the same D0, test set and references "
+             "(traj-N: seed 0 only). Per-seed values, then mean ± sample standard deviation [min, max] over seeds.",
+             "", "| model | oracle calls | E_res median per seed (kcal/mol) | over seeds | pct_success per seed (%) "
+             "| over seeds |", "|---|---|---|---|---|---|"]
+    for base, e in spread["models"].items():
+        res, succ = e["e_res_median"], e["pct_success"]
+        lines.append(f"| {base} | {e['calls']} | {per_seed(res, 2)} | {over(res, 2)} | {per_seed(succ, 1)} "
+                     f"| {over(succ, 1)} |")
+    lines += ["", "GOLF minus the same seed's baseline, paired on the test conformations (95% paired bootstrap "
+              "interval; * the interval excludes zero), then the spread of the differences over seeds:", "",
+              "| comparison | seed | Δ E_res median (kcal/mol) | Δ pct_success (points) |", "|---|---|---|---|"]
+    for base, d in spread["paired_vs_baseline"].items():
+        for seed, diff in d["per_seed"].items():
+            lines.append(f"| {base} − baseline | {seed} | {_ci(diff, 'e_res_median', 2, True)} "
+                         f"| {_ci(diff, 'pct_success', 1, True)} |")
+        lines.append(f"| {base} − baseline | over seeds | {over(d['e_res_median'], 2)} "
+                     f"| {over(d['pct_success'], 1)} |")
+    return lines
+
+
+def _golf_conformations_added(run_dir: Path) -> int | None:
+    """Labels the GOLF run in ``run_dir`` added to its replay buffer (its summary.json), if it finished."""
+    path = run_dir / "summary.json"
     if not path.exists():
         return None
     return json.loads(path.read_text()).get("stats", {}).get("conformations_added")
@@ -185,9 +310,9 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def plot_learning_curves(out: Path, path: Path) -> Path:
+def plot_learning_curves(out: Path, path: Path, seeds: Sequence[int] = (0,)) -> Path:
     """The run's learning curves (``golf.plots.plot_learning_curves``) from its models' metrics.csv files
-    and GOLF's log.csv."""
+    and the log.csv of the GOLF run of each training seed in ``seeds``."""
     from golf.plots import plot_learning_curves as plot
 
     curves = {}
@@ -197,10 +322,12 @@ def plot_learning_curves(out: Path, path: Path) -> Path:
         if key:
             curves[csv_path.parent.name.removesuffix(".pt.d")] = ([int(r["epoch"]) for r in rows],
                                                                    [float(r[key]) for r in rows])
-    rows = _read_csv(out / "golf" / "log.csv")
-    golf = None
-    if rows and "heldout_forces_mae_mev_a" in rows[0]:
-        golf = ([int(r["calls"]) for r in rows], [float(r["heldout_forces_mae_mev_a"] or "nan") for r in rows])
+    golf = {}
+    for seed in seeds:
+        rows = _read_csv(out / seed_name("golf", seed) / "log.csv")
+        if rows and "heldout_forces_mae_mev_a" in rows[0]:
+            golf[seed_name("GOLF", seed)] = ([int(r["calls"]) for r in rows],
+                                             [float(r["heldout_forces_mae_mev_a"] or "nan") for r in rows])
     return plot(curves, golf, path)
 
 

@@ -120,6 +120,7 @@ TYPES: dict[str, Callable[[str], Any]] = {
     "budget": positive_int,
     "epochs": positive_int,
     "n_parallel": positive_int,
+    "seeds": positive_int,
     "max_steps": nonnegative_int,
     "fmax": force_threshold,
     "timeout": seconds,

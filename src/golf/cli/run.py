@@ -12,7 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d, e = OracleRun(), ExperimentSettings()
     parser.add_argument("--out", default=e.out, metavar="DIR", help=f"report directory (default {e.out}/)")
     parser.add_argument("--preset", choices=sorted(EXPERIMENT_PRESETS), default=e.preset,
-                        help=f"scale: quick (~15 min on 2 CPU cores), smoke (minutes), paper (default {e.preset})")
+                        help="scale: quick (~15 min on 2 CPU cores, one seed), standard (~1 h: the cost-quality "
+                             f"curve with 3 seeds), smoke (minutes), paper (default {e.preset})")
     parser.add_argument("--oracle", default=d.oracle, help=f"genuine oracle: xtb or dft (default {d.oracle})")
     parser.add_argument("--executor", choices=EXECUTORS, default=d.executor,
                         help="where genuine-oracle calls run (default: spawned local processes)")
@@ -22,7 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", default=e.init, metavar="MODEL",
                         help="pretrained start (file or name, e.g. baseline-NNP): offsets refit to D0, fine-tuned "
                              "on D0 as the baseline of traj-N and GOLF (default: a baseline trained from scratch)")
-    parser.add_argument("--seed", type=int, default=e.seed)
+    parser.add_argument("--seed", type=int, default=e.seed,
+                        help="seed of the data and of the seed-0 models; training seed s uses seed + s")
+    parser.add_argument("--seeds", type=int, default=e.seeds, metavar="N",
+                        help="train the baseline and GOLF with N training seeds (0 .. N-1; traj-N: seed 0 only; "
+                             "default: the preset's: " + ", ".join(f"{name} {len(x.seeds)}" for name, x in
+                                                                    sorted(EXPERIMENT_PRESETS.items())) + ")")
     parser.add_argument("--device", default=e.device)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -32,5 +38,6 @@ def run(args: argparse.Namespace) -> int:
 
     oracle = OracleRun(oracle=args.oracle, executor=args.executor, workers=args.workers, scheduler=args.scheduler)
     run_experiment(ExperimentSettings(out=args.out, preset=args.preset, oracle=oracle, budget=args.budget,
-                                      init=args.init, seed=args.seed, device=args.device, progress=not args.no_progress))
+                                      init=args.init, seed=args.seed, seeds=args.seeds, device=args.device,
+                                      progress=not args.no_progress))
     return 0

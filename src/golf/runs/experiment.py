@@ -12,8 +12,12 @@ Stages (each cached in OUT and skipped when finished; an interrupted stage resum
     models/baseline.pt    NNP trained on D0 (with ``--init``: init.pt fine-tuned on D0)
     models/traj-<N>.pt    NNP fine-tuned from the baseline on traj-<N>.db alone (the official protocol)
     golf/model.pt         GOLF from the baseline with the oracle budget
+    models/baseline-s<s>.pt, golf-s<s>/
+                          the same for every further training seed s of the preset's ``seeds`` (offsets
+                          added to ``--seed``; D0, test set, references and traj-N are shared, and traj-N
+                          is trained once, from the seed-0 baseline: rows ``baseline-s<s>``, ``GOLF-<calls>-s<s>``)
     eval/<model>/         the paper's metrics for every model and for MMFF
-    report.md, report.json, metrics.png, learning_curves.png
+    report.md, report.json, metrics.png, learning_curves.png, cost_quality.png
 
 Each stage calls the ``golf.runs`` function behind the corresponding ``golf`` subcommand (and prints
 that command), writes its outputs, then a marker ``stages/<name>.json`` (timing and settings). A
@@ -32,6 +36,7 @@ from typing import Any, Callable
 
 from golf.errors import GolfError
 from golf.io import atomic_write_json
+from golf.report import seed_name
 from golf.presets import (
     DEFAULT_EXPERIMENT_PRESET,
     EXPERIMENT_PRESETS,
@@ -67,7 +72,10 @@ class ExperimentSettings:
             from-scratch baseline: its offsets are refit to D0, then it is fine-tuned on D0 with the
             official GOLF learning rate (``PRETRAINED_FINETUNE_LR``) and becomes the baseline of traj-N and
             GOLF, which fine-tune with it too (None: from scratch, fine-tunes with the preset's ``finetune_lr``).
-        seed, device: of every stage; progress: progress bars.
+        seed: of the data (D0, test set, references, trajectories, the traj-N draws) and of the training
+            of the seed-0 models (baseline, traj-N, GOLF); training seed s of the preset trains with seed + s.
+        seeds: train the baseline and GOLF with this many training seeds, 0 .. seeds-1 (None: the preset's).
+        device: of every stage; progress: progress bars.
     """
 
     out: str = "golf-run"
@@ -76,6 +84,7 @@ class ExperimentSettings:
     budget: int | None = None
     init: str | None = None
     seed: int = 0
+    seeds: int | None = None
     device: str = "cpu"
     progress: bool = True
 
@@ -88,9 +97,14 @@ class Experiment:
         p = EXPERIMENT_PRESETS[settings.preset]
         if settings.budget is not None:
             p = dataclasses.replace(p, budget=int(settings.budget))
+        if settings.seeds is not None:
+            if settings.seeds < 1:
+                raise GolfError(f"--seeds must be >= 1, got {settings.seeds}")
+            p = dataclasses.replace(p, seeds=tuple(range(int(settings.seeds))))
         self.p: ExperimentPreset = p
         self.out = Path(settings.out)
         self.budget = int(p.budget)
+        self.seeds: tuple[int, ...] = tuple(p.seeds)
         self.traj_sizes = [f * self.budget for f in p.traj_factors]
         self.oracle = settings.oracle
         self.timings: dict[str, float] = {}
@@ -124,13 +138,22 @@ class Experiment:
         return Molecules(split=split, molecules=n, conformers=conformers, min_heavy=p.min_heavy,
                          max_heavy=p.max_heavy, seed=self.settings.seed)
 
-    def _training(self, updates: int, lr: float, *dbs: Path) -> Training:
-        """The quick training preset with the experiment's model and ``updates`` optimizer steps."""
+    def _training(self, updates: int, lr: float, *dbs: Path, seed: int = 0) -> Training:
+        """The quick training preset with the experiment's model, ``updates`` optimizer steps and
+        training seed ``seed`` (an offset added to the run's seed)."""
         p = self.p
         base = TRAIN_PRESETS["quick"]
         return dataclasses.replace(base, features=p.features, interactions=p.interactions, n_rbf=p.n_rbf,
                                    batch_size=p.batch_size, lr=lr, epochs=self._epochs(updates, base, *dbs),
-                                   seed=self.settings.seed, device=self.settings.device)
+                                   seed=self.settings.seed + seed, device=self.settings.device)
+
+    def baseline_path(self, seed: int = 0) -> Path:
+        """The baseline of training seed ``seed``: models/baseline.pt, models/baseline-s<seed>.pt."""
+        return self.path(f"models/{seed_name('baseline', seed)}.pt")
+
+    def golf_dir(self, seed: int = 0) -> Path:
+        """The GOLF run directory of training seed ``seed``: golf/, golf-s<seed>/."""
+        return self.path(seed_name("golf", seed))
 
     def _epochs(self, updates: int, training: Training, *dbs: Path) -> int:
         """Epochs that make about ``updates`` optimizer steps over the training split of ``dbs``."""
@@ -188,46 +211,62 @@ class Experiment:
         train(training, [str(d) for d in data], self.path(out), init=init, resume=resume,
               progress=self.settings.progress)
 
+    def _finetune_lr(self) -> float:
+        """Learning rate of traj-N, GOLF (and, with ``--init``, of the baseline's fine-tune on D0)."""
+        return PRETRAINED_FINETUNE_LR if self.settings.init is not None else self.p.finetune_lr
+
+    def _baseline_stage(self, seed: int) -> None:
+        """The baseline of training seed ``seed`` (stage ``baseline`` or ``baseline-s<seed>``)."""
+        p, d0 = self.p, self.path("data/D0.db")
+        out = str(self.baseline_path(seed).relative_to(self.out))
+        # from scratch with lr; with --init, init.pt fine-tuned with the pretrained start's learning rate
+        lr, init = (p.lr, None) if self.settings.init is None else (self._finetune_lr(), self.path("models/init.pt"))
+        self.stage(seed_name("baseline", seed), lambda: self._train(
+            out, [d0], self._training(p.baseline_updates, lr, d0, seed=seed), init))
+
+    def _golf_stage(self, seed: int) -> None:
+        """GOLF from the baseline of training seed ``seed`` (stage ``golf`` or ``golf-s<seed>``)."""
+        from golf.runs.golf import train_golf
+
+        p, d0, baseline, run_dir = self.p, self.path("data/D0.db"), self.baseline_path(seed), self.golf_dir(seed)
+
+        def golf_stage() -> None:
+            resume = run_dir.exists()
+            self._say("train --golf --from", baseline, "--out", run_dir, *(["--resume"] if resume else []))
+            settings = GolfTraining(budget=self.budget, n_parallel=p.n_parallel, utd_ratio=p.utd_ratio,
+                                    max_episode_steps=p.max_episode_steps, batch_size=p.batch_size,
+                                    lr=self._finetune_lr(), eval_every=max(1, self.budget // 10),
+                                    seed=self.settings.seed + seed,
+                                    snapshots=tuple(max(1, round(f * self.budget)) for f in p.golf_snapshots),
+                                    device=self.settings.device)
+            train_golf(baseline, [d0], run_dir, settings, self.oracle, resume=resume, progress=self.settings.progress)
+
+        self.stage(seed_name("golf", seed), golf_stage)
+
     def train_models(self) -> None:
         """Baseline on D0; traj-N fine-tuned from it with as many updates as GOLF makes (a fair share).
 
         The baseline trains from scratch with ``lr``; traj-N and GOLF start from it with ``finetune_lr``
         (the same for all three, so only their data differ). traj-N trains on its trajectory
         conformations alone, as the official ``run_training_trajectories-*.sh`` (``initial_conf_pct
-        1.0`` on D-traj-N, ``--load_baseline``).
+        1.0`` on D-traj-N, ``--load_baseline``). Seed 0 first (baseline, traj-N, GOLF), then a baseline
+        and a GOLF run for each further training seed; traj-N only from the seed-0 baseline.
         """
-        from golf.runs.golf import train_golf
-
-        p = self.p
+        d0 = self.path("data/D0.db")
         if self.settings.init is not None:
-            p = dataclasses.replace(p, finetune_lr=PRETRAINED_FINETUNE_LR)
-        d0, baseline = self.path("data/D0.db"), self.path("models/baseline.pt")
-        if self.settings.init is None:
-            self.stage("baseline", lambda: self._train("models/baseline.pt", [d0],
-                                                       self._training(p.baseline_updates, p.lr, d0)))
-        else:
             init = self.path("models/init.pt")
             self.stage("init", lambda: self._refit_init(init, d0))
-            self.stage("baseline", lambda: self._train("models/baseline.pt", [d0],
-                                                       self._training(p.baseline_updates, p.finetune_lr, d0), init))
-        golf_updates = self.budget * p.utd_ratio
+        self._baseline_stage(0)
+        golf_updates = self.budget * self.p.utd_ratio
         for n in self.traj_sizes:
             traj = self.path(f"data/traj-{n}.db")
             self.stage(f"traj-{n}", lambda n=n, traj=traj: self._train(
-                f"models/traj-{n}.pt", [traj], self._training(golf_updates, p.finetune_lr, traj), baseline))
-
-        def golf_stage() -> None:
-            resume = self.path("golf").exists()
-            self._say("train --golf --from", baseline, "--out", self.path("golf"), *(["--resume"] if resume else []))
-            settings = GolfTraining(budget=self.budget, n_parallel=p.n_parallel, utd_ratio=p.utd_ratio,
-                                    max_episode_steps=p.max_episode_steps, batch_size=p.batch_size,
-                                    lr=p.finetune_lr, eval_every=max(1, self.budget // 10), seed=self.settings.seed,
-                                    snapshots=tuple(max(1, round(f * self.budget)) for f in p.golf_snapshots),
-                                    device=self.settings.device)
-            train_golf(baseline, [d0], self.path("golf"), settings, self.oracle, resume=resume,
-                       progress=self.settings.progress)
-
-        self.stage("golf", golf_stage)
+                f"models/traj-{n}.pt", [traj], self._training(golf_updates, self._finetune_lr(), traj),
+                self.baseline_path(0)))
+        self._golf_stage(0)
+        for seed in self.seeds[1:]:
+            self._baseline_stage(seed)
+            self._golf_stage(seed)
 
     def _refit_init(self, out: Path, d0: Path) -> None:
         """The pretrained model with its energy offsets refit to D0, saved as ``out``."""
@@ -236,19 +275,29 @@ class Experiment:
         self._say("train --init", self.settings.init, "--refit-offsets (offsets only)", "--out", out)
         refit_pretrained(self.settings.init, [d0], out)
 
+    def _golf_models(self, seed: int) -> dict[str, tuple[Path | str, int]]:
+        """The GOLF rows of training seed ``seed``: its snapshots (once it has run) and its final model."""
+        from golf.runs.golf import snapshots
+
+        run_dir = self.golf_dir(seed)
+        out: dict[str, tuple[Path | str, int]] = {seed_name(f"GOLF-{calls}", seed): (path, calls)
+                                                  for calls, path in snapshots(run_dir).items()}
+        out[seed_name(f"GOLF-{self.budget}", seed)] = (run_dir / "model.pt", self.budget)
+        return out
+
     def models(self) -> dict[str, tuple[Path | str, int]]:
-        """name -> (model, genuine-oracle calls beyond D0)."""
+        """name -> (model, genuine-oracle calls beyond D0): seed 0's rows (pretrained, baseline, traj-N,
+        GOLF-<calls>), then each further seed's (baseline-s<s>, GOLF-<calls>-s<s>), then MMFF."""
         out: dict[str, tuple[Path | str, int]] = {}
         if self.settings.init is not None:
             out["pretrained"] = (self.path("models/init.pt"), 0)
-        out["baseline"] = (self.path("models/baseline.pt"), 0)
+        out["baseline"] = (self.baseline_path(0), 0)
         for n in self.traj_sizes:
             out[f"traj-{n}"] = (self.path(f"models/traj-{n}.pt"), n)
-        from golf.runs.golf import snapshots
-
-        for calls, path in snapshots(self.path("golf")).items():  # GOLF at smaller budgets, once it has run
-            out[f"GOLF-{calls}"] = (path, calls)
-        out[f"GOLF-{self.budget}"] = (self.path("golf/model.pt"), self.budget)
+        out.update(self._golf_models(0))
+        for seed in self.seeds[1:]:
+            out[seed_name("baseline", seed)] = (self.baseline_path(seed), 0)
+            out.update(self._golf_models(seed))
         out["MMFF"] = (MMFF, 0)
         return out
 
