@@ -51,6 +51,17 @@ def test_nci_pool_filters():
         P.nci_pool(10, 5)
 
 
+def test_nci_pool_has_each_molecule_once_so_train_and_test_share_none():
+    """RDKit's NCI file lists some molecules under two ids (13 with 4-9 heavy atoms); the split is by id,
+    so twins could straddle it (a test molecule also in D0). The pool keeps one id per canonical SMILES."""
+    pool = P.nci_pool(4, 30)
+    smiles = [s for _, s in pool]
+    assert len(set(smiles)) == len(smiles)
+    train = P.select_pool_molecules(None, min_heavy=4, max_heavy=30, split="train", test_fraction=0.2, seed=0)
+    test = P.select_pool_molecules(None, min_heavy=4, max_heavy=30, split="test", test_fraction=0.2, seed=0)
+    assert train and test and not {s for _, s in train} & {s for _, s in test}
+
+
 def test_split_by_molecule_deterministic_disjoint():
     ids = [m for m, _ in P.nci_pool(3, 20)]
     tr, te = P.hash_split(ids, 0.2, seed=0)

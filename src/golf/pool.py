@@ -88,7 +88,7 @@ _NCI_VERDICT: dict[int, str | None] = {}  # NCI id -> canonical SMILES if accept
 def _nci_pool_cached(min_heavy: int, max_heavy: int) -> tuple[tuple[int, str], ...]:
     from rdkit import Chem
 
-    out = []
+    out, seen = [], set()
     with quiet_rdkit():
         for mol_id, smi, heavy in _nci_records():
             if heavy < min_heavy or heavy > max_heavy:
@@ -97,8 +97,12 @@ def _nci_pool_cached(min_heavy: int, max_heavy: int) -> tuple[tuple[int, str], .
                 mol = Chem.MolFromSmiles(smi)
                 ok = _pool_reject_reason(mol, 0, 10**9) is None
                 _NCI_VERDICT[mol_id] = Chem.MolToSmiles(mol) if ok else None
-            if _NCI_VERDICT[mol_id] is not None:
-                out.append((mol_id, _NCI_VERDICT[mol_id]))
+            canonical = _NCI_VERDICT[mol_id]
+            # the file lists some molecules under two NCI ids; the split is by id, so a twin could land
+            # in train and test at once (4 of the 13 twins with 4-9 heavy atoms did): keep the first id
+            if canonical is not None and canonical not in seen:
+                seen.add(canonical)
+                out.append((mol_id, canonical))
     return tuple(out)
 
 
@@ -113,7 +117,8 @@ def nci_pool(
     when their conformers are generated.
 
     Returns:
-        ``[(mol_id, canonical SMILES)]`` in file order; mol_id is the NCI id.
+        ``[(mol_id, canonical SMILES)]`` in file order, one entry per canonical (isomeric) SMILES: a
+        molecule the file lists under several NCI ids keeps the first; mol_id is the NCI id.
     """
     if min_heavy > max_heavy:
         raise InputError(f"--min-heavy {min_heavy} is larger than --max-heavy {max_heavy}")
