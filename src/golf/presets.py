@@ -272,7 +272,7 @@ _QUICK = Experiment(train_molecules=500, test_molecules=128, conformers=4, min_h
                     features=64, interactions=3, n_rbf=20, baseline_updates=1500, batch_size=16,
                     lr=5e-3, finetune_lr=5e-4, budget=100, traj_factors=(10, 50), traj_molecules=20, n_parallel=16, utd_ratio=10,
                     max_episode_steps=50, golf_snapshots=(0.25, 0.5), ref_max_steps=500)
-#: "quick" aims at ~15 minutes on a 2-core CPU (traj_molecules 20: their 80 xTB trajectories, about 7000
+#: "quick" aims at ~15 minutes on a 2-core CPU, and misses it (~20 min estimated idle, README) (traj_molecules 20: their 80 xTB trajectories, about 7000
 #: conformations, are the pool of traj-1000 and traj-5000 and the stage that costs most); "standard" draws
 #: the cost-quality curve with 3 seeds in about an hour (arithmetic beside it); "smoke" is for tests;
 #: "paper" is the paper's scale (a GPU and a DFT cluster).

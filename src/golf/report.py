@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -219,9 +220,8 @@ def _summary(values: Sequence[float]) -> dict[str, float]:
     nan = float("nan")
     if not x:
         return {"n": 0, "mean": nan, "std": nan, "min": nan, "max": nan}
-    mean = sum(x) / len(x)
-    std = math.sqrt(sum((v - mean) ** 2 for v in x) / (len(x) - 1)) if len(x) > 1 else nan
-    return {"n": len(x), "mean": mean, "std": std, "min": min(x), "max": max(x)}
+    std = statistics.stdev(x) if len(x) > 1 else nan
+    return {"n": len(x), "mean": statistics.fmean(x), "std": std, "min": min(x), "max": max(x)}
 
 
 def _spread(results: dict[str, tuple[Any, int]], paired: dict[str, Any], T: int) -> dict[str, Any] | None:
