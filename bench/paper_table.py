@@ -43,6 +43,8 @@ Usage (the DFT stages should run niced on one thread)::
 
     OMP_NUM_THREADS=1 nice -n 10 python bench/paper_table.py cost
     OMP_NUM_THREADS=1 nice -n 10 python bench/paper_table.py molecules references --n 12
+    # or, on a machine with two idle cores, two processes sharing the molecules:
+    #   ... references --n 12 --shard 0/2   and   ... references --n 12 --shard 1/2
     OMP_NUM_THREADS=1 python bench/paper_table.py evaluate score --n 12
 
 Units: eV and Angstrom in the database; kcal/mol only in the printed/JSON metrics (E_res).
@@ -385,7 +387,7 @@ def stage_references(con: sqlite3.Connection, args: argparse.Namespace) -> None:
     dft = StoredDFT(con, ORACLE["settings"], purpose="reference", threads=args.threads, log=log)
     try:
         for k, conf in enumerate(confs):
-            if conf.mol_id in done:
+            if conf.mol_id in done or k % args.shard[1] != args.shard[0]:
                 continue
             log(f"references: #{k} NCI {conf.mol_id} {conf.smiles} ({conf.n_atoms} atoms)")
             hits0, new0, sec0 = dft.n_hits, dft.n_new, dft.seconds
@@ -577,6 +579,16 @@ def print_status(con: sqlite3.Connection) -> None:
         print("  ref", row)
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, m = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/M, e.g. 0/2, got {text!r}") from None
+    if not 0 <= i < m:
+        raise argparse.ArgumentTypeError(f"need 0 <= I < M, got {text!r}")
+    return i, m
+
+
 def main(argv: list[str] | None = None) -> None:
     global DB_PATH, JSON_PATH
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -589,6 +601,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--split-seed", type=int, default=0, help="golf's NCI hash split seed")
     ap.add_argument("--seed", type=int, default=0, help="ETKDG seed")
     ap.add_argument("--threads", type=int, default=1, help="OpenMP threads of the DFT worker / torch")
+    ap.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/M",
+                    help="references: only molecules whose index k has k %% M == I, so M processes (one "
+                         "per core) share the DFT; they share the database through SQLite's locking")
     ap.add_argument("--ref-method", default="lbfgs-precon")
     ap.add_argument("--ref-fmax", type=float, default=0.0154, help="eV/A (3e-4 Hartree/Bohr)")
     ap.add_argument("--ref-steps", type=int, default=150)

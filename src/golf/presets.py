@@ -270,12 +270,14 @@ _PAPER_GOLF = GOLF_PRESETS["paper"]
 #: 8 instead of 4 conformers per molecule at the same passes: 118)
 _QUICK = Experiment(train_molecules=500, test_molecules=128, conformers=4, min_heavy=4, max_heavy=9,
                     features=64, interactions=3, n_rbf=20, baseline_updates=1500, batch_size=16,
-                    lr=5e-3, finetune_lr=5e-4, budget=100, traj_factors=(10, 50), traj_molecules=20, n_parallel=16, utd_ratio=10,
-                    max_episode_steps=50, golf_snapshots=(0.25, 0.5), ref_max_steps=500)
-#: "quick" aims at ~15 minutes on a 2-core CPU, and misses it (~20 min estimated idle, README) (traj_molecules 20: their 80 xTB trajectories, about 7000
-#: conformations, are the pool of traj-1000 and traj-5000 and the stage that costs most); "standard" draws
-#: the cost-quality curve with 3 seeds in about an hour (arithmetic beside it); "smoke" is for tests;
-#: "paper" is the paper's scale (a GPU and a DFT cluster).
+                    lr=5e-3, finetune_lr=5e-4, budget=100, traj_factors=(10,), traj_molecules=20, n_parallel=16, utd_ratio=10,
+                    max_episode_steps=50, golf_snapshots=(0.5,), ref_max_steps=500)
+#: "quick" aims at 15 minutes on a 2-core CPU (measured: README, "The quick preset"): a few points of the
+#: cost-quality curve (baseline, GOLF at half and full budget, traj-10B, MMFF94); the curve itself, with
+#: traj-50B and GOLF at a quarter budget, is standard's (traj_molecules 20: their 80 xTB trajectories, about
+#: 7000 conformations, are the pool traj-N is drawn from); "standard" draws the cost-quality curve with 3
+#: seeds in about an hour (arithmetic beside it); "smoke" is for tests; "paper" is the paper's scale (a GPU
+#: and a DFT cluster).
 EXPERIMENT_PRESETS: dict[str, Experiment] = {
     "smoke": Experiment(train_molecules=6, test_molecules=3, conformers=2, min_heavy=3, max_heavy=6,
                         features=32, interactions=2, n_rbf=16, baseline_updates=200, batch_size=8,
@@ -294,7 +296,8 @@ EXPERIMENT_PRESETS: dict[str, Experiment] = {
     #   evaluation: (3 baselines + 2 traj-N + 3 x 3 GOLF) x 80 s + MMFF ~20 s                    ~1140 s
     #   total                                                                                     ~3870 s (~65 min)
     # A GOLF-150 snapshot (golf_snapshots + 0.75) would add 3 evaluations, ~4 min.
-    "standard": dataclasses.replace(_QUICK, budget=200, traj_factors=(5, 25), n_parallel=25, seeds=(0, 1, 2)),
+    "standard": dataclasses.replace(_QUICK, budget=200, traj_factors=(5, 25), n_parallel=25, golf_snapshots=(0.25, 0.5),
+                                    seeds=(0, 1, 2)),
     "paper": Experiment(train_molecules=4000, test_molecules=1000, conformers=3, min_heavy=8, max_heavy=30,
                         features=_PAPER_TRAIN.features, interactions=_PAPER_TRAIN.interactions,
                         n_rbf=_PAPER_TRAIN.n_rbf, baseline_updates=500_000, batch_size=_PAPER_TRAIN.batch_size,
