@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from golf.report import seed_name, split_seed, write_report
+from golf.report import write_report
+from golf.runs.naming import seed_name, split_seed
 
 STEPS = [1, 10]
 

@@ -44,7 +44,7 @@ def test_data_pipelines_as_functions(tmp_path):
     n = counts["labelled"]
     assert n > 0 and counts["failed"] == 0 and D.count_rows(d0) == n
     assert build(d0, Molecules(smiles=str(DATA / "tiny.smi"), conformers=1), MMFF_HERE, quiet=True) == \
-        {"labelled": 0, "skipped (already in db)": n, "failed": 0, "bad input records": 0}
+        {"labelled": 0, "skipped (already in db)": n, "duplicates in input": 0, "failed": 0, "bad input records": 0}
 
     ref = str(tmp_path / "ref.db")
     counts = reference(ref, Molecules(input=d0), MMFF_HERE, Relaxation(max_steps=300), quiet=True)
@@ -62,6 +62,19 @@ def test_data_pipelines_as_functions(tmp_path):
     assert len(picked) == 3 == len(set(picked)) and set(picked) <= all_rows  # a random subset, no repeats
     D.sample_rows(traj, tmp_path / "traj-3b.db", 3, seed=0)
     assert picked == [(r["kvp"]["traj_key"], r["kvp"]["step"]) for r in D.iter_rows(tmp_path / "traj-3b.db")]
+
+
+def test_build_counts_input_duplicates_apart_from_stored_records(tmp_path):
+    from golf.runs.build import build
+
+    smi = tmp_path / "twice.smi"
+    smi.write_text("CCO ethanol\nCCN ethylamine\nCCO ethanol_again\n")
+    d0 = str(tmp_path / "d0.db")
+    counts = build(d0, Molecules(smiles=str(smi), conformers=1), MMFF_HERE, quiet=True)
+    assert (counts["labelled"], counts["duplicates in input"], counts["skipped (already in db)"]) == (2, 1, 0)
+    assert D.count_rows(d0) == 2
+    counts = build(d0, Molecules(smiles=str(smi), conformers=1), MMFF_HERE, quiet=True)
+    assert (counts["labelled"], counts["duplicates in input"], counts["skipped (already in db)"]) == (0, 1, 2)
 
 
 def test_experiment_plan_from_settings(tmp_path):

@@ -3,7 +3,7 @@ plot of all models (metrics.png), learning curves (learning_curves.png) and qual
 (cost_quality.png).
 
 A run with several training seeds (``golf.presets.Experiment.seeds``) names the models of seed s > 0
-``<name>-s<s>`` (``seed_name``); its report adds the spread over seeds of the baseline and of every GOLF
+``<name>-s<s>`` (``golf.runs.naming``); its report adds the spread over seeds of the baseline and of every GOLF
 budget, and GOLF minus the same seed's baseline. A one-seed report has none of it.
 """
 from __future__ import annotations
@@ -12,33 +12,18 @@ import csv
 import json
 import math
 import os
-import re
 import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
 from golf.io import atomic_write_text
+from golf.runs.naming import seed_name, split_seed
 from golf.stats import LEVEL, N_BOOTSTRAP, bootstrap_intervals, columns_at, paired_difference
 
 #: Early steps shown beside the final one in the markdown table.
 EARLY_STEPS = (1, 5, 21)
 #: ``golf.metrics.aggregate`` keys whose spread over training seeds is reported (at the last T).
 SPREAD_METRICS = ("e_res_median", "pct_success")
-
-_SEED_SUFFIX = re.compile(r"^(.+)-s(\d+)$")
-
-
-def seed_name(name: str, seed: int) -> str:
-    """The model, stage or path name ``name`` of training seed ``seed``: ``name`` itself for seed 0 (a
-    one-seed run is named as before seeds existed), ``<name>-s<seed>`` otherwise."""
-    return name if seed == 0 else f"{name}-s{seed}"
-
-
-def split_seed(name: str) -> tuple[str, int]:
-    """Inverse of ``seed_name``: ``"GOLF-100-s2"`` -> ``("GOLF-100", 2)``, ``"traj-1000"`` -> ``("traj-1000", 0)``."""
-    m = _SEED_SUFFIX.match(name)
-    return (m.group(1), int(m.group(2))) if m else (name, 0)
-
 
 def _fmt(x: Any, nd: int = 1) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"

@@ -10,4 +10,5 @@ functions, never the CLI.
     golf          ``golf train --golf``: a GOLF run (persistence and resume around ``golf.loop``)
     evaluate      ``golf evaluate``: metrics.json / metrics.png
     experiment    ``golf run``: every stage above, cached, and the report
+    naming        model and directory names of training seeds (``baseline-s2``, ``golf-s2/``)
 """

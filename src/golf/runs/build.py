@@ -19,6 +19,7 @@ from golf.runs.data import (
     log_failure,
     open_executor,
     oracle_spec,
+    input_duplicates,
     pending_records,
     report_failures,
     stream,
@@ -39,12 +40,16 @@ def build(out: str, molecules: Molecules = BUILD_MOLECULES, oracle: OracleRun = 
     confs, stats = choose_conformations(molecules, default_molecules=BUILD_POOL_MOLECULES)
     t_gen = time.perf_counter() - t0
     n_mol = len({c.mol_id for c in confs})
-    todo = pending_records(confs, out, generation_recipe(molecules))
+    recipe = generation_recipe(molecules)
+    n_dup = input_duplicates(confs, recipe)
+    todo = pending_records(confs, out, recipe)
+    n_stored = len(confs) - n_dup - len(todo)
+    dup_note = f", {n_dup} duplicates in the input" if n_dup else ""
     print(f"golf data build: {len(confs)} conformations of {n_mol} molecules from {stats['source']} "
-          f"({t_gen:.1f} s); {len(confs) - len(todo)} already in {out}; labelling {len(todo)} with "
+          f"({t_gen:.1f} s); {n_stored} already in {out}{dup_note}; labelling {len(todo)} with "
           f"{spec.name} on {oracle.executor}", file=sys.stderr)
     by_key = dict(todo)
-    counts = {"labelled": 0, "skipped (already in db)": len(confs) - len(todo), "failed": 0,
+    counts = {"labelled": 0, "skipped (already in db)": n_stored, "duplicates in input": n_dup, "failed": 0,
               "bad input records": len(stats["bad_records"])}
     t1 = time.perf_counter()
     first_failure: list[str] = []

@@ -159,6 +159,12 @@ def identity_key(conf: Conformation, recipe: str | None) -> str:
     return f"{conf.smiles}@{geometry_hash(conf.numbers, conf.positions)}"
 
 
+def input_duplicates(confs: list[Conformation], recipe: str | None = None) -> int:
+    """How many of ``confs`` repeat an earlier one (same ``identity_key``): the input's own duplicates,
+    which ``pending_records`` drops beside the ones already stored."""
+    return len(confs) - len({identity_key(c, recipe) for c in confs})
+
+
 def pending_records(confs: list[Conformation], out: str, recipe: str | None = None) -> list[tuple[str, Conformation]]:
     """(record key, conformation) of ``confs`` not yet in ``out``, without duplicates, in order.
 

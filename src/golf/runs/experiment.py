@@ -36,7 +36,6 @@ from typing import Any, Callable
 
 from golf.errors import GolfError
 from golf.io import atomic_write_json
-from golf.report import seed_name
 from golf.presets import (
     DEFAULT_EXPERIMENT_PRESET,
     EXPERIMENT_PRESETS,
@@ -51,6 +50,7 @@ from golf.presets import (
     Relaxation,
     Training,
 )
+from golf.runs.naming import seed_name
 
 MMFF = "mmff"
 #: Learning rate of every fine-tune from a pretrained start (``--init``): the official GOLF's 1e-4
