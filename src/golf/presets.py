@@ -286,16 +286,16 @@ EXPERIMENT_PRESETS: dict[str, Experiment] = {
     "quick": _QUICK,
     # "standard": the quick scale with GOLF-50/100/200 and the baseline for 3 training seeds, traj-1000 and
     # traj-5000 once. n_parallel 25: the block cadence's rounds of 25 calls end exactly at 50 and 100.
-    # Cost on a 2-core CPU (measured: ~0.15 s per update of this PaiNN at batch 16; ~20 s to evaluate a model
-    # on 32 test molecules, so ~80 s on 128; xTB ~130 labels/s; quick's trajectory stage 200-340 s):
-    #   data: D0 2000 labels ~60 s + test ~5 s + references of 128 molecules ~220 s (quick's 54 s on 32)
-    #         + trajectories ~340 s + two traj-N draws ~80 s                                     ~ 700 s
-    #   baselines: 3 x 1500 updates x 0.15 s                                                     ~ 680 s
-    #   traj-N: 2 x 2000 updates (budget x utd_ratio) x 0.15 s                                   ~ 600 s
-    #   GOLF: 3 x (2000 updates + 200 xTB calls + NNP episodes), quick's 1000-update run 118 s   ~ 750 s
-    #   evaluation: (3 baselines + 2 traj-N + 3 x 3 GOLF) x 80 s + MMFF ~20 s                    ~1140 s
-    #   total                                                                                     ~3870 s (~65 min)
-    # A GOLF-150 snapshot (golf_snapshots + 0.75) would add 3 evaluations, ~4 min.
+    # Cost on an idle 2-core CPU, from the quick preset's stage times measured there (README; bench/results/
+    # golf_run_quick.json: 1469 baseline updates 143 s, traj-1000's 1026 updates 120 s, GOLF's 1000 updates
+    # with its 100 xTB calls 110 s, an evaluation on 128 molecules 57 s):
+    #   data: as quick's 220 s + the traj-5000 draw ~15 s                                        ~ 235 s
+    #   baselines: 3 x 143 s                                                                     ~ 430 s
+    #   traj-N: 2 x 2000 updates (budget x utd_ratio) at 0.117 s                                 ~ 470 s
+    #   GOLF: 3 x (2000 updates + 200 xTB calls + NNP episodes), 2 x quick's                     ~ 660 s
+    #   evaluation: (3 baselines + 2 traj-N + 3 x 3 GOLF) x 57 s + MMFF 16 s                     ~ 815 s
+    #   total                                                                                     ~2610 s (~45 min)
+    # A GOLF-150 snapshot (golf_snapshots + 0.75) would add 3 evaluations, ~3 min.
     "standard": dataclasses.replace(_QUICK, budget=200, traj_factors=(5, 25), n_parallel=25, golf_snapshots=(0.25, 0.5),
                                     seeds=(0, 1, 2)),
     "paper": Experiment(train_molecules=4000, test_molecules=1000, conformers=3, min_heavy=8, max_heavy=30,
