@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d, e = OracleRun(), ExperimentSettings()
     parser.add_argument("--out", default=e.out, metavar="DIR", help=f"report directory (default {e.out}/)")
     parser.add_argument("--preset", choices=sorted(EXPERIMENT_PRESETS), default=e.preset,
-                        help="scale: quick (14 min measured on 2 idle CPU cores, one seed), standard (~65 min: the "
+                        help="scale: quick (14 min measured on 2 idle CPU cores, one seed), standard (43 min measured: the "
                              f"cost-quality curve with 3 seeds), smoke (minutes), paper (default {e.preset})")
     parser.add_argument("--oracle", default=d.oracle, help=f"genuine oracle: xtb or dft (default {d.oracle})")
     parser.add_argument("--executor", choices=EXECUTORS, default=d.executor,
