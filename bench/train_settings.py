@@ -32,13 +32,22 @@ from golf.train import Trainer
 
 PASSES = 24_000  # conformation passes of the quick baseline (1500 updates x batch 16)
 OUT = Path(__file__).resolve().parent / "results" / "train_settings.json"
-#: name -> learning rate, batch size, PaiNN features, ETKDG conformers per molecule (which pool db)
+#: name -> learning rate (cosine-decayed to lr_min, default 1e-5), batch size, PaiNN features, ETKDG
+#: conformers per molecule (which pool db)
 CONFIGS: dict[str, dict] = {
     "A lr2e-3 b16 f64 c4": dict(lr=2e-3, b=16, f=64, data="pool4"),
     "B lr5e-3 b16 f64 c4": dict(lr=5e-3, b=16, f=64, data="pool4"),
     "G lr1e-2 b16 f64 c4": dict(lr=1e-2, b=16, f=64, data="pool4"),
     "H lr5e-3 b16 f64 c8": dict(lr=5e-3, b=16, f=64, data="pool8"),
     "I lr7e-3 b32 f64 c4": dict(lr=7e-3, b=32, f=64, data="pool4"),
+    # model size, on the pool with one NCI id per canonical SMILES (golf.pool, after 2026-11-26's fix; the
+    # configurations above used the pool before it, whose validation molecules differ slightly): B again as
+    # the control, then PaiNN with half and twice the features
+    "B2 lr5e-3 b16 f64 c4 pool2": dict(lr=5e-3, b=16, f=64, data="pool4"),
+    "J lr5e-3 b16 f32 c4 pool2": dict(lr=5e-3, b=16, f=32, data="pool4"),
+    "K lr5e-3 b16 f128 c4 pool2": dict(lr=5e-3, b=16, f=128, data="pool4"),
+    # the schedule: constant lr instead of the cosine decay to 1e-5
+    "L lr5e-3 const b16 f64 c4 pool2": dict(lr=5e-3, lr_min=5e-3, b=16, f=64, data="pool4"),
 }
 
 
@@ -60,7 +69,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = build_model("painn", n_atom_basis=c["f"], n_interactions=3, n_rbf=20, cutoff=5.0)
         epochs = max(1, round(PASSES / c["b"] / math.ceil(len(train) / c["b"])))
-        trainer = Trainer(model, lr=c["lr"], lr_min=1e-5, clip=1.0, seed=0)
+        trainer = Trainer(model, lr=c["lr"], lr_min=c.get("lr_min", 1e-5), clip=1.0, seed=0)
         t0 = time.perf_counter()
         hist = trainer.fit(train, val, epochs=epochs, batch_size=c["b"])
         res[name] = dict(config=c, n_train=len(train), n_val=len(val), epochs=epochs, updates=trainer.step,
@@ -69,7 +78,9 @@ def main() -> None:
                          curve=[(h["step"], h["time_s"], h["val_forces_mae_mev_a"], h["val_energy_mae_mev"])
                                 for h in hist])
         OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps(res, indent=1))
+        stored = json.loads(OUT.read_text()) if OUT.exists() else {}  # several processes may share OUT
+        stored[name] = res[name]
+        OUT.write_text(json.dumps(stored, indent=1))
         print(f"{name}: val force MAE {res[name]['val_forces_mae']:.1f} meV/A, "
               f"energy MAE {res[name]['val_energy_mae']:.0f} meV, {trainer.step} updates", flush=True)
 
