@@ -19,8 +19,7 @@ from golf.runs.data import (
     log_failure,
     open_executor,
     oracle_spec,
-    input_duplicates,
-    pending_records,
+    pending,
     report_failures,
     stream,
     summary,
@@ -40,16 +39,13 @@ def build(out: str, molecules: Molecules = BUILD_MOLECULES, oracle: OracleRun = 
     confs, stats = choose_conformations(molecules, default_molecules=BUILD_POOL_MOLECULES)
     t_gen = time.perf_counter() - t0
     n_mol = len({c.mol_id for c in confs})
-    recipe = generation_recipe(molecules)
-    n_dup = input_duplicates(confs, recipe)
-    todo = pending_records(confs, out, recipe)
-    n_stored = len(confs) - n_dup - len(todo)
-    dup_note = f", {n_dup} duplicates in the input" if n_dup else ""
+    plan = pending(confs, out, generation_recipe(molecules))
+    todo = plan.todo
     print(f"golf data build: {len(confs)} conformations of {n_mol} molecules from {stats['source']} "
-          f"({t_gen:.1f} s); {n_stored} already in {out}{dup_note}; labelling {len(todo)} with "
+          f"({t_gen:.1f} s); {plan.describe(out)}; labelling {len(todo)} with "
           f"{spec.name} on {oracle.executor}", file=sys.stderr)
     by_key = dict(todo)
-    counts = {"labelled": 0, "skipped (already in db)": n_stored, "duplicates in input": n_dup, "failed": 0,
+    counts = {"labelled": 0, **plan.skipped(), "failed": 0,
               "bad input records": len(stats["bad_records"])}
     t1 = time.perf_counter()
     first_failure: list[str] = []
@@ -70,7 +66,7 @@ def build(out: str, molecules: Molecules = BUILD_MOLECULES, oracle: OracleRun = 
     summary("build", out, counts, time.perf_counter() - t1, counts["labelled"] + counts["failed"])
     report_failures("build", out, counts["failed"], counts["labelled"] + counts["failed"],
                     first_failure[0] if first_failure else "")
-    if counts["failed"] and not counts["labelled"] and not counts["skipped (already in db)"]:
+    if counts["failed"] and not counts["labelled"] and not plan.stored:
         raise GolfError(f"all {counts['failed']} oracle calls failed (first: {first_failure[0]}); "
                         f"nothing written to {out}")
     return counts

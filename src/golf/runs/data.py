@@ -12,6 +12,7 @@ conf_id, smiles, task, reason, time) and retried on the next run.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -159,10 +160,31 @@ def identity_key(conf: Conformation, recipe: str | None) -> str:
     return f"{conf.smiles}@{geometry_hash(conf.numbers, conf.positions)}"
 
 
-def input_duplicates(confs: list[Conformation], recipe: str | None = None) -> int:
-    """How many of ``confs`` repeat an earlier one (same ``identity_key``): the input's own duplicates,
-    which ``pending_records`` drops beside the ones already stored."""
-    return len(confs) - len({identity_key(c, recipe) for c in confs})
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """What a data command does with its chosen conformations: ``todo`` (record key, conformation) to
+    compute, ``stored`` skipped because already in the output db, ``duplicates`` skipped because they
+    repeat an earlier input conformation (same ``identity_key``)."""
+
+    todo: list[tuple[str, Conformation]]
+    stored: int
+    duplicates: int
+
+    def describe(self, out: str) -> str:
+        """``"3 already in OUT, 1 duplicate in the input"`` for the command's first line."""
+        dup = f", {self.duplicates} duplicates in the input" if self.duplicates else ""
+        return f"{self.stored} already in {out}{dup}"
+
+    def skipped(self) -> dict[str, int]:
+        """The two skip counts of the command's summary."""
+        return {"skipped (already in db)": self.stored, "duplicates in input": self.duplicates}
+
+
+def pending(confs: list[Conformation], out: str, recipe: str | None = None) -> Pending:
+    """``pending_records`` of ``confs`` with the count of what it skipped and why."""
+    n_duplicates = len(confs) - len({identity_key(c, recipe) for c in confs})
+    todo = pending_records(confs, out, recipe)
+    return Pending(todo, len(confs) - n_duplicates - len(todo), n_duplicates)
 
 
 def pending_records(confs: list[Conformation], out: str, recipe: str | None = None) -> list[tuple[str, Conformation]]:

@@ -18,8 +18,7 @@ from golf.runs.data import (
     log_failure,
     open_executor,
     oracle_spec,
-    input_duplicates,
-    pending_records,
+    pending,
     report_failures,
     stream,
     summary,
@@ -35,16 +34,13 @@ def reference(out: str, molecules: Molecules = REFERENCE_MOLECULES, oracle: Orac
     spec = oracle_spec(oracle)
     check_out(out, spec)
     confs, stats = choose_conformations(molecules)
-    recipe = generation_recipe(molecules)
-    n_dup = input_duplicates(confs, recipe)
-    todo = pending_records(confs, out, recipe)
-    n_stored = len(confs) - n_dup - len(todo)
-    dup_note = f", {n_dup} duplicates in the input" if n_dup else ""
+    plan = pending(confs, out, generation_recipe(molecules))
+    todo = plan.todo
     print(f"golf data reference: {len(confs)} conformations from {stats['source']}; "
-          f"{n_stored} already in {out}{dup_note}; relaxing {len(todo)} with {spec.name} "
+          f"{plan.describe(out)}; relaxing {len(todo)} with {spec.name} "
           f"(fmax {relax.fmax} eV/A, max {relax.max_steps} steps) on {oracle.executor}", file=sys.stderr)
     by_key = dict(todo)
-    counts = {"relaxed": 0, "not converged": 0, "skipped (already in db)": n_stored, "duplicates in input": n_dup, "failed": 0,
+    counts = {"relaxed": 0, "not converged": 0, **plan.skipped(), "failed": 0,
               "bad input records": len(stats["bad_records"])}
     n_calls = 0
     t1 = time.perf_counter()
