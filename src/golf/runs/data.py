@@ -172,7 +172,8 @@ class Pending:
 
     def describe(self, out: str) -> str:
         """``"3 already in OUT, 1 duplicate in the input"`` for the command's first line."""
-        dup = f", {self.duplicates} duplicates in the input" if self.duplicates else ""
+        plural = "" if self.duplicates == 1 else "s"
+        dup = f", {self.duplicates} duplicate{plural} in the input" if self.duplicates else ""
         return f"{self.stored} already in {out}{dup}"
 
     def skipped(self) -> dict[str, int]:
