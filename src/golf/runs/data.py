@@ -182,31 +182,30 @@ class Pending:
 
 
 def pending(confs: list[Conformation], out: str, recipe: str | None = None) -> Pending:
-    """``pending_records`` of ``confs`` with the count of what it skipped and why."""
-    n_duplicates = len(confs) - len({identity_key(c, recipe) for c in confs})
-    todo = pending_records(confs, out, recipe)
-    return Pending(todo, len(confs) - n_duplicates - len(todo), n_duplicates)
+    """The (record key, conformation) of ``confs`` not yet in ``out``, in order, and what was skipped.
 
-
-def pending_records(confs: list[Conformation], out: str, recipe: str | None = None) -> list[tuple[str, Conformation]]:
-    """(record key, conformation) of ``confs`` not yet in ``out``, without duplicates, in order.
-
-    A conformation is in ``out`` when its ``identity_key`` (``recipe``: see ``generation_recipe``)
-    is, or, for rows of older databases without identities, its ``golf.db.record_key``. The ones to
-    do carry their identity in ``info["identity"]`` (stored with the row). A molecule already in
-    ``out`` keeps the mol_id it has there, and a new one never takes another molecule's mol_id.
+    A conformation repeats the input when an earlier one has the same ``identity_key`` (``recipe``: see
+    ``generation_recipe``), and is in ``out`` when its identity is, or, for rows of older databases
+    without identities, its ``golf.db.record_key``. The ones to do carry their identity in
+    ``info["identity"]`` (stored with the row). A molecule already in ``out`` keeps the mol_id it has
+    there, and a new one never takes another molecule's mol_id.
     """
     from golf.db import record_key, stored_identities
 
     identities, keys, mol_ids = stored_identities(out)
     used = set(mol_ids.values())
     new_ids: dict[tuple[int, str], int] = {}  # (input mol_id, SMILES) -> mol_id in out
-    todo = []
+    seen: set[str] = set()
+    todo, n_stored, n_duplicates = [], 0, 0
     for c in confs:
         ident = identity_key(c, recipe)
-        if ident in identities or record_key(c) in keys:
+        if ident in seen:
+            n_duplicates += 1
             continue
-        identities.add(ident)
+        seen.add(ident)
+        if ident in identities or record_key(c) in keys:
+            n_stored += 1
+            continue
         if c.smiles in mol_ids:
             c.mol_id = mol_ids[c.smiles]
         elif c.smiles:
@@ -217,7 +216,7 @@ def pending_records(confs: list[Conformation], out: str, recipe: str | None = No
             c.mol_id = new_ids[(c.mol_id, c.smiles)]
         c.info["identity"] = ident
         todo.append((record_key(c), c))
-    return todo
+    return Pending(todo, n_stored, n_duplicates)
 
 
 def bar(total: int, desc: str, quiet: bool) -> Any:
