@@ -126,6 +126,7 @@ CREATE TABLE IF NOT EXISTS cost (
     id INTEGER PRIMARY KEY AUTOINCREMENT, mol_id INTEGER, smiles TEXT, n_heavy INTEGER,
     n_atoms INTEGER, threads INTEGER, grid_response INTEGER, ok INTEGER, seconds REAL,
     cpu_seconds REAL, loadavg TEXT, created TEXT);
+CREATE TABLE IF NOT EXISTS claims (mol_id INTEGER PRIMARY KEY, pid INTEGER, host TEXT, created TEXT);
 """
 
 
@@ -383,12 +384,9 @@ def stage_references(con: sqlite3.Connection, args: argparse.Namespace) -> None:
     torch.set_num_threads(1)  # bitwise-reproducible optimizer replay on restart
     set_meta(con, "dft_settings", ORACLE["settings"])
     confs = load_molecules(con, args.n)
-    done = {r[0] for r in con.execute("SELECT mol_id FROM refs" + (" WHERE ok = 1" if args.retry_failed else ""))}
     dft = StoredDFT(con, ORACLE["settings"], purpose="reference", threads=args.threads, log=log)
     try:
-        for k, conf in enumerate(confs):
-            if conf.mol_id in done or k % args.shard[1] != args.shard[0]:
-                continue
+        for k, conf in _reference_work(con, confs, args):
             log(f"references: #{k} NCI {conf.mol_id} {conf.smiles} ({conf.n_atoms} atoms)")
             hits0, new0, sec0 = dft.n_hits, dft.n_new, dft.seconds
             provider = OracleEnergyForces(dft, templates=[conf])
@@ -405,8 +403,70 @@ def stage_references(con: sqlite3.Connection, args: argparse.Namespace) -> None:
             log(f"references: NCI {conf.mol_id} done: converged={rec.converged} steps={rec.n_steps} "
                 f"calls={rec.n_force_calls} (stored before: {dft.n_hits - hits0}, new: {dft.n_new - new0}, "
                 f"{dft.seconds - sec0:.0f} s DFT) fmax={rec.fmax:.4f} reason={rec.reason}")
+            if args.score_each and ok:
+                dft.purpose = "score"
+                try:
+                    _score_molecule(con, dft, conf, args)
+                finally:
+                    dft.purpose = "reference"
     finally:
         dft.close()
+        _release_claims(con)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _reference_work(con: sqlite3.Connection, confs: Sequence[Conformation], args: argparse.Namespace):
+    """Yield (k, conformation) of the references this process should compute.
+
+    ``--shard I/M`` is a static split (k % M == I); ``--shard auto`` claims the next molecule without
+    a reference that no live process on this host holds (table ``claims``, taken inside one write
+    transaction), so any number of processes share the work without idling on an uneven split.
+    """
+    def done() -> set[int]:
+        return {r[0] for r in con.execute(
+            "SELECT mol_id FROM refs" + (" WHERE ok = 1" if args.retry_failed else ""))}
+
+    if args.shard != "auto":
+        finished = done()
+        for k, conf in enumerate(confs):
+            if conf.mol_id not in finished and k % args.shard[1] == args.shard[0]:
+                yield k, conf
+        return
+    host = platform.node()
+    while True:
+        con.commit()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            finished = done()
+            held = {m for m, pid, h in con.execute("SELECT mol_id, pid, host FROM claims")
+                    if h != host or (pid != os.getpid() and _pid_alive(pid))}
+            pick = next(((k, c) for k, c in enumerate(confs)
+                         if c.mol_id not in finished and c.mol_id not in held), None)
+            con.execute("DELETE FROM claims WHERE pid = ? AND host = ?", (os.getpid(), host))
+            if pick is not None:
+                con.execute("INSERT OR REPLACE INTO claims VALUES (?,?,?,?)",
+                            (pick[1].mol_id, os.getpid(), host, now()))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        if pick is None:
+            return
+        yield pick
+
+
+def _release_claims(con: sqlite3.Connection) -> None:
+    con.execute("DELETE FROM claims WHERE pid = ? AND host = ?", (os.getpid(), platform.node()))
+    con.commit()
 
 
 def stage_evaluate(con: sqlite3.Connection, args: argparse.Namespace) -> None:
@@ -463,33 +523,39 @@ def _ref_energies(con: sqlite3.Connection, confs: Sequence[Conformation], shash:
 
 
 def stage_score(con: sqlite3.Connection, args: argparse.Namespace, run_dft: bool = True) -> dict[str, Any]:
-    from golf.evaluate import _dissociation, n_fragments
-
     confs = load_molecules(con, args.n)
     shash = settings_hash(ORACLE["settings"])
     with_ref = [c for c in confs if con.execute(
         "SELECT 1 FROM refs WHERE mol_id = ? AND ok = 1", (c.mol_id,)).fetchone()]
-    order = sorted(set(args.score_steps), key=lambda t: (t != 100, t))
     if run_dft and with_ref:
         dft = StoredDFT(con, ORACLE["settings"], purpose="score", threads=args.threads, log=log)
         try:
-            for t in order:
-                for row in ROWS:
-                    for c in with_ref:
-                        r = con.execute("SELECT positions FROM trajectories WHERE row=? AND mol_id=? AND T=?",
-                                        (row, c.mol_id, t)).fetchone()
-                        if r is None:
-                            continue
-                        frame = from_json(r[0])
-                        if _dissociation(c, n_fragments(c.numbers, c.positions), frame) is not None:
-                            continue
-                        conf = c.with_positions(frame)
-                        if (dft.lookup(conf) is None) if args.retry_failed else not dft.has(conf):
-                            log(f"score: {row} T={t} NCI {c.mol_id}")
-                            dft.compute(conf)
+            for c in with_ref:
+                _score_molecule(con, dft, c, args)
         finally:
             dft.close()
     return write_table(con, confs, shash, args)
+
+
+def _score_molecule(con: sqlite3.Connection, dft: StoredDFT, c: Conformation,
+                    args: argparse.Namespace) -> None:
+    """DFT single points at one molecule's stored structures (T = 100 first, then the others);
+    structures that fell apart are not sent (scored as failures, as in ``golf.evaluate``)."""
+    from golf.evaluate import _dissociation, n_fragments
+
+    for t in sorted(set(args.score_steps), key=lambda t: (t != 100, t)):
+        for row in ROWS:
+            r = con.execute("SELECT positions FROM trajectories WHERE row=? AND mol_id=? AND T=?",
+                            (row, c.mol_id, t)).fetchone()
+            if r is None:
+                continue
+            frame = from_json(r[0])
+            if _dissociation(c, n_fragments(c.numbers, c.positions), frame) is not None:
+                continue
+            conf = c.with_positions(frame)
+            if (dft.lookup(conf) is None) if args.retry_failed else not dft.has(conf):
+                log(f"score: {row} T={t} NCI {c.mol_id}")
+                dft.compute(conf)
 
 
 def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: str,
@@ -558,6 +624,7 @@ def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: s
             lines.append(f"{row:12s} |  0 | (not scored yet) paper: {p[0]} ± {p[1]}, {p[2]}, {p[3]}, {p[4]}")
     doc["e0"] = e0.tolist()
     doc["eopt"] = eopt.tolist()
+    per_mol = _per_molecule_lines(con, confs, doc, eopt)
     tmp = JSON_PATH.with_suffix(".json.tmp")
     from golf.evaluate import json_clean as _json_clean
 
@@ -565,7 +632,48 @@ def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: s
     os.replace(tmp, JSON_PATH)
     print("\n".join(lines))
     print(f"({len(confs)} molecules with a DFT reference; T = 100; golf / paper)")
+    print("\n".join(per_mol))
     return doc
+
+
+def _per_molecule_lines(con: sqlite3.Connection, confs: Sequence[Conformation], doc: dict[str, Any],
+                        eopt: np.ndarray) -> list[str]:
+    """E_res at T = 100 (kcal/mol) per molecule and row, also written to ``doc["e_res_100"]``:
+    blank = not scored yet, "split" = fell apart, "fail" = the DFT call failed."""
+    from golf.units import EV_TO_KCAL_MOL
+
+    if 100 not in doc["steps"]:
+        return []
+    heavy = dict(con.execute("SELECT mol_id, n_heavy FROM molecules"))
+    width = max(len(r) for r in ROWS)
+    lines = ["E_res at T = 100 per molecule (kcal/mol):",
+             f"{'NCI':>6} {'heavy':>5} " + " ".join(f"{r:>{width}}" for r in ROWS)]
+    doc["e_res_100"] = {}
+    for i, c in enumerate(confs):
+        cells, values = [], {}
+        for row in ROWS:
+            e = doc["rows"][row]["E_T"]["100"][i]
+            r = con.execute("SELECT positions FROM trajectories WHERE row=? AND mol_id=? AND T=100",
+                            (row, c.mol_id)).fetchone()
+            if np.isfinite(e):
+                values[row] = (e - eopt[i]) * EV_TO_KCAL_MOL
+                cells.append(f"{values[row]:{width}.2f}")
+                continue
+            status = ""
+            if r is not None:
+                from golf.evaluate import _dissociation, n_fragments
+
+                frame = from_json(r[0])
+                if _dissociation(c, n_fragments(c.numbers, c.positions), frame) is not None:
+                    status = "split"
+                elif con.execute("SELECT 1 FROM dft_calls WHERE mol_id=? AND geom_hash=? AND ok=0",
+                                 (c.mol_id, geom_hash(c.numbers, frame))).fetchone():
+                    status = "fail"
+            values[row] = status or None
+            cells.append(f"{status:>{width}}")
+        doc["e_res_100"][str(int(c.mol_id))] = values
+        lines.append(f"{int(c.mol_id):>6} {heavy.get(c.mol_id, 0):>5} " + " ".join(cells))
+    return lines
 
 
 def print_status(con: sqlite3.Connection) -> None:
@@ -579,7 +687,9 @@ def print_status(con: sqlite3.Connection) -> None:
         print("  ref", row)
 
 
-def _shard(text: str) -> tuple[int, int]:
+def _shard(text: str) -> tuple[int, int] | str:
+    if text == "auto":
+        return text
     try:
         i, m = (int(x) for x in text.split("/"))
     except ValueError:
@@ -603,7 +713,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="OpenMP threads of the DFT worker / torch")
     ap.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/M",
                     help="references: only molecules whose index k has k %% M == I, so M processes (one "
-                         "per core) share the DFT; they share the database through SQLite's locking")
+                         "per core) share the DFT through SQLite's locking; 'auto': each process claims "
+                         "the next molecule nobody holds (no idle process on an uneven split)")
+    ap.add_argument("--score-each", action="store_true",
+                    help="references: score each molecule (its stored trajectories, --score-steps) as soon "
+                         "as its reference converges, so an interrupted run leaves whole molecules")
     ap.add_argument("--ref-method", default="lbfgs-precon")
     ap.add_argument("--ref-fmax", type=float, default=0.0154, help="eV/A (3e-4 Hartree/Bohr)")
     ap.add_argument("--ref-steps", type=int, default=150)
