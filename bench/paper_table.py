@@ -561,6 +561,7 @@ def _score_molecule(con: sqlite3.Connection, dft: StoredDFT, c: Conformation,
 def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: str,
                 args: argparse.Namespace) -> dict[str, Any]:
     from golf import metrics
+    from golf.stats import N_BOOTSTRAP, bootstrap_intervals
 
     steps = sorted(set(args.score_steps))
     e0_all, eopt_all = _ref_energies(con, confs, shash)
@@ -580,6 +581,7 @@ def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: s
         "platform": platform.platform(),
     }
     lines = ["row          | n  | pct_100 (golf / paper)  | pct_div      | E_res kcal/mol | pct_success"]
+    cols_100: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
     for row in ROWS:
         et = np.full((len(confs), len(steps)), np.nan)
         complete = np.zeros((len(confs), len(steps)), dtype=bool)
@@ -613,6 +615,12 @@ def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: s
                 agg.append({"T": t, "n": 0})
         doc["rows"][row] = {"aggregate": agg, **(meta or {}),
                             "E_T": {str(t): et[:, k].tolist() for k, t in enumerate(steps)}}
+        if 100 in steps and complete[:, steps.index(100)].any():
+            k, m = steps.index(100), complete[:, steps.index(100)]
+            cols = {key: v[:, 0] for key, v in
+                    metrics.conformation_metrics(e0[m], et[m, k:k + 1], eopt[m]).items() if key != "degenerate"}
+            doc["rows"][row]["intervals_100"] = bootstrap_intervals(cols)
+            cols_100[row] = (m, cols)
         a100 = next((a for a in agg if a["T"] == 100), {"n": 0})
         p = PAPER[row]
         if a100.get("n", 0):
@@ -622,6 +630,7 @@ def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: s
                 f"{a100['e_res_mean']:5.2f} / {p[3]:4.1f}   | {a100['pct_success']:5.1f} / {p[4]:4.1f}")
         else:
             lines.append(f"{row:12s} |  0 | (not scored yet) paper: {p[0]} ± {p[1]}, {p[2]}, {p[3]}, {p[4]}")
+    doc["paired_100"] = _paired_differences(cols_100)
     doc["e0"] = e0.tolist()
     doc["eopt"] = eopt.tolist()
     per_mol = _per_molecule_lines(con, confs, doc, eopt)
@@ -632,8 +641,56 @@ def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: s
     os.replace(tmp, JSON_PATH)
     print("\n".join(lines))
     print(f"({len(confs)} molecules with a DFT reference; T = 100; golf / paper)")
+    print(f"golf's 95% bootstrap intervals over molecules (T = 100, {N_BOOTSTRAP} resamples, seed 0):")
+    for row in ROWS:
+        iv = doc["rows"][row].get("intervals_100")
+        if iv:
+            print(f"  {row:12s} E_res mean {_fmt_iv(iv['e_res_mean'])}  median {_fmt_iv(iv['e_res_median'])}  "
+                  f"pct_success {_fmt_iv(iv['pct_success'], 1)}")
+    print("paired differences A - B on the molecules both scored (95% bootstrap, seed 0):")
+    for name, d in doc["paired_100"].items():
+        print(f"  {name:26s} n={d['n']:2d}  E_res mean {_fmt_iv(d['e_res_mean'])}  "
+              f"median {_fmt_iv(d['e_res_median'])}  pct_success {_fmt_iv(d['pct_success'], 1)}")
     print("\n".join(per_mol))
     return doc
+
+
+#: Paired comparisons printed with the table (A, B): the paper's claims at T = 100.
+PAIRS = (("GOLF-10k", "traj-500k"), ("GOLF-10k", "baseline-NNP"), ("GOLF-10k", "mmff"),
+         ("GOLF-1k", "traj-100k"), ("traj-500k", "baseline-NNP"))
+
+
+def _paired_differences(cols_100: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]],
+                        n_boot: int | None = None, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Paired percentile bootstrap of metric(A) - metric(B) at T = 100 over the molecules both rows
+    have scored (the same resample for both rows, as ``golf.stats.paired_difference``)."""
+    from golf.stats import LEVEL, N_BOOTSTRAP, STATISTICS, _interval
+
+    n_boot = n_boot or N_BOOTSTRAP
+    out: dict[str, dict[str, Any]] = {}
+    for a, b in PAIRS:
+        if a not in cols_100 or b not in cols_100:
+            continue
+        (ma, ca), (mb, cb) = cols_100[a], cols_100[b]
+        both = ma & mb
+        ia, ib = np.flatnonzero(both[ma]), np.flatnonzero(both[mb])  # positions within each row's columns
+        ca = {k: v[ia] for k, v in ca.items()}
+        cb = {k: v[ib] for k, v in cb.items()}
+        n = int(both.sum())
+        idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+        d: dict[str, Any] = {"n": n}
+        for metric in ("e_res_mean", "e_res_median", "pct_success"):
+            fn = STATISTICS[metric]
+            value = float(fn({k: v[None] for k, v in ca.items()})[0] - fn({k: v[None] for k, v in cb.items()})[0])
+            diff = fn({k: v[idx] for k, v in ca.items()}) - fn({k: v[idx] for k, v in cb.items()})
+            lo, hi = _interval(diff, LEVEL)
+            d[metric] = {"value": value, "lo": lo, "hi": hi, "excludes_zero": bool(lo > 0 or hi < 0)}
+        out[f"{a} - {b}"] = d
+    return out
+
+
+def _fmt_iv(iv: dict[str, float], digits: int = 2) -> str:
+    return f"{iv['value']:.{digits}f} [{iv['lo']:.{digits}f}, {iv['hi']:.{digits}f}]"
 
 
 def _per_molecule_lines(con: sqlite3.Connection, confs: Sequence[Conformation], doc: dict[str, Any],
