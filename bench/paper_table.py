@@ -37,15 +37,18 @@ arrives, so a killed run loses at most the DFT call in flight):
     energy of the reference optimum. Then ``golf.metrics.aggregate`` per row, printed beside the
     paper's numbers and written to ``bench/results/paper_table.json``.
 ``table``
-    Only the last part of ``score`` (no DFT): metrics from what is stored.
+    Only the last part of ``score`` (no DFT): metrics from what is stored, with 95% bootstrap
+    intervals over molecules, paired differences of the rows the paper compares (``PAIRS``), and
+    E_res at T = 100 per molecule and row (also in the JSON: ``e_res_100``).
 
 Usage (the DFT stages should run niced on one thread)::
 
     OMP_NUM_THREADS=1 nice -n 10 python bench/paper_table.py cost
-    OMP_NUM_THREADS=1 nice -n 10 python bench/paper_table.py molecules references --n 12
-    # or, on a machine with two idle cores, two processes sharing the molecules:
-    #   ... references --n 12 --shard 0/2   and   ... references --n 12 --shard 1/2
-    OMP_NUM_THREADS=1 python bench/paper_table.py evaluate score --n 12
+    OMP_NUM_THREADS=1 nice -n 10 python bench/paper_table.py molecules evaluate --n 12
+    OMP_NUM_THREADS=1 nice -n 10 python bench/paper_table.py references score --n 12
+    # or one process per core, each claiming the next molecule nobody holds and scoring it
+    # (T = 100) as soon as its reference converges, so a stopped run leaves whole molecules:
+    #   ... references --n 12 --shard auto --score-each --score-steps 100   (once per core)
 
 Units: eV and Angstrom in the database; kcal/mol only in the printed/JSON metrics (E_res).
 """
