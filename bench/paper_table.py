@@ -642,6 +642,9 @@ def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: s
 
     tmp.write_text(json.dumps(_json_clean(doc), indent=1, allow_nan=False))
     os.replace(tmp, JSON_PATH)
+    md = JSON_PATH.with_suffix(".md")
+    md.with_suffix(".md.tmp").write_text(markdown_table(doc))
+    os.replace(md.with_suffix(".md.tmp"), md)
     print("\n".join(lines))
     print(f"({len(confs)} molecules with a DFT reference; T = 100; golf / paper)")
     print(f"golf's 95% bootstrap intervals over molecules (T = 100, {N_BOOTSTRAP} resamples, seed 0):")
@@ -690,6 +693,40 @@ def _paired_differences(cols_100: dict[str, tuple[np.ndarray, dict[str, np.ndarr
             d[metric] = {"value": value, "lo": lo, "hi": hi, "excludes_zero": bool(lo > 0 or hi < 0)}
         out[f"{a} - {b}"] = d
     return out
+
+
+def markdown_table(doc: dict[str, Any]) -> str:
+    """The README's tables from ``write_table``'s document: golf beside the paper at T = 100 (E_res
+    mean and pct_success with 95% bootstrap intervals), the paired differences, E_res per molecule."""
+    def iv(d: dict[str, float], digits: int = 2) -> str:
+        return f"{d['value']:.{digits}f} [{d['lo']:.{digits}f}, {d['hi']:.{digits}f}]"
+
+    out = ["| model | paper E_res | paper pct_success | n | golf E_res mean | golf E_res median | "
+           "golf pct_success | golf pct_100 | golf pct_div |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in ROWS:
+        p = doc["paper"][row]
+        r = doc["rows"][row]
+        a = next((a for a in r["aggregate"] if a["T"] == 100), {"n": 0})
+        if not a.get("n"):
+            out.append(f"| {row} | {p['e_res_mean']} | {p['pct_success']} | 0 | | | | | |")
+            continue
+        i = r["intervals_100"]
+        out.append(f"| {row} | {p['e_res_mean']} | {p['pct_success']} | {a['n']} | {iv(i['e_res_mean'])} | "
+                   f"{iv(i['e_res_median'])} | {iv(i['pct_success'], 1)} | {a['pct_mean']:.1f} ± {a['pct_std']:.1f} | "
+                   f"{a['pct_div']:.1f} |")
+    out += ["", "| A − B (paired, T = 100) | n | Δ E_res mean | Δ E_res median | Δ pct_success |",
+            "|---|---|---|---|---|"]
+    for name, d in doc.get("paired_100", {}).items():
+        star = lambda m: "*" if d[m]["excludes_zero"] else ""  # noqa: E731
+        out.append(f"| {name.replace(' - ', ' − ')} | {d['n']} | {iv(d['e_res_mean'])}{star('e_res_mean')} | "
+                   f"{iv(d['e_res_median'])}{star('e_res_median')} | {iv(d['pct_success'], 1)}{star('pct_success')} |")
+    per_mol = doc.get("e_res_100", {})
+    if per_mol:
+        out += ["", "| NCI | " + " | ".join(ROWS) + " |", "|---" * (len(ROWS) + 1) + "|"]
+        for mol_id, values in per_mol.items():
+            cells = [(f"{v:.2f}" if isinstance(v, float) else (v or "")) for v in (values[r] for r in ROWS)]
+            out.append(f"| {mol_id} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
 
 
 def _fmt_iv(iv: dict[str, float], digits: int = 2) -> str:
