@@ -65,20 +65,21 @@ def synthetic_data(n_mols: int = 24, n_confs: int = 4, seed: int = 0, sigma: flo
     return LabelledData.from_conformations(confs, energies, forces)
 
 
-def write_db(path: Path, data: LabelledData, labelled: bool = True) -> Path:
+def write_db(path: Path, data: LabelledData, labelled: bool = True, order=None, keys: bool = True) -> Path:
+    """``data`` as an ASE db, rows in ``order`` (default: data order); ``keys``: golf record keys."""
     import ase.db
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
 
     with ase.db.connect(str(path), type="db", append=False) as db:
-        for i in range(len(data)):
-            conf = data.conformation(i)
+        for i in (range(len(data)) if order is None else order):
+            conf = data.conformation(int(i))
             atoms = Atoms(numbers=conf.numbers, positions=conf.positions)
             if labelled:
-                e, f = data.labels(i)
+                e, f = data.labels(int(i))
                 atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f)
-            db.write(atoms, mol_id=conf.mol_id, conf_id=conf.conf_id, smiles=conf.smiles, oracle="morse",
-                     key=f"{conf.mol_id}-{conf.conf_id}")
+            extra = {"key": f"{conf.mol_id:04d}-{conf.conf_id}"} if keys else {}
+            db.write(atoms, mol_id=conf.mol_id, conf_id=conf.conf_id, smiles=conf.smiles, oracle="morse", **extra)
     return path
 
 
@@ -164,6 +165,19 @@ def test_from_db_and_bad_inputs(tmp_path, data):
 
 
 # ---------------------------------------------------------------------------- atomrefs
+def test_from_db_does_not_depend_on_arrival_order(tmp_path, data):
+    """Parallel workers return results in a run-dependent order; the dataset read back must not."""
+    sub = data.subset(range(12))
+    shuffled = np.random.default_rng(0).permutation(12)
+    a = LabelledData.from_db(write_db(tmp_path / "a.db", sub))
+    b = LabelledData.from_db(write_db(tmp_path / "b.db", sub, order=shuffled))
+    for name in ("numbers", "positions", "energy", "forces", "mol_id"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    # a plain ASE db (no record keys) keeps its row order
+    c = LabelledData.from_db(write_db(tmp_path / "c.db", sub, order=shuffled, keys=False))
+    np.testing.assert_array_equal(c.energy, sub.energy[shuffled])
+
+
 def test_fit_atomrefs_recovers_true_values():
     from golf.models.atomrefs import fit_atomrefs
 

@@ -131,6 +131,10 @@ class LabelledData:
     def from_db(cls, paths: str | os.PathLike | Sequence[str | os.PathLike]) -> "LabelledData":
         """Read one or several ASE SQLite dbs (golf.db row schema) of labelled conformations.
 
+        The rows of a db that golf wrote (every row has a record ``key``) come in key order, so the
+        order in which parallel oracle workers returned them does not change the dataset; other dbs
+        keep their row order. Several dbs are concatenated in the order given.
+
         Raises InputError for a missing file, an unreadable or empty db, or a row without
         energy and forces.
         """
@@ -376,6 +380,7 @@ def _read_db(path: Path) -> LabelledData:
         raise InputError(f"{path}: no such file")
     data = LabelledData()
     n_rows = n_unlabelled = 0
+    rows = []
     try:
         for r in iter_rows(path):
             n_rows += 1
@@ -385,11 +390,18 @@ def _read_db(path: Path) -> LabelledData:
                 continue
             if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
                 raise InputError(f"{path}: row {r['id']} has non-finite energy/forces")
-            data.append(r["conformation"], float(energy), forces)
+            rows.append(r)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is bad input
         raise InputError(f"{path}: not a readable ASE database ({exc})") from exc
+    # golf's data commands write results in the order they arrive from parallel workers, which
+    # changes from run to run; ordering by record key makes the dataset (and every batch, split and
+    # GOLF start drawn from it by index) a function of the rows alone. Plain ASE dbs keep row order.
+    if rows and all("key" in r["kvp"] for r in rows):
+        rows.sort(key=lambda r: str(r["kvp"]["key"]))
+    for r in rows:
+        data.append(r["conformation"], float(r["energy"]), r["forces"])
     if n_rows == 0:
         raise InputError(f"{path}: no labelled conformations (empty database)")
     if len(data) == 0:
