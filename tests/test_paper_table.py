@@ -79,3 +79,61 @@ def test_pipeline_with_mmff_oracle_resumes_without_recomputing(tmp_path):
     bench.main(["evaluate", "--redo-evaluate", *args])
     opt = {r[0] for r in con.execute("SELECT DISTINCT optimizer FROM trajectories WHERE row = 'GOLF-10k'")}
     assert opt == {"lbfgs-golf"}
+
+
+def test_shard_auto_claims_skip_live_holders_and_take_over_dead_ones(tmp_path):
+    """``--shard auto``: a molecule held by a live process is skipped, a dead holder's is taken over,
+    finished molecules are never handed out, and the claims are gone when the process is done."""
+    import argparse
+    import os
+    import platform
+    import subprocess
+
+    bench = _load_bench()
+    db = tmp_path / "pt.db"
+    bench.main(["molecules", "--db", str(db), "--n", "3", "--oracle", "mmff"])
+    con = bench.connect(db)
+    confs = bench.load_molecules(con, 3)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = platform.node()
+    con.execute("INSERT INTO claims VALUES (?,?,?,?)", (confs[0].mol_id, os.getppid(), host, "t"))  # alive
+    con.execute("INSERT INTO claims VALUES (?,?,?,?)", (confs[1].mol_id, dead.pid, host, "t"))  # dead
+    con.execute("INSERT INTO refs (mol_id, ok) VALUES (?, 1)", (confs[2].mol_id,))  # finished
+    con.commit()
+    args = argparse.Namespace(shard="auto", retry_failed=False)
+    work = bench._reference_work(con, confs, args)
+    k, conf = next(work)
+    assert (k, conf.mol_id) == (1, confs[1].mol_id)
+    held = con.execute("SELECT pid FROM claims WHERE mol_id = ?", (conf.mol_id,)).fetchone()[0]
+    assert held == os.getpid()
+    con.execute("INSERT INTO refs (mol_id, ok) VALUES (?, 1)", (conf.mol_id,))
+    con.commit()
+    assert next(work, None) is None  # molecule 0 is held by a live process, 2 is done
+    bench._release_claims(con)
+    assert con.execute("SELECT COUNT(*) FROM claims WHERE pid = ?", (os.getpid(),)).fetchone()[0] == 0
+    # a static shard ignores claims
+    static = argparse.Namespace(shard=(0, 1), retry_failed=False)
+    assert [c.mol_id for _, c in bench._reference_work(con, confs, static)] == [confs[0].mol_id]
+
+
+@pytest.mark.slow
+def test_score_each_leaves_whole_molecules(tmp_path):
+    import os
+
+    if not os.path.exists(f"{CKPT}/GOLF-10k.pt"):
+        pytest.skip("official checkpoints not available")
+    bench = _load_bench()
+    db = tmp_path / "pt.db"
+    args = ["--db", str(db), "--n", "2", "--oracle", "mmff", "--ref-steps", "60", "--score-steps", "100"]
+    bench.main(["molecules", "evaluate", *args])
+    bench.main(["references", "--shard", "auto", "--score-each", *args])
+    con = sqlite3.connect(str(db))
+    scored = dict(con.execute("SELECT mol_id, COUNT(*) FROM dft_calls WHERE purpose = 'score' GROUP BY mol_id"))
+    assert sorted(scored) == sorted(r[0] for r in con.execute("SELECT mol_id FROM refs"))
+    n_calls = con.execute("SELECT COUNT(*) FROM dft_calls").fetchone()[0]
+    bench.main(["score", *args])
+    assert con.execute("SELECT COUNT(*) FROM dft_calls").fetchone()[0] == n_calls  # nothing left to score
+    doc = json.loads(db.with_suffix(".json").read_text())
+    assert all(next(a for a in r["aggregate"] if a["T"] == 100)["n"] == 2 for r in doc["rows"].values())
+    assert set(doc["e_res_100"]) == {str(m) for m in scored}
