@@ -667,12 +667,11 @@ PAIRS = (("GOLF-10k", "traj-500k"), ("GOLF-10k", "baseline-NNP"), ("GOLF-10k", "
 
 
 def _paired_differences(cols_100: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]],
-                        n_boot: int | None = None, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Paired percentile bootstrap of metric(A) - metric(B) at T = 100 over the molecules both rows
-    have scored (the same resample for both rows, as ``golf.stats.paired_difference``)."""
-    from golf.stats import LEVEL, N_BOOTSTRAP, STATISTICS, _interval
+                        seed: int = 0) -> dict[str, dict[str, Any]]:
+    """``golf.stats.paired_columns`` of each pair in ``PAIRS`` at T = 100, over the molecules both
+    rows have scored. ``cols_100``: row -> (molecule mask [M], that row's columns over the mask)."""
+    from golf.stats import paired_columns
 
-    n_boot = n_boot or N_BOOTSTRAP
     out: dict[str, dict[str, Any]] = {}
     for a, b in PAIRS:
         if a not in cols_100 or b not in cols_100:
@@ -680,18 +679,8 @@ def _paired_differences(cols_100: dict[str, tuple[np.ndarray, dict[str, np.ndarr
         (ma, ca), (mb, cb) = cols_100[a], cols_100[b]
         both = ma & mb
         ia, ib = np.flatnonzero(both[ma]), np.flatnonzero(both[mb])  # positions within each row's columns
-        ca = {k: v[ia] for k, v in ca.items()}
-        cb = {k: v[ib] for k, v in cb.items()}
-        n = int(both.sum())
-        idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-        d: dict[str, Any] = {"n": n}
-        for metric in ("e_res_mean", "e_res_median", "pct_success"):
-            fn = STATISTICS[metric]
-            value = float(fn({k: v[None] for k, v in ca.items()})[0] - fn({k: v[None] for k, v in cb.items()})[0])
-            diff = fn({k: v[idx] for k, v in ca.items()}) - fn({k: v[idx] for k, v in cb.items()})
-            lo, hi = _interval(diff, LEVEL)
-            d[metric] = {"value": value, "lo": lo, "hi": hi, "excludes_zero": bool(lo > 0 or hi < 0)}
-        out[f"{a} - {b}"] = d
+        out[f"{a} - {b}"] = paired_columns({k: v[ia] for k, v in ca.items()}, {k: v[ib] for k, v in cb.items()},
+                                           ("e_res_mean", "e_res_median", "pct_success"), seed=seed)
     return out
 
 

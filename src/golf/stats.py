@@ -132,7 +132,24 @@ def paired_difference(
     pairs = [(r, b_by_key[key(r)]) for r in a if key(r) in b_by_key]
     ca = columns_at([p[0] for p in pairs], k)
     cb = columns_at([p[1] for p in pairs], k)
-    n = len(pairs)
+    return paired_columns(ca, cb, metrics, n_boot, level, seed)
+
+
+def paired_columns(
+    ca: Mapping[str, np.ndarray],
+    cb: Mapping[str, np.ndarray],
+    metrics: Sequence[str] = tuple(STATISTICS),
+    n_boot: int = N_BOOTSTRAP,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Paired bootstrap interval of ``metric(A) - metric(B)`` from matched per-conformation columns
+    (``columns_at`` layout, each [C], row i of ``ca`` and ``cb`` the same conformation).
+
+    Returns:
+        ``{"n": C, metric: {"value", "lo", "hi", "excludes_zero"}}``.
+    """
+    n = len(next(iter(ca.values()))) if ca else 0
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_boot, n)) if n else np.zeros((n_boot, 0), dtype=int)
     out: dict[str, Any] = {"n": n}
@@ -147,4 +164,4 @@ def paired_difference(
     return out
 
 
-__all__ = ["LEVEL", "N_BOOTSTRAP", "STATISTICS", "bootstrap_intervals", "columns_at", "paired_difference"]
+__all__ = ["LEVEL", "N_BOOTSTRAP", "STATISTICS", "bootstrap_intervals", "columns_at", "paired_columns", "paired_difference"]
