@@ -10,9 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
-
-CKPT = "/work/shared/golf-checkpoints"
+from conftest import CHECKPOINTS, REPO
 
 
 def _load_bench():
@@ -21,6 +19,18 @@ def _load_bench():
     sys.modules["paper_table"] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def _mmff_bench(tmp_path, *score_steps: int):
+    """(bench module, db path, common argv) for a 2-molecule run with MMFF standing in for DFT;
+    skips without the official checkpoints (../shared)."""
+    if not (CHECKPOINTS / "GOLF-10k.pt").exists():
+        pytest.skip("official checkpoints not available")
+    bench = _load_bench()
+    bench.CHECKPOINT_DIR = CHECKPOINTS
+    db = tmp_path / "pt.db"
+    steps = [str(t) for t in score_steps]
+    return bench, db, ["--db", str(db), "--n", "2", "--oracle", "mmff", "--ref-steps", "60", "--score-steps", *steps]
 
 
 def test_geom_hash_is_exact_and_stable():
@@ -35,13 +45,7 @@ def test_geom_hash_is_exact_and_stable():
 
 @pytest.mark.slow
 def test_pipeline_with_mmff_oracle_resumes_without_recomputing(tmp_path):
-    import os
-
-    if not os.path.exists(f"{CKPT}/GOLF-10k.pt"):
-        pytest.skip("official checkpoints not available")
-    bench = _load_bench()
-    db = tmp_path / "pt.db"
-    args = ["--db", str(db), "--n", "2", "--oracle", "mmff", "--ref-steps", "60", "--score-steps", "100", "5"]
+    bench, db, args = _mmff_bench(tmp_path, 100, 5)
     bench.main(["molecules", "references", "evaluate", "score", *args])
     con = sqlite3.connect(str(db))
     n_calls = con.execute("SELECT COUNT(*) FROM dft_calls").fetchone()[0]
@@ -119,13 +123,7 @@ def test_shard_auto_claims_skip_live_holders_and_take_over_dead_ones(tmp_path):
 
 @pytest.mark.slow
 def test_score_each_leaves_whole_molecules(tmp_path):
-    import os
-
-    if not os.path.exists(f"{CKPT}/GOLF-10k.pt"):
-        pytest.skip("official checkpoints not available")
-    bench = _load_bench()
-    db = tmp_path / "pt.db"
-    args = ["--db", str(db), "--n", "2", "--oracle", "mmff", "--ref-steps", "60", "--score-steps", "100"]
+    bench, db, args = _mmff_bench(tmp_path, 100)
     bench.main(["molecules", "evaluate", *args])
     bench.main(["references", "--shard", "auto", "--score-each", *args])
     con = sqlite3.connect(str(db))
