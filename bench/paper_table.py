@@ -109,6 +109,7 @@ PAPER: dict[str, tuple[float, float, float, float, float]] = {
     "GOLF-10k": (99.4, 5.2, 2.4, 0.5, 77.3),
 }
 PAPER_F_RDKIT: tuple[float, float, float, float, float] = (93.09, 11.9, 3.8, 2.8, 35.4)
+PAPER_COLUMNS = ("pct_mean", "pct_std", "pct_div", "e_res_mean", "pct_success")
 #: The oracle of the reference/score stages: "dft" with DFT_SETTINGS (``--oracle mmff`` only to test
 #: the script quickly).
 ORACLE: dict[str, Any] = {"name": "dft", "settings": DFT_SETTINGS}
@@ -582,19 +583,19 @@ def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: s
         "n_molecules_with_reference": len(confs),
         "mol_ids": [int(c.mol_id) for c in confs],
         "steps": steps,
-        "paper": {k: dict(zip(("pct_mean", "pct_std", "pct_div", "e_res_mean", "pct_success"), v))
-                  for k, v in PAPER.items()},
-        "paper_f_rdkit_not_evaluated": dict(zip(("pct_mean", "pct_std", "pct_div", "e_res_mean", "pct_success"),
-                                                PAPER_F_RDKIT)),
+        "paper": {k: dict(zip(PAPER_COLUMNS, v)) for k, v in PAPER.items()},
+        "paper_f_rdkit_not_evaluated": dict(zip(PAPER_COLUMNS, PAPER_F_RDKIT)),
         "rows": {},
         "created": now(),
         "platform": platform.platform(),
     }
     lines = ["row          | n  | pct_100 (golf / paper)  | pct_div      | E_res kcal/mol | pct_success"]
     cols_100: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+    status_100: dict[str, list[str]] = {}  # row -> per molecule: "", "split" or "fail" (no E_T at T = 100)
     for row in ROWS:
         et = np.full((len(confs), len(steps)), np.nan)
         complete = np.zeros((len(confs), len(steps)), dtype=bool)
+        status = np.full((len(confs), len(steps)), "", dtype=object)
         meta = None
         for i, c in enumerate(confs):
             for k, t in enumerate(steps):
@@ -608,6 +609,7 @@ def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: s
 
                 if _dissociation(c, n_fragments(c.numbers, c.positions), frame) is not None:
                     complete[i, k] = True  # scored as a failure (NaN)
+                    status[i, k] = "split"
                     continue
                 d = con.execute("SELECT ok, energy FROM dft_calls WHERE mol_id=? AND geom_hash=? AND "
                                 "settings_hash=?", (c.mol_id, geom_hash(c.numbers, frame), shash)).fetchone()
@@ -615,6 +617,8 @@ def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: s
                     complete[i, k] = True
                     if d[0]:
                         et[i, k] = d[1]
+                    else:
+                        status[i, k] = "fail"
         # only molecules scored at a given T enter that T's aggregate
         agg = []
         for k, t in enumerate(steps):
@@ -625,12 +629,15 @@ def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: s
                 agg.append({"T": t, "n": 0})
         doc["rows"][row] = {"aggregate": agg, **(meta or {}),
                             "E_T": {str(t): et[:, k].tolist() for k, t in enumerate(steps)}}
-        if 100 in steps and complete[:, steps.index(100)].any():
-            k, m = steps.index(100), complete[:, steps.index(100)]
-            cols = {key: v[:, 0] for key, v in
-                    metrics.conformation_metrics(e0[m], et[m, k:k + 1], eopt[m]).items() if key != "degenerate"}
-            doc["rows"][row]["intervals_100"] = bootstrap_intervals(cols)
-            cols_100[row] = (m, cols)
+        if 100 in steps:
+            k = steps.index(100)
+            status_100[row] = list(status[:, k])
+            m = complete[:, k]
+            if m.any():
+                cols = {key: v[:, 0] for key, v in
+                        metrics.conformation_metrics(e0[m], et[m, k:k + 1], eopt[m]).items() if key != "degenerate"}
+                doc["rows"][row]["intervals_100"] = bootstrap_intervals(cols)
+                cols_100[row] = (m, cols)
         a100 = next((a for a in agg if a["T"] == 100), {"n": 0})
         p = PAPER[row]
         if a100.get("n", 0):
@@ -643,7 +650,7 @@ def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: s
     doc["paired_100"] = _paired_differences(cols_100)
     doc["e0"] = e0.tolist()
     doc["eopt"] = eopt.tolist()
-    per_mol = _per_molecule_lines(con, confs, doc, eopt)
+    per_mol = _per_molecule_lines(con, confs, doc, eopt, status_100)
     tmp = JSON_PATH.with_suffix(".json.tmp")
     from golf.evaluate import json_clean as _json_clean
 
@@ -694,9 +701,7 @@ def _paired_differences(cols_100: dict[str, tuple[np.ndarray, dict[str, np.ndarr
 def markdown_table(doc: dict[str, Any]) -> str:
     """The README's tables from ``write_table``'s document: golf beside the paper at T = 100 (E_res
     mean and pct_success with 95% bootstrap intervals), the paired differences, E_res per molecule."""
-    def iv(d: dict[str, float], digits: int = 2) -> str:
-        return f"{d['value']:.{digits}f} [{d['lo']:.{digits}f}, {d['hi']:.{digits}f}]"
-
+    iv = _fmt_iv
     out = ["| model | paper E_res | paper pct_success | n | golf E_res mean | golf E_res median | "
            "golf pct_success | golf pct_100 | golf pct_div |", "|---|---|---|---|---|---|---|---|---|"]
     for row in ROWS:
@@ -731,9 +736,10 @@ def _fmt_iv(iv: dict[str, float], digits: int = 2) -> str:
 
 
 def _per_molecule_lines(con: sqlite3.Connection, confs: Sequence[Conformation], doc: dict[str, Any],
-                        eopt: np.ndarray) -> list[str]:
+                        eopt: np.ndarray, status_100: dict[str, list[str]]) -> list[str]:
     """E_res at T = 100 (kcal/mol) per molecule and row, also written to ``doc["e_res_100"]``:
-    blank = not scored yet, "split" = fell apart, "fail" = the DFT call failed."""
+    blank = not scored yet, "split" = fell apart, "fail" = the DFT call failed (``status_100``, from
+    ``write_table``'s pass over the stored structures)."""
     from golf.units import EV_TO_KCAL_MOL
 
     if 100 not in doc["steps"]:
@@ -747,24 +753,12 @@ def _per_molecule_lines(con: sqlite3.Connection, confs: Sequence[Conformation], 
         cells, values = [], {}
         for row in ROWS:
             e = doc["rows"][row]["E_T"]["100"][i]
-            r = con.execute("SELECT positions FROM trajectories WHERE row=? AND mol_id=? AND T=100",
-                            (row, c.mol_id)).fetchone()
             if np.isfinite(e):
                 values[row] = (e - eopt[i]) * EV_TO_KCAL_MOL
                 cells.append(f"{values[row]:{width}.2f}")
-                continue
-            status = ""
-            if r is not None:
-                from golf.evaluate import _dissociation, n_fragments
-
-                frame = from_json(r[0])
-                if _dissociation(c, n_fragments(c.numbers, c.positions), frame) is not None:
-                    status = "split"
-                elif con.execute("SELECT 1 FROM dft_calls WHERE mol_id=? AND geom_hash=? AND ok=0",
-                                 (c.mol_id, geom_hash(c.numbers, frame))).fetchone():
-                    status = "fail"
-            values[row] = status or None
-            cells.append(f"{status:>{width}}")
+            else:
+                values[row] = status_100[row][i] or None
+                cells.append(f"{status_100[row][i]:>{width}}")
         doc["e_res_100"][str(int(c.mol_id))] = values
         lines.append(f"{int(c.mol_id):>6} {heavy.get(c.mol_id, 0):>5} " + " ".join(cells))
     return lines

@@ -73,24 +73,31 @@ def _progress(run: Path, log: Path | None = None) -> tuple:
     return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file())
 
 
+def _wait_while_progressing(proc: subprocess.Popen, run: Path, log: Path | None = None,
+                            until=lambda: False, stall: float = 240) -> bool:
+    """Wait until ``proc`` exits or ``until()`` holds, as long as ``_progress`` changes at least every
+    ``stall`` s (a loaded machine slows the test down instead of failing it). True if it stalled."""
+    seen, last_change = _progress(run, log), time.monotonic()
+    while proc.poll() is None and not until():
+        time.sleep(0.2)
+        if (now := _progress(run, log)) != seen:
+            seen, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change > stall:
+            return True
+    return False
+
+
 def _run_or_dump(args: list[str], log: Path, run: Path, stall: float = 240) -> subprocess.CompletedProcess:
-    """Run ``args`` while it makes progress (``_progress`` changes at least every ``stall`` s, so a
-    loaded machine slows the test down instead of failing it); when it stalls, fail with the Python
-    stacks of the stuck process (faulthandler on SIGABRT) and its last status lines."""
+    """Run ``args`` while it makes progress (``_wait_while_progressing``); when it stalls, fail with
+    the Python stacks of the stuck process (faulthandler on SIGABRT) and its last status lines."""
     env = dict(os.environ, PYTHONFAULTHANDLER="1")
     with open(log, "w") as err:
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, text=True, env=env)
-        seen, last_change = _progress(run, log), time.monotonic()
-        while proc.poll() is None:
-            time.sleep(0.5)
-            now = _progress(run, log)
-            if now != seen:
-                seen, last_change = now, time.monotonic()
-            elif time.monotonic() - last_change > stall:
-                proc.send_signal(signal.SIGABRT)
-                proc.wait(timeout=30)
-                pytest.fail(f"{' '.join(args[2:5])} made no progress for {stall} s; its stderr ends:\n"
-                            f"{log.read_text()[-6000:]}")
+        if _wait_while_progressing(proc, run, log, stall=stall):
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(timeout=30)
+            pytest.fail(f"{' '.join(args[2:5])} made no progress for {stall} s; its stderr ends:\n"
+                        f"{log.read_text()[-6000:]}")
     return subprocess.CompletedProcess(args, proc.returncode, "", log.read_text())
 
 
@@ -115,12 +122,7 @@ def test_kill_and_resume_loses_nothing(d0_and_baseline, tmp_path):
     budget = 16
     proc = subprocess.Popen(_golf_args(d0, baseline, run, budget=budget, extra=["--utd-ratio", "20"]),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # wait for 4 stored calls while the run makes progress: a loaded machine slows it, never fails it
-    seen, last_change = _progress(run), time.monotonic()
-    while len(_calls(run)) < 4 and proc.poll() is None and time.monotonic() - last_change < 240:
-        time.sleep(0.2)
-        if (now := _progress(run)) != seen:
-            seen, last_change = now, time.monotonic()
+    _wait_while_progressing(proc, run, until=lambda: len(_calls(run)) >= 4)  # then kill it mid-run
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = _calls(run)
