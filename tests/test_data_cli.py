@@ -205,3 +205,23 @@ def test_build_failures_logged_not_stored(tmp_path):
     p = golf_inproc(*args)  # failures are retried on re-run, labelled ones skipped
     assert "0 labelled, 2 skipped" in p.stderr and "2 failed" in p.stderr
     assert len(D.read_labelled(out)) == 2
+
+
+def test_a_writer_killed_inside_a_write_does_not_block_the_next(tmp_path):
+    """ASE's ``DB.lock`` left by a writer killed mid-write must not make the resumed run wait forever."""
+    import threading
+
+    from golf.chem import generate_conformers
+    from golf.oracles import make_oracle
+
+    out = tmp_path / "x.db"
+    mmff = make_oracle("mmff")
+    confs = generate_conformers("CCO", 2, seed=0, mol_id=0)
+    D.append_labelled(out, confs[0], mmff.compute(confs[0]), mmff.spec, key="0:0")
+    (tmp_path / "x.db.lock").write_text("")  # what SIGKILL inside ASE's locked write leaves behind
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (D.append_labelled(out, confs[1], mmff.compute(confs[1]), mmff.spec,
+                                                            key="0:1"), done.set()), daemon=True)
+    t.start()
+    assert done.wait(30), "append_labelled waited on a stale ASE lock file"
+    assert len(_keys(out)) == 2

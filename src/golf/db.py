@@ -78,7 +78,10 @@ def _connect(db_path: str | os.PathLike, create: bool = True) -> Any:
         with atomic_path(path, suffix=".db") as tmp:
             tmp.unlink()  # ASE's SQLite backend creates the database itself
             ase.db.connect(str(tmp), type="db", append=True).count()
-    return ase.db.connect(path, type="db", append=True)
+    # No ASE lock file: SQLite locks the database itself, and golf's output lock keeps a second golf
+    # writer away. ASE's ``DB.lock`` outlives a writer killed inside a write, and then every later
+    # writer (the resumed run) waits for it forever.
+    return ase.db.connect(path, type="db", append=True, use_lock_file=False)
 
 
 def _spec_parts(oracle_spec: Any) -> tuple[str, dict[str, Any]]:
@@ -374,7 +377,7 @@ def write_rows(path: str | os.PathLike, confs: Sequence[Conformation], props: Se
 
     from golf.chem import conformation_to_atoms
 
-    db = ase.db.connect(os.fspath(path), type="db", append=True)
+    db = ase.db.connect(os.fspath(path), type="db", append=True, use_lock_file=False)  # see _connect
     with db:
         for c, pr in zip(confs, props):
             atoms = conformation_to_atoms(c, pr.get("energy"), pr.get("forces"))
