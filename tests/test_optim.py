@@ -325,3 +325,45 @@ def test_golf_preset_stalled_below_tolerance_still_counts_steps():
     rec = relax(Quadratic(np.eye(3) * 10.0, np.array([0.5, -1.0, 2.0])), [conf], method="lbfgs-golf", fmax=0.0,
                 max_steps=7, dtype=F64)[0]
     assert rec.reason == "max_steps" and rec.n_steps == 7
+
+
+class _CosineWell:
+    """E = -A cos(pi x / L) + k/2 (y^2 + z^2) per atom (eV): a minimum at x = 0 and x = 2L, a maximum
+    at x = L; the energy is concave in x for L/2 < x < 3L/2, so a start near the maximum slides down a
+    long stretch on which no update gives a positive-curvature pair (as along a soft torsion)."""
+
+    def __init__(self, a: float = 0.5, length: float = 2.0, k: float = 10.0) -> None:
+        self.a, self.length, self.k = a, length, k
+
+    def __call__(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        from golf.optim.state import segment_sum
+
+        x = batch.positions.detach().requires_grad_(True)
+        with torch.enable_grad():
+            e_atom = -self.a * torch.cos(torch.pi * x[:, 0] / self.length) + 0.5 * self.k * (x[:, 1:] ** 2).sum(-1)
+            energy = segment_sum(e_atom, batch.mol_idx, batch.n_mols)
+            (grad,) = torch.autograd.grad(energy.sum(), x)
+        return energy.detach(), -grad.detach()
+
+
+@pytest.mark.parametrize("h0_scale", [1.0, 1 / 64], ids=["default-h0", "after-six-reverts"])
+def test_lbfgs_step_grows_along_negative_curvature(h0_scale):
+    """On a concave stretch every pair has y.s < 0 and is skipped, so the safeguarded L-BFGS runs on
+    steepest descent with h0 alone. h0 must grow there (doubling per downhill update) until a pair is
+    stored or an update goes uphill: before, the h0 that uphill reverts had halved stayed put and a DFT
+    reference crawled 45 steps of 5e-4 A along a soft torsion. Accepted energies still never rise."""
+    well = _CosineWell()
+    conf = Conformation(np.ones(1), np.array([[1.95, 0.0, 0.0]]))  # 0.05 A from the maximum at x = 2
+    st = lbfgs_init(Batch.from_conformations([conf], dtype=F64), well, preset="lbfgs", fmax=1e-4, max_steps=200)
+    st.h0 = st.h0 * h0_scale  # as left by uphill reverts
+    h0_start = float(st.h0[0])
+    energies = [float(st.energy[0])]
+    h0s = []
+    while bool(st.active.any()):
+        st = lbfgs_step(st, well)
+        h0s.append(float(st.h0[0]))
+        energies.append(float(torch.where(st.has_prev, st.prev_energy, st.energy)[0]))
+    assert bool(st.converged[0]) and int(st.n_steps[0]) <= 40, int(st.n_steps[0])
+    assert abs(float(st.positions[0, 0])) < 1e-3  # the minimum at x = 0
+    assert max(h0s[:5]) >= 8 * h0_start  # it grew on the concave stretch
+    assert np.max(np.diff(energies)) <= 1e-9

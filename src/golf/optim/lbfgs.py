@@ -14,7 +14,8 @@ Presets (``LBFGS_PRESETS``) and what ONE step is for each:
   before any pair); the whole molecule's step is scaled so that no atom moves more than
   ``maxstep`` = 0.2 A; a pair with ``y.s <= curvature_eps`` is not stored; a molecule whose energy
   went up on its last step goes back to the point before that step (stored, no new evaluation), has
-  its history reset and its initial inverse Hessian halved, so accepted energies never rise; a
+  its history reset and its initial inverse Hessian halved, so accepted energies never rise (a
+  downhill update that stores no pair, on a molecule without history, doubles it); a
   non-descent direction falls back to steepest descent.
 * ``"lbfgs-ase"``: ASE's ``LBFGS`` (fixed H0 = 1/70, maxstep 0.2 A, memory 100, no safeguards), one
   update + one evaluation per step; its trajectory matches ASE step for step.
@@ -83,7 +84,9 @@ class LBFGSConfig(OptimConfig):
         reset_on_uphill: reset a molecule's history when its energy rose on its last update by more
             than uphill_tol (eV) plus float rounding of the energy.
         revert_uphill: also return such a molecule to the point before that update (stored, no new
-            evaluation) and halve its initial inverse Hessian, so the accepted energies never rise.
+            evaluation) and halve its initial inverse Hessian, so the accepted energies never rise;
+            a downhill update that stores no pair (negative curvature), on a molecule without
+            history, doubles it.
         descent_fallback: when the L-BFGS direction is not downhill, take steepest descent and reset.
             Otherwise the molecule does not move in that iteration (torch's break).
         inner_steps: updates (each followed by one evaluation) per step.
@@ -301,6 +304,15 @@ def _update_history(state: LBFGSState, which: torch.Tensor) -> None:
     y = state.prev_forces - state.forces  # [N, 3] = g - g_prev
     ys = mol_dot(s, y, mi, B)  # [B]
     push = upd if cfg.curvature_eps is None else upd & (ys > cfg.curvature_eps * cfg.energy_unit)
+    if cfg.revert_uphill:
+        # A downhill update whose pair is skipped (no positive curvature along it) leaves a molecule
+        # without history on steepest descent; the quadratic model has no minimum along such a
+        # stretch, so the step grows (doubles) until the energy rises (revert: halved) or a pair is
+        # stored (gamma). Without it the h0 that reverts had halved never grew back, and a molecule
+        # on a concave stretch (a soft torsion) crawled: a DFT reference took 45 steps of 5e-4 A at
+        # max|F| 0.05 eV/A. ``maxstep`` still bounds every update.
+        grow = upd & ~push & (state.n_hist == 0)
+        state.h0 = torch.where(grow, 2.0 * state.h0, state.h0)
     if not bool(push.any()):
         return
     atoms = push[mi][:, None, None]  # [N, 1, 1]
