@@ -550,7 +550,7 @@ def _score_molecule(con: sqlite3.Connection, dft: StoredDFT, c: Conformation,
                     args: argparse.Namespace) -> None:
     """DFT single points at one molecule's stored structures (T = 100 first, then the others);
     structures that fell apart are not sent (scored as failures, as in ``golf.evaluate``)."""
-    from golf.evaluate import _dissociation, n_fragments
+    from golf.evaluate import dissociation
 
     for t in sorted(set(args.score_steps), key=lambda t: (t != 100, t)):
         for row in ROWS:
@@ -559,7 +559,7 @@ def _score_molecule(con: sqlite3.Connection, dft: StoredDFT, c: Conformation,
             if r is None:
                 continue
             frame = from_json(r[0])
-            if _dissociation(c, n_fragments(c.numbers, c.positions), frame) is not None:
+            if dissociation(c, frame) is not None:
                 continue
             conf = c.with_positions(frame)
             if (dft.lookup(conf) is None) if args.retry_failed else not dft.has(conf):
@@ -570,6 +570,7 @@ def _score_molecule(con: sqlite3.Connection, dft: StoredDFT, c: Conformation,
 def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: str,
                 args: argparse.Namespace) -> dict[str, Any]:
     from golf import metrics
+    from golf.evaluate import dissociation
     from golf.stats import N_BOOTSTRAP, bootstrap_intervals
 
     steps = sorted(set(args.score_steps))
@@ -605,9 +606,7 @@ def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: s
                     continue
                 meta = {"optimizer": r[1], "golf_commit": r[2]}
                 frame = from_json(r[0])
-                from golf.evaluate import _dissociation, n_fragments
-
-                if _dissociation(c, n_fragments(c.numbers, c.positions), frame) is not None:
+                if dissociation(c, frame) is not None:
                     complete[i, k] = True  # scored as a failure (NaN)
                     status[i, k] = "split"
                     continue

@@ -332,3 +332,19 @@ def test_dissociated_structures_are_scored_without_oracle_call(reference_db):
     for rec in res.records:
         assert any(r.startswith("dissociated") for r in rec["oracle_failure_reasons"])
     assert res.settings["n_oracle_calls"] < 3 * 3  # the broken frames were not submitted
+
+
+def test_dissociation_counts_fragments_beyond_the_start():
+    """``golf.evaluate.dissociation``: a C-C bond stretched past 2x the covalent radii sum (1.52 A
+    here) splits the molecule; a stretched but connected one does not; a structure that started in
+    two pieces is judged against its own start."""
+    from golf.conformation import Conformation
+    from golf.evaluate import dissociation
+
+    ethane_cc = Conformation(np.array([6, 6]), np.array([[0.0, 0.0, 0.0], [1.54, 0.0, 0.0]]))
+    assert dissociation(ethane_cc, ethane_cc.positions) is None
+    assert dissociation(ethane_cc, np.array([[0.0, 0.0, 0.0], [2.9, 0.0, 0.0]])) is None  # < 2 x 1.52 A
+    reason = dissociation(ethane_cc, np.array([[0.0, 0.0, 0.0], [3.2, 0.0, 0.0]]))
+    assert reason is not None and reason.startswith("dissociated: 2 fragments (start: 1)")
+    apart = Conformation(np.array([6, 6]), np.array([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0]]))
+    assert dissociation(apart, np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 0.0]])) is None

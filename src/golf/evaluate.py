@@ -328,14 +328,17 @@ def n_fragments(numbers: np.ndarray, positions: np.ndarray, scale: float = FRAGM
     return int(connected_components(d < scale * (r[:, None] + r[None, :]), directed=False)[0])
 
 
-def _dissociation(conf: Conformation, start: int, frame: np.ndarray) -> str | None:
-    """Why ``frame`` is not scored by the oracle (the molecule fell apart from ``start`` fragments), or None.
+def dissociation(conf: Conformation, frame: np.ndarray, start: int | None = None) -> str | None:
+    """Why ``frame`` [n, 3] (A) of ``conf``'s molecule is not scored by the oracle, or None: the
+    molecule fell apart into more fragments than ``start`` (default: those of ``conf`` itself).
 
     A relaxation that pulled the molecule into more pieces than it started with produced no
     conformation of that molecule: the oracle's energy of scattered atoms is meaningless (and SCF
     codes take seconds to fail on them). Such a structure counts as diverged and not successful
     (see ``golf.metrics``), exactly as a failed oracle call does.
     """
+    if start is None:
+        start = n_fragments(conf.numbers, conf.positions)
     now = n_fragments(conf.numbers, frame)
     if now > start:
         return f"dissociated: {now} fragments (start: {start}) at {FRAGMENT_BOND_SCALE:g}x covalent radii"
@@ -363,7 +366,7 @@ def _evaluate_trajectories(
     for i, (ref, traj) in enumerate(zip(reference, trajectories)):
         start = n_fragments(ref.conf.numbers, ref.conf.positions)
         for f in sorted({0, *traj.frame_of_step}):
-            broken = _dissociation(ref.conf, start, traj.frames[f]) if f > 0 else None
+            broken = dissociation(ref.conf, traj.frames[f], start) if f > 0 else None
             if broken is not None:
                 energies[(i, f)], reasons[(i, f)] = float("nan"), broken
                 continue
@@ -568,6 +571,7 @@ __all__ = [
     "EvaluationResult",
     "ReferenceRecord",
     "Trajectory",
+    "dissociation",
     "evaluate_mmff",
     "evaluate_model",
     "load_reference",
