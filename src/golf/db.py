@@ -67,9 +67,19 @@ def record_key(conf: Conformation) -> str:
     return f"{conf.mol_id}:{conf.conf_id}:{geometry_hash(conf.numbers, conf.positions)}"
 
 
-def _connect(db_path: str | os.PathLike, create: bool = True) -> Any:
+def _ase_sqlite(path: str | os.PathLike) -> Any:
+    """ASE's SQLite database at ``path``, as golf writes it.
+
+    No ASE lock file: SQLite locks the database itself, and golf's output lock keeps a second golf
+    writer away. ASE's ``DB.lock`` outlives a writer killed inside a write, and then every later
+    writer (the resumed run) waits for it forever.
+    """
     import ase.db
 
+    return ase.db.connect(os.fspath(path), type="db", append=True, use_lock_file=False)
+
+
+def _connect(db_path: str | os.PathLike, create: bool = True) -> Any:
     path = os.fspath(db_path)
     if not create and not os.path.exists(path):
         raise InputError(f"{path}: no such file")
@@ -77,11 +87,8 @@ def _connect(db_path: str | os.PathLike, create: bool = True) -> Any:
         # a new database appears with its tables (a reader polling it never sees a half-made file)
         with atomic_path(path, suffix=".db") as tmp:
             tmp.unlink()  # ASE's SQLite backend creates the database itself
-            ase.db.connect(str(tmp), type="db", append=True).count()
-    # No ASE lock file: SQLite locks the database itself, and golf's output lock keeps a second golf
-    # writer away. ASE's ``DB.lock`` outlives a writer killed inside a write, and then every later
-    # writer (the resumed run) waits for it forever.
-    return ase.db.connect(path, type="db", append=True, use_lock_file=False)
+            _ase_sqlite(tmp).count()
+    return _ase_sqlite(path)
 
 
 def _spec_parts(oracle_spec: Any) -> tuple[str, dict[str, Any]]:
@@ -373,11 +380,9 @@ def write_rows(path: str | os.PathLike, confs: Sequence[Conformation], props: Se
     """A new database at ``path`` (must not exist) with one row per conformation: energy (eV) and
     forces ([n,3] eV/A) from ``props`` in a SinglePointCalculator, scalar props and the metadata as
     key-value pairs, ``data['molblock']``. One transaction."""
-    import ase.db
-
     from golf.chem import conformation_to_atoms
 
-    db = ase.db.connect(os.fspath(path), type="db", append=True, use_lock_file=False)  # see _connect
+    db = _ase_sqlite(path)
     with db:
         for c, pr in zip(confs, props):
             atoms = conformation_to_atoms(c, pr.get("energy"), pr.get("forces"))
