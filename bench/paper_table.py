@@ -114,6 +114,16 @@ PAPER_COLUMNS = ("pct_mean", "pct_std", "pct_div", "e_res_mean", "pct_success")
 #: the script quickly).
 ORACLE: dict[str, Any] = {"name": "dft", "settings": DFT_SETTINGS}
 ROWS = ("baseline-NNP", "mmff", "traj-10k", "traj-100k", "traj-500k", "GOLF-1k", "GOLF-10k")
+#: ``--rows NAME=PATH`` entries: a row's model file when it is not an official checkpoint.
+ROW_PATHS: dict[str, str] = {}
+
+
+def row_model(row: str) -> str:
+    """The model file (or golf model name) of a row: ``ROW_PATHS``, else the official checkpoint."""
+    if row in ROW_PATHS:
+        return ROW_PATHS[row]
+    path = CHECKPOINT_DIR / f"{row}.pt"
+    return str(path) if path.exists() else row
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -392,14 +402,22 @@ def stage_references(con: sqlite3.Connection, args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)  # bitwise-reproducible optimizer replay on restart
     set_meta(con, "dft_settings", ORACLE["settings"])
+    stored_start = get_meta(con, "ref_start") or "start"
+    if con.execute("SELECT COUNT(*) FROM refs").fetchone()[0] and stored_start != args.ref_start:
+        raise SystemExit(f"{args.db} holds references started from {stored_start!r}, not {args.ref_start!r}")
+    set_meta(con, "ref_start", args.ref_start)
     confs = load_molecules(con, args.n)
     dft = StoredDFT(con, ORACLE["settings"], purpose="reference", threads=args.threads, log=log)
     try:
         for k, conf in _reference_work(con, confs, args):
             log(f"references: #{k} NCI {conf.mol_id} {conf.smiles} ({conf.n_atoms} atoms)")
             hits0, new0, sec0 = dft.n_hits, dft.n_new, dft.seconds
-            provider = OracleEnergyForces(dft, templates=[conf])
-            (rec,) = relax(provider, [conf], method=args.ref_method, fmax=args.ref_fmax,
+            start = conf
+            if args.ref_start == "mmff":
+                dft.compute(conf)  # E_0, the DFT energy of the start, which the metrics need
+                start = mmff_start(conf)
+            provider = OracleEnergyForces(dft, templates=[start])
+            (rec,) = relax(provider, [start], method=args.ref_method, fmax=args.ref_fmax,
                            max_steps=args.ref_steps, dtype=torch.float64)
             ok = bool(np.isfinite(rec.energy))
             con.execute(
@@ -421,6 +439,15 @@ def stage_references(con: sqlite3.Connection, args: argparse.Namespace) -> None:
     finally:
         dft.close()
         _release_claims(con)
+
+
+def mmff_start(conf: Conformation) -> Conformation:
+    """The MMFF94 optimum of ``conf`` (RDKit BFGS, 10000 iterations at most): a start for the DFT
+    reference that needs fewer DFT calls than the raw ETKDG conformation (``--ref-start mmff``)."""
+    from golf.evaluate import mmff_trajectories
+
+    (tr,) = mmff_trajectories([conf], [10000])
+    return conf.with_positions(tr.frames[tr.frame_of_step[0]])
 
 
 def _pid_alive(pid: int) -> bool:
@@ -502,7 +529,7 @@ def stage_evaluate(con: sqlite3.Connection, args: argparse.Namespace) -> None:
             trajs = mmff_trajectories(todo, steps)
             optimizer = "rdkit-mmff94-bfgs"
         else:
-            model = load_model(CHECKPOINT_DIR / f"{row}.pt")
+            model = load_model(row_model(row))
             trajs = model_trajectories(model, todo, steps, optimizer=args.optimizer)
             optimizer = args.optimizer
         for conf, tr in zip(todo, trajs):
@@ -638,7 +665,7 @@ def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: s
                 doc["rows"][row]["intervals_100"] = bootstrap_intervals(cols)
                 cols_100[row] = (m, cols)
         a100 = next((a for a in agg if a["T"] == 100), {"n": 0})
-        p = PAPER[row]
+        p = PAPER.get(row, (float("nan"),) * 5)
         if a100.get("n", 0):
             lines.append(
                 f"{row:12s} | {a100['n']:2d} | {a100['pct_mean']:5.1f} ± {a100['pct_std']:4.1f} / "
@@ -704,7 +731,7 @@ def markdown_table(doc: dict[str, Any]) -> str:
     out = ["| model | paper E_res | paper pct_success | n | golf E_res mean | golf E_res median | "
            "golf pct_success | golf pct_100 | golf pct_div |", "|---|---|---|---|---|---|---|---|---|"]
     for row in ROWS:
-        p = doc["paper"][row]
+        p = doc["paper"].get(row, {"e_res_mean": "", "pct_success": ""})
         r = doc["rows"][row]
         label = "mmff (paper: its RDKit row)" if row == "mmff" else row
         a = next((a for a in r["aggregate"] if a["T"] == 100), {"n": 0})
@@ -787,7 +814,7 @@ def _shard(text: str) -> tuple[int, int] | str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    global DB_PATH, JSON_PATH
+    global DB_PATH, JSON_PATH, ROWS, PAIRS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stages", nargs="+",
                     choices=("cost", "molecules", "references", "evaluate", "score", "table", "status"))
@@ -808,6 +835,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ref-method", default="lbfgs-precon")
     ap.add_argument("--ref-fmax", type=float, default=0.0154, help="eV/A (3e-4 Hartree/Bohr)")
     ap.add_argument("--ref-steps", type=int, default=150)
+    ap.add_argument("--ref-start", choices=("start", "mmff"), default="start",
+                    help="start of the DFT reference: the molecule's start conformation (the paper's "
+                         "table) or its MMFF94 optimum (fewer DFT calls; E_0 is still DFT at the start)")
+    ap.add_argument("--rows", default=",".join(ROWS),
+                    help="comma-separated rows: mmff, an official checkpoint name, or NAME=PATH of a model")
+    ap.add_argument("--pairs", default=None,
+                    help="comma-separated A:B paired comparisons at T = 100 (default: the paper's)")
     ap.add_argument("--optimizer", default="lbfgs-golf", help="the models' optimizer (evaluate)")
     ap.add_argument("--score-steps", type=int, nargs="+", default=list(STEPS))
     ap.add_argument("--dft-basis", default="def2-svp",
@@ -819,6 +853,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--redo-evaluate", action="store_true",
                     help="recompute the model/MMFF trajectories (e.g. after an optimizer fix)")
     args = ap.parse_args(argv)
+    ROWS = tuple(r.split("=", 1)[0] for r in args.rows.split(","))
+    ROW_PATHS.update(dict(r.split("=", 1) for r in args.rows.split(",") if "=" in r))
+    if args.pairs:
+        PAIRS = tuple(tuple(p.split(":", 1)) for p in args.pairs.split(","))
     if args.db != DB_PATH:
         DB_PATH, JSON_PATH = args.db, args.db.with_suffix(".json")
     DFT_SETTINGS["basis"] = args.dft_basis
