@@ -73,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix.lower() != ".sdf":
         raise InputError(f"{out}: conformers are written as .sdf")
-    summary = Path(args.summary) if args.summary else out.with_suffix(".csv")
     from golf.formats import check_writable
+    from golf.runs.guard import summary_path
+
+    summary = Path(args.summary or summary_path(out))  # checked and locked by golf.runs.guard
 
     check_writable(out, (".sdf",))  # both outputs, before any work
     check_writable(summary, None, option="--summary")

@@ -130,7 +130,13 @@ def run(args: argparse.Namespace) -> int:
                           converged=r.converged, reason=r.reason))
     if not done:
         raise InputError(f"no structure could be relaxed ({skipped.reasons[-1]})")
-    write_conformations(args.output, done, props)
+    from golf.errors import OutputError
+
+    try:
+        write_conformations(args.output, done, props, kind="optimize")
+    except OutputError as exc:  # say that the relaxations are lost, not only that the file is missing
+        raise OutputError(exc.path, exc.cause, f"{exc.note}; the {len(done)} relaxed conformations were not "
+                                               "saved: free space or choose another -o and run again") from None
     n_mols = len({(c.mol_id, c.smiles) for c in confs})
     n_conv = sum(p["converged"] for p in props)
     print(

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         energy, forces = provider(batch)
         for e, f in zip(energy.cpu().double().numpy(), batch.split(forces)):
             properties.append({"energy": float(e), "forces": f.cpu().double().numpy()})
-    write_conformations(args.output, confs, properties)
+    write_conformations(args.output, confs, properties, kind="predict")
     left_out = f"; {len(skipped)} left out (reported above)" if len(skipped) else ""
     print(f"wrote {len(confs)} structures to {args.output}{left_out}")
     return skipped.exit_code()
