@@ -177,7 +177,7 @@ def test_batch_output_never_replaces_a_labelled_dataset(command, tmp_path, tiny_
     before = out.read_bytes()
     extra = ["--max-steps", "2", "--no-progress"] if command == "optimize" else []
     one_line_error(*golf(command, TINY_SDF, "--model", tiny_model, "-o", out, *extra),
-                   "D.db", "labelled dataset (golf data build)", "4 rows", "choose another output")
+                   "D.db", "labelled dataset (golf data build), 4 rows", "choose another output")
     assert out.read_bytes() == before
 
 
@@ -194,7 +194,7 @@ def test_each_command_replaces_only_its_own_kind(tmp_path, tiny_model, dataset):
     assert db_kind(o) == ("optimize", 3)
     before = p.read_bytes()
     one_line_error(*golf("optimize", TINY_SDF, "--model", tiny_model, "-o", p, "--no-progress"),
-                   "golf predict output", "would replace it with a golf optimize output")
+                   "golf predict output", "writing a golf optimize output there")
     assert p.read_bytes() == before
     one_line_error(*golf("train", "--data", dataset, "--out", p), "golf predict output", "not a database")
     assert p.read_bytes() == before
@@ -202,9 +202,9 @@ def test_each_command_replaces_only_its_own_kind(tmp_path, tiny_model, dataset):
     ref = tmp_path / "r.db"
     shutil.copy(dataset, ref)
     one_line_error(*golf("data", "reference", "--smiles", DATA / "tiny.smi", "--oracle", "mmff", "--executor",
-                         "serial", "--quiet", "--out", ref), "labelled dataset", "would append")
+                         "serial", "--quiet", "--out", ref), "labelled dataset", "appends only to a reference database")
     assert ref.read_bytes() == dataset.read_bytes()
-    one_line_error(*build(p), "golf predict output", "would append")
+    one_line_error(*build(p), "golf predict output", "appends only to a labelled dataset")
     assert p.read_bytes() == before
     # an empty database of any kind is no loss
     empty = tmp_path / "e.db"
@@ -232,6 +232,10 @@ def test_db_kind_of_databases_without_a_recorded_kind(tmp_path):
     assert db_kind(make("r.db", oracle="mmff", key="k", opt_energy=-1.0)) == ("reference", 1)
     assert db_kind(make("t.db", oracle="mmff", key="k:0", traj_key="k", step=0)) == ("trajectories", 1)
     assert db_kind(make("x.db", label="mine")) == ("ase", 1)
+    from golf.formats import read_conformations, write_conformations
+
+    write_conformations(tmp_path / "k.db", read_conformations(TINY_SDF), kind="optimize")
+    assert db_kind(tmp_path / "k.db") == ("optimize", 3)  # recorded, not judged from keys (it has none)
     (tmp_path / "txt.db").write_text("not sqlite")
     assert db_kind(tmp_path / "txt.db") is None and db_kind(tmp_path / "missing.db") is None
 

@@ -2,8 +2,12 @@
 each with ``add_arguments(parser)`` and ``run(args) -> int``. Heavy imports (torch, RDKit,
 oracle backends) happen inside ``run`` so ``golf --help`` is instant.
 
-Before a command runs, ``golf.runs.guard`` refuses an output that is one of its inputs, checks the
-databases it reads, and locks its outputs against a second golf process until it ends.
+Before a command runs, ``golf.runs.guard`` refuses an output that is one of its inputs or is given
+twice, or that would replace (or append to) an existing database of another kind, checks the
+databases it reads, and locks its outputs, the implicit ones (summaries, failure logs, run
+directories) included, against a second golf process until it ends. Outputs are written atomically;
+an output that is a symlink is written through to its target (the link stays), and a replaced file
+keeps its mode.
 A ``GolfError`` raised anywhere becomes one line on stderr and exit code 2, as does a bad option
 (validated where it is parsed, the same in every command: ``golf.cli._types``) and an output the
 machine will not take (disk full, quota, read-only, no permission: ``golf.io.writing``, or caught

@@ -139,7 +139,12 @@ def run(args: argparse.Namespace) -> int:
     if args.refine:
         method = f"{args.refine}{' relaxation' if args.refine_opt else ' single point'}"
     n_written = gc.write_sdf(out, results, model_name, refine_method=method)
-    gc.write_summary(summary, results)
+    from golf.errors import OutputError
+
+    try:
+        gc.write_summary(summary, results)
+    except OutputError as exc:  # the conformers themselves are saved: say so
+        raise OutputError(exc.path, exc.cause, f"{exc.note}; the {n_written} conformers are in {out}") from None
     n_embedded = sum(r.n_embedded for r in results)
     dropped = sum(r.n_graph_changed + r.n_stereo_changed for r in results)
     failed = [r for r in results if not r.ok]

@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.epilog = EXIT_CODES
     p.add_argument("input", help="structures or SMILES (.smi .txt .csv .sdf .mol .xyz .extxyz .db)")
-    p.add_argument("-o", "--output", required=True, help="relaxed structures (.sdf .extxyz .xyz .db)")
+    p.add_argument("-o", "--output", required=True, help="relaxed structures (.sdf .extxyz .xyz .db; an existing .db "
+                                                     "is replaced only when it is an earlier golf optimize output)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="NNP checkpoint (golf or official GOLF/schnetpack)")
     src.add_argument("--oracle", help="relax with an oracle instead (xtb, mmff, dft), in worker processes")

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="structures: .sdf/.mol, .xyz/.extxyz, .db (ASE), .smi/.csv")
     parser.add_argument("--model", required=True,
                         help="golf checkpoint or official GOLF/schnetpack state dict (.pt)")
-    parser.add_argument("-o", "--output", required=True, help="output file (.extxyz; also .sdf or .db)")
+    parser.add_argument("-o", "--output", required=True, help="output file (.extxyz; also .sdf or .db; an existing .db is replaced only when it "
+                             "is an earlier golf predict output)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--batch-size", type=int, default=64, help="molecules per forward pass (default 64)")

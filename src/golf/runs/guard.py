@@ -124,8 +124,8 @@ def refuse_repeated_outputs(outputs: Sequence[Output]) -> None:
     for i, a in enumerate(outputs):
         for b in outputs[i + 1:]:
             if same_path(a.path, b.path):
-                path = a.path if a.path == b.path else f"{a.path} ({b.path})"
-                raise InputError(f"{path} is given as two outputs, {a.option} and {b.option}; "
+                what = f"{a.path} is" if a.path == b.path else f"{a.path} and {b.path} are the same file,"
+                raise InputError(f"{what} given as two outputs, {a.option or a.path} and {b.option or b.path}; "
                                  "give them different paths")
 
 
@@ -142,24 +142,25 @@ def check_db_output(out: Output) -> None:
     kind, rows = found
     if rows == 0 or (kind == out.db and out.db is not None):
         return
-    what = DB_KINDS.get(kind, kind)
-    if out.db is None:
-        doing = "would be replaced by a file that is not a database"
-    else:
-        doing = (f"{'would append' if out.append else 'would replace it with'} {DB_KINDS.get(out.db, out.db)}"
-                 + (" rows" if out.append else ""))
+    what = f"{DB_KINDS.get(kind, kind)}, {rows} row{'s' if rows != 1 else ''}"
     opt = f"{out.option} " if out.option.startswith("-") else ""
-    raise InputError(f"{opt}{out.path}: is {what} ({rows} rows) and {doing}; "
+    if out.append and out.db is not None:
+        raise InputError(f"{opt}{out.path}: is {what}; this command appends only to {DB_KINDS.get(out.db, out.db)}: "
+                         "choose another output")
+    new = DB_KINDS.get(out.db, out.db) if out.db is not None else "a file that is not a database"
+    raise InputError(f"{opt}{out.path}: is {what}; writing {new} there would destroy it: "
                      "choose another output, or remove it first")
 
 
-def check_output_kind(path: str | os.PathLike, kind: str) -> None:
-    """InputError when an existing ``path`` is not of ``kind`` ("file" or "dir")."""
+def check_output_kind(path: str | os.PathLike, kind: str, option: str = "") -> None:
+    """InputError when an existing ``path`` is not of ``kind`` ("file" or "dir"); ``option`` names
+    the output in the message."""
     p = Path(path)
+    named = f"{option}: " if option else ""
     if kind == "dir" and p.exists() and not p.is_dir():
-        raise InputError(f"{p}: exists and is not a directory (the output is a run directory)")
+        raise InputError(f"{p}: exists and is not a directory ({named}the output is a directory)")
     if kind == "file" and p.is_dir():
-        raise InputError(f"{p}: is a directory (the output is a file)")
+        raise InputError(f"{p}: is a directory ({named}the output is a file)")
 
 
 def check_sqlite(path: str | os.PathLike) -> None:
@@ -262,7 +263,7 @@ def guarded_outputs(inputs: Sequence[str | os.PathLike | tuple[str | os.PathLike
     refuse_repeated_outputs(outs)
     refuse_output_is_input(inputs, outs)
     for out in outs:
-        check_output_kind(out.path, out.kind)
+        check_output_kind(out.path, out.kind, out.option)
     with contextlib.ExitStack() as stack:
         for out in outs:
             lock = OutputLock(out.path)
