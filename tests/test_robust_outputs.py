@@ -401,3 +401,14 @@ def test_other_errors_keep_their_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(predict_cli, "run", run)
     with pytest.raises(OSError, match="a bug"):
         golf("predict", TINY_SDF, "--model", "m.pt", "-o", tmp_path / "o.sdf")
+
+
+def test_lock_on_a_full_disk_leaves_no_lock_file(tmp_path, monkeypatch):
+    from golf.errors import OutputError
+    from golf.runs import guard
+
+    monkeypatch.setattr(guard.os, "write", _enospc)
+    with pytest.raises(OutputError, match=r"cannot write .*d.db: No space left on device"):
+        guard.OutputLock(tmp_path / "sub" / "d.db").acquire()
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []

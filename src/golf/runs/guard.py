@@ -27,7 +27,7 @@ import sqlite3
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from golf.errors import InputError
+from golf.errors import InputError, OutputError
 
 #: suffix of the lock file beside an output
 LOCK_SUFFIX = ".golf-lock"  # not ".lock": ASE's own db lock is DB.lock
@@ -225,12 +225,13 @@ class OutputLock:
                 if same:
                     break
                 os.close(fd)
+            self._fd = fd
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
-            self._fd = fd
-        except OSError as exc:
+        except OSError as exc:  # e.g. a full disk: no lock file is left behind
+            self.release()
             self._remove_dirs()
-            raise InputError(f"{self.output}: cannot write there ({exc.strerror or exc})") from None
+            raise OutputError(self.output, exc.strerror or str(exc), "nothing written") from None
 
     def release(self) -> None:
         """Remove the lock file and let go of the lock (a no-op when not held)."""
