@@ -156,6 +156,14 @@ def test_written_paths_are_the_declared_ones(tmp_path, tiny_model, monkeypatch):
         ["optimize", "in.sdf", "--model", str(tiny_model), "-o", "o.xyz", "--max-steps", "2", "--no-progress"],
         ["data", "build", "--smiles", "in.smi", "--oracle", "mmff", "--executor", "serial", "--quiet",
          "--conformers", "1", "--out", "d.db"],
+        ["data", "reference", "--smiles", "in.smi", "--molecules", "2", "--oracle", "mmff", "--executor", "serial",
+         "--quiet", "--out", "r.db"],
+        ["data", "trajectories", "--smiles", "in.smi", "--molecules", "1", "--oracle", "mmff", "--executor",
+         "serial", "--quiet", "--budget", "2", "--out", "t.db"],
+        ["train", "--data", "d.db", "--out", "m.pt", "--epochs", "1", "--features", "8", "--interactions", "1",
+         "--no-progress"],
+        ["evaluate", "--model", "m.pt", "--reference", "r.db", "--out", "ev", "--steps", "1", "--executor",
+         "serial", "--no-progress"],
     ]
     for argv in commands:
         before = set(os.listdir())
