@@ -67,6 +67,72 @@ def record_key(conf: Conformation) -> str:
     return f"{conf.mol_id}:{conf.conf_id}:{geometry_hash(conf.numbers, conf.positions)}"
 
 
+#: kinds of database golf writes (``db_kind``) -> what they are, for messages.
+DB_KINDS = {
+    "dataset": "a labelled dataset (golf data build)",
+    "reference": "a reference database (golf data reference)",
+    "trajectories": "a trajectory database (golf data trajectories)",
+    "predict": "a golf predict output",
+    "optimize": "a golf optimize output",
+    "ase": "an ASE database golf did not write",
+    "sqlite": "an SQLite database (not an ASE one)",
+}
+
+#: the metadata entry naming a database's kind (``write_rows`` records it)
+KIND_KEY = "golf_kind"
+
+#: key-value pairs every structure row of ``write_rows`` has (a predict output has no others)
+_BASE_KEYS = frozenset({"mol_id", "conf_id", "charge", "multiplicity", "smiles"})
+
+
+def db_kind(path: str | os.PathLike) -> tuple[str, int] | None:
+    """(kind, number of rows) of an existing SQLite database (a key of ``DB_KINDS``), or None when
+    ``path`` is missing, empty or not an SQLite file.
+
+    The kind is the one ``write_rows`` recorded in the metadata, else judged from the key-value pairs
+    (databases written before kinds were recorded, and the data commands' own): ``traj_key`` ->
+    trajectories, ``opt_energy`` -> reference, ``oracle`` and ``key`` -> dataset, ``n_steps`` and
+    ``converged`` -> optimize, only the structure keys -> predict. Reads SQLite only (no ASE import).
+    """
+    import sqlite3
+    from urllib.parse import quote
+
+    p = os.fspath(path)
+    try:
+        with open(p, "rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                return None
+    except OSError:
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{quote(os.path.realpath(p))}?mode=ro", uri=True)) as con:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not {"systems", "keys", "information"} <= tables:
+                return ("sqlite", len(tables))
+            rows = int(con.execute("SELECT count(*) FROM systems").fetchone()[0])
+            meta = con.execute("SELECT value FROM information WHERE name='metadata'").fetchone()
+            keys = {str(r[0]) for r in con.execute("SELECT DISTINCT key FROM keys")}
+    except sqlite3.Error:
+        return ("sqlite", 1)  # unreadable: treated as precious
+    try:
+        recorded = json.loads(meta[0]).get(KIND_KEY) if meta else None
+    except (ValueError, AttributeError):
+        recorded = None
+    if recorded in DB_KINDS:
+        return (str(recorded), rows)
+    if "traj_key" in keys:
+        return ("trajectories", rows)
+    if "opt_energy" in keys:
+        return ("reference", rows)
+    if {"oracle", "key"} <= keys:
+        return ("dataset", rows)
+    if {"n_steps", "converged"} <= keys:
+        return ("optimize", rows)
+    if "mol_id" in keys and keys <= _BASE_KEYS:
+        return ("predict", rows)
+    return ("ase", rows)
+
+
 def _ase_sqlite(path: str | os.PathLike) -> Any:
     """ASE's SQLite database at ``path``, as golf writes it.
 
@@ -143,8 +209,11 @@ def append_labelled(
         data["molblock"] = conf.molblock
     if extra_data:
         data.update(extra_data)
-    db = _connect(db_path)
-    return int(db.write(atoms, key_value_pairs=kvp, data=data))
+    from golf.io import writing
+
+    with writing(db_path, "the rows already in it are kept; re-run to resume"):
+        db = _connect(db_path)
+        return int(db.write(atoms, key_value_pairs=kvp, data=data))
 
 
 def existing_keys(db_path: str | os.PathLike) -> set[str]:
@@ -376,13 +445,17 @@ def read_structure_rows(path: str | os.PathLike) -> list[tuple[int, Any, dict[st
     return out
 
 
-def write_rows(path: str | os.PathLike, confs: Sequence[Conformation], props: Sequence[dict[str, Any]]) -> None:
+def write_rows(path: str | os.PathLike, confs: Sequence[Conformation], props: Sequence[dict[str, Any]],
+               kind: str | None = None) -> None:
     """A new database at ``path`` (must not exist) with one row per conformation: energy (eV) and
     forces ([n,3] eV/A) from ``props`` in a SinglePointCalculator, scalar props and the metadata as
-    key-value pairs, ``data['molblock']``. One transaction."""
+    key-value pairs, ``data['molblock']``. One transaction. ``kind`` (a key of ``DB_KINDS``) is
+    recorded in the database's metadata (``db_kind``)."""
     from golf.chem import conformation_to_atoms
 
     db = _ase_sqlite(path)
+    if kind is not None:
+        db.metadata = {KIND_KEY: kind}
     with db:
         for c, pr in zip(confs, props):
             atoms = conformation_to_atoms(c, pr.get("energy"), pr.get("forces"))

@@ -11,6 +11,21 @@ class InputError(GolfError):
     """Unreadable, malformed or unsupported input (file, molecule, geometry, element, charge)."""
 
 
+class OutputError(GolfError):
+    """An output that cannot be written for a reason of the machine: disk full, quota, read-only file
+    system, no permission (``golf.io.writing``).
+
+    Attributes:
+        path: the output.
+        cause: why, e.g. ``"No space left on device"``.
+        note: what became of the output, e.g. ``"nothing written; out.sdf is unchanged"``.
+    """
+
+    def __init__(self, path: object, cause: str, note: str = "") -> None:
+        self.path, self.cause, self.note = str(path), str(cause), str(note)
+        super().__init__(f"cannot write {self.path}: {self.cause}" + (f" ({self.note})" if self.note else ""))
+
+
 class CheckpointError(GolfError):
     """A model file that is missing, corrupt or of an unknown format."""
 

@@ -403,8 +403,10 @@ def write_conformations(
     path: str | os.PathLike,
     confs: Sequence[Conformation],
     properties: Sequence[dict[str, Any]] | None = None,
+    kind: str | None = None,
 ) -> None:
-    """Write conformations atomically (temp file in the same directory, then ``os.replace``).
+    """Write conformations atomically (temp file in the same directory, then ``os.replace``; a
+    symlinked ``path`` is written through to its target, see ``golf.io.atomic_path``).
 
     ``.sdf``: bonds kept (from ``molblock``), mol_id/conf_id/smiles/charge/multiplicity and scalar
     properties as SDF fields (forces as a flat string, eV/A).
@@ -412,7 +414,8 @@ def write_conformations(
     -> ``arrays['forces']``.
     ``.db``: ASE database; energy/forces in a SinglePointCalculator, metadata as key-value pairs,
     ``data['molblock']``; a property whose name ASE reserves is stored under ``DB_RENAMED`` (``fmax``
-    -> ``max_force``) or else with a ``golf_`` prefix.
+    -> ``max_force``) or else with a ``golf_`` prefix; ``kind`` (``golf.db.DB_KINDS``: what wrote it)
+    is recorded in its metadata.
     """
     p = Path(path)
     confs = list(confs)
@@ -432,7 +435,7 @@ def write_conformations(
             from golf.db import write_rows
 
             os.unlink(tmp)  # ASE's SQLite backend creates the database itself
-            write_rows(tmp, confs, [_db_props(pr) for pr in props])
+            write_rows(tmp, confs, [_db_props(pr) for pr in props], kind=kind)
 
 
 #: property -> key-value name in ASE databases, for names ASE reserves (it derives ``fmax`` itself

@@ -2,10 +2,16 @@
 each with ``add_arguments(parser)`` and ``run(args) -> int``. Heavy imports (torch, RDKit,
 oracle backends) happen inside ``run`` so ``golf --help`` is instant.
 
-Before a command runs, ``golf.runs.guard`` refuses an output that is one of its inputs, checks the
-databases it reads, and locks its outputs against a second golf process until it ends.
+Before a command runs, ``golf.runs.guard`` refuses an output that is one of its inputs or is given
+twice, or that would replace (or append to) an existing database of another kind, checks the
+databases it reads, and locks its outputs, the implicit ones (summaries, failure logs, run
+directories) included, against a second golf process until it ends. Outputs are written atomically;
+an output that is a symlink is written through to its target (the link stays), and a replaced file
+keeps its mode.
 A ``GolfError`` raised anywhere becomes one line on stderr and exit code 2, as does a bad option
-(validated where it is parsed, the same in every command: ``golf.cli._types``); Ctrl-C exits 130.
+(validated where it is parsed, the same in every command: ``golf.cli._types``) and an output the
+machine will not take (disk full, quota, read-only, no permission: ``golf.io.writing``, or caught
+here when a writer did not name its path); Ctrl-C exits 130.
 Batch commands (``predict``, ``optimize``) report each structure they skip or fail on one stderr line,
 go on with the others and exit 3 when their output lacks some structures (``golf.cli._batch``).
 """
@@ -88,6 +94,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"golf {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - re-raised unless the machine refused a write
+        from golf.io import write_failure
+
+        cause = write_failure(exc)
+        if cause is None:
+            raise
+        print(f"golf {args.command}: error: {_failed_write(args, exc, cause)}", file=sys.stderr)
+        return 2
+
+
+def _failed_write(args: argparse.Namespace, exc: BaseException, cause: str) -> str:
+    """One line for a write the machine refused where the writer did not say which output it was."""
+    filename = getattr(exc, "filename", None)
+    if filename:
+        return f"{filename}: {cause}"
+    from golf.runs.guard import command_paths
+
+    outputs = [o.path for o in command_paths(args)[1]]
+    return f"cannot write {' or '.join(outputs) or 'the output'}: {cause}"
 
 
 if __name__ == "__main__":

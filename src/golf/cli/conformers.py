@@ -73,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix.lower() != ".sdf":
         raise InputError(f"{out}: conformers are written as .sdf")
-    summary = Path(args.summary) if args.summary else out.with_suffix(".csv")
     from golf.formats import check_writable
+    from golf.runs.guard import summary_path
+
+    summary = Path(args.summary or summary_path(out))  # checked and locked by golf.runs.guard
 
     check_writable(out, (".sdf",))  # both outputs, before any work
     check_writable(summary, None, option="--summary")
@@ -137,7 +139,12 @@ def run(args: argparse.Namespace) -> int:
     if args.refine:
         method = f"{args.refine}{' relaxation' if args.refine_opt else ' single point'}"
     n_written = gc.write_sdf(out, results, model_name, refine_method=method)
-    gc.write_summary(summary, results)
+    from golf.errors import OutputError
+
+    try:
+        gc.write_summary(summary, results)
+    except OutputError as exc:  # the conformers themselves are saved: say so
+        raise OutputError(exc.path, exc.cause, f"{exc.note}; the {n_written} conformers are in {out}") from None
     n_embedded = sum(r.n_embedded for r in results)
     dropped = sum(r.n_graph_changed + r.n_stereo_changed for r in results)
     failed = [r for r in results if not r.ok]

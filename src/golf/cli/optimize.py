@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.epilog = EXIT_CODES
     p.add_argument("input", help="structures or SMILES (.smi .txt .csv .sdf .mol .xyz .extxyz .db)")
-    p.add_argument("-o", "--output", required=True, help="relaxed structures (.sdf .extxyz .xyz .db)")
+    p.add_argument("-o", "--output", required=True, help="relaxed structures (.sdf .extxyz .xyz .db; an existing .db "
+                                                     "is replaced only when it is an earlier golf optimize output)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="NNP checkpoint (golf or official GOLF/schnetpack)")
     src.add_argument("--oracle", help="relax with an oracle instead (xtb, mmff, dft), in worker processes")
@@ -130,7 +131,13 @@ def run(args: argparse.Namespace) -> int:
                           converged=r.converged, reason=r.reason))
     if not done:
         raise InputError(f"no structure could be relaxed ({skipped.reasons[-1]})")
-    write_conformations(args.output, done, props)
+    from golf.errors import OutputError
+
+    try:
+        write_conformations(args.output, done, props, kind="optimize")
+    except OutputError as exc:  # say that the relaxations are lost, not only that the file is missing
+        raise OutputError(exc.path, exc.cause, f"{exc.note}; the {len(done)} relaxed conformations were not "
+                                               "saved: free space or choose another -o and run again") from None
     n_mols = len({(c.mol_id, c.smiles) for c in confs})
     n_conv = sum(p["converged"] for p in props)
     print(

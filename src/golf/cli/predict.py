@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="structures: .sdf/.mol, .xyz/.extxyz, .db (ASE), .smi/.csv")
     parser.add_argument("--model", required=True,
                         help="golf checkpoint or official GOLF/schnetpack state dict (.pt)")
-    parser.add_argument("-o", "--output", required=True, help="output file (.extxyz; also .sdf or .db)")
+    parser.add_argument("-o", "--output", required=True, help="output file (.extxyz; also .sdf or .db; an existing .db is replaced only when it "
+                             "is an earlier golf predict output)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--batch-size", type=int, default=64, help="molecules per forward pass (default 64)")
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         energy, forces = provider(batch)
         for e, f in zip(energy.cpu().double().numpy(), batch.split(forces)):
             properties.append({"energy": float(e), "forces": f.cpu().double().numpy()})
-    write_conformations(args.output, confs, properties)
+    write_conformations(args.output, confs, properties, kind="predict")
     left_out = f"; {len(skipped)} left out (reported above)" if len(skipped) else ""
     print(f"wrote {len(confs)} structures to {args.output}{left_out}")
     return skipped.exit_code()

@@ -34,7 +34,7 @@ def build(out: str, molecules: Molecules = BUILD_MOLECULES, oracle: OracleRun = 
     from golf import db as D
 
     spec = oracle_spec(oracle)
-    check_out(out, spec)
+    check_out(out, spec, "dataset")
     t0 = time.perf_counter()
     confs, stats = choose_conformations(molecules, default_molecules=BUILD_POOL_MOLECULES)
     t_gen = time.perf_counter() - t0

@@ -99,12 +99,14 @@ def choose_conformations(m: Molecules, default_molecules: int | None = None) -> 
     return confs, stats
 
 
-def check_out(out: str, spec: OracleSpec) -> None:
-    """OUT must be a .db; if it exists it must hold labels of the same oracle and settings."""
+def check_out(out: str, spec: OracleSpec, kind: str) -> None:
+    """OUT must be a .db; if it exists it must be a database of ``kind`` (``golf.db.DB_KINDS``: the
+    one the command appends to) holding labels of the same oracle and settings."""
     import json
 
     from golf.db import db_oracle
     from golf.oracles import same_settings
+    from golf.runs.guard import Output, check_db_output
 
     from golf.formats import check_writable
 
@@ -113,6 +115,7 @@ def check_out(out: str, spec: OracleSpec) -> None:
     if os.path.isdir(out):
         raise InputError(f"--out {out}: is a directory")
     check_writable(out, (".db",), option="--out")  # before any oracle call
+    check_db_output(Output(out, option="--out", db=kind, append=True))
     if os.path.exists(out) and os.path.getsize(out) > 0:
         try:
             prev = db_oracle(out)
@@ -131,8 +134,9 @@ def check_out(out: str, spec: OracleSpec) -> None:
 def log_failure(out: str, conf: Conformation, key: str, task: str, reason: str) -> None:
     """Append one failed call to ``OUT.failures.jsonl`` (fsynced)."""
     from golf.io import append_jsonl
+    from golf.runs.guard import failures_path
 
-    append_jsonl(out + ".failures.jsonl", dict(key=key, mol_id=conf.mol_id, conf_id=conf.conf_id, smiles=conf.smiles,
+    append_jsonl(failures_path(out), dict(key=key, mol_id=conf.mol_id, conf_id=conf.conf_id, smiles=conf.smiles,
                                                task=task, reason=reason, time=time.strftime("%Y-%m-%dT%H:%M:%S")))
 
 
@@ -248,9 +252,11 @@ def stream(ex: Any, items: list, task: str, task_kwargs: dict, handle: Callable[
 
 def report_failures(cmd: str, out: str, n_failed: int, n_done: int, first_reason: str) -> None:
     """One stderr line on the failed oracle calls of a run: their count and the first reason."""
+    from golf.runs.guard import failures_path
+
     if n_failed:
         print(f"golf data {cmd}: {n_failed} of {n_done} oracle calls failed (first: {first_reason or 'unknown'}); "
-              f"all in {out}.failures.jsonl (retried on re-run)", file=sys.stderr)
+              f"all in {failures_path(out)} (retried on re-run)", file=sys.stderr)
 
 
 def summary(cmd: str, out: str, counts: dict, seconds: float, n_calls: int) -> None:

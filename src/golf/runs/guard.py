@@ -1,11 +1,18 @@
-"""What every command checks before it writes: an output is never one of its inputs, an output is
-what it should be (a file or a directory), the SQLite databases it reads or appends to are intact,
+"""What every command checks before it writes: an output is never one of its inputs nor given twice,
+an output is what it should be (a file or a directory), an existing database is replaced or appended
+to only by a command that writes its kind, the SQLite databases it reads or appends to are intact,
 and no second golf process writes the same output at the same time.
 
-``guard_command(args)`` does all of it for a parsed ``golf`` command line (``COMMAND_PATHS`` says
-which options of which command are inputs and outputs) and holds the output locks until the command
-ends. A lock is ``OUTPUT.golf-lock`` beside the output, holding the owner's pid, locked with ``flock``:
-the kernel drops it when the process dies (even by kill -9), so a stale lock file never blocks.
+``guard_command(args)`` does all of it for a parsed ``golf`` command line and holds the output locks
+until the command ends. ``command_paths`` says which paths of which command are inputs and outputs,
+the implicit outputs included: every file or directory a command writes without the user naming it
+(a summary beside ``-o``, ``OUT.failures.jsonl``, ``OUT.arrived/``, a training run directory) is
+named by the functions below (``summary_path``, ``failures_path``, ``arrived_path``, ``train_run_dir``),
+which the commands themselves use, so what is checked and locked is what is written.
+
+A lock is ``OUTPUT.golf-lock`` beside the output (beside the file a symlinked output points to),
+holding the owner's pid, locked with ``flock``: the kernel drops it when the process dies (even by
+kill -9), so a stale lock file never blocks.
 
 Torch-free and quick: it runs before any heavy import.
 """
@@ -13,16 +20,63 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import os
 import sqlite3
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from golf.errors import InputError
+from golf.errors import InputError, OutputError
 
 #: suffix of the lock file beside an output
 LOCK_SUFFIX = ".golf-lock"  # not ".lock": ASE's own db lock is DB.lock
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """One output of a command.
+
+    Attributes:
+        path: where it is written.
+        kind: ``"file"`` or ``"dir"``.
+        option: how the user names it, for messages (``"-o"``, ``"--summary"``, or how an implicit
+            output is derived, e.g. ``"the summary (-o with .csv)"``).
+        db: the kind of golf database the command writes there (``golf.db.DB_KINDS``), or None for
+            anything else: an existing database of another kind is never replaced or appended to.
+        append: whether the command appends to an existing database of its kind (else it replaces it).
+    """
+
+    path: str
+    kind: str = "file"
+    option: str = "-o"
+    db: str | None = None
+    append: bool = False
+
+
+# ---------------------------------------------------------------------------------------------
+# The names of implicit outputs (used by the commands that write them and by command_paths).
+
+
+def summary_path(output: str | os.PathLike) -> str:
+    """The default per-molecule summary of ``golf conformers -o OUTPUT``: OUTPUT with ``.csv``."""
+    return os.fspath(Path(output).with_suffix(".csv"))
+
+
+def failures_path(out: str | os.PathLike) -> str:
+    """The failure log of a data command writing ``out``: ``OUT.failures.jsonl``."""
+    return os.fspath(out) + ".failures.jsonl"
+
+
+def arrived_path(out: str | os.PathLike) -> str:
+    """Where ``golf data trajectories`` keeps relaxations not yet in ``out``: ``OUT.arrived/``."""
+    return os.fspath(out) + ".arrived"
+
+
+def train_run_dir(out: str | os.PathLike) -> str:
+    """The default run directory of ``golf train --out MODEL``: ``MODEL.d``."""
+    p = Path(out)
+    return os.fspath(p.with_name(p.name + ".d"))
 
 
 def _real(path: str | os.PathLike) -> str:
@@ -39,26 +93,74 @@ def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return False
 
 
-def refuse_output_is_input(inputs: Iterable[str | os.PathLike | None],
-                           outputs: Iterable[str | os.PathLike | None]) -> None:
-    """InputError when an output resolves to one of the inputs (it would be overwritten or mixed)."""
-    ins = [i for i in inputs if i]
+def _named(item: str | os.PathLike | tuple[str | os.PathLike, str]) -> tuple[str, str]:
+    """(path, how the user named it) of an input given as a path or (path, option)."""
+    if isinstance(item, tuple):
+        return os.fspath(item[0]), item[1]
+    return os.fspath(item), ""
+
+
+def refuse_output_is_input(inputs: Iterable[str | os.PathLike | tuple[str | os.PathLike, str] | None],
+                           outputs: Iterable[str | os.PathLike | Output | None]) -> None:
+    """InputError when an output resolves to one of the inputs (it would be overwritten or mixed).
+
+    Inputs are paths or (path, option); outputs paths or ``Output`` s. The paths are compared after
+    symlinks, relative parts and hard links (``same_path``)."""
+    ins = [_named(i) for i in inputs if i]
     for out in outputs:
         if not out:
             continue
-        for inp in ins:
-            if same_path(inp, out):
-                raise InputError(f"{out} is both an input ({inp}) and an output; "
+        o = out if isinstance(out, Output) else Output(os.fspath(out), option="")
+        for inp, opt in ins:
+            if same_path(inp, o.path):
+                given = f" ({opt} {inp})" if opt else f" ({inp})" if inp != o.path else ""
+                as_out = f" ({o.option})" if o.option else ""
+                raise InputError(f"{o.path} is both an input{given} and an output{as_out}; "
                                  "choose another output so the input is not overwritten")
 
 
-def check_output_kind(path: str | os.PathLike, kind: str) -> None:
-    """InputError when an existing ``path`` is not of ``kind`` ("file" or "dir")."""
+def refuse_repeated_outputs(outputs: Sequence[Output]) -> None:
+    """InputError naming both when two outputs of one command are the same path (after symlinks)."""
+    for i, a in enumerate(outputs):
+        for b in outputs[i + 1:]:
+            if same_path(a.path, b.path):
+                what = f"{a.path} is" if a.path == b.path else f"{a.path} and {b.path} are the same file,"
+                raise InputError(f"{what} given as two outputs, {a.option or a.path} and {b.option or b.path}; "
+                                 "give them different paths")
+
+
+def check_db_output(out: Output) -> None:
+    """InputError when ``out.path`` is an existing, non-empty database the command must not write:
+    one of another kind than ``out.db`` (a labelled dataset is never replaced by predictions, a
+    reference database never appended to by ``golf data build``) or any database when the output is
+    not one. Not an SQLite file, missing or empty: fine."""
+    from golf.db import DB_KINDS, db_kind
+
+    found = db_kind(out.path)
+    if found is None:
+        return
+    kind, rows = found
+    if rows == 0 or (kind == out.db and out.db is not None):
+        return
+    what = f"{DB_KINDS.get(kind, kind)}, {rows} row{'s' if rows != 1 else ''}"
+    opt = f"{out.option} " if out.option.startswith("-") else ""
+    if out.append and out.db is not None:
+        raise InputError(f"{opt}{out.path}: is {what}; this command appends only to {DB_KINDS.get(out.db, out.db)}: "
+                         "choose another output")
+    new = DB_KINDS.get(out.db, out.db) if out.db is not None else "a file that is not a database"
+    raise InputError(f"{opt}{out.path}: is {what}; writing {new} there would destroy it: "
+                     "choose another output, or remove it first")
+
+
+def check_output_kind(path: str | os.PathLike, kind: str, option: str = "") -> None:
+    """InputError when an existing ``path`` is not of ``kind`` ("file" or "dir"); ``option`` names
+    the output in the message."""
     p = Path(path)
+    named = f"{option}: " if option else ""
     if kind == "dir" and p.exists() and not p.is_dir():
-        raise InputError(f"{p}: exists and is not a directory (the output is a run directory)")
+        raise InputError(f"{p}: exists and is not a directory ({named}the output is a directory)")
     if kind == "file" and p.is_dir():
-        raise InputError(f"{p}: is a directory (the output is a file)")
+        raise InputError(f"{p}: is a directory ({named}the output is a file)")
 
 
 def check_sqlite(path: str | os.PathLike) -> None:
@@ -89,7 +191,8 @@ class OutputLock:
 
     def __init__(self, output: str | os.PathLike) -> None:
         self.output = Path(output)
-        self.path = self.output.parent / (self.output.name + LOCK_SUFFIX)
+        real = Path(_real(output)) if self.output.is_symlink() else self.output  # written through the link
+        self.path = real.parent / (real.name + LOCK_SUFFIX)
         self._fd: int | None = None
         self._made_dirs: list[Path] = []
 
@@ -122,12 +225,13 @@ class OutputLock:
                 if same:
                     break
                 os.close(fd)
+            self._fd = fd
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
-            self._fd = fd
-        except OSError as exc:
+        except OSError as exc:  # e.g. a full disk: no lock file is left behind
+            self.release()
             self._remove_dirs()
-            raise InputError(f"{self.output}: cannot write there ({exc.strerror or exc})") from None
+            raise OutputError(self.output, exc.strerror or str(exc), "nothing written") from None
 
     def release(self) -> None:
         """Remove the lock file and let go of the lock (a no-op when not held)."""
@@ -147,55 +251,86 @@ class OutputLock:
         self._made_dirs = []
 
 
+def _as_output(out: Output | tuple[str | os.PathLike, str]) -> Output:
+    return out if isinstance(out, Output) else Output(os.fspath(out[0]), out[1], option="")
+
+
 @contextlib.contextmanager
-def guarded_outputs(inputs: Sequence[str | os.PathLike | None],
-                    outputs: Sequence[tuple[str | os.PathLike, str]]) -> Iterator[None]:
-    """Check and lock ``outputs`` = [(path, "file" | "dir")] for the block (see the module docstring)."""
-    refuse_output_is_input(inputs, [p for p, _ in outputs])
-    for path, kind in outputs:
-        check_output_kind(path, kind)
+def guarded_outputs(inputs: Sequence[str | os.PathLike | tuple[str | os.PathLike, str] | None],
+                    outputs: Sequence[Output | tuple[str | os.PathLike, str]]) -> Iterator[None]:
+    """Check and lock ``outputs`` (``Output`` s, or (path, "file" | "dir")) for the block; ``inputs``
+    are paths or (path, option). See the module docstring."""
+    outs = [_as_output(o) for o in outputs]
+    refuse_repeated_outputs(outs)
+    refuse_output_is_input(inputs, outs)
+    for out in outs:
+        check_output_kind(out.path, out.kind, out.option)
     with contextlib.ExitStack() as stack:
-        for path, _ in outputs:
-            lock = OutputLock(path)
+        for out in outs:
+            lock = OutputLock(out.path)
             lock.acquire()
             stack.callback(lock.release)
-        for path in [*inputs, *(p for p, kind in outputs if kind == "file")]:  # under the lock: no writer
-            if path and os.fspath(path).lower().endswith(".db"):
+        # under the lock: no golf writer changes them meanwhile
+        for path in [*(_named(i)[0] for i in inputs if i), *(o.path for o in outs if o.kind == "file")]:
+            if path.lower().endswith(".db"):
                 check_sqlite(path)
+        for out in outs:
+            if out.kind == "file":
+                check_db_output(out)
         yield
 
 
-def command_paths(args: argparse.Namespace) -> tuple[list[str], list[tuple[str, str]]]:
-    """(input paths, [(output path, "file" | "dir")]) of a parsed golf command line."""
+def command_paths(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[Output]]:
+    """([(input path, option)], [Output]) of a parsed golf command line: every path it reads and
+    every path it writes, the implicit outputs (derived from the named ones) included."""
     def get(name: str) -> str | None:
         value = getattr(args, name, None)
         return os.fspath(value) if value else None
 
     cmd = args.command
-    inputs: list[str | None] = []
-    outputs: list[tuple[str | None, str]] = []
+    inputs: list[tuple[str | None, str]] = []
+    outputs: list[Output] = []
     if cmd == "data" and getattr(args, "_data_run", None):
-        inputs = [get("smiles"), get("input")]
-        outputs = [(get("out"), "file")]
+        inputs = [(get("smiles"), "--smiles"), (get("input"), "--input")]
+        out = get("out")
+        sub = getattr(args, "data_command", None)
+        kind = {"build": "dataset", "reference": "reference", "trajectories": "trajectories"}.get(sub or "")
+        if out:
+            outputs = [Output(out, option="--out", db=kind, append=True),
+                       Output(failures_path(out), option="the failure log, --out + .failures.jsonl")]
+            if sub == "trajectories":
+                outputs.append(Output(arrived_path(out), "dir", option="the arrived relaxations, --out + .arrived"))
     elif cmd in ("predict", "optimize"):
-        inputs = [get("input"), get("model")]
-        outputs = [(get("output"), "file")]
+        inputs = [(get("input"), ""), (get("model"), "--model")]
+        if get("output"):
+            outputs = [Output(get("output"), option="-o", db=cmd)]  # type: ignore[arg-type]
     elif cmd == "conformers":
-        inputs = [get("input"), get("model")]
-        outputs = [(get("output"), "file"), (get("summary"), "file")]
+        inputs = [(get("input"), ""), (get("model"), "--model")]
+        out = get("output")
+        if out:
+            outputs = [Output(out, option="-o")]
+            summary = get("summary")
+            outputs.append(Output(summary, option="--summary") if summary else
+                           Output(summary_path(out), option="the summary, -o with .csv unless --summary is given"))
     elif cmd == "train":
-        inputs = [*(getattr(args, "data", None) or []), get("init"), get("from_model")]
-        if getattr(args, "golf", False):
-            outputs = [(get("out"), "dir")]
-        else:
-            out = get("out")
-            outputs = [(out, "file"), (get("log_dir") or (f"{out}.d" if out else None), "dir")]
+        inputs = [*((d, "--data") for d in (getattr(args, "data", None) or [])), (get("init"), "--init"),
+                  (get("from_model"), "--from")]
+        out = get("out")
+        if out and getattr(args, "golf", False):
+            outputs = [Output(out, "dir", option="--out")]
+        elif out:
+            log_dir = get("log_dir")
+            outputs = [Output(out, option="--out"),
+                       Output(log_dir, "dir", option="--log-dir") if log_dir else
+                       Output(train_run_dir(out), "dir", option="the run directory, --out + .d unless --log-dir is given")]
     elif cmd == "evaluate":
-        inputs = [get("model"), get("reference")]
-        outputs = [(get("out"), "dir")]
+        inputs = [(get("model"), "--model"), (get("reference"), "--reference")]
+        if get("out"):
+            outputs = [Output(get("out"), "dir", option="--out")]  # type: ignore[arg-type]
     elif cmd == "run":
-        outputs = [(get("out"), "dir")]
-    return [i for i in inputs if i], [(o, k) for o, k in outputs if o]
+        if get("out"):
+            outputs = [Output(get("out"), "dir", option="--out")]  # type: ignore[arg-type]
+    return [(i, o) for i, o in inputs if i], outputs
 
 
 def guard_command(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:

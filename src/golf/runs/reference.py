@@ -32,7 +32,7 @@ def reference(out: str, molecules: Molecules = REFERENCE_MOLECULES, oracle: Orac
     from golf import db as D
 
     spec = oracle_spec(oracle)
-    check_out(out, spec)
+    check_out(out, spec, "reference")
     confs, stats = choose_conformations(molecules)
     plan = pending(confs, out, generation_recipe(molecules))
     todo = plan.todo

@@ -201,11 +201,12 @@ def train(
     from golf.errors import InputError
     from golf.models import build_model
     from golf.models.checkpoint import load_model, save_model
+    from golf.runs.guard import train_run_dir
 
     out = Path(out)
     if out.suffix == "" or out.is_dir():
         raise InputError(f"--out {out}: give a model file name such as model.pt")
-    run_dir = Path(log_dir) if log_dir else out.with_name(out.name + ".d")
+    run_dir = Path(log_dir) if log_dir else Path(train_run_dir(out))
     for key in ("epochs", "batch_size", "features", "interactions", "n_rbf"):
         if int(getattr(settings, key)) < 1:
             raise InputError(f"--{key.replace('_', '-')} must be >= 1")

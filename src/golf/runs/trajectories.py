@@ -31,7 +31,9 @@ _ARRAYS = ("trajectory_positions", "trajectory_energies", "trajectory_forces", "
 
 def arrived_dir(out: str) -> Path:
     """Where relaxations that arrived but are not in the db yet wait (``OUT.arrived/``)."""
-    return Path(out + ".arrived")
+    from golf.runs.guard import arrived_path
+
+    return Path(arrived_path(out))
 
 
 def _arrived_path(out: str, key: str) -> Path:
@@ -95,7 +97,7 @@ def trajectories(out: str, budget: int, molecules: Molecules = TRAJECTORY_MOLECU
     if budget < 1:
         raise InputError(f"--budget must be >= 1, got {budget}")
     spec = oracle_spec(oracle)
-    check_out(out, spec)
+    check_out(out, spec, "trajectories")
     confs, stats = choose_conformations(molecules)
 
     # what is already there: rows per starting conformation, and each trajectory's full length
