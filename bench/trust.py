@@ -16,6 +16,9 @@ Candidates (names as in the JSON; "high = distrust" for all):
 ``mmff_fmax``       MMFF94 max per-atom |F| (kcal/mol/A) at the NNP's final structure.
 ``mmff_rise``       MMFF94 energy at T = 100 minus its lowest value over the stored T = 0, 1, 5, 21
                     (kcal/mol; > 0 = the NNP climbed the surrogate's surface).
+``mmff_rise_full``  the same over all 101 structures of the relaxation, re-run with
+                    ``golf.evaluate.model_trajectories`` (the summary records how far the re-run's
+                    final structures are from the stored ones).
 ``committee_force`` max over atoms of the RMS deviation of the 6 official models' forces (eV/A).
 ``committee_energy`` spread (std, eV) over the 6 models of E_m(final) - E_m(MMFF optimum).
 ``own_fmax``        the relaxing model's own max per-atom |F| at its final structure (eV/A).
@@ -33,7 +36,7 @@ which every model is bad (listed in the summary).
 
 Usage::
 
-    python bench/trust.py            # reads paper_table.db (a copy), writes bench/results/trust.json
+    python bench/trust.py    # ~6 min on one core: reads a copy of paper_table.db, writes bench/results/trust.json
 
 Units: eV and Angstrom inside; kcal/mol for E_res and MMFF energies, as stated per field.
 """
@@ -256,6 +259,31 @@ def model_candidates(confs: list[Conformation], frames: dict, rows: Sequence[str
     return out
 
 
+def rerun_candidates(confs: list[Conformation], frames: dict, rows: Sequence[str]) -> tuple[dict, float]:
+    """MMFF94 along every step: each model's relaxation is re-run (``model_trajectories``, the
+    stored optimizer, 100 steps) and MMFF94's energy taken at each of its 101 structures.
+
+    Returns per (mol_id, row) ``mmff_rise_full`` = E_MMFF(T = 100) - min_t E_MMFF(t) (kcal/mol), and
+    the largest coordinate difference (A) between a re-run's final structure and the stored one."""
+    import torch
+
+    from golf.chem import conformation_to_mol, mmff_force_field
+    from golf.evaluate import model_trajectories
+    from golf.models import load_model
+
+    torch.set_num_threads(1)
+    ffs = {int(c.mol_id): mmff_force_field(conformation_to_mol(c, strict=True))[1] for c in confs}
+    out, worst = {}, 0.0
+    for row in rows:
+        trajs = model_trajectories(load_model(pt.row_model(row)), confs, [100])
+        for c, tj in zip(confs, trajs):
+            m = int(c.mol_id)
+            worst = max(worst, float(np.abs(tj.frames[tj.frame_of_step[-1]] - frames[(row, m)][100]).max()))
+            e = np.array([ffs[m].CalcEnergy(f.reshape(-1).tolist()) for f in tj.frames])
+            out[(m, row)] = {"mmff_rise_full": float(e[-1] - e.min())}
+    return out, worst
+
+
 def xtb_forces(confs: Sequence[Conformation]) -> list[np.ndarray | None]:
     """GFN2-xTB forces (eV/A) at each conformation, in a spawned worker (never beside torch)."""
     from golf.oracles import OracleSpec
@@ -297,6 +325,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--db", type=Path, default=pt.DB_PATH, help="paper-table db (read through a copy)")
     ap.add_argument("--out", type=Path, default=OUT_PATH)
     ap.add_argument("--no-xtb", action="store_true", help="skip the GFN2-xTB candidates")
+    ap.add_argument("--no-rerun", action="store_true",
+                    help="skip re-running the relaxations (the mmff_rise_full candidate; ~4 of the ~6 min)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     confs, e_res, frames, extra = load_stored(args.db)
@@ -316,6 +346,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"xtb: {len(todo)} single points ({time.perf_counter() - t0:.1f} s)", flush=True)
     model = model_candidates(confs, frames, rows)
     print(f"models: ({time.perf_counter() - t0:.1f} s)", flush=True)
+    rerun, rerun_dev = ({}, None) if args.no_rerun else rerun_candidates(confs, frames, rows)
+    print(f"re-run relaxations: ({time.perf_counter() - t0:.1f} s)", flush=True)
     records = []
     from golf.evaluate import dissociation
 
@@ -336,6 +368,7 @@ def main(argv: list[str] | None = None) -> None:
             cand = {"mmff_drop": signal * EV_TO_KCAL_MOL}
             cand.update(mmff_candidates(c, traj))
             cand.update(model[(m, row)])
+            cand.update(rerun.get((m, row), {}))
             if not args.no_xtb:
                 fx = xtb.get((m, row))
                 cand["xtb_fmax"] = fmax(fx)
@@ -371,6 +404,7 @@ def main(argv: list[str] | None = None) -> None:
         "bad_definition": f"E_res(T=100) > {BAD_E_RES} kcal/mol or fell apart",
         "interval": "95% percentile bootstrap over molecules (2000 resamples, seed 0)",
         "candidates": aucs,
+        "rerun_max_deviation_from_stored_A": rerun_dev,
         "molecules_all_bad": [int(m) for m in all_bad],
         "null_values": "a null signal or candidate of a record with split = true is +inf (fell apart)",
         "thresholds": thresholds([r["signal"] * EV_TO_KCAL_MOL for r in records], labels),
