@@ -65,7 +65,7 @@ def mmff_energy_drop_one(conf: Conformation, max_iterations: int = MAX_ITERATION
 
     Args:
         conf: a relaxed structure (Angstrom) carrying its molecule's mol block.
-        max_iterations: MMFF minimiser iterations.
+        max_iterations: MMFF minimiser iterations (a minimisation cut short gives a lower bound).
 
     Raises InputError when the conformation has no mol block, its geometry cannot be computed, or
     MMFF94 cannot type the molecule.
