@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from typing import Any, TypeVar
 
 from golf.presets import EXECUTORS, Molecules, OracleRun, Relaxation
@@ -116,7 +117,10 @@ def oracle_settings(args: argparse.Namespace, name: str) -> dict[str, Any]:
         if "=" not in item:
             raise InputError(f"--oracle-option {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
-        settings[k.strip()] = parse_value(v.strip())
+        value = parse_value(v.strip())
+        if isinstance(value, float) and not math.isfinite(value):  # JSON parses NaN and Infinity
+            raise InputError(f"--oracle-option {item!r}: must be a finite number")
+        settings[k.strip()] = value
     return settings
 
 
