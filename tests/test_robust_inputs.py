@@ -272,7 +272,8 @@ def test_every_float_option_refuses_nan_and_inf():
     (["data", "build", "--out", "b.db", "--xtb-temperature", "inf"], "--xtb-temperature"),
     (["data", "build", "--out", "b.db", "--test-fraction", "1.5"], "--test-fraction"),
 ])
-def test_bad_float_option_is_one_line(argv, option, capsys):
+def test_bad_float_option_is_one_line(argv, option, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # were the option taken, nothing lands in the checkout
     assert main(argv) == 2
     err = _lines(capsys.readouterr().err)
     assert len(err) == 1 and f"argument {option}" in err[0], err
