@@ -269,11 +269,11 @@ def test_every_float_option_refuses_nan_and_inf():
     (["conformers", "x.smi", "-o", "y.sdf", "--rmsd", "-1"], "--rmsd"),
     (["conformers", "x.smi", "-o", "y.sdf", "--refine-fmax", "inf"], "--refine-fmax"),
     (["train", "--golf", "--lr", "nan"], "--lr"),
-    (["data", "build", "--out", "b.db", "--xtb-temperature", "inf"], "--xtb-temperature"),
-    (["data", "build", "--out", "b.db", "--test-fraction", "1.5"], "--test-fraction"),
+    (["data", "build", "--smiles", "x.smi", "--out", "b.db", "--xtb-temperature", "inf"], "--xtb-temperature"),
+    (["data", "build", "--smiles", "x.smi", "--out", "b.db", "--test-fraction", "1.5"], "--test-fraction"),
 ])
 def test_bad_float_option_is_one_line(argv, option, capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # were the option taken, nothing lands in the checkout
+    monkeypatch.chdir(tmp_path)  # were the option taken: no x.smi here, and nothing lands in the checkout
     assert main(argv) == 2
     err = _lines(capsys.readouterr().err)
     assert len(err) == 1 and f"argument {option}" in err[0], err
