@@ -373,3 +373,15 @@ def test_multi_fragment_molecules_are_refused(tiny_model, tmp_path, capsys):
                  "--max-steps", "2", "--no-progress"]) == 3
     skipped = [ln for ln in _lines(capsys.readouterr().err) if "skipped" in ln]
     assert len(skipped) == 1 and message in skipped[0]
+
+
+def test_ids_beyond_32_bits_name_the_record(tmp_path):
+    from golf.formats import integral, read_conformations, write_conformations
+
+    assert [integral(v) for v in ("3", " -1 ", "0.0", 2.0, "1.5", "abc", "nan", True, 2**40, "1e300")] == [
+        3, -1, 0, 2, None, None, None, None, None, None]
+    p = tmp_path / "m.smi"
+    p.write_text("CCO 99999999999\n")
+    confs = read_conformations(p)
+    assert confs[0].mol_id == 0 and confs[0].info["name"] == "99999999999"
+    write_conformations(tmp_path / "o.sdf", confs)  # an SDF integer field holds the id

@@ -106,22 +106,29 @@ def implicit_ids(explicit: set[int]) -> Iterator[int]:
         k += 1
 
 
+#: integers a field may hold: SDF integer fields (RDKit ``SetIntProp``) are 32-bit.
+_INT_RANGE = range(-2**31, 2**31)
+
+
 def integral(value: Any) -> int | None:
-    """The integer that a field's value spells (``3``, ``" -1 "``, ``"0.0"``, ``2.0``), else None."""
+    """The integer that a field's value spells (``3``, ``" -1 "``, ``"0.0"``, ``2.0``), else None
+    (also for integers beyond 32 bits, which SDF fields cannot hold)."""
     if isinstance(value, (bool, np.bool_)):
         return None
     if isinstance(value, (int, np.integer)):
-        return int(value)
+        return int(value) if int(value) in _INT_RANGE else None
     text = str(value).strip()
     try:
-        return int(text)
+        k = int(text)
     except ValueError:
-        pass
-    try:
-        x = float(text)
-    except ValueError:
-        return None
-    return int(x) if math.isfinite(x) and x == int(x) else None
+        try:
+            x = float(text)
+        except ValueError:
+            return None
+        if not (math.isfinite(x) and x == int(x)):
+            return None
+        k = int(x)
+    return k if k in _INT_RANGE else None
 
 
 def record_id(value: Any) -> tuple[int, str | None]:
