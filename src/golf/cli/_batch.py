@@ -20,7 +20,6 @@ EXIT_CODES = (f"exit status: 0 every structure done; {PARTIAL} output written wi
               "reported on stderr (one line each); 2 nothing done (bad input or option, one line)")
 
 
-
 class Skipped:
     """The structures a batch command left out, reported on stderr as they are found."""
 
