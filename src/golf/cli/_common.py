@@ -37,7 +37,8 @@ def override(base: T, args: argparse.Namespace, **renamed: str) -> T:
 def add_molecule_args(p: argparse.ArgumentParser, defaults: Molecules, default_molecules: str) -> None:
     g = p.add_argument_group("molecules (default: the NCI pool shipped with RDKit)")
     src = g.add_mutually_exclusive_group()
-    src.add_argument("--smiles", metavar="FILE", help="SMILES file (.smi/.txt: SMILES [id] per line; .csv with a 'smiles' column); "
+    src.add_argument("--smiles", metavar="FILE",
+                     help="SMILES file (.smi/.txt: SMILES [id] per line; .csv with a 'smiles' column); "
                           "a line without an integer id gets one that no line of the file uses")
     src.add_argument("--input", metavar="FILE", help="structures: .sdf/.mol, .xyz/.extxyz (bonds perceived), .db (ASE), or SMILES")
     g.add_argument("--molecules", type=int, default=None, metavar="N",
