@@ -348,6 +348,18 @@ def test_conformers_shows_an_embedding_status_line(tiny_model, tmp_path, capsys)
     assert "embed: 0/1" in err and "embed: 1/1" in err and "relax: 2/2" in err
 
 
+def test_optimize_shows_an_embedding_status_line(tiny_model, tmp_path, capsys):
+    p = tmp_path / "m.smi"
+    p.write_text("CCO ethanol\nCCN ethylamine\n")
+    assert main(["optimize", "--model", str(tiny_model), str(p), "-o", str(tmp_path / "o.sdf"),
+                 "--max-steps", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "embed: 0/2" in err and "embed: 2/2" in err
+    assert main(["optimize", "--model", str(tiny_model), str(p), "-o", str(tmp_path / "o.sdf"),
+                 "--max-steps", "2", "--no-progress"]) == 0
+    assert "embed:" not in capsys.readouterr().err
+
+
 def test_multi_fragment_molecules_are_refused(tiny_model, tmp_path, capsys):
     from golf import conformers as gc
     from golf.chem import generate_conformers

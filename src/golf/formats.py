@@ -64,6 +64,9 @@ from golf.io import atomic_path
 #: ``on_error`` of the readers: called with the InputError of one bad record, which is then skipped.
 OnError = Callable[[InputError], None]
 
+#: ``embedded`` of the readers: called with (molecules embedded so far, molecules to embed).
+Embedded = Callable[[int, int], None]
+
 SMILES_EXTS = (".smi", ".txt", ".smiles")
 CSV_EXTS = (".csv",)
 SDF_EXTS = (".sdf", ".mol", ".sd")
@@ -204,7 +207,7 @@ def _read_smiles_records(path: Path) -> list[tuple[str, str | None, int]]:
 
 def _read_smiles_file(
     path: Path, conformers: int, seed: int, charge: int | None, multiplicity: int | None,
-    displacement: float, on_error: OnError | None = None,
+    displacement: float, on_error: OnError | None = None, embedded: Embedded | None = None,
 ) -> list[Conformation]:
     records = _read_smiles_records(path)
     if not records:
@@ -233,7 +236,7 @@ def _read_smiles_file(
             first_line[mol_id] = lineno
         mols.append((mol, mol_id, name, where))
     out: list[Conformation] = []
-    for mol, mol_id, name, where in mols:
+    for k, (mol, mol_id, name, where) in enumerate(mols):
         try:
             confs = generate_conformers(
                 mol, conformers, seed, displacement, mol_id=mol_id, charge=charge,
@@ -244,6 +247,9 @@ def _read_smiles_file(
                 raise
             on_error(exc)
             continue
+        finally:
+            if embedded is not None:
+                embedded(k + 1, len(mols))
         out.extend(confs)
     return out
 
@@ -485,6 +491,7 @@ def read_conformations(
     displacement: float = 0.0,
     on_error: OnError | None = None,
     bond_orders: bool = True,
+    embedded: Embedded | None = None,
 ) -> list[Conformation]:
     """Read conformations from a file (format by extension, see the module docstring).
 
@@ -503,6 +510,8 @@ def read_conformations(
             wrote without them, field ``bonds``) are an error; with False they keep their
             connectivity only (``golf.chem.atoms_to_conformation``): for NNP prediction and
             relaxation, which need no bond orders.
+        embedded: progress of a SMILES file's ETKDG embedding (the slow part of reading one),
+            called as ``embedded(done, total)`` after each molecule.
 
     Raises:
         InputError: missing/empty/truncated file, invalid SMILES, unsupported element, charged or
@@ -513,7 +522,7 @@ def read_conformations(
         raise InputError(f"conformers per molecule must be >= 1, got {conformers}")
     ext = p.suffix.lower()
     if ext in SMILES_EXTS or ext in CSV_EXTS:
-        return _read_smiles_file(p, conformers, seed, charge, multiplicity, displacement, on_error)
+        return _read_smiles_file(p, conformers, seed, charge, multiplicity, displacement, on_error, embedded)
     if ext in SDF_EXTS:
         return _read_sdf(p, conformers, seed, charge, multiplicity, displacement, on_error, bond_orders)
     if ext in XYZ_EXTS:

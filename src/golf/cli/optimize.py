@@ -95,16 +95,26 @@ def run(args: argparse.Namespace) -> int:
         oracle = OracleRun(oracle=args.oracle, workers=args.workers)
         spec = oracle_spec(oracle)  # the oracle and its settings, before any work
         bond_orders = bool(getattr(oracle_class(spec.name), "needs_bond_orders", False))
+    from golf.progress import progress_bar
+
+    embed_bar: list = []  # made at the first molecule embedded: a SMILES file's ETKDG can take minutes
+
+    def embedded(done: int, total: int) -> None:
+        if not embed_bar:
+            embed_bar.append(progress_bar(total=total, unit="mol", desc="embed", disable=args.no_progress))
+        embed_bar[0].update(1)
+        if done == total:
+            embed_bar[0].close()
+
     confs, skipped = read_batch("optimize", args.input, bond_orders=bond_orders,
                                 neutral_only=bool(args.model) and model.neutral_only,
                                 conformers=args.conformers, seed=args.seed, charge=args.charge,
-                                multiplicity=args.multiplicity)
+                                multiplicity=args.multiplicity, embedded=embedded)
 
     import numpy as np
 
     from golf.formats import write_conformations
     from golf.optim import relax
-    from golf.progress import progress_bar
 
     t0 = time.perf_counter()
     if args.model:
