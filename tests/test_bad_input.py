@@ -37,6 +37,9 @@ CORPUS = {
     "nan_coords.xyz": "non-finite",
     "close_atoms.xyz": "apart",
     "missing_file.smi": "no such file",
+    "salt.smi": "has 2 disconnected fragments",
+    "huge.smi": "at most 500 atoms",
+    "charge_not_integer.sdf": "SDF field <charge> is '1.5', not an integer",
 }
 
 # files with good records besides the bad one: the good ones are labelled, the bad one reported, exit 3

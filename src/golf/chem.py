@@ -19,6 +19,11 @@ from golf.errors import ChargeSpinError, InputError
 
 _SYMBOLS = {1: "H", 6: "C", 7: "N", 8: "O", 9: "F", 16: "S", 17: "Cl", 35: "Br"}
 
+#: Largest molecule, in atoms with hydrogens, that golf embeds conformers of (ETKDG) or relaxes with
+#: an NNP. Drug-like molecules have fewer than 150; ETKDG needs tens of seconds per conformer at a few
+#: hundred atoms and minutes beyond, so larger inputs are refused before any work.
+MAX_ATOMS = 500
+
 
 # ----------------------------------------------------------------------------------------------
 # small utilities
@@ -53,19 +58,47 @@ def check_geometry(conf: Conformation, where: str) -> None:
 
 
 
+def single_molecule_problem(n_atoms: int, n_fragments: int) -> str | None:
+    """Why a structure of ``n_atoms`` atoms (hydrogens included) in ``n_fragments`` disconnected
+    fragments is no molecule golf embeds or relaxes (``MAX_ATOMS``, one fragment), or None."""
+    if n_atoms > MAX_ATOMS:
+        return (f"{n_atoms} atoms (hydrogens included); golf embeds and relaxes molecules of at most "
+                f"{MAX_ATOMS} atoms")
+    if n_fragments > 1:
+        # ETKDG embeds the fragments of a salt on top of each other; a later change may standardise salts
+        return (f"has {n_fragments} disconnected fragments; golf relaxes single molecules; strip counter-ions "
+                "(e.g. keep the largest fragment)")
+    return None
+
+
+def check_single_molecule(mol: Any, where: str) -> None:
+    """InputError (``where`` first) unless the RDKit molecule is one fragment of at most ``MAX_ATOMS``
+    atoms, hydrogens (explicit or implicit) included."""
+    from rdkit import Chem
+
+    n_atoms = sum(1 + a.GetTotalNumHs() for a in mol.GetAtoms())
+    problem = single_molecule_problem(n_atoms, 1 if n_atoms > MAX_ATOMS else len(Chem.GetMolFrags(mol)))
+    if problem is not None:
+        raise InputError(f"{where}: {problem}")
+
+
 # ----------------------------------------------------------------------------------------------
 # RDKit <-> Conformation
 
 
 def check_molecule(
-    mol: Any, where: str, charge: int | None = None, multiplicity: int | None = None
+    mol: Any, where: str, charge: int | None = None, multiplicity: int | None = None,
+    sources: dict[str, str] | None = None,
 ) -> tuple[int, int]:
     """Check elements, charge and spin of an RDKit molecule (hydrogens explicit or implicit).
 
     Returns ``(charge, multiplicity)``. Charged molecules are rejected unless ``charge`` is given and
     equals the net formal charge; radicals unless ``multiplicity`` is given (and consistent with the
-    electron count). Raises InputError with ``where`` as prefix.
+    electron count). Raises InputError with ``where`` as prefix. ``sources`` says where a given
+    ``"charge"``/``"multiplicity"`` came from when not from the command line, as the phrase that
+    opens the message (``{"charge": "charge 1 (its SDF field <charge>)"}``).
     """
+    sources = sources or {}
     symbols = set()
     for atom in mol.GetAtoms():
         if atom.GetAtomicNum() not in SUPPORTED_ELEMENTS:
@@ -81,8 +114,10 @@ def check_molecule(
             raise ChargeSpinError(where, "charge", net, f"charged molecule (net charge {net:+d})")
         charge = 0
     elif int(charge) != net:
+        given = sources.get("charge", f"--charge {charge}")
         raise InputError(
-            f"{where}: --charge {charge} does not match the net formal charge {net:+d} of the molecule"
+            f"{where}: {given} does not match the net formal charge {net:+d} of the molecule "
+            "(the sum of its atoms' formal charges)"
         )
     n_rad = sum(a.GetNumRadicalElectrons() for a in mol.GetAtoms())
     # explicit H atoms count through their Z, implicit ones through GetTotalNumHs of heavy atoms
@@ -94,9 +129,8 @@ def check_molecule(
     else:
         multiplicity = int(multiplicity)
         if multiplicity < 1 or (multiplicity - 1) % 2 != n_elec % 2:
-            raise InputError(
-                f"{where}: multiplicity {multiplicity} impossible with {n_elec} electrons"
-            )
+            given = sources.get("multiplicity", f"multiplicity {multiplicity}")
+            raise InputError(f"{where}: {given} impossible with {n_elec} electrons")
     return int(charge), int(multiplicity)
 
 
@@ -322,6 +356,7 @@ def generate_conformers(
     multiplicity: int | None = None,
     rng: np.random.Generator | None = None,
     info: dict[str, Any] | None = None,
+    where: str | None = None,
 ) -> list[Conformation]:
     """``n`` ETKDGv3 conformers of a molecule (SMILES string or RDKit Mol).
 
@@ -334,18 +369,21 @@ def generate_conformers(
         mol_id: molecule id stored on every conformation.
         charge, multiplicity: accept charged / open-shell molecules (see ``check_molecule``).
         rng: generator for the displacement; default depends only on (seed, mol_id).
+        where: how errors name the molecule (default ``molecule {mol_id}``).
 
-    Raises InputError if the molecule is invalid or cannot be embedded at all.
+    Raises InputError if the molecule is invalid, has more than one fragment or more than
+    ``MAX_ATOMS`` atoms, or cannot be embedded at all.
     """
     from rdkit import Chem
     from rdkit.Chem import rdDistGeom
 
+    where = where or f"molecule {mol_id}"
     if isinstance(smiles_or_mol, str):
-        mol = parse_smiles(smiles_or_mol, where=f"molecule {mol_id}")
+        mol = parse_smiles(smiles_or_mol, where=where)
     else:
         mol = Chem.Mol(smiles_or_mol)
-    where = f"molecule {mol_id}"
     charge, multiplicity = check_molecule(mol, where, charge, multiplicity)
+    check_single_molecule(mol, where)
     smiles = canonical_smiles(mol)
     mol_h = Chem.AddHs(mol)
     mol_h.RemoveAllConformers()

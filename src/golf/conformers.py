@@ -89,14 +89,14 @@ class ConformerSettings:
             raise InputError(f"--n-conformers must be >= 1 (got {self.n_conformers})")
         if self.max_conformers < 1 or self.max_stereoisomers < 1 or self.batch_size < 1:
             raise InputError("--max-conformers, --max-stereoisomers and --batch-size must be >= 1")
-        if self.fmax <= 0 or self.max_steps < 0:
-            raise InputError("--fmax must be positive and --max-steps >= 0")
-        if self.rmsd_threshold < 0 or self.energy_threshold < 0:
-            raise InputError("--rmsd and --energy-threshold must be >= 0")
+        if not self.fmax > 0 or not math.isfinite(self.fmax) or self.max_steps < 0:
+            raise InputError("--fmax must be a positive number and --max-steps >= 0")
+        if not (0 <= self.rmsd_threshold < math.inf and 0 <= self.energy_threshold < math.inf):
+            raise InputError("--rmsd and --energy-threshold must be finite numbers >= 0")
         if self.top_k is not None and self.top_k < 1:
             raise InputError(f"--top-k must be >= 1 (got {self.top_k})")
-        if self.window is not None and self.window < 0:
-            raise InputError(f"--window must be >= 0 kcal/mol (got {self.window})")
+        if self.window is not None and not 0 <= self.window < math.inf:
+            raise InputError(f"--window must be a finite number >= 0 kcal/mol (got {self.window})")
 
 
 @dataclass
@@ -111,6 +111,7 @@ class MoleculeInput:
     charge: int = 0
     multiplicity: int = 1
     error: str | None = None
+    charge_spin: Any = None  # the ChargeSpinError behind ``error``: its advice depends on the model
 
 
 @dataclass
@@ -177,34 +178,55 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _names(explicit: Sequence[str | None]) -> list[str]:
+    """Record names: an explicit one is kept; record k (1-based) without one is ``mol{k}``, or
+    ``mol{k}_2``, ``mol{k}_3``... when an explicit name already reads ``mol{k}``."""
+    taken = {n for n in explicit if n}
+    out = []
+    for k, name in enumerate(explicit, start=1):
+        if not name:
+            name, n = f"mol{k}", 1
+            while name in taken:
+                n += 1
+                name = f"mol{k}_{n}"
+            taken.add(name)
+        out.append(name)
+    return out
+
+
 def read_molecules(
     path: str | Path, charge: int | None = None, multiplicity: int | None = None
 ) -> list[MoleculeInput]:
     """Molecules of a SMILES (.smi/.txt/.csv) or SDF (.sdf/.mol/.sd) file, one entry per record.
 
-    A record that cannot be used (invalid SMILES, unsupported element, charged without ``charge``...)
-    comes back with ``error`` set instead of raising; a missing, empty or unknown file raises
-    InputError. SDF records with 3D coordinates have their stereochemistry assigned from 3D.
+    A record that cannot be used (invalid SMILES, unsupported element, charged without ``charge``,
+    several fragments, more than ``golf.chem.MAX_ATOMS`` atoms...) comes back with ``error`` set
+    instead of raising; a missing, empty or unknown file raises InputError. SDF records with 3D
+    coordinates have their stereochemistry assigned from 3D; their fields are read as by
+    ``golf.formats.sdf_fields`` (``charge``/``multiplicity`` apply when the arguments are None).
+    Names: the record's id/title, else ``mol{record number}`` (see ``_names``).
     """
     from rdkit import Chem
 
-    from golf.chem import check_molecule, parse_smiles, quiet_rdkit
-    from golf.formats import CSV_EXTS, SDF_EXTS, SMILES_EXTS, _read_smiles_records, sdf_records
+    from golf.chem import check_molecule, check_single_molecule, parse_smiles, quiet_rdkit
+    from golf.errors import ChargeSpinError
+    from golf.formats import (CSV_EXTS, SDF_EXTS, SMILES_EXTS, _read_smiles_records, check_input_file,
+                              sdf_fields, sdf_records)
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such file")
-    if p.stat().st_size == 0:
-        raise InputError(f"{p}: empty file")
+    p = check_input_file(path)
     ext = p.suffix.lower()
     out: list[MoleculeInput] = []
 
-    def finish(item: MoleculeInput, mol: Any) -> None:
+    def finish(item: MoleculeInput, mol: Any, q: int | None = charge, m: int | None = multiplicity,
+               sources: dict[str, str] | None = None) -> None:
         try:
-            q, m = check_molecule(mol, item.where, charge, multiplicity)
+            q, m = check_molecule(mol, item.where, q, m, sources=sources)
+            check_single_molecule(mol, item.where)
             item.mol = Chem.RemoveHs(mol) if any(a.GetAtomicNum() == 1 for a in mol.GetAtoms()) else mol
             item.smiles = Chem.MolToSmiles(item.mol)
             item.charge, item.multiplicity = q, m
+        except ChargeSpinError as exc:
+            item.error, item.charge_spin = str(exc), exc
         except InputError as exc:
             item.error = str(exc)
         except Exception as exc:  # RDKit oddities: report, go on
@@ -214,8 +236,8 @@ def read_molecules(
         records = _read_smiles_records(p)
         if not records:
             raise InputError(f"{p}: no molecules in file")
-        for k, (smi, ident, lineno) in enumerate(records):
-            item = MoleculeInput(k, ident or f"mol{k + 1}", f"{p}: line {lineno}", smiles=smi)
+        for k, ((smi, _, lineno), name) in enumerate(zip(records, _names([r[1] for r in records]))):
+            item = MoleculeInput(k, name, f"{p}: line {lineno}", smiles=smi)
             try:
                 mol = parse_smiles(smi, item.where)
             except InputError as exc:
@@ -227,16 +249,32 @@ def read_molecules(
         return out
     if ext in SDF_EXTS:
         with quiet_rdkit():
+            records = []
             for k, where, mol in sdf_records(p):
-                name = mol.GetProp("_Name").strip() if mol is not None and mol.HasProp("_Name") else ""
-                item = MoleculeInput(k, name or f"mol{k + 1}", where)
-                if mol is None:
-                    item.error = f"{where}: unreadable molecule"
+                fields: dict[str, Any] | str = {}
+                if mol is not None:
+                    try:
+                        fields = sdf_fields(mol, where)
+                    except InputError as exc:
+                        fields = str(exc)
+                records.append((k, where, mol, fields))
+            names = _names([f.get("name") if isinstance(f, dict) else None for _, _, _, f in records])
+            for (k, where, mol, fields), name in zip(records, names):
+                item = MoleculeInput(k, name, where)
+                if mol is None or isinstance(fields, str):
+                    item.error = fields if isinstance(fields, str) else f"{where}: unreadable molecule"
                     out.append(item)
                     continue
                 if mol.GetNumConformers() and mol.GetConformer().Is3D():
                     Chem.AssignStereochemistryFrom3D(mol)
-                finish(item, mol)
+                q, m, sources = charge, multiplicity, {}
+                if q is None and fields["charge"] is not None:
+                    q = fields["charge"]
+                    sources["charge"] = f"charge {q} (its SDF field <charge>)"
+                if m is None and fields["multiplicity"] is not None:
+                    m = fields["multiplicity"]
+                    sources["multiplicity"] = f"multiplicity {m} (its SDF field <multiplicity>)"
+                finish(item, mol, q, m, sources)
                 out.append(item)
         return out
     raise InputError(f"{p}: unknown file type {ext!r} (use .smi .txt .csv .sdf .mol)")
@@ -400,7 +438,15 @@ def _embed(item: MoleculeInput, mol: Any, name: str, mol_id: int, settings: Conf
 
     n = settings.n_conformers or default_n_conformers(mol, settings.max_conformers)
     return generate_conformers(mol, n, settings.seed, mol_id=mol_id, charge=item.charge,
-                               multiplicity=item.multiplicity, info={"name": name})
+                               multiplicity=item.multiplicity, info={"name": name}, where=item.where)
+
+
+def _counted(items: Sequence[Any], done: Callable[[int], None] | None) -> Any:
+    """The items, calling ``done(1)`` as each one has been dealt with."""
+    for item in items:
+        yield item
+        if done is not None:
+            done(1)
 
 
 def generate_conformer_ensembles(
@@ -412,13 +458,15 @@ def generate_conformer_ensembles(
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
     log: Callable[[str], None] | None = None,
+    embedded: Callable[[int], None] | None = None,
 ) -> list[MoleculeResult]:
     """Conformer ensembles of molecules with an NNP (``golf.models.Potential``); one result per
     (stereoisomer of an) input molecule, in input order.
 
     All conformers of all molecules are relaxed together by ``golf.optim.relax`` (batched).
-    ``progress(k)`` is called as k conformers finish, ``on_total(n)`` once with the number embedded,
-    ``log(msg)`` with per-molecule problems. A molecule that fails (bad input, unseen element,
+    ``embedded(1)`` is called as each input molecule has been embedded (ETKDG, the slow part before
+    relaxation), ``progress(k)`` as k conformers finish relaxing, ``on_total(n)`` once with the number
+    embedded, ``log(msg)`` with per-molecule problems. A molecule that fails (bad input, unseen element,
     embedding failure, every conformer dropped) gets ``error`` set; the others go on.
     """
     import torch
@@ -435,13 +483,20 @@ def generate_conformer_ensembles(
     confs: list[Conformation] = []
     owner: list[int] = []
     graphs: dict[int, set[tuple[int, int]]] = {}  # result index -> the input's bonds
-    for item in molecules:
+    neutral_only = bool(getattr(model, "neutral_only", True))
+    for item in _counted(molecules, embedded):
         if item.error is not None:
-            results.append(MoleculeResult(item.name, item.smiles, item.where, error=item.error))
-            log(item.error)
+            error = item.error
+            if item.charge_spin is not None and neutral_only:  # no advice to pass a charge the model cannot take
+                from golf.models.potential import NEUTRAL_ONLY
+
+                error = f"{item.charge_spin.where}: {item.charge_spin.what}: {NEUTRAL_ONLY}"
+            results.append(MoleculeResult(item.name, item.smiles, item.where, error=error))
+            log(error)
             continue
         try:
             model.check_elements(np.array([a.GetAtomicNum() for a in item.mol.GetAtoms()] + [1]))
+            model.check_charge(item.charge, item.multiplicity)
         except InputError as exc:
             res = MoleculeResult(item.name, item.smiles, item.where, error=f"{item.where}: {exc}")
             results.append(res)

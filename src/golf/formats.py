@@ -18,11 +18,28 @@ Every returned :class:`~golf.conformation.Conformation` has ``smiles``, ``mol_id
 ``molblock`` (the mol block of the hydrogen-explicit RDKit molecule, atoms in the same order as
 ``numbers``/``positions``). Problems with the input raise :class:`~golf.errors.InputError` with one
 line naming the file, the record and the reason.
+
+Text inputs are read as UTF-8; a byte-order mark at the start is dropped.
+
+Molecule ids: a record's explicit integer id (>= 0; the id column of a SMILES file, the field
+``mol_id`` of an SDF record, ``mol_id`` of an XYZ comment line or a database row) is kept. A record
+without one gets an implicit id: the smallest non-negative integer that is neither an explicit id
+anywhere in the file nor already given to an earlier record, so implicit ids never collide with
+explicit ones (in structure files, conformations of one molecule, i.e. the same SMILES, share
+theirs). A non-integer id (``ZINC000123``) names the record instead (``info['name']``) and the record
+gets an implicit id. Two SMILES records with the same explicit id: the later one is reported.
+
+SDF fields are read tolerantly: ``mol_id``/``conf_id`` that are not integers are not ids (see above);
+``charge``/``multiplicity`` may be written as integral numbers (``0.0``), anything else (``1.5``,
+``abc``) makes that record an error.
 """
 from __future__ import annotations
 
 import csv
+import io
+import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -47,6 +64,9 @@ from golf.io import atomic_path
 #: ``on_error`` of the readers: called with the InputError of one bad record, which is then skipped.
 OnError = Callable[[InputError], None]
 
+#: ``embedded`` of the readers: called with (molecules embedded so far, molecules to embed).
+Embedded = Callable[[int, int], None]
+
 SMILES_EXTS = (".smi", ".txt", ".smiles")
 CSV_EXTS = (".csv",)
 SDF_EXTS = (".sdf", ".mol", ".sd")
@@ -54,24 +74,93 @@ XYZ_EXTS = (".xyz", ".extxyz")
 DB_EXTS = (".db",)
 
 
+def check_input_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it is a readable, non-empty regular file; else InputError (one line:
+    no such file, is a directory, is not a regular file, cannot read, empty file)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{p}: is a directory")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO, socket or device: reading it could block or never end
+        raise InputError(f"{p}: is not a regular file")
+    if not os.access(p, os.R_OK):
+        raise InputError(f"{p}: cannot read (permission denied)")
+    if st.st_size == 0:
+        raise InputError(f"{p}: empty file")
+    return p
+
+
+def read_text(path: Path) -> str:
+    """The text of an input file: UTF-8 without a leading byte-order mark (undecodable bytes replaced)."""
+    return path.read_bytes().decode("utf-8-sig", errors="replace")
+
+
+def implicit_ids(explicit: set[int]) -> Iterator[int]:
+    """0, 1, 2, ... without the ``explicit`` ids: the implicit molecule ids of a file (module docstring)."""
+    k = 0
+    while True:
+        if k not in explicit:
+            yield k
+        k += 1
+
+
+#: integers a field may hold: SDF integer fields (RDKit ``SetIntProp``) are 32-bit.
+_INT_RANGE = range(-2**31, 2**31)
+
+
+def integral(value: Any) -> int | None:
+    """The integer that a field's value spells (``3``, ``" -1 "``, ``"0.0"``, ``2.0``), else None
+    (also for integers beyond 32 bits, which SDF fields cannot hold)."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value) if int(value) in _INT_RANGE else None
+    text = str(value).strip()
+    try:
+        k = int(text)
+    except ValueError:
+        try:
+            x = float(text)
+        except ValueError:
+            return None
+        if not (math.isfinite(x) and x == int(x)):
+            return None
+        k = int(x)
+    return k if k in _INT_RANGE else None
+
+
+def record_id(value: Any) -> tuple[int, str | None]:
+    """``(mol_id, name)`` from an id field: a non-negative integer is the id (name None); anything else
+    names the record and leaves the id implicit (-1)."""
+    if value is None:
+        return -1, None
+    k = integral(value)
+    if k is not None and k >= 0:
+        return k, None
+    text = str(value).strip()
+    return -1, text or None
+
+
 # ----------------------------------------------------------------------------------------------
 # readers
 
 
-def _assign_ids(confs: list[Conformation]) -> None:
-    """Fill missing mol_id (by canonical SMILES, in order of first appearance) and conf_id."""
+def _assign_ids(confs: list[Conformation], groups: Sequence[str | None] | None = None) -> None:
+    """Fill missing mol_id (implicit ids, see the module docstring; one per canonical SMILES, or per
+    ``groups[k]`` where given, in order of first appearance) and conf_id."""
     by_smiles: dict[str, int] = {}
-    used = {c.mol_id for c in confs if c.mol_id >= 0}
-    next_id = 0
+    free = implicit_ids({c.mol_id for c in confs if c.mol_id >= 0})
     counters: dict[int, int] = {}
-    for c in confs:
+    for k, c in enumerate(confs):
         if c.mol_id < 0:
-            s = c.smiles or f"#{len(by_smiles)}"
+            s = (groups[k] if groups is not None else None) or c.smiles or f"#{len(by_smiles)}"
             if s not in by_smiles:
-                while next_id in used:
-                    next_id += 1
-                by_smiles[s] = next_id
-                used.add(next_id)
+                by_smiles[s] = next(free)
             c.mol_id = by_smiles[s]
         if c.conf_id < 0:
             c.conf_id = counters.get(c.mol_id, 0)
@@ -81,7 +170,7 @@ def _assign_ids(confs: list[Conformation]) -> None:
 
 def _read_smiles_records(path: Path) -> list[tuple[str, str | None, int]]:
     """(smiles, id/name or None, line number) from a .smi/.txt or .csv file."""
-    text = path.read_text(errors="replace")
+    text = read_text(path)
     records: list[tuple[str, str | None, int]] = []
     if path.suffix.lower() in CSV_EXTS:
         rows = list(csv.reader(text.splitlines()))
@@ -118,16 +207,22 @@ def _read_smiles_records(path: Path) -> list[tuple[str, str | None, int]]:
 
 def _read_smiles_file(
     path: Path, conformers: int, seed: int, charge: int | None, multiplicity: int | None,
-    displacement: float, on_error: OnError | None = None,
+    displacement: float, on_error: OnError | None = None, embedded: Embedded | None = None,
 ) -> list[Conformation]:
     records = _read_smiles_records(path)
     if not records:
         raise InputError(f"{path}: no molecules in file")
     # validate everything first: one bad record fails the whole read before any embedding
+    explicit = {k for k, _ in (record_id(r[1]) for r in records) if k >= 0}
+    free = implicit_ids(explicit)
+    first_line: dict[int, int] = {}
     mols = []
-    for k, (smi, ident, lineno) in enumerate(records):
+    for smi, ident, lineno in records:
         where = f"{path}: line {lineno}"
+        mol_id, name = record_id(ident)
         try:
+            if mol_id in first_line:
+                raise InputError(f"{where}: molecule id {mol_id} is already the id of line {first_line[mol_id]}")
             mol = parse_smiles(smi, where)
             check_molecule(mol, where, charge, multiplicity)
         except InputError as exc:
@@ -135,29 +230,26 @@ def _read_smiles_file(
                 raise
             on_error(exc)
             continue
-        mol_id, name = k, None
-        if ident is not None:
-            try:
-                mol_id = int(ident)
-            except ValueError:
-                name = ident
+        if mol_id < 0:
+            mol_id = next(free)
+        else:
+            first_line[mol_id] = lineno
         mols.append((mol, mol_id, name, where))
-    ids = [m[1] for m in mols]
-    if len(set(ids)) != len(ids):
-        raise InputError(f"{path}: duplicate molecule ids")
     out: list[Conformation] = []
-    for mol, mol_id, name, where in mols:
+    for k, (mol, mol_id, name, where) in enumerate(mols):
         try:
             confs = generate_conformers(
                 mol, conformers, seed, displacement, mol_id=mol_id, charge=charge,
-                multiplicity=multiplicity, info={"name": name} if name else None,
+                multiplicity=multiplicity, info={"name": name} if name else None, where=where,
             )
         except InputError as exc:
-            err = InputError(f"{where}: {str(exc).split(': ', 1)[-1]}")
             if on_error is None:
-                raise err from None
-            on_error(err)
+                raise
+            on_error(exc)
             continue
+        finally:
+            if embedded is not None:
+                embedded(k + 1, len(mols))
         out.extend(confs)
     return out
 
@@ -166,20 +258,24 @@ def _read_sdf(
     path: Path, conformers: int, seed: int, charge: int | None, multiplicity: int | None,
     displacement: float, on_error: OnError | None = None, bond_orders: bool = True,
 ) -> list[Conformation]:
-    text = path.read_text(errors="replace")
-    if not text.strip():
+    if not read_text(path).strip():
         raise InputError(f"{path}: empty file")
     out: list[Conformation] = []
+    groups: list[str | None] = []
     with quiet_rdkit():
         for i, where, mol in sdf_records(path):
             try:
-                out.extend(_sdf_record(mol, i, where, conformers, seed, charge, multiplicity, displacement,
-                                       bond_orders))
+                confs = _sdf_record(mol, i, where, conformers, seed, charge, multiplicity, displacement,
+                                    bond_orders)
             except InputError as exc:
                 if on_error is None:
                     raise
                 on_error(exc)
-    _assign_ids(out)
+                continue
+            out.extend(confs)
+            # embedded conformers of one record form one molecule; 3D records group by SMILES
+            groups.extend([f"record {i}" if c.info.pop("embedded", False) else None for c in confs])
+    _assign_ids(out, groups)
     return out
 
 
@@ -194,8 +290,14 @@ def sdf_records(path: str | os.PathLike) -> Iterator[tuple[int, str, Any]]:
 
     from golf.chem import quiet_rdkit
 
+    with open(path, "rb") as fh:
+        bom = fh.read(3) == b"\xef\xbb\xbf"
     with quiet_rdkit():
-        supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True)
+        if bom:  # RDKit would take the mark for part of the first record's title
+            supplier = Chem.SDMolSupplier()
+            supplier.SetData(read_text(Path(path)), removeHs=False, sanitize=True)
+        else:
+            supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True)
         n_records = len(supplier)
         if n_records == 0:
             raise InputError(f"{path}: no molecules in file")
@@ -207,45 +309,77 @@ def sdf_records(path: str | os.PathLike) -> Iterator[tuple[int, str, Any]]:
             yield i, f"{path}: record {i + 1}", mol
 
 
+def sdf_fields(mol: Any, where: str) -> dict[str, Any]:
+    """The fields golf reads from an SDF record, parsed tolerantly (module docstring).
+
+    Returns ``mol_id`` and ``conf_id`` (-1 when absent or not an id), ``charge`` and ``multiplicity``
+    (None when absent) and ``name`` (the title, else a non-integer ``mol_id``; "" when neither).
+    InputError (``where`` first) for a ``charge`` or ``multiplicity`` that is not an integer.
+    """
+    def text(key: str) -> str | None:
+        return mol.GetProp(key).strip() if mol.HasProp(key) and mol.GetProp(key).strip() else None
+
+    out: dict[str, Any] = {}
+    mol_id, ident = record_id(text("mol_id"))
+    out["mol_id"] = mol_id
+    conf_id = integral(text("conf_id")) if text("conf_id") is not None else None
+    out["conf_id"] = conf_id if conf_id is not None and conf_id >= 0 else -1
+    for key in ("charge", "multiplicity"):
+        value = text(key)
+        out[key] = None if value is None else integral(value)
+        if value is not None and out[key] is None:
+            raise InputError(f"{where}: SDF field <{key}> is {value!r}, not an integer")
+    title = mol.GetProp("_Name").strip() if mol.HasProp("_Name") else ""
+    out["name"] = title or ident or ""
+    return out
+
+
 def _sdf_record(
     mol: Any, i: int, where: str, conformers: int, seed: int, charge: int | None,
     multiplicity: int | None, displacement: float, bond_orders: bool = True,
 ) -> list[Conformation]:
-    """The conformations of SDF record ``i`` (0-based; ``sdf_records``)."""
+    """The conformations of SDF record ``i`` (0-based; ``sdf_records``). ``charge``/``multiplicity``
+    (None: the record's own fields, else neutral closed shell) apply to every record."""
     from rdkit import Chem
 
     if mol is None:
         raise InputError(f"{where}: unreadable or truncated molecule")
+    fields = sdf_fields(mol, where)
+    info = {"name": fields["name"]} if fields["name"] else {}
     if mol.HasProp(CONNECTIVITY_FIELD[0]) and mol.GetProp(CONNECTIVITY_FIELD[0]) == CONNECTIVITY_FIELD[1]:
         # written by golf without bond orders: its single bonds are no chemistry
         if bond_orders:
             raise InputError(f"{where}: {CONNECTIVITY_FIELD[1]}")
         numbers = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)
+        q = charge if charge is not None else fields["charge"]
+        m = multiplicity if multiplicity is not None else fields["multiplicity"]
         c = Conformation(numbers, np.array(mol.GetConformer().GetPositions(), dtype=np.float64),
-                         mol_id=int(mol.GetProp("mol_id")) if mol.HasProp("mol_id") else -1,
-                         conf_id=int(mol.GetProp("conf_id")) if mol.HasProp("conf_id") else -1,
-                         charge=int(charge or 0), multiplicity=int(multiplicity or 1),
-                         info={"bonds": "connectivity", "name": mol.GetProp("_Name").strip()})
+                         mol_id=fields["mol_id"], conf_id=fields["conf_id"],
+                         charge=int(q or 0), multiplicity=int(m or 1),
+                         info={"bonds": "connectivity", **info})
         check_geometry(c, where)
         return [c]
-    rec_charge = charge
-    if mol.HasProp("charge") and charge is None:
-        rec_charge = int(mol.GetProp("charge"))
-    rec_mult = multiplicity
-    if mol.HasProp("multiplicity") and multiplicity is None:
-        rec_mult = int(mol.GetProp("multiplicity"))
-    q, m = check_molecule(mol, where, rec_charge, rec_mult)
-    props = mol.GetPropsAsDict()
-    mol_id = int(props["mol_id"]) if "mol_id" in props else -1
-    conf_id = int(props["conf_id"]) if "conf_id" in props else -1
-    name = mol.GetProp("_Name").strip() if mol.HasProp("_Name") else ""
-    info = {"name": name} if name else {}
+    sources = {}
+    rec_charge, rec_mult = charge, multiplicity
+    if charge is None and fields["charge"] is not None:
+        rec_charge = fields["charge"]
+        sources["charge"] = f"charge {rec_charge} (its SDF field <charge>)"
+    if multiplicity is None and fields["multiplicity"] is not None:
+        rec_mult = fields["multiplicity"]
+        sources["multiplicity"] = f"multiplicity {rec_mult} (its SDF field <multiplicity>)"
+    q, m = check_molecule(mol, where, rec_charge, rec_mult, sources=sources)
+    mol_id, conf_id = fields["mol_id"], fields["conf_id"]
     has_3d = mol.GetNumConformers() > 0 and mol.GetConformer().Is3D()
     if not has_3d:
-        return generate_conformers(
+        # the record index seeds ETKDG; an implicit id is given afterwards (_assign_ids)
+        confs = generate_conformers(
             Chem.RemoveHs(mol), conformers, seed, displacement,
-            mol_id=mol_id if mol_id >= 0 else i, charge=q, multiplicity=m, info=info,
+            mol_id=mol_id if mol_id >= 0 else i, charge=q, multiplicity=m, info=info, where=where,
         )
+        for c in confs:
+            c.mol_id = mol_id
+            c.info["embedded"] = True
+        return confs
     if any(a.GetAtomicNum() != 1 and a.GetTotalNumHs() > 0 for a in mol.GetAtoms()):
         mol = Chem.AddHs(mol, addCoords=True)
     c = mol_to_conformations(mol, mol_id=mol_id, charge=q, multiplicity=m, info=info)[0]
@@ -257,11 +391,11 @@ def _sdf_record(
 def _frames_xyz(path: Path) -> list[Any]:
     import ase.io
 
-    text = path.read_text(errors="replace")
+    text = read_text(path)
     if not text.strip():
         raise InputError(f"{path}: empty file")
     try:
-        frames = ase.io.read(str(path), index=":", format="extxyz")
+        frames = ase.io.read(io.StringIO(text), index=":", format="extxyz")
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: unreadable or truncated XYZ ({reason})") from None
@@ -311,16 +445,26 @@ def _read_db(
 
     out = []
     for row_id, atoms, kvp, data in read_structure_rows(path):
+        where = f"{path}: row {row_id}"
+        mol_id, name = record_id(kvp.get("mol_id"))
+        conf_id = integral(kvp["conf_id"]) if "conf_id" in kvp else None
         try:
+            given = {}
+            for key, default in (("charge", charge), ("multiplicity", multiplicity)):
+                given[key] = default
+                if key in kvp:
+                    given[key] = integral(kvp[key])
+                    if given[key] is None:
+                        raise InputError(f"{where}: {key} {kvp[key]!r} is not an integer")
             c = atoms_to_conformation(
                 atoms,
-                where=f"{path}: row {row_id}",
-                charge=kvp.get("charge", charge),
-                multiplicity=kvp.get("multiplicity", multiplicity),
+                where=where,
+                charge=given["charge"],
+                multiplicity=given["multiplicity"],
                 molblock=data.get("molblock"),
-                smiles=kvp.get("smiles"),
-                mol_id=int(kvp.get("mol_id", -1)),
-                conf_id=int(kvp.get("conf_id", -1)),
+                smiles=kvp.get("smiles") if isinstance(kvp.get("smiles"), str) else None,
+                mol_id=mol_id,
+                conf_id=conf_id if conf_id is not None and conf_id >= 0 else -1,
                 bond_orders=bond_orders,
             )
         except InputError as exc:
@@ -330,6 +474,8 @@ def _read_db(
             continue
         if "key" in kvp:
             c.info["key"] = kvp["key"]
+        if name:
+            c.info["name"] = name
         out.append(c)
     _assign_ids(out)
     return out
@@ -345,6 +491,7 @@ def read_conformations(
     displacement: float = 0.0,
     on_error: OnError | None = None,
     bond_orders: bool = True,
+    embedded: Embedded | None = None,
 ) -> list[Conformation]:
     """Read conformations from a file (format by extension, see the module docstring).
 
@@ -363,23 +510,19 @@ def read_conformations(
             wrote without them, field ``bonds``) are an error; with False they keep their
             connectivity only (``golf.chem.atoms_to_conformation``): for NNP prediction and
             relaxation, which need no bond orders.
+        embedded: progress of a SMILES file's ETKDG embedding (the slow part of reading one),
+            called as ``embedded(done, total)`` after each molecule.
 
     Raises:
         InputError: missing/empty/truncated file, invalid SMILES, unsupported element, charged or
             radical molecule without charge/multiplicity, NaN coordinates, atoms < 0.5 A apart.
     """
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory")
-    if p.stat().st_size == 0:
-        raise InputError(f"{p}: empty file")
+    p = check_input_file(path)
     if conformers < 1:
         raise InputError(f"conformers per molecule must be >= 1, got {conformers}")
     ext = p.suffix.lower()
     if ext in SMILES_EXTS or ext in CSV_EXTS:
-        return _read_smiles_file(p, conformers, seed, charge, multiplicity, displacement, on_error)
+        return _read_smiles_file(p, conformers, seed, charge, multiplicity, displacement, on_error, embedded)
     if ext in SDF_EXTS:
         return _read_sdf(p, conformers, seed, charge, multiplicity, displacement, on_error, bond_orders)
     if ext in XYZ_EXTS:

@@ -19,9 +19,6 @@ PARTIAL = 3
 EXIT_CODES = (f"exit status: 0 every structure done; {PARTIAL} output written without the structures "
               "reported on stderr (one line each); 2 nothing done (bad input or option, one line)")
 
-#: why an NNP refuses charged and open-shell structures.
-NNP_NEUTRAL = "the NNP models neutral closed-shell molecules only"
-
 
 class Skipped:
     """The structures a batch command left out, reported on stderr as they are found."""
@@ -53,8 +50,10 @@ def read_batch(command: str, path: str, *, bond_orders: bool, neutral_only: bool
         path: input file.
         bond_orders: whether the method needs bond orders (MMFF); without, a structure whose bond
             orders cannot be assigned keeps its connectivity only.
-        neutral_only: refuse charged and open-shell structures (an NNP models neutral closed-shell
-            molecules), with that reason rather than advice about --charge/--multiplicity.
+        neutral_only: the method takes neutral closed-shell molecules only (a neutral-only NNP,
+            ``Potential.neutral_only``): a charged or open-shell structure read without the
+            charge/multiplicity that accepts it is reported with that reason rather than advice
+            about --charge/--multiplicity (``split_supported`` refuses the others).
         read_kwargs: conformers, seed, charge, multiplicity.
 
     Raises InputError (one line: the first reason) when not a single structure is left.
@@ -64,14 +63,6 @@ def read_batch(command: str, path: str, *, bond_orders: bool, neutral_only: bool
     errors: list[InputError] = []
     confs = read_conformations(path, on_error=errors.append, bond_orders=bond_orders, **read_kwargs)
     reasons = [_reason(e, neutral_only) for e in errors]
-    if neutral_only:
-        keep = []
-        for c in confs:
-            if c.charge != 0 or c.multiplicity != 1:
-                reasons.append(f"{describe(c)}: charge {c.charge:+d}, multiplicity {c.multiplicity}: {NNP_NEUTRAL}")
-            else:
-                keep.append(c)
-        confs = keep
     if not confs:
         if not reasons:
             raise InputError(f"{path}: no structures found")
@@ -85,31 +76,60 @@ def read_batch(command: str, path: str, *, bond_orders: bool, neutral_only: bool
 
 def _reason(exc: InputError, neutral_only: bool) -> str:
     if neutral_only and isinstance(exc, ChargeSpinError):
-        return f"{exc.where}: {exc.what}: {NNP_NEUTRAL}"
+        from golf.models.potential import NEUTRAL_ONLY
+
+        return f"{exc.where}: {exc.what}: {NEUTRAL_ONLY}"
     return str(exc)
 
 
 def describe(conf: Any) -> str:
     """How a structure is named in a report: its name or SMILES and its molecule/conformer ids."""
-    label = conf.info.get("name") or conf.smiles or "structure"
+    label = str(conf.info.get("name") or conf.smiles or "structure")
+    if len(label) > 60:  # a report line stays one readable line whatever the molecule
+        label = label[:57] + "..."
     return f"{label} (mol_id {conf.mol_id}, conf_id {conf.conf_id})"
 
 
-def split_elements(model: Any, confs: list[Any], skipped: Skipped) -> list[Any]:
-    """The conformations whose elements ``model`` knows; the others are reported to ``skipped``.
+def _n_fragments(conf: Any) -> int:
+    """Disconnected fragments of a structure: of its mol block's bond graph, else of the bonds
+    perceived from its coordinates."""
+    from rdkit import Chem
 
-    InputError (the model's one-line reason) when none is left.
+    from golf.chem import connectivity_mol, quiet_rdkit
+
+    with quiet_rdkit():
+        mol = Chem.MolFromMolBlock(conf.molblock, removeHs=False, sanitize=False) if conf.molblock else None
+        if mol is None:
+            mol = connectivity_mol(conf.numbers, conf.positions)
+        return len(Chem.GetMolFrags(mol))
+
+
+def split_supported(model: Any, confs: list[Any], skipped: Skipped, relax: bool = False) -> list[Any]:
+    """The conformations ``model`` can handle; the others are reported to ``skipped``, one line each.
+
+    Refused: elements the model never saw, a charge or spin the model was not trained on
+    (``model.check_charge``), and with ``relax`` structures that are no single molecule of at most
+    ``golf.chem.MAX_ATOMS`` atoms. InputError (the first one-line reason) when none is left.
     """
+    from golf.chem import MAX_ATOMS, single_molecule_problem
+
     keep, bad = [], []
     for c in confs:
         try:
             model.check_elements(c.numbers)
+            model.check_charge(c.charge, c.multiplicity)
+            problem = single_molecule_problem(c.n_atoms, _n_fragments(c) if c.n_atoms <= MAX_ATOMS else 1) \
+                if relax else None
+            if problem is not None:
+                raise InputError(problem)
         except InputError as exc:
             bad.append((c, exc))
             continue
         keep.append(c)
     if not keep:  # one line: the reason, not one per structure
-        raise InputError(str(bad[0][1]))
+        c, exc = bad[0]
+        more = f" (and {len(bad) - 1} more structure(s))" if len(bad) > 1 else ""
+        raise InputError(f"{describe(c)}: {exc}{more}")
     for c, exc in bad:
         skipped(f"{describe(c)}: {exc}")
     return keep

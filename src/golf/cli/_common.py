@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from typing import Any, TypeVar
 
 from golf.presets import EXECUTORS, Molecules, OracleRun, Relaxation
@@ -36,7 +37,9 @@ def override(base: T, args: argparse.Namespace, **renamed: str) -> T:
 def add_molecule_args(p: argparse.ArgumentParser, defaults: Molecules, default_molecules: str) -> None:
     g = p.add_argument_group("molecules (default: the NCI pool shipped with RDKit)")
     src = g.add_mutually_exclusive_group()
-    src.add_argument("--smiles", metavar="FILE", help="SMILES file (.smi/.txt: SMILES [id] per line; .csv with a 'smiles' column)")
+    src.add_argument("--smiles", metavar="FILE",
+                     help="SMILES file (.smi/.txt: SMILES [id] per line; .csv with a 'smiles' column); "
+                          "a line without an integer id gets one that no line of the file uses")
     src.add_argument("--input", metavar="FILE", help="structures: .sdf/.mol, .xyz/.extxyz (bonds perceived), .db (ASE), or SMILES")
     g.add_argument("--molecules", type=int, default=None, metavar="N",
                    help=f"number of pool molecules (default: {default_molecules})")
@@ -116,7 +119,10 @@ def oracle_settings(args: argparse.Namespace, name: str) -> dict[str, Any]:
         if "=" not in item:
             raise InputError(f"--oracle-option {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
-        settings[k.strip()] = parse_value(v.strip())
+        value = parse_value(v.strip())
+        if isinstance(value, float) and not math.isfinite(value):  # JSON parses NaN and Infinity
+            raise InputError(f"--oracle-option {item!r}: must be a finite number")
+        settings[k.strip()] = value
     return settings
 
 

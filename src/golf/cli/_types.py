@@ -2,7 +2,8 @@
 
 ``install(parser)`` gives every option whose destination is in ``TYPES`` its validator (argparse
 ``type=``), whichever command defines it, so ``--workers 0`` or ``--fmax nan`` is refused by
-``optimize``, ``train``, ``data ...`` alike, before any work. ``GolfArgumentParser`` prints an
+``optimize``, ``train``, ``data ...`` alike, before any work; every other ``type=float`` option gets
+``finite_float``: no option takes NaN or infinity. ``GolfArgumentParser`` prints an
 argparse error as one line, ``golf CMD: error: argument --fmax: ...``, and exits 2.
 """
 from __future__ import annotations
@@ -40,6 +41,27 @@ def nonnegative_int(text: str) -> int:
     value = _number(text, int)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """Any finite number (the check every float option gets: NaN and infinity are never a setting)."""
+    return _number(text, float)
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite number >= 0 (thresholds and windows: RMSD in Angstrom, energies in kcal/mol)."""
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value:g}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A fraction of the data: 0 <= value < 1."""
+    value = _number(text, float)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {value:g}")
     return value
 
 
@@ -123,6 +145,13 @@ TYPES: dict[str, Callable[[str], Any]] = {
     "seeds": positive_int,
     "max_steps": nonnegative_int,
     "fmax": force_threshold,
+    "refine_fmax": force_threshold,
+    "rmsd": nonnegative_float,
+    "energy_threshold": nonnegative_float,
+    "window": nonnegative_float,
+    "xtb_temperature": nonnegative_float,
+    "test_fraction": fraction,
+    "val_fraction": fraction,
     "timeout": seconds,
     "displacement": displacement,
     "device": device,
@@ -131,7 +160,8 @@ TYPES: dict[str, Callable[[str], Any]] = {
 #: the plain argparse type each validator replaces (an option of another kind keeps its own type)
 _REPLACES: dict[Callable[[str], Any], tuple[Any, ...]] = {
     positive_int: (int,), nonnegative_int: (int,), force_threshold: (float,),
-    seconds: (float, int), displacement: (float,), device: (None, str),
+    seconds: (float, int), displacement: (float,), device: (None, str), nonnegative_float: (float,),
+    fraction: (float,),
 }
 
 
@@ -143,9 +173,11 @@ def install(parser: argparse.ArgumentParser) -> None:
                 install(sub)
             continue
         check = TYPES.get(action.dest)
-        if check is None or action.type not in _REPLACES[check] or action.choices is not None:
+        if check is None or action.type not in _REPLACES[check]:
+            check = finite_float if action.type is float else None  # no float option takes NaN/inf
+        if check is None or action.choices is not None:
             continue
-        if action.nargs not in (None, "?"):  # flags (store_true) and lists keep their own handling
+        if check is not finite_float and action.nargs not in (None, "?"):  # flags and lists keep their own handling
             continue
         action.type = check
         if check is displacement and action.help and "at most" not in action.help:

@@ -27,7 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from golf.cli._batch import EXIT_CODES
 
     p.epilog = EXIT_CODES
-    p.add_argument("input", help="molecules: SMILES (.smi .txt .csv) or SDF (.sdf .mol)")
+    from golf.chem import MAX_ATOMS
+
+    p.add_argument("input", help="molecules: SMILES (.smi .txt .csv) or SDF (.sdf .mol); one molecule per "
+                                 f"record (one fragment, at most {MAX_ATOMS} atoms with hydrogens)")
     p.add_argument("-o", "--output", required=True, help="conformers (.sdf)")
     p.add_argument("--summary", help="per-molecule CSV summary (default: OUTPUT with .csv)")
     p.add_argument("--model", default="GOLF-10k", help="NNP: a model name (golf models) or a checkpoint path "
@@ -39,7 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--enumerate-stereo", action="store_true", help="enumerate unassigned stereocentres/double bonds")
     g.add_argument("--max-stereoisomers", type=int, default=8, help="per input molecule (default 8)")
     g.add_argument("--seed", type=int, default=0, help="ETKDG seed (default 0)")
-    g.add_argument("--charge", type=int, default=None, help="accept charged molecules with this net charge")
+    g.add_argument("--charge", type=int, default=None,
+                   help="accept charged molecules with this net charge (only with a model trained on charged "
+                        "molecules; default: an SDF record's charge field, else neutral)")
     g.add_argument("--multiplicity", type=int, default=None, help="accept radicals with this multiplicity")
     o = p.add_argument_group("relaxation")
     o.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs-precon", help="(default lbfgs-precon)")
@@ -115,16 +120,22 @@ def run(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         tqdm.write(f"golf conformers: {msg}", file=sys.stderr)
 
-    bar = progress_bar(total=0, unit="conf", disable=args.no_progress, desc="relax")
+    # ETKDG first (minutes for large molecules), then one batched relaxation: a bar for each phase
+    ebar = progress_bar(total=len(molecules), unit="mol", disable=args.no_progress, desc="embed")
+    bars = [ebar]
 
     def total(n: int) -> None:
-        bar.total = n
-        bar.refresh()
+        ebar.close()
+        bars.append(progress_bar(total=n, unit="conf", disable=args.no_progress, desc="relax"))
 
     t0 = time.perf_counter()
-    results = gc.generate_conformer_ensembles(molecules, model, settings, device=device, dtype=dtype,
-                                              progress=bar.update, on_total=total, log=log)
-    bar.close()
+    try:
+        results = gc.generate_conformer_ensembles(molecules, model, settings, device=device, dtype=dtype,
+                                                  progress=lambda k: bars[-1].update(k), on_total=total, log=log,
+                                                  embedded=ebar.update)
+    finally:
+        for b in bars:
+            b.close()
     seconds = time.perf_counter() - t0
     n_ok = sum(r.ok for r in results)
     if n_ok == 0:

@@ -9,7 +9,8 @@ in .db, where ASE reserves ``fmax``), n_steps, n_force_calls, converged and reas
 worker processes, never in this process.
 
 One structure never aborts the batch (``golf.cli._batch``): a structure that cannot be read, that the
-method cannot handle (an NNP: unseen elements, charged or open-shell; MMFF: bond orders that cannot be
+method cannot handle (an NNP: unseen elements, charged or open-shell for a model trained on neutral
+molecules only, several fragments, more than ``golf.chem.MAX_ATOMS`` atoms; MMFF: bond orders that cannot be
 assigned) or whose relaxation fails is reported on one stderr line and left out of OUTPUT; the exit
 code is then 3. NNPs need no bond orders: XYZ structures whose bond orders RDKit cannot assign keep
 their connectivity only.
@@ -27,7 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from golf.cli._batch import EXIT_CODES
 
     p.epilog = EXIT_CODES
-    p.add_argument("input", help="structures or SMILES (.smi .txt .csv .sdf .mol .xyz .extxyz .db)")
+    from golf.chem import MAX_ATOMS
+
+    p.add_argument("input", help="structures or SMILES (.smi .txt .csv .sdf .mol .xyz .extxyz .db); an NNP "
+                                 f"relaxes single molecules (one fragment) of at most {MAX_ATOMS} atoms with "
+                                 "hydrogens, SMILES of more fragments or atoms are never embedded")
     p.add_argument("-o", "--output", required=True, help="relaxed structures (.sdf .extxyz .xyz .db; an existing .db "
                                                      "is replaced only when it is an earlier golf optimize output)")
     src = p.add_mutually_exclusive_group(required=True)
@@ -49,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model precision (default float32; oracle runs use float64)")
     p.add_argument("--workers", type=int, default=2, help="oracle worker processes (default 2)")
     p.add_argument("--charge", type=int, default=None,
-                   help="total charge of charged molecules (--oracle only: an NNP models neutral molecules)")
+                   help="total charge of charged molecules (default: an SDF record's charge field, else neutral; "
+                        "with --model only for a model trained on charged molecules)")
     p.add_argument("--multiplicity", type=int, default=None,
                    help="spin multiplicity 2S+1 of radicals (--oracle only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -62,15 +68,25 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--fmax must be positive (got {args.fmax})")
     if args.max_steps < 0 or args.batch_size < 1 or args.conformers < 1 or args.workers < 1:
         raise InputError("--max-steps must be >= 0 and --batch-size, --conformers, --workers >= 1")
-    if args.model and (args.charge or (args.multiplicity or 1) != 1):
-        raise InputError("--charge/--multiplicity apply to --oracle relaxations: an NNP models neutral "
-                         "closed-shell molecules only")
-
-    from golf.cli._batch import describe, read_batch, split_elements
+    from golf.cli._batch import describe, read_batch, split_supported
     from golf.formats import check_writable
 
     check_writable(args.output)  # before any work
+    import torch
+
     if args.model:
+        from golf.models import load_model
+        from golf.models.checkpoint import resolve_device
+
+        dtype = torch.float64 if args.dtype == "float64" else torch.float32
+        try:
+            device = resolve_device(args.device)  # validated by golf.cli._types; "auto" resolved here
+        except RuntimeError as exc:
+            raise InputError(f"--device {args.device}: {exc}") from None
+        model = load_model(args.model, device=device, dtype=dtype)  # before reading: what it can take
+        if model.neutral_only and (args.charge or (args.multiplicity or 1) != 1):
+            raise InputError("--charge/--multiplicity: the model was trained on neutral closed-shell molecules "
+                             "only (they apply to --oracle relaxations)")
         bond_orders = False
     else:
         from golf.oracles import oracle_class
@@ -80,29 +96,32 @@ def run(args: argparse.Namespace) -> int:
         oracle = OracleRun(oracle=args.oracle, workers=args.workers)
         spec = oracle_spec(oracle)  # the oracle and its settings, before any work
         bond_orders = bool(getattr(oracle_class(spec.name), "needs_bond_orders", False))
-    confs, skipped = read_batch("optimize", args.input, bond_orders=bond_orders, neutral_only=bool(args.model),
+    from golf.progress import progress_bar
+
+    embed_bar: list = []  # made at the first molecule embedded: a SMILES file's ETKDG can take minutes
+
+    def embedded(done: int, total: int) -> None:
+        if not embed_bar:
+            embed_bar.append(progress_bar(total=total, unit="mol", desc="embed", disable=args.no_progress))
+        embed_bar[0].update(1)
+        if done == total:
+            embed_bar[0].close()
+
+    confs, skipped = read_batch("optimize", args.input, bond_orders=bond_orders,
+                                neutral_only=bool(args.model) and model.neutral_only,
                                 conformers=args.conformers, seed=args.seed, charge=args.charge,
-                                multiplicity=args.multiplicity)
+                                multiplicity=args.multiplicity, embedded=embedded)
 
     import numpy as np
-    import torch
 
     from golf.formats import write_conformations
     from golf.optim import relax
-    from golf.progress import progress_bar
 
     t0 = time.perf_counter()
     if args.model:
-        from golf.models import ModelEnergyForces, load_model
-        from golf.models.checkpoint import resolve_device
+        from golf.models import ModelEnergyForces
 
-        dtype = torch.float64 if args.dtype == "float64" else torch.float32
-        try:
-            device = resolve_device(args.device)  # validated by golf.cli._types; "auto" resolved here
-        except RuntimeError as exc:
-            raise InputError(f"--device {args.device}: {exc}") from None
-        model = load_model(args.model, device=device, dtype=dtype)
-        confs = split_elements(model, confs, skipped)
+        confs = split_supported(model, confs, skipped, relax=True)
         with progress_bar(total=len(confs), unit="conf", desc="optimize", disable=args.no_progress) as bar:
             recs = relax(ModelEnergyForces(model), confs, device=device, dtype=dtype, method=args.optimizer,
                          fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size,

@@ -1,7 +1,7 @@
 """``golf predict``: energies (eV) and forces (eV/Angstrom) of every structure in a file, with an NNP.
 
 One structure never aborts the batch (``golf.cli._batch``): an unreadable structure, an element the
-model never saw, or a charged/open-shell structure (the NNP models neutral closed-shell molecules) is
+model never saw, or a charged/open-shell structure (for a model trained on neutral closed-shell molecules only) is
 reported on one stderr line and left out of the output (exit code 3). Bond orders are not needed:
 XYZ structures whose bond orders RDKit cannot assign keep their connectivity only.
 """
@@ -25,14 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from golf.cli._batch import read_batch, split_elements
+    from golf.cli._batch import read_batch, split_supported
     from golf.errors import InputError
     from golf.formats import check_writable
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1 (got {args.batch_size})")
     check_writable(args.output)  # before any work
-    confs, skipped = read_batch("predict", args.input, bond_orders=False, neutral_only=True)
 
     import torch
 
@@ -48,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda requested but CUDA is not available")
     model = load_model(args.model, device=device, dtype=args.dtype)
-    confs = split_elements(model, confs, skipped)
+    confs, skipped = read_batch("predict", args.input, bond_orders=False, neutral_only=model.neutral_only)
+    confs = split_supported(model, confs, skipped)
     provider = ModelEnergyForces(model)
     properties = []
     for start in range(0, len(confs), args.batch_size):

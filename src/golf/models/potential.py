@@ -69,6 +69,13 @@ class Atomwise(nn.Module):
         return self.outnet(q)[:, 0]
 
 
+#: provenance/extra key of a model trained on charged (and open-shell) molecules (``Potential.neutral_only``).
+CHARGED_KEY = "charged_molecules"
+
+#: why a neutral-only model refuses a charged or open-shell molecule.
+NEUTRAL_ONLY = "the model was trained on neutral closed-shell molecules only"
+
+
 class Potential(nn.Module):
     """An NNP with per-element reference energies.
 
@@ -195,6 +202,25 @@ class Potential(nn.Module):
             names = ", ".join(chemical_symbols[z] if 0 <= z < len(chemical_symbols) else f"Z={z}" for z in unseen)
             known = " ".join(chemical_symbols[z] for z in self.elements)
             raise InputError(f"the model was never trained on element(s) {names}; it knows {known}")
+
+    @property
+    def neutral_only(self) -> bool:
+        """Whether the model was trained on neutral closed-shell molecules only (every official GOLF
+        checkpoint, and the default). A model trained on charged or open-shell molecules says so with
+        ``charged_molecules: true`` in its provenance (checkpoint or registry entry) or ``extra``."""
+        for meta in (getattr(self, "provenance", None), getattr(self, "extra", None)):
+            if isinstance(meta, dict) and meta.get(CHARGED_KEY) is True:
+                return False
+        return True
+
+    def check_charge(self, charge: int, multiplicity: int = 1) -> None:
+        """Raise InputError if the model cannot handle a molecule of this total ``charge`` (e) and spin
+        ``multiplicity`` (2S+1): a neutral-only model (``neutral_only``) takes charge 0, singlets only."""
+        if self.neutral_only and (int(charge) != 0 or int(multiplicity) != 1):
+            what = f"charge {int(charge):+d}" if int(charge) != 0 else ""
+            if int(multiplicity) != 1:
+                what = f"{what}{', ' if what else ''}multiplicity {int(multiplicity)}"
+            raise InputError(f"{what}: {NEUTRAL_ONLY}")
 
     def extra_repr(self) -> str:
         return f"energy_scale={self.energy_scale}, elements={self.elements}"
