@@ -195,6 +195,9 @@ def command_paths(args: argparse.Namespace) -> tuple[list[str], list[tuple[str, 
         outputs = [(get("out"), "dir")]
     elif cmd == "run":
         outputs = [(get("out"), "dir")]
+    elif cmd == "adapt":
+        inputs = [get("molecules"), get("model")]
+        outputs = [(get("out"), "dir")]
     return [i for i in inputs if i], [(o, k) for o, k in outputs if o]
 
 
