@@ -97,7 +97,7 @@ class StubTrainer:
         sample = buffer.sample
 
         def recording_sample(batch_size, rng):
-            init_idx, new_idx = sample(batch_size, rng)
+            init_idx, new_idx, _ = sample(batch_size, rng)
             self.draws.append((init_idx, new_idx))
             return init_idx, new_idx
 

@@ -23,7 +23,7 @@ def _data(n: int, mol_offset: int = 0, marker: float = 0.0) -> LabelledData:
 
 def test_all_initial_while_no_new_data():
     buf = ReplayBuffer(_data(20), initial_conf_pct=0.1)
-    init_idx, new_idx = buf.sample(16, np.random.default_rng(0))
+    init_idx, new_idx, _ = buf.sample(16, np.random.default_rng(0))
     assert len(init_idx) == 16 and len(new_idx) == 0
     assert len(set(init_idx.tolist())) == 16  # without replacement when possible
     assert len(buf) == 20
@@ -40,7 +40,7 @@ def test_ratio_respected(pct, bs, expect_init):
     assert len(buf) == 90 and buf.n_new == 60
     rng = np.random.default_rng(1)
     for _ in range(5):
-        init_idx, new_idx = buf.sample(bs, rng)
+        init_idx, new_idx, _ = buf.sample(bs, rng)
         assert len(init_idx) == expect_init and len(new_idx) == bs - expect_init
         assert (new_idx < 60).all() and (init_idx < 30).all()
         # both shares without replacement: no conformation twice in a batch
@@ -60,7 +60,7 @@ def test_sample_batch_content_and_determinism():
     b2 = buf.sample_batch(6, np.random.default_rng(3), dtype=torch.float64)
     for x, y in zip(b1[1:], b2[1:]):
         assert torch.equal(x, y)
-    init_idx, new_idx = buf.sample(6, np.random.default_rng(3))
+    init_idx, new_idx, _ = buf.sample(6, np.random.default_rng(3))
     expected = np.concatenate([initial.energy[init_idx], new.energy[new_idx]])
     np.testing.assert_allclose(b1[1].numpy(), expected)
     # forces of the collated batch line up with the sampled conformations
@@ -76,7 +76,7 @@ def test_capacity_keeps_newest():
     for i in range(8):
         buf.add(new.conformation(i), *new.labels(i))
     assert buf.n_new == 3 and buf.n_added == 8 and len(buf) == 13
-    _, new_idx = buf.sample(3, np.random.default_rng(0))
+    _, new_idx, _ = buf.sample(3, np.random.default_rng(0))
     assert set(new_idx.tolist()) == {5, 6, 7}
 
 
@@ -121,3 +121,32 @@ def test_new_share_never_repeats_and_ready_gates_training():
     assert not buf.ready(32) and buf.ready(10)
     with pytest.raises(ValueError, match="without replacement"):
         buf.sample(32, np.random.default_rng(0))  # needs 28 new ones, 10 exist
+
+
+def test_generic_share_comes_out_of_the_new_share_and_zero_is_official():
+    """golf adapt's generic source: int(B * generic_pct) generic items per batch, taken from the new
+    share; with generic_pct 0 a batch is drawn exactly as the official buffer draws it."""
+    initial, new, generic = _data(30), _data(60, mol_offset=1000, marker=1e4), _data(40, mol_offset=5000, marker=-1e4)
+    official = ReplayBuffer(initial, initial_conf_pct=0.1)
+    mixed = ReplayBuffer(initial, initial_conf_pct=0.1, generic=generic, generic_pct=0.25)
+    zero = ReplayBuffer(initial, initial_conf_pct=0.1, generic=generic, generic_pct=0.0)
+    for buf in (official, mixed, zero):
+        for i in range(len(new)):
+            buf.add(new.conformation(i), *new.labels(i))
+    assert official.split_sizes(64) == (7, 57, 0)
+    assert mixed.split_sizes(64) == (7, 41, 16)
+    a = official.sample(64, np.random.default_rng(5))
+    b = zero.sample(64, np.random.default_rng(5))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    batch, energy, _ = mixed.sample_batch(64, np.random.default_rng(5), dtype=torch.float64)
+    assert int((energy < -9000).sum()) == 16 and int((energy >= 1e4).sum()) == 41
+    _, _, gidx = mixed.sample(64, np.random.default_rng(6))
+    assert len(set(gidx.tolist())) == 16  # without replacement
+    assert mixed.split_sizes(64)[2] == 16 and ReplayBuffer(initial).split_sizes(8) == (8, 0, 0)  # no new data yet
+    state = mixed.state_dict()
+    with pytest.raises(ValueError, match="generic"):
+        ReplayBuffer(initial, generic=_data(3), generic_pct=0.25).load_state_dict(state)
+    with pytest.raises(ValueError, match="generic_pct"):
+        ReplayBuffer(initial, initial_conf_pct=0.9, generic=generic, generic_pct=0.2)
+    with pytest.raises(ValueError, match="needs generic"):
+        ReplayBuffer(initial, generic_pct=0.2)

@@ -141,7 +141,8 @@ class GolfTraining:
     (genuine-oracle calls), n_parallel, max_episode_steps, utd_ratio, initial_conf_pct, batch_size,
     seed, conf_optimizer, cadence ("block" official, "stream"), max_pending, max_force_norm (eV/A),
     max_surrogate_energy (eV). Trainer: lr, lr_min (None: lr / 1000, the official schedule's end), clip,
-    w_energy, w_forces. Run: eval_fraction (held-out molecules of D0),
+    w_energy, w_forces. generic_share: fraction of every replay batch drawn from generic conformations
+    (``train_golf``'s ``generic``; 0 = the official buffer). Run: eval_fraction (held-out molecules of D0),
     eval_every / checkpoint_every (oracle calls), snapshots (oracle-call counts at which the model is also
     saved as ``model-at-<calls>.pt``: points of the cost-quality curve from one run), device.
     """
@@ -163,6 +164,7 @@ class GolfTraining:
     clip: float = 1.0
     w_energy: float = Training.w_energy
     w_forces: float = Training.w_forces
+    generic_share: float = 0.0
     eval_fraction: float = 0.1
     eval_every: int = 50
     checkpoint_every: int = 25

@@ -8,6 +8,11 @@ least ``batch_size`` new conformations exist (official ``main.py``, ``update_con
 share never repeats a conformation. Before any new data exists (plain fine-tuning) every item comes
 from D0. ``capacity`` (optional) keeps only the most recent ``capacity`` new conformations eligible,
 like the official code's ring buffer.
+
+golf's option beyond the official buffer (``golf adapt``): a third source, ``generic`` conformations
+(e.g. the starting model's own chemistry), from which ``int(batch_size * generic_pct)`` items of every
+batch are drawn once new data exists, taken out of the new share; they keep a fine-tuned model good
+outside the data it is adapted to. ``generic_pct = 0`` (the default) is the official buffer.
 """
 from __future__ import annotations
 
@@ -28,14 +33,23 @@ class ReplayBuffer:
         initial: the initial labelled dataset (not modified).
         initial_conf_pct: fraction of every batch drawn from ``initial`` once new data exists.
         capacity: how many of the newest added conformations are sampled from (None: all).
+        generic: optional generic labelled conformations (not modified); generic_pct: fraction of every
+            batch drawn from them once new data exists (``initial_conf_pct + generic_pct <= 1``).
     """
 
-    def __init__(self, initial: LabelledData, initial_conf_pct: float = 0.1, capacity: int | None = None) -> None:
+    def __init__(self, initial: LabelledData, initial_conf_pct: float = 0.1, capacity: int | None = None,
+                 generic: LabelledData | None = None, generic_pct: float = 0.0) -> None:
         if not 0.0 <= initial_conf_pct <= 1.0:
             raise ValueError("initial_conf_pct must be in [0, 1]")
+        if not 0.0 <= generic_pct <= 1.0 - initial_conf_pct:
+            raise ValueError("generic_pct must be in [0, 1 - initial_conf_pct]")
+        if generic_pct > 0 and (generic is None or len(generic) == 0):
+            raise ValueError("generic_pct > 0 needs generic conformations")
         self.initial = initial
         self.initial_conf_pct = float(initial_conf_pct)
         self.capacity = capacity
+        self.generic = generic if generic is not None else LabelledData()
+        self.generic_pct = float(generic_pct)
         self.new = LabelledData()
 
     def __len__(self) -> int:
@@ -60,21 +74,24 @@ class ReplayBuffer:
         """At least ``batch_size`` new conformations: training on the buffer may start."""
         return self.n_new >= batch_size
 
-    def split_sizes(self, batch_size: int) -> tuple[int, int]:
-        """(items from initial, items from new) in a batch of ``batch_size``."""
+    def split_sizes(self, batch_size: int) -> tuple[int, int, int]:
+        """(items from initial, items from new, items from generic) in a batch of ``batch_size``."""
         if self.n_new == 0:
-            return batch_size, 0
+            return batch_size, 0, 0
+        n_generic = int(batch_size * self.generic_pct)
         if len(self.initial) == 0:
-            return 0, batch_size
+            return 0, batch_size - n_generic, n_generic
         n_new = int(batch_size * (1.0 - self.initial_conf_pct))  # official: int(), i.e. floor
-        return batch_size - n_new, n_new
+        return batch_size - n_new, n_new - n_generic, n_generic
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Indices (into ``initial``, into ``new``) of a batch of ``batch_size`` conformations.
+    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Indices (into ``initial``, into ``new``, into ``generic``) of a batch of ``batch_size``
+        conformations. The generic draw comes last, so ``generic_pct = 0`` draws what the official
+        buffer draws from the same generator.
 
         Raises ValueError when the new share is larger than the new data (see ``ready``).
         """
-        n_init, n_new = self.split_sizes(batch_size)
+        n_init, n_new, n_generic = self.split_sizes(batch_size)
         if n_init and len(self.initial) == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         if n_new > self.n_new:
@@ -82,7 +99,8 @@ class ReplayBuffer:
         init_idx = _choice(rng, len(self.initial), n_init)
         lo = len(self.new) - self.n_new
         new_idx = lo + _choice(rng, self.n_new, n_new)
-        return init_idx, new_idx
+        generic_idx = _choice(rng, len(self.generic), n_generic)
+        return init_idx, new_idx, generic_idx
 
     def sample_batch(
         self,
@@ -91,13 +109,16 @@ class ReplayBuffer:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> tuple[Batch, torch.Tensor, torch.Tensor]:
-        """A collated (Batch, energy [B] eV, forces [N,3] eV/A): initial items first, then new."""
-        init_idx, new_idx = self.sample(batch_size, rng)
+        """A collated (Batch, energy [B] eV, forces [N,3] eV/A): initial items first, then new, then
+        generic."""
+        init_idx, new_idx, generic_idx = self.sample(batch_size, rng)
         parts = []
         if len(init_idx):
             parts.append(self.initial.gather(init_idx))
         if len(new_idx):
             parts.append(self.new.gather(new_idx))
+        if len(generic_idx):
+            parts.append(self.generic.gather(generic_idx))
         return collate_arrays(parts, device, dtype)
 
     def state_dict(self) -> dict[str, Any]:
@@ -106,6 +127,8 @@ class ReplayBuffer:
             "initial_conf_pct": self.initial_conf_pct,
             "capacity": self.capacity,
             "n_initial": len(self.initial),
+            "generic_pct": self.generic_pct,
+            "n_generic": len(self.generic),
             "new": self.new.state_dict(),
         }
 
@@ -115,7 +138,11 @@ class ReplayBuffer:
                 f"replay state was saved with {state['n_initial']} initial conformations, "
                 f"this buffer has {len(self.initial)}"
             )
+        if state.get("n_generic", 0) != len(self.generic):
+            raise ValueError(f"replay state was saved with {state.get('n_generic', 0)} generic conformations, "
+                             f"this buffer has {len(self.generic)}")
         self.initial_conf_pct = float(state["initial_conf_pct"])
+        self.generic_pct = float(state.get("generic_pct", 0.0))
         self.capacity = state["capacity"]
         self.new = LabelledData.from_state_dict(state["new"])
 

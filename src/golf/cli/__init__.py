@@ -31,10 +31,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("golf.cli.run", "the end-to-end GOLF experiment (the main job)"),
     "conformers": ("golf.cli.conformers", "low-energy conformer ensembles of molecules (SMILES/SDF -> SDF)"),
     "models": ("golf.cli.models", "pretrained models by name: list, fetch, register"),
+    "adapt": ("golf.cli.adapt", "adapt a pretrained model to your molecules with GOLF (your oracle, a small budget)"),
 }
 
 #: Subcommands whose work is torch model evaluation/training in this process.
-TORCH_COMMANDS = frozenset({"predict", "optimize", "train", "evaluate", "run", "conformers"})
+TORCH_COMMANDS = frozenset({"predict", "optimize", "train", "evaluate", "run", "conformers", "adapt"})
 
 
 def build_parser() -> argparse.ArgumentParser:

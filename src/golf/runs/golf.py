@@ -50,7 +50,7 @@ CONFIG = "config.json"
 
 #: config.json entries that define a run: resuming with other values would mix two runs in one buffer
 RUN_IDENTITY = ("oracle", "oracle_settings", "golf", "baseline", "data", "data_rows", "lr", "lr_min", "clip",
-                "w_energy", "w_forces", "eval_fraction")
+                "w_energy", "w_forces", "eval_fraction", "generic", "generic_rows", "generic_share")
 #: loop knobs a resume may change: how much work is done per label (oracle calls in flight, NNP
 #: updates per label), not what is labelled or by whom
 RESUMABLE_KNOBS = ("max_pending", "utd_ratio")
@@ -153,7 +153,7 @@ def check_resume(run_dir: Path, current: dict[str, Any]) -> None:
         elif key == "baseline":
             if old != new and not same_path(old, new):
                 diffs.append(f"baseline {old} -> {new}")
-        elif key == "data":
+        elif key in ("data", "generic"):
             if len(old) != len(new) or not all(a == b or same_path(a, b) for a, b in zip(old, new)):
                 diffs.append(f"data {old} -> {new}")
         elif old != new:
@@ -188,8 +188,13 @@ def train_golf(
     oracle: OracleRun = OracleRun(),
     resume: bool = False,
     progress: bool = True,
+    generic: Sequence[str | os.PathLike] = (),
 ) -> Path:
     """Run GOLF from a baseline model on D0 (``data``) until ``settings.budget`` oracle calls are spent.
+
+    ``generic`` (golf's option, ``golf adapt``): labelled databases of generic conformations, of which
+    ``settings.generic_share`` of every replay batch is drawn (``golf.replay.ReplayBuffer``); they are
+    never episode starts.
 
     ``settings.lr_min`` (None: ``lr / 1000``, the official ``CosineAnnealing`` with ``final_div_factor``
     1e3 in ``GOLF/GOLF_trainer.py``) is where the cosine schedule ends after ``budget * utd_ratio`` updates.
@@ -200,7 +205,7 @@ def train_golf(
     run_dir = Path(run_dir)
     created = not run_dir.exists()
     try:
-        return _train_golf(baseline, data, run_dir, settings, oracle, resume, progress)
+        return _train_golf(baseline, data, run_dir, settings, oracle, resume, progress, generic)
     except BaseException:
         if created and run_dir.is_dir() and not RunStore(run_dir, None).has_state():
             shutil.rmtree(run_dir, ignore_errors=True)  # a failed start leaves nothing behind
@@ -208,7 +213,8 @@ def train_golf(
 
 
 def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], run_dir: Path,
-                settings: GolfTraining, oracle: OracleRun, resume: bool, progress: bool) -> Path:
+                settings: GolfTraining, oracle: OracleRun, resume: bool, progress: bool,
+                generic: Sequence[str | os.PathLike] = ()) -> Path:
     """``train_golf`` without the clean-up of a failed start."""
     import sys
 
@@ -237,7 +243,15 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
     eval_fraction = settings.eval_fraction
     train_data, held_out = d0.split_by_molecule(eval_fraction, seed=config.seed) if eval_fraction > 0 else (d0, None)
     pool = train_data.conformations()
-    buffer = ReplayBuffer(train_data, initial_conf_pct=config.initial_conf_pct)
+    generic_data = LabelledData.from_db(list(generic)) if generic else None
+    if settings.generic_share > 0 and (generic_data is None or len(generic_data) == 0):
+        raise InputError("a generic share needs generic conformations (none given or the databases are empty)")
+    if generic_data is not None and len(generic_data):
+        model.check_elements(np.unique(generic_data.numbers))
+    if not 0.0 <= settings.generic_share <= 1.0 - config.initial_conf_pct:
+        raise InputError(f"generic share must be in [0, 1 - initial_conf_pct], got {settings.generic_share}")
+    buffer = ReplayBuffer(train_data, initial_conf_pct=config.initial_conf_pct, generic=generic_data,
+                          generic_pct=settings.generic_share)
     s = settings
     lr_min = s.lr / 1000.0 if s.lr_min is None else s.lr_min
     trainer = Trainer(model, lr=s.lr, lr_min=lr_min, total_steps=config.budget * config.utd_ratio, clip=s.clip,
@@ -246,7 +260,8 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
         golf=asdict(config), baseline=str(baseline), data=[str(d) for d in data], data_rows=len(d0),
         oracle=oracle.oracle, oracle_settings=spec.settings, lr=s.lr, lr_min=lr_min, clip=s.clip,
         w_energy=s.w_energy, w_forces=s.w_forces, eval_fraction=eval_fraction, executor=oracle.executor,
-        workers=oracle.workers)
+        workers=oracle.workers, generic=[str(g) for g in generic],
+        generic_rows=0 if generic_data is None else len(generic_data), generic_share=s.generic_share)
     if resume and store.has_state():
         check_resume(run_dir, run_config)
     ckpt = _load_run_checkpoint(run_dir / CHECKPOINT, device) if resume and (run_dir / CHECKPOINT).exists() else None

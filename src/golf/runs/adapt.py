@@ -1,0 +1,338 @@
+"""``golf adapt``: GOLF on a user's own molecules, from a pretrained model, at the user's level of theory.
+
+The same GOLF run as ``golf train --golf`` (``golf.runs.golf.train_golf``, the official rules: surrogate
+check, labels, filters, replay mixing, block cadence, the official fine-tuning learning rate 1e-4),
+prepared for a series of molecules:
+
+1. ``start.db``: ETKDGv3 conformers of the series labelled by the genuine oracle (``golf.runs.build``):
+   the episodes' starts and the replay buffer's D0.
+2. ``init.pt``: the pretrained model with its per-element energy offsets refit to ``start.db`` when the
+   oracle's level of theory is not the model's (as ``golf train --init --refit-offsets``); forces and
+   the rest of the weights are unchanged.
+3. ``generic.db``: generic conformations mixed into every replay batch (``Adaptation.generic_share``),
+   so the adapted model stays good outside the series (golf's option; the official loop has no such
+   source). ``teacher``: NCI-pool conformations labelled by the starting model itself (no oracle
+   calls; only when the oracle is at the model's level of theory, else the labels would mix two
+   levels); ``oracle``: the same conformations labelled by the oracle (they cost calls); ``none``;
+   or a labelled database of the user's.
+4. ``golf/``: the GOLF run directory (``golf.runs.golf``) with what is left of the budget.
+5. ``model.pt``: the adapted model, registered under ``Adaptation.name`` when given.
+
+``budget`` counts every oracle call the adaptation makes (start set, oracle-labelled generic set and
+GOLF), failed ones included: what the user pays. Each stage resumes from what is on disk
+(``resume=True``), after a kill -9 too; ``adapt.json`` holds the settings that define the run, and a
+resume with other ones is refused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from golf.errors import GolfError, InputError
+from golf.presets import GolfTraining, Molecules, OracleRun
+
+START_DB = "start.db"
+GENERIC_DB = "generic.db"
+INIT = "init.pt"
+GOLF_DIR = "golf"
+MODEL = "model.pt"
+CONFIG = "adapt.json"
+SUMMARY = "summary.json"
+
+GENERIC_KINDS = ("auto", "teacher", "oracle", "none")
+REFIT_CHOICES = ("auto", "always", "never")
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """What ``golf adapt`` does around the GOLF run.
+
+    Attributes:
+        model: the pretrained model to adapt (name or file).
+        budget: every oracle call of the adaptation (start set, oracle-labelled generic set, GOLF).
+        conformers: ETKDGv3 conformers per series molecule in the start set.
+        generic: "auto" (teacher when the oracle is at the model's level of theory, else oracle),
+            "teacher", "oracle", "none", or the path of a labelled database.
+        generic_molecules: NCI-pool molecules (training split, one conformer each) of the generic set.
+        generic_share: fraction of every replay batch drawn from the generic set.
+        refit_offsets: "auto" (when the levels of theory differ), "always" or "never".
+        name: register the adapted model under this name (None: not registered).
+        seed: conformer generation and the generic set's molecule order.
+    """
+
+    model: str = "GOLF-10k"
+    budget: int = 300
+    conformers: int = 2
+    generic: str = "auto"
+    generic_molecules: int = 200
+    generic_share: float = 0.2
+    refit_offsets: str = "auto"
+    name: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.budget < 1:
+            raise InputError(f"budget must be >= 1, got {self.budget}")
+        if self.conformers < 1:
+            raise InputError(f"conformers must be >= 1, got {self.conformers}")
+        if self.generic_molecules < 1:
+            raise InputError(f"generic_molecules must be >= 1, got {self.generic_molecules}")
+        if not 0.0 <= self.generic_share < 1.0:
+            raise InputError(f"generic_share must be in [0, 1), got {self.generic_share}")
+        if self.refit_offsets not in REFIT_CHOICES:
+            raise InputError(f"refit_offsets must be one of {REFIT_CHOICES}, got {self.refit_offsets!r}")
+
+
+#: The GOLF settings of an adaptation: the official fine-tuning learning rate (``GolfTraining.lr``,
+#: the official run_training_GOLF_10k.sh --lr 1e-4) and a small series' scale.
+ADAPT_GOLF = GolfTraining(n_parallel=8, utd_ratio=5, batch_size=16, eval_fraction=0.2, eval_every=20,
+                          checkpoint_every=8)
+
+
+def level_of_theory(spec: Any) -> str:
+    """A comparable name of an oracle's level of theory ("wb97x-d/def2-svp", "xtb/gfn2", "mmff")."""
+    name, settings = spec.name, dict(spec.settings or {})
+    if name == "dft":
+        from golf.oracles.dft import WB97X_D_NAMES
+
+        xc = str(settings.get("xc", "wb97x-d")).lower()
+        xc = "wb97x-d" if xc in WB97X_D_NAMES else xc
+        return f"{xc}/{str(settings.get('basis', 'def2-svp')).lower()}"
+    if name == "xtb":
+        return f"xtb/{str(settings.get('method', 'gfn2')).lower()}"
+    return name
+
+
+def model_level(path: Path, info: dict[str, Any] | None) -> str | None:
+    """The level of theory a model was trained at, when it is known: a pretrained model's, or the
+    oracle of a golf-trained checkpoint's provenance (None: unknown)."""
+    if info and info.get("level_of_theory"):
+        return str(info["level_of_theory"]).lower().replace("ω", "w")
+    from golf.models import load_model
+
+    prov = load_model(path).provenance or {}
+    if prov.get("level_of_theory"):
+        return str(prov["level_of_theory"])
+    if prov.get("oracle"):
+        from golf.oracles.base import OracleSpec
+
+        return level_of_theory(OracleSpec(str(prov["oracle"]), prov.get("oracle_settings") or {}))
+    return None
+
+
+def adapt(
+    molecules: Molecules,
+    out: str | os.PathLike,
+    settings: Adaptation = Adaptation(),
+    golf: GolfTraining = ADAPT_GOLF,
+    oracle: OracleRun = OracleRun(),
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Adapt ``settings.model`` to ``molecules`` with GOLF; returns the path of the adapted model
+    (``out/model.pt``). See the module docstring for the stages and files."""
+    from golf.models.registry import resolve_model
+    from golf.runs.data import choose_conformations, oracle_spec
+
+    out = Path(out)
+    spec = oracle_spec(oracle)
+    model_path, info = resolve_model(settings.model)
+    oracle_level, start_level = level_of_theory(spec), model_level(model_path, info)
+    same_level = start_level is not None and _same_level(start_level, oracle_level)
+    generic = settings.generic
+    if generic == "auto":
+        generic = "teacher" if same_level else "oracle"
+    if generic == "teacher" and not same_level:
+        raise InputError(f"generic 'teacher' labels come from {settings.model} ({start_level or 'level unknown'}), "
+                         f"not from the oracle ({oracle_level}): they would mix two levels of theory; "
+                         "use 'oracle', 'none' or a labelled database")
+    if generic not in GENERIC_KINDS and not Path(generic).is_file():
+        raise InputError(f"generic: {generic}: no such labelled database (or one of {GENERIC_KINDS})")
+    refit = settings.refit_offsets == "always" or (settings.refit_offsets == "auto" and not same_level)
+    series = dataclasses.replace(molecules, conformers=settings.conformers, seed=settings.seed)
+    identity = dict(model=str(settings.model), model_file=str(model_path), oracle=spec.name,
+                    oracle_settings=spec.settings, molecules=dataclasses.asdict(series),
+                    adaptation=dataclasses.asdict(settings), generic=generic, refit=refit,
+                    golf={k: v for k, v in dataclasses.asdict(golf).items() if k not in ("budget", "generic_share")})
+    _check_identity(out, identity, resume)
+
+    confs, _ = choose_conformations(series)
+    planned = len(confs) + (settings.generic_molecules if generic == "oracle" else 0)
+    if planned >= settings.budget:
+        raise InputError(f"a budget of {settings.budget} oracle calls does not cover the start set ({len(confs)} "
+                         f"conformations{', and the generic set' if generic == 'oracle' else ''}) and a GOLF run; "
+                         "raise the budget or lower the conformers per molecule")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / CONFIG, identity)
+    say = (lambda msg: print(f"golf adapt: {msg}", file=sys.stderr))
+
+    from golf.runs.build import build
+
+    start = out / START_DB
+    say(f"start set: {len(confs)} conformations of {len({c.mol_id for c in confs})} molecules, labelled by {spec.name}")
+    build(str(start), series, oracle, quiet=not progress)
+    calls = _calls(start)
+    generic_dbs: list[str] = []
+    if generic == "teacher":
+        generic_dbs = [str(_teacher_set(out / GENERIC_DB, model_path, settings, confs, say))]
+    elif generic == "oracle":
+        say(f"generic set: {settings.generic_molecules} NCI molecules labelled by {spec.name}")
+        build(str(out / GENERIC_DB), _generic_molecules(out, settings, model_path, confs), oracle,
+              quiet=not progress)
+        generic_dbs = [str(out / GENERIC_DB)]
+        calls += _calls(out / GENERIC_DB)
+    elif generic != "none":
+        generic_dbs = [str(generic)]
+    left = settings.budget - calls
+    if left < 1:
+        raise GolfError(f"the start and generic sets took {calls} of the {settings.budget} oracle calls; "
+                        "nothing is left for GOLF")
+    baseline: Path = model_path
+    if refit:
+        from golf.runs.train import refit_pretrained
+
+        if not (out / INIT).exists():
+            fit = refit_pretrained(model_path, [str(start)], out / INIT)
+            say(f"energy offsets of {settings.model} refit to the start set ({start_level} -> {oracle_level}): "
+                f"energy MAE {fit['energy_mae_mev_before']:.0f} -> {fit['energy_mae_mev_after']:.0f} meV")
+        baseline = out / INIT
+    run = dataclasses.replace(golf, budget=left, generic_share=settings.generic_share if generic_dbs else 0.0)
+    from golf.runs.golf import train_golf
+
+    say(f"GOLF: {left} oracle calls ({calls} spent on the start/generic sets), from {baseline}")
+    golf_dir = out / GOLF_DIR
+    trained = train_golf(baseline, [str(start)], golf_dir, run, oracle, resume=resume and golf_dir.exists(),
+                         progress=progress, generic=generic_dbs)
+    return _finish(out, trained, settings, identity, calls, say)
+
+
+def _same_level(a: str, b: str) -> bool:
+    norm = (lambda s: s.lower().replace("ω", "w").replace("wb97xd", "wb97x-d").replace(" ", ""))
+    return norm(a) == norm(b)
+
+
+def _check_identity(out: Path, identity: dict[str, Any], resume: bool) -> None:
+    path = out / CONFIG
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not path.exists():
+        raise GolfError(f"{out} exists and is not a golf adapt directory; choose another output directory")
+    if not resume:
+        raise GolfError(f"{out} holds an adaptation; continue it with --resume or choose another output directory")
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable adaptation settings ({exc})") from None
+    now = json.loads(json.dumps(identity, default=str))
+    diffs = [k for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
+    if diffs:
+        raise GolfError(f"{out} was started with other settings ({', '.join(diffs)} differ); resume it with the "
+                        "original ones or choose another output directory")
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    from golf.io import atomic_write_json
+
+    atomic_write_json(path, json.loads(json.dumps(doc, default=str)))
+
+
+def _calls(db: Path) -> int:
+    """Oracle calls a labelled database cost: its rows and its logged failures."""
+    from golf.db import count_rows
+    from golf.io import count_lines
+
+    n = count_rows(db) if db.exists() else 0
+    return n + sum(count_lines(p) for p in db.parent.glob(db.name + "*.failures*"))
+
+
+GENERIC_SMI = "generic.smi"
+
+
+def _generic_molecules(out: Path, settings: Adaptation, model_path: Path, series: list) -> Molecules:
+    """The generic set's molecules, written once to ``out/generic.smi``: the first
+    ``generic_molecules`` of the NCI pool's training split (seeded order) made only of elements the
+    model knows and not in the series (by canonical SMILES); one ETKDGv3 conformer each."""
+    path = out / GENERIC_SMI
+    if not path.exists():
+        from rdkit import Chem
+
+        from golf.io import atomic_path
+        from golf.models import load_model
+        from golf.pool import select_pool_molecules
+
+        known = set(load_model(model_path).elements)
+        exclude = {c.smiles for c in series if c.smiles}
+        lines = []
+        for mol_id, smi in select_pool_molecules(None, split="train", seed=settings.seed):
+            if len(lines) == settings.generic_molecules:
+                break
+            mol = Chem.AddHs(Chem.MolFromSmiles(smi))
+            if smi not in exclude and {a.GetAtomicNum() for a in mol.GetAtoms()} <= known:
+                lines.append(f"{smi} {mol_id}\n")
+        with atomic_path(path, suffix=".smi") as tmp:
+            tmp.write_text("".join(lines))
+    return Molecules(smiles=str(path), conformers=1, seed=settings.seed)
+
+
+def _teacher_set(path: Path, model_path: Path, settings: Adaptation, series: list, say) -> Path:
+    """NCI-pool conformations (training split, not the series' molecules) labelled by the starting
+    model, written once (atomically) to ``path``."""
+    if path.exists():
+        return path
+
+    from golf.batch import Batch
+    from golf.db import append_labelled
+    from golf.io import atomic_path
+    from golf.models import load_model
+    from golf.oracles.base import OracleResult
+    from golf.runs.data import choose_conformations
+
+    confs, _ = choose_conformations(_generic_molecules(path.parent, settings, model_path, series))
+    model = load_model(model_path)
+    say(f"generic set: {len(confs)} NCI conformations labelled by {settings.model} (no oracle calls)")
+    with atomic_path(path, suffix=".db") as tmp:
+        for lo in range(0, len(confs), 32):
+            chunk = confs[lo:lo + 32]
+            energy, forces = model.energy_and_forces(Batch.from_conformations(chunk, dtype=model.dtype))
+            per_mol = Batch.from_conformations(chunk).split(forces.detach())
+            for c, e, f in zip(chunk, energy.detach().double().numpy(), per_mol):
+                res = OracleResult(ok=True, energy=float(e), forces=f.double().numpy())
+                append_labelled(tmp, c, res, f"teacher:{settings.model}", key=f"generic-{c.mol_id}-{c.conf_id}")
+    return path
+
+
+def _finish(out: Path, trained: Path, settings: Adaptation, identity: dict[str, Any], calls_sets: int,
+            say) -> Path:
+    """``out/model.pt`` with the adaptation's provenance, registration, and a summary of held-out errors."""
+    import csv
+
+    from golf.models import load_model, save_model
+
+    model = load_model(trained)
+    save_model(model, out / MODEL, provenance=dict(
+        kind="golf adapt", model=identity["model"], oracle=identity["oracle"],
+        oracle_settings=identity["oracle_settings"], series=identity["molecules"], budget=settings.budget))
+    rows = list(csv.DictReader(open(out / GOLF_DIR / "log.csv"))) if (out / GOLF_DIR / "log.csv").exists() else []
+    key = "heldout_forces_mae_mev_a"
+    first = next((r for r in rows if r.get(key)), None)
+    last = next((r for r in reversed(rows) if r.get(key)), None)
+    summary = dict(model=str(out / MODEL), calls_start_and_generic=calls_sets,
+                   calls_golf=int(last["calls"]) if last else None,
+                   heldout_forces_mae_mev_a_start=float(first[key]) if first else None,
+                   heldout_forces_mae_mev_a_end=float(last[key]) if last else None)
+    if settings.name:
+        from golf.models.registry import register_model
+
+        register_model(settings.name, out / MODEL, description=f"{settings.model} adapted by golf adapt "
+                       f"({identity['oracle']}, {settings.budget} oracle calls)", overwrite=True)
+        summary["name"] = settings.name
+    _write_json(out / SUMMARY, summary)
+    if first and last:
+        say(f"held-out start-set force MAE {float(first[key]):.0f} -> {float(last[key]):.0f} meV/A")
+    say(f"adapted model: {out / MODEL}" + (f" (registered as {settings.name})" if settings.name else ""))
+    return out / MODEL

@@ -1,0 +1,179 @@
+"""``golf adapt``: the budget covers every oracle call, the offset refit, the generic set and its share,
+the level-of-theory rule for teacher labels, registration, and kill -9 / resume.
+
+MMFF94 stands in for the user's oracle (serial executor, milliseconds per call); a tiny PaiNN trained
+briefly on MMFF labels stands in for the pretrained model (its level of theory is unknown to golf, so
+its offsets are refit); the refit itself is checked on GOLF-10k.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from golf.db import count_rows, iter_rows
+
+SERIES = "CC(=S)N1CCCCC1 224\nCC(=S)SCC(C)C 246\nS=C(N)c1ccccc1 5\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A small PaiNN trained for 100 updates on MMFF labels of a few thioamides and alcohols."""
+    from golf.chem import generate_conformers
+    from golf.dataset import LabelledData
+    from golf.models import build_model, save_model
+    from golf.oracles import make_oracle
+    from golf.train import Trainer, prepare_model
+
+    mmff = make_oracle("mmff")
+    confs = [c for i, smi in enumerate(["CC(=S)N", "CCO", "CSC", "NC(=S)c1ccccc1", "CC(C)O"])
+             for c in generate_conformers(smi, 3, seed=1, displacement=0.05, mol_id=i)]
+    results = [mmff.compute(c) for c in confs]
+    data = LabelledData.from_conformations(confs, [r.energy for r in results], [r.forces for r in results])
+    torch.manual_seed(0)
+    model = build_model("painn", n_atom_basis=16, n_interactions=2, cutoff=5.0, n_rbf=12)
+    prepare_model(model, data)
+    trainer = Trainer(model, lr=2e-3, total_steps=100, seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        trainer.update(data.collate(rng.choice(len(data), 8)))
+    path = tmp_path_factory.mktemp("adapt") / "tiny.pt"
+    save_model(model, path, provenance={"kind": "test-model"})
+    return path
+
+
+MODEL: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _model(tiny_model):
+    MODEL[:] = [tiny_model]
+
+
+def _args(series: Path, out: Path, budget: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "golf", "adapt", str(series), "--model", str(MODEL[0]), "--oracle", "mmff",
+            "--budget", str(budget), "--out", str(out), "--conformers", "1", "--generic-molecules", "6",
+            "--n-parallel", "3", "--batch-size", "4", "--utd-ratio", "2", "--max-episode-steps", "6",
+            "--executor", "serial", "--no-progress", *extra]
+
+
+def _golf_calls(out: Path) -> list[int]:
+    run = out / "golf"
+    calls = [int(r["kvp"]["call"]) for r in iter_rows(run / "oracle.db")] if (run / "oracle.db").exists() else []
+    if (run / "failures.jsonl").exists():
+        calls += [json.loads(x)["call"] for x in (run / "failures.jsonl").read_text().splitlines()]
+    return sorted(calls)
+
+
+@pytest.fixture()
+def series(tmp_path) -> Path:
+    p = tmp_path / "series.smi"
+    p.write_text(SERIES)
+    return p
+
+
+def test_adapt_spends_the_budget_once_refits_offsets_and_registers(series, tmp_path):
+    from golf.batch import Batch
+    from golf.chem import generate_conformers
+    from golf.models import load_model
+
+    out = tmp_path / "ad"
+    env = dict(os.environ, GOLF_MODELS_DIR=str(tmp_path / "models"))
+    res = subprocess.run(_args(series, out, 24, "--name", "thio-mmff"), capture_output=True, text=True,
+                         timeout=600, env=env)
+    assert res.returncode == 0, res.stderr
+    n_start, n_generic, golf = count_rows(out / "start.db"), count_rows(out / "generic.db"), _golf_calls(out)
+    assert (n_start, n_generic) == (3, 6)
+    assert golf == list(range(24 - 9))  # start set + oracle-labelled generic set + GOLF = the budget
+    cfg = json.loads((out / "golf" / "config.json").read_text())
+    assert cfg["generic_share"] == 0.2 and cfg["generic_rows"] == 6 and cfg["lr"] == 1e-4
+    # the refit changes per-element energy offsets only: forces of init.pt are the start model's
+    conf = generate_conformers("CC(=S)N1CCCCC1", 1, seed=3)[0]
+    batch = Batch.from_conformations([conf])
+    e0, f0 = load_model(MODEL[0]).energy_and_forces(batch)
+    e1, f1 = load_model(out / "init.pt").energy_and_forces(batch)
+    assert torch.allclose(f0, f1, atol=1e-5) and abs(float(e0 - e1)) > 1e-3
+    # the same on GOLF-10k (wB97X-D -> MMFF: offsets move by tens of eV, forces stay)
+    from golf.runs.train import refit_pretrained
+
+    fit = refit_pretrained("GOLF-10k", [out / "start.db"], tmp_path / "g.pt")
+    e0, f0 = load_model("GOLF-10k").energy_and_forces(batch)
+    e1, f1 = load_model(tmp_path / "g.pt").energy_and_forces(batch)
+    assert torch.allclose(f0, f1, atol=1e-5) and abs(float(e0 - e1)) > 1.0
+    assert fit["energy_mae_mev_after"] < fit["energy_mae_mev_before"]
+    # registered under its name and usable as --model NAME
+    listing = subprocess.run([sys.executable, "-m", "golf", "models", "--json"], capture_output=True, text=True,
+                             env=env, timeout=120)
+    assert "thio-mmff" in listing.stdout
+    xyz = tmp_path / "m.xyz"
+    from ase.io import write
+
+    from golf.chem import conformation_to_atoms
+
+    write(xyz, conformation_to_atoms(conf))
+    pred = subprocess.run([sys.executable, "-m", "golf", "predict", "--model", "thio-mmff", str(xyz), "-o",
+                           str(tmp_path / "p.extxyz")], capture_output=True, text=True, env=env, timeout=120)
+    assert pred.returncode == 0, pred.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["calls_start_and_generic"] == 9 and summary["heldout_forces_mae_mev_a_end"] is not None
+
+
+def test_adapt_refuses_to_restart_or_change_a_run(series, tmp_path):
+    out = tmp_path / "ad"
+    first = subprocess.run(_args(series, out, 8, "--generic", "none"), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run(_args(series, out, 8, "--generic", "none"), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
+    other = subprocess.run(_args(series, out, 12, "--generic", "none", "--resume"), capture_output=True, text=True,
+                           timeout=120)
+    assert other.returncode == 2 and "adaptation" in other.stderr and "Traceback" not in other.stderr
+
+
+def test_teacher_labels_only_at_the_models_level_of_theory(series, tmp_path):
+    from golf.errors import InputError
+    from golf.oracles.base import OracleSpec
+    from golf.presets import Molecules
+    from golf.runs.adapt import Adaptation, adapt, level_of_theory, model_level
+    from golf.models.registry import resolve_model
+
+    path, info = resolve_model("GOLF-10k")
+    assert level_of_theory(OracleSpec("dft", {})) == "wb97x-d/def2-svp" == model_level(path, info)
+    assert level_of_theory(OracleSpec("dft", {"xc": "wb97x-d3bj"})) != model_level(path, info)
+    with pytest.raises(InputError, match="two levels of theory"):
+        adapt(Molecules(smiles=str(series)), tmp_path / "x", Adaptation(generic="teacher"))
+    assert not (tmp_path / "x").exists()
+    res = subprocess.run(_args(series, tmp_path / "y", 20, "--generic", "teacher"), capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_budget_must_leave_calls_for_golf(series, tmp_path):
+    res = subprocess.run(_args(series, tmp_path / "ad", 9), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "budget" in res.stderr and not (tmp_path / "ad").exists()
+
+
+def test_adapt_kill_and_resume_loses_nothing(series, tmp_path):
+    out, budget = tmp_path / "ad", 30
+    proc = subprocess.Popen(_args(series, out, budget, "--utd-ratio", "10"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and len(_golf_calls(out)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _golf_calls(out)
+    assert 0 < len(before) < budget - 9, "the kill should land in the GOLF stage"
+    res = subprocess.run(_args(series, out, budget, "--utd-ratio", "10", "--resume"), capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert count_rows(out / "start.db") == 3 and count_rows(out / "generic.db") == 6  # not relabelled
+    assert _golf_calls(out) == list(range(budget - 9))
+    assert (out / "model.pt").exists()
