@@ -412,7 +412,8 @@ def test_bad_start_fails_alone_and_changes_nothing_else(method, bad):
     assert r.reason == ("no atoms" if bad == "empty" else "non-finite coordinates")
     assert r.trajectory_positions.shape == (1, poisoned.n_atoms, 3)
     for a, b in zip(recs[:2] + recs[3:], clean):
-        assert (a.n_steps, a.n_force_calls, a.reason, a.converged) == (b.n_steps, b.n_force_calls, b.reason, b.converged)
+        key = ("n_steps", "n_force_calls", "reason", "converged")
+        assert [getattr(a, k) for k in key] == [getattr(b, k) for k in key]
         np.testing.assert_array_equal(a.positions, b.positions)
         assert a.energy == b.energy
 

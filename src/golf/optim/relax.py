@@ -6,8 +6,8 @@ No I/O here: the CLI (``golf optimize``) and the GOLF loop read and write files.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -46,7 +46,7 @@ class RelaxRecord:
 
     Attributes:
         positions: final coordinates [n, 3] (A).
-        energy: final energy (eV; NaN when the provider failed).
+        energy: final energy (eV; NaN when the molecule failed on non-finite coordinates, energy or forces).
         fmax: final max over atoms of |F| (eV/A).
         n_steps: optimizer steps (see the optimizer's definition of a step).
         n_force_calls: provider evaluations, the initial one included.
@@ -206,11 +206,10 @@ def relax(
         progress: called with the number of molecules that just finished (for a progress bar).
         **cfg: optimizer settings (``LBFGSConfig``, ``FIREConfig``, ``GDConfig`` fields).
 
-    A molecule that cannot be relaxed fails alone, with ``converged`` False, ``energy`` NaN and
-    ``reason`` saying why, and never changes the other molecules' results: one with no atoms or
-    non-finite coordinates never enters the optimizer ("non-finite coordinates", 0 force calls); one
-    whose positions, energy or forces become non-finite on the way, or whose forces explode, leaves
-    the batch at that step.
+    A molecule that cannot be relaxed fails alone (``converged`` False, ``reason`` says why) and never
+    changes the other molecules' results: one with no atoms or non-finite coordinates never enters the
+    optimizer (energy NaN, 0 force calls); one whose positions, energy or forces become non-finite on
+    the way (energy NaN), or whose forces explode, leaves the batch at that step.
 
     Raises:
         TypeError: ``confs_or_batch`` holds something other than Conformations / Atoms, or
