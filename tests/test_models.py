@@ -173,3 +173,37 @@ def test_ase_calculator_matches_model():
     np.testing.assert_allclose(atoms.get_forces(), f.numpy(), rtol=1e-10, atol=1e-12)
     BFGS(atoms, logfile=None).run(fmax=0.5, steps=3)
     assert math.isfinite(atoms.get_potential_energy())
+
+
+@pytest.mark.parametrize("case", ["nan", "inf"])
+def test_ase_calculator_refuses_non_finite_coordinates(case):
+    from ase import Atoms
+    from ase.calculators.calculator import CalculationFailed
+
+    from golf.errors import GolfError
+    from golf.models.calculator import GolfCalculationFailed, GolfCalculator
+
+    torch.manual_seed(0)
+    atoms = Atoms(numbers=ETHANOL_Z, positions=ETHANOL_R)
+    atoms.positions[2, 1] = float(case)
+    atoms.calc = GolfCalculator(build_model("painn", n_atom_basis=16, n_interactions=1, n_rbf=8))
+    with pytest.raises(GolfCalculationFailed, match="non-finite coordinates on 1 atom.*atom 2") as exc:
+        atoms.get_potential_energy()
+    assert isinstance(exc.value, CalculationFailed) and isinstance(exc.value, GolfError)
+    assert "\n" not in str(exc.value)
+
+
+def test_ase_calculator_refuses_non_finite_model_output():
+    """Two atoms on top of each other make PaiNN's unit vectors 0/0: a NaN energy, refused with a hint."""
+    from ase import Atoms
+
+    from golf.models.calculator import GolfCalculationFailed, GolfCalculator
+
+    torch.manual_seed(0)
+    pos = ETHANOL_R.copy()
+    pos[3] = pos[0]
+    atoms = Atoms(numbers=ETHANOL_Z, positions=pos)
+    atoms.calc = GolfCalculator(build_model("painn", n_atom_basis=16, n_interactions=1, n_rbf=8))
+    with pytest.raises(GolfCalculationFailed, match=r"non-finite (energy|forces).*atoms 0 and 3 are 0.000 A apart"):
+        atoms.get_forces()
+    assert "energy" not in atoms.calc.results

@@ -183,6 +183,8 @@ class PoisonOne:
             if self.mode == "nan":
                 e[b] = float("nan")
                 f[atoms] = float("nan")
+            elif self.mode == "nan-forces":
+                f[atoms] = float("nan")
             else:
                 f[atoms] = 1e6
         return e, f
@@ -198,7 +200,7 @@ def test_diverging_molecule_does_not_affect_others(mode, method):
     bad = poisoned[1]
     assert not bad.converged and bad.n_steps == 3
     if mode == "nan":
-        assert bad.reason == "non-finite energy or forces"
+        assert bad.reason == "non-finite energy or forces" and np.isnan(bad.energy)
     else:
         assert bad.reason.startswith("exploding forces")
     for i in (0, 2):
@@ -367,3 +369,179 @@ def test_lbfgs_step_grows_along_negative_curvature(h0_scale):
     assert abs(float(st.positions[0, 0])) < 1e-3  # the minimum at x = 0
     assert max(h0s[:5]) >= 8 * h0_start  # it grew on the concave stretch
     assert np.max(np.diff(energies)) <= 1e-9
+
+
+# ----------------------------------------------------------------------- bad conformations
+class Blind:
+    """A provider that, like a cutoff-based NNP, gives finite energies and zero forces on atoms with
+    non-finite coordinates (they fall out of the neighbour list); records every batch it was given."""
+
+    def __init__(self, inner):
+        self.inner, self.seen_non_finite = inner, False
+
+    def __call__(self, batch):
+        bad = ~torch.isfinite(batch.positions).all(-1)
+        self.seen_non_finite |= bool(bad.any())
+        x = torch.where(bad[:, None], torch.full_like(batch.positions, 1e3) * torch.arange(
+            1, len(bad) + 1, dtype=batch.positions.dtype)[:, None], batch.positions)
+        e, f = self.inner(batch.with_positions(x))
+        return e, torch.where(bad[:, None], torch.zeros_like(f), f)
+
+
+def test_relax_of_nothing_is_an_empty_list():
+    assert relax(Morse(), []) == []
+    assert relax(Morse(), Batch.from_conformations([cluster(3, 0)]).select(torch.tensor([False]))) == []
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("bad", ["nan", "inf", "empty"])
+def test_bad_start_fails_alone_and_changes_nothing_else(method, bad):
+    confs = [cluster(n, seed, scale=1.2 / 1.12) for seed, n in enumerate((3, 5, 4))]
+    if bad == "empty":
+        poisoned = Conformation(np.zeros(0), np.zeros((0, 3)))
+    else:
+        poisoned = confs[1].with_positions(confs[1].positions)
+        poisoned.positions[2, 1] = np.nan if bad == "nan" else np.inf
+    kw = dict(method=method, fmax=1e-3, max_steps=60, dtype=F64, trajectory=True)
+    provider = Blind(Morse())
+    recs = relax(provider, confs[:2] + [poisoned] + confs[2:], **kw)
+    clean = relax(Blind(Morse()), confs, **kw)
+    assert not provider.seen_non_finite
+    r = recs[2]
+    assert not r.converged and np.isnan(r.energy) and (r.n_steps, r.n_force_calls) == (0, 0)
+    assert r.reason == ("no atoms" if bad == "empty" else "non-finite coordinates")
+    assert r.trajectory_positions.shape == (1, poisoned.n_atoms, 3)
+    for a, b in zip(recs[:2] + recs[3:], clean):
+        key = ("n_steps", "n_force_calls", "reason", "converged")
+        assert [getattr(a, k) for k in key] == [getattr(b, k) for k in key]
+        np.testing.assert_array_equal(a.positions, b.positions)
+        assert a.energy == b.energy
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_positions_turning_non_finite_fail_that_molecule_only(method):
+    """A molecule whose positions become NaN between steps (through the init/step API) is failed by the
+    next evaluation, never reaches the provider, and the other molecules step on unharmed."""
+    init_fn, step_fn, preset = get_optimizer(method)
+    confs = [cluster(n, seed, scale=1.2 / 1.12) for seed, n in enumerate((3, 5, 4))]
+    provider = Blind(Morse())
+    kw = dict(preset, fmax=1e-3, max_steps=60)
+    st = init_fn(Batch.from_conformations(confs, dtype=F64), provider, **kw)
+    st = step_fn(st, provider)
+    atoms = st.batch.mol_idx == 1
+    pos = st.batch.positions.clone()
+    pos[atoms.nonzero()[0, 0], 0] = float("nan")
+    st.batch = st.batch.with_positions(pos)
+    for _ in range(60):
+        if not bool(st.active.any()):
+            break
+        st = step_fn(st, provider)
+    assert not provider.seen_non_finite
+    assert bool(st.failed[1]) and not bool(st.converged[1]) and st.reasons[1] == "non-finite coordinates"
+    assert torch.isnan(st.energy[1])
+    assert not bool(st.failed[0]) and not bool(st.failed[2]) and st.reasons[0] and st.reasons[2]
+
+
+@pytest.mark.parametrize("mode", ["nan", "nan-forces", "explode"])
+@pytest.mark.parametrize("method", METHODS)
+def test_failing_midway_leaves_the_others_near_identical(method, mode):
+    """Every optimizer: a molecule whose energy/forces turn bad after a few calls fails alone (energy
+    NaN when non-finite) and the others end where they end without it."""
+    confs = [cluster(n, seed, scale=1.2 / 1.12) for seed, n in enumerate((3, 5, 4))]
+    kw = dict(method=method, fmax=1e-3, max_steps=60, dtype=F64)
+    poisoned = relax(PoisonOne(Morse(), bad_id=1, after_calls=3, mode=mode), confs, **kw)
+    clean = relax(Morse(), [confs[0], confs[2]], **kw)
+    bad = poisoned[1]
+    assert not bad.converged and bad.n_steps <= 3
+    if mode == "explode":
+        assert bad.reason.startswith("exploding forces")
+    else:
+        assert bad.reason == "non-finite energy or forces" and np.isnan(bad.energy)
+    for a, b in zip([poisoned[0], poisoned[2]], clean):
+        assert (a.n_steps, a.n_force_calls, a.reason) == (b.n_steps, b.n_force_calls, b.reason)
+        np.testing.assert_allclose(a.positions, b.positions, atol=1e-8, rtol=0)
+        assert a.energy == pytest.approx(b.energy, abs=1e-10)
+
+
+@pytest.mark.parametrize("method,extra", [(m, {}) for m in METHODS] + [("lbfgs", {"precon": "exp"})])
+def test_init_step_api_keeps_a_non_finite_molecule_failed(method, extra):
+    """Through init/step (no relax() entry check) a molecule with NaN coordinates is failed at once,
+    never reaches the provider and, staying in the state, does not break the others' steps (the
+    preconditioners factor every molecule of the batch)."""
+    init_fn, step_fn, preset = get_optimizer(method)
+    confs = [cluster(n, seed, scale=1.2 / 1.12) for seed, n in enumerate((3, 5, 4))]
+    confs[1].positions[0, 0] = np.nan
+    provider = Blind(Morse())
+    st = init_fn(Batch.from_conformations(confs, dtype=F64), provider, **preset, **extra, fmax=1e-3, max_steps=20)
+    assert st.failed.tolist() == [False, True, False] and st.reasons[1] == "non-finite coordinates"
+    for _ in range(5):
+        st = step_fn(st, provider)
+    assert int(st.n_steps[1]) == 0 and min(int(st.n_steps[0]), int(st.n_steps[2])) > 0
+    assert st.failed.tolist() == [False, True, False] and not provider.seen_non_finite
+    assert torch.isfinite(st.batch.positions[st.batch.mol_idx != 1]).all()
+
+
+# ------------------------------------------------------------------- what relax() accepts
+def _tiny_model():
+    from golf.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("painn", n_atom_basis=8, n_interactions=1, n_rbf=8)
+
+
+def test_relax_takes_a_model_and_ase_atoms():
+    from ase.build import molecule
+
+    from golf.models import ModelEnergyForces
+
+    model = _tiny_model()
+    atoms = [molecule("H2O"), molecule("CH4")]
+    atoms[0].info["charge"] = 0
+    confs = [Conformation(a.numbers, a.positions) for a in atoms]
+    kw = dict(fmax=0.05, max_steps=20)
+    ref = relax(ModelEnergyForces(model), confs, **kw)
+    for provider in (model, ModelEnergyForces(model)):
+        for inputs in (atoms, [atoms[0], confs[1]]):
+            recs = relax(provider, inputs, **kw)
+            for a, b in zip(recs, ref):
+                np.testing.assert_array_equal(a.positions, b.positions)
+                assert (a.energy, a.n_steps, a.reason) == (b.energy, b.n_steps, b.reason)
+    assert atoms[0].positions.tolist() == molecule("H2O").positions.tolist()  # inputs left alone
+
+
+def test_relax_takes_a_plain_torch_module_potential():
+    class Harmonic(torch.nn.Module):
+        """E = k/2 sum |x|^2 per molecule (eV): every atom at the origin is the minimum."""
+
+        def __init__(self):
+            super().__init__()
+            self.k = torch.nn.Parameter(torch.tensor(10.0, dtype=F64))
+
+        def forward(self, batch):
+            e = 0.5 * self.k * (batch.positions**2).sum(-1)
+            return torch.zeros(batch.n_mols, dtype=e.dtype).index_add(0, batch.mol_idx, e)
+
+    recs = relax(Harmonic(), [random_conf(3, 0), random_conf(2, 1)], fmax=1e-4, max_steps=500, dtype=F64)
+    for r in recs:
+        assert r.converged and np.abs(r.positions).max() < 1e-4
+
+
+@pytest.mark.parametrize("bad,what", [
+    ([np.zeros((3, 3))], "item 0 is of type ndarray"),
+    ([cluster(3, 0), {"numbers": [1]}], "item 1 is of type dict"),
+    (cluster(3, 0), "of type Conformation"),
+    ("water.xyz", "of type str"),
+])
+def test_relax_rejects_other_inputs_with_a_type_error(bad, what):
+    with pytest.raises(TypeError, match="Conformations or ase.Atoms") as exc:
+        relax(Morse(), bad)
+    assert what in str(exc.value)
+
+
+def test_relax_rejects_a_single_atoms_and_a_non_callable_provider():
+    from ase.build import molecule
+
+    with pytest.raises(TypeError, match="of type Atoms .*wrap a single structure in a list"):
+        relax(Morse(), molecule("H2O"))
+    with pytest.raises(TypeError, match="golf model .* or a callable"):
+        relax("GOLF-10k", [cluster(3, 0)])

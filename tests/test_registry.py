@@ -177,3 +177,92 @@ def test_golf_models_fetch_cli(mirror, cache, monkeypatch, capsys):
     assert main(["models", "fetch", "traj-100k"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot download traj-100k" in err[0]
+
+
+# ------------------------------------------------------------------ damaged registries, changed files
+def _save_tiny(path, seed=0):
+    from golf.models import build_model, save_model
+
+    torch.manual_seed(seed)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "__version__", str(torch.__version__))
+        save_model(build_model("painn", elements=[1, 6, 8], n_atom_basis=8, n_interactions=1), path)
+    return path
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.mark.parametrize("where", ["a-file", "under-a-file"])
+def test_register_into_an_impossible_cache_is_one_line(tmp_path, monkeypatch, capsys, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    cache = blocker if where == "a-file" else blocker / "sub" / "cache"
+    monkeypatch.setenv("GOLF_MODELS_DIR", str(cache))
+    model = _save_tiny(tmp_path / "mine.pt")
+    assert main(["models", "register", "mine", str(model)]) == 2
+    line = _one_error_line(capsys)
+    assert f"cannot write the model registry {cache / 'registry.json'}" in line
+    assert main(["models"]) == 0  # nothing registered: the listing still works
+
+
+@pytest.mark.parametrize("content,what", [
+    ("[]", "is a JSON list, expected an object"),
+    ('{"models": []}', '"models" in the model registry is a JSON list'),
+    ('{"models": {"mine": {"description": "x"}}}', "registered model 'mine' has no \"path\""),
+    ('{"models": {"mine": "/x.pt"}}', "registered model 'mine' is a JSON str"),
+    ('{"models": {"mine": {"path": "/x.pt", "elements": 6}}}', "registered model 'mine' has a \"elements\""),
+    ("{not json", "unreadable model registry"),
+])
+def test_damaged_registry_is_one_line_everywhere(tmp_path, cache, capsys, content, what):
+    cache.mkdir(parents=True)
+    reg = cache / "registry.json"
+    reg.write_text(content)
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO\n")
+    for argv in (["models"], ["models", "--json"],
+                 ["optimize", "--model", "mine", str(smi), "-o", str(tmp_path / "o.sdf"), "--no-progress"]):
+        assert main(argv) == 2, argv
+        line = _one_error_line(capsys)
+        assert str(reg) in line and what in line, line
+    with pytest.raises(CheckpointError, match="registry"):
+        load_model("mine")
+    assert not (tmp_path / "o.sdf").exists()
+    if "mine" in content:  # a damaged entry can be removed by name
+        assert main(["models", "unregister", "mine"]) == 0
+        assert main(["models"]) == 0
+
+
+def test_replaced_registered_file_is_refused_until_registered_again(tmp_path, cache, capsys, monkeypatch):
+    path = _save_tiny(tmp_path / "my.pt", seed=0)
+    assert main(["models", "register", "mine", str(path)]) == 0
+    registered = registry.registered_models()["mine"]["sha256"]
+    assert load_model("mine").provenance["sha256"] == registered
+    _save_tiny(tmp_path / "other.pt", seed=1).replace(path)
+    with pytest.raises(CheckpointError, match="changed since it was registered.*register it again") as exc:
+        load_model("mine")
+    assert "\n" not in str(exc.value)
+    capsys.readouterr()
+    assert main(["models", "--json"]) == 0
+    row = next(r for r in json.loads(capsys.readouterr().out) if r["name"] == "mine")
+    assert row["status"] == "changed" and row["sha256"] == registered  # the listing says what load refuses
+    assert main(["models", "register", "mine", str(path), "--force"]) == 0
+    assert load_model("mine").provenance["sha256"] == registry.sha256_file(path) != registered
+
+
+def test_registered_file_is_hashed_only_when_its_stamp_changed(tmp_path, cache, monkeypatch):
+    import os
+
+    path = _save_tiny(tmp_path / "my.pt")
+    registry.register_model("mine", path)
+    calls = []
+    real = registry.sha256_file
+    monkeypatch.setattr(registry, "sha256_file", lambda p: calls.append(p) or real(p))
+    load_model("mine")
+    assert calls == []  # size and mtime as registered: no hashing
+    os.utime(path, ns=(0, 10**18))  # same bytes, new mtime: hashed once, accepted
+    load_model("mine")
+    assert len(calls) == 1

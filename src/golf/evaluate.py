@@ -182,16 +182,9 @@ def reference_oracle(path: str | os.PathLike) -> tuple[str | None, dict[str, Any
 
 def _as_provider(model: Any) -> Any:
     """A torch ``Potential`` becomes a ``ModelEnergyForces`` provider; providers pass through."""
-    try:
-        import torch
+    from golf.optim.providers import as_provider
 
-        if isinstance(model, torch.nn.Module):
-            from golf.models import ModelEnergyForces
-
-            return ModelEnergyForces(model)
-    except ImportError:  # pragma: no cover
-        pass
-    return model
+    return as_provider(model)
 
 
 def model_trajectories(

@@ -19,12 +19,13 @@ __all__ = [
     "save_model",
     "load_model",
     "GolfCalculator",
+    "GolfCalculationFailed",
 ]
 
 
 def __getattr__(name: str):
-    if name == "GolfCalculator":  # imports ASE's calculator machinery lazily
-        from golf.models.calculator import GolfCalculator
+    if name in ("GolfCalculator", "GolfCalculationFailed"):  # imports ASE's calculator machinery lazily
+        from golf.models import calculator
 
-        return GolfCalculator
+        return getattr(calculator, name)
     raise AttributeError(f"module 'golf.models' has no attribute {name!r}")

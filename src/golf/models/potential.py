@@ -235,17 +235,23 @@ def build_model(name: str = "painn", *, energy_scale: float = 1.0, elements: Ite
 
 
 class ModelEnergyForces:
-    """``golf.batch.EnergyForces`` provider backed by a Potential.
+    """``golf.batch.EnergyForces`` provider backed by a Potential (or any torch module potential).
 
     ``provider(batch) -> (energy [B] eV, forces [N, 3] eV/A)``, detached, in the batch's dtype and device.
     Only position gradients are computed; parameter ``.grad`` is never touched.
+
+    A module without ``energy_and_forces`` is called as ``module(batch)`` (on the device and dtype of
+    its first parameter, else the batch's) and must return energies [B] (eV; forces then come from
+    autograd) or a pair (energies [B], forces [N, 3]).
     """
 
-    def __init__(self, model: Potential) -> None:
+    def __init__(self, model: nn.Module) -> None:
         self.model = model
 
     def __call__(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         model = self.model
+        if not hasattr(model, "energy_and_forces"):
+            return self._generic(batch)
         dev, dt = model.device, model.dtype
         pos = batch.positions.detach().to(device=dev, dtype=dt).requires_grad_(True)
         b = Batch(batch.numbers.to(dev), pos, batch.mol_idx.to(dev), batch.n_mols)
@@ -254,3 +260,27 @@ class ModelEnergyForces:
         out_dt = batch.positions.dtype
         out_dev = batch.positions.device
         return energy.detach().to(out_dev, out_dt), forces.detach().to(out_dev, out_dt)
+
+    def _generic(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        first = next(self.model.parameters(), None)
+        dev = first.device if first is not None else batch.positions.device
+        dt = first.dtype if first is not None and first.is_floating_point() else batch.positions.dtype
+        pos = batch.positions.detach().to(device=dev, dtype=dt).requires_grad_(True)
+        b = Batch(batch.numbers.to(dev), pos, batch.mol_idx.to(dev), batch.n_mols)
+        with torch.enable_grad():
+            out = self.model(b)
+            if isinstance(out, (tuple, list)) and len(out) == 2:
+                energy, forces = out
+            elif isinstance(out, torch.Tensor):
+                energy = out.reshape(-1)
+                if energy.shape[0] != batch.n_mols:
+                    raise ValueError(f"the module returned {energy.shape[0]} energies for {batch.n_mols} molecules")
+                (grad,) = torch.autograd.grad(energy.sum(), pos, allow_unused=True)
+                forces = torch.zeros_like(pos) if grad is None else -grad
+            else:
+                raise TypeError(
+                    f"the module returned a {type(out).__name__}; expected energies [B] (eV) or (energies, forces)"
+                )
+        out_dt, out_dev = batch.positions.dtype, batch.positions.device
+        return (energy.detach().reshape(-1).to(out_dev, out_dt),
+                forces.detach().reshape(-1, 3).to(out_dev, out_dt))

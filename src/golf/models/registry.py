@@ -204,56 +204,152 @@ def _registry_file() -> Path:
     return models_dir() / "registry.json"
 
 
-def registered_models() -> dict[str, dict[str, Any]]:
-    """The user's registered models: ``{name: {"path", "description", "elements", "sha256"}}``."""
+def _read_registry() -> dict[str, Any]:
+    """The raw ``models`` table of ``registry.json`` ({} when there is none); its entries unchecked.
+
+    Raises:
+        CheckpointError: the file is unreadable, not JSON, or not an object with a ``models`` object.
+    """
     path = _registry_file()
-    if not path.is_file():
-        return {}
     try:
+        if not path.is_file():
+            return {}
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable model registry ({exc})") from None
-    return {str(k): dict(v) for k, v in (data.get("models") or {}).items()}
+        raise CheckpointError(f"{path}: unreadable model registry ({exc}); fix or delete the file") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(
+            f"{path}: model registry is a JSON {type(data).__name__}, expected an object "
+            '{"models": {NAME: {"path": ...}}}; fix or delete the file'
+        )
+    models = data.get("models")
+    if models is None:
+        return {}
+    if not isinstance(models, dict):
+        raise CheckpointError(
+            f'{path}: "models" in the model registry is a JSON {type(models).__name__}, expected an object '
+            "of NAME: entry; fix or delete the file"
+        )
+    return models
+
+
+#: optional entry fields and their JSON types
+_ENTRY_TYPES: dict[str, tuple[type, ...]] = {
+    "description": (str,), "elements": (list,), "sha256": (str,), "size": (int,), "mtime_ns": (int,),
+}
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with one registry entry, or None."""
+    if not isinstance(entry, dict):
+        return f"is a JSON {type(entry).__name__}, expected an object"
+    if not isinstance(entry.get("path"), str) or not entry["path"]:
+        return 'has no "path"'
+    for key, types in _ENTRY_TYPES.items():
+        v = entry.get(key)
+        if v is not None and (not isinstance(v, types) or isinstance(v, bool)):
+            return f'has a "{key}" that is not a {types[0].__name__}'
+    if not all(isinstance(e, str) for e in entry.get("elements") or []):
+        return 'has "elements" that are not element symbols'
+    return None
+
+
+def registered_models() -> dict[str, dict[str, Any]]:
+    """The user's registered models: ``{name: {"path", "description", "elements", "sha256", "size",
+    "mtime_ns"}}``.
+
+    Raises:
+        CheckpointError: the registry file is damaged (one line naming it, and the entry).
+    """
+    entries = _read_registry()
+    for name, entry in entries.items():
+        problem = _entry_problem(entry)
+        if problem:
+            raise CheckpointError(
+                f"{_registry_file()}: registered model {name!r} {problem}; unregister it (and register it "
+                "again) or fix the file"
+            )
+    return {str(k): dict(v) for k, v in entries.items()}
+
+
+def _write_registry(entries: dict[str, Any]) -> None:
+    reg = _registry_file()
+    try:
+        reg.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(reg, json.dumps({"models": entries}, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        if reg.parent.exists() and not reg.parent.is_dir():
+            why = "it is not a directory"
+        raise CheckpointError(
+            f"cannot write the model registry {reg} ({why}); GOLF_MODELS_DIR sets the model cache directory"
+        ) from None
+
+
+def _stamp(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
 
 
 def register_model(name: str, path: str | os.PathLike, description: str = "", overwrite: bool = False) -> dict:
     """Register a golf checkpoint under ``name`` (after loading it once to check it).
 
-    The absolute path, the model's elements and the file's sha256 are recorded in
-    ``registry.json`` (written atomically). Official names cannot be taken.
+    The absolute path, the model's elements, the file's sha256, size and modification time are
+    recorded in ``registry.json`` (written atomically). Official names cannot be taken. Loading the
+    name later refuses a file whose contents changed since (see :func:`resolve_model`).
 
-    Returns the registry entry. Raises CheckpointError for a bad name or an unloadable file.
+    Returns the registry entry. Raises CheckpointError for a bad name, an unloadable file or a
+    registry that cannot be written.
     """
     if not _NAME_RE.match(name) or name.endswith(".pt"):
         raise CheckpointError(f"invalid model name {name!r} (letters, digits, _ . + -; no .pt suffix)")
     if name in PRETRAINED:
         raise CheckpointError(f"{name!r} is an official model name; choose another")
     path = Path(path).expanduser().resolve()
+    entries = _read_registry()  # a damaged entry of another name is kept as it is; this one may replace it
+    if name in entries and not overwrite:
+        old = entries[name].get("path") if isinstance(entries[name], dict) else None
+        raise CheckpointError(f"model name {name!r} is already registered ({old}); use --force")
     from golf.models.checkpoint import load_model  # torch only here
 
     model = load_model(path)
     from ase.data import chemical_symbols
 
-    entries = registered_models()
-    if name in entries and not overwrite:
-        raise CheckpointError(f"model name {name!r} is already registered ({entries[name]['path']}); use --force")
+    stamp = _stamp(path)
     entry = dict(path=str(path), description=description,
-                 elements=[chemical_symbols[int(z)] for z in model.elements], sha256=sha256_file(path),
-                 size=path.stat().st_size)
+                 elements=[chemical_symbols[int(z)] for z in model.elements], sha256=sha256_file(path), **stamp)
     entries[name] = entry
-    reg = _registry_file()
-    reg.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(reg, json.dumps({"models": entries}, indent=2, sort_keys=True) + "\n")
+    _write_registry(entries)
     return entry
 
 
 def unregister_model(name: str) -> None:
-    """Forget a registered name (the checkpoint file is left alone)."""
-    entries = registered_models()
+    """Forget a registered name (the checkpoint file is left alone); works on a damaged entry too."""
+    entries = _read_registry()
     if name not in entries:
         raise CheckpointError(f"no registered model {name!r}")
     del entries[name]
-    atomic_write_text(_registry_file(), json.dumps({"models": entries}, indent=2, sort_keys=True) + "\n")
+    _write_registry(entries)
+
+
+def _changed(entry: dict[str, Any]) -> str | None:
+    """Why a registered file no longer is the one registered (its sha256 differs), or None.
+
+    Cheap when the file's size and modification time are those recorded (no hashing then)."""
+    path = Path(entry["path"])
+    recorded = entry.get("sha256")
+    if not recorded:
+        return None  # registered before sha256s were recorded: nothing to compare with
+    try:
+        stamp = _stamp(path)
+    except OSError:
+        return None  # missing: reported as such by the callers
+    if entry.get("mtime_ns") is not None and stamp == {"size": entry.get("size"), "mtime_ns": entry["mtime_ns"]}:
+        return None
+    digest = sha256_file(path)
+    if digest == recorded:
+        return None
+    return f"sha256 {digest[:12]}... differs from the registered {recorded[:12]}..."
 
 
 # ----------------------------------------------------------------------------------------------
@@ -296,7 +392,13 @@ def resolve_model(name_or_path: str | os.PathLike, download: bool = True) -> tup
         path = Path(entry["path"])
         if not path.is_file():
             raise CheckpointError(f"registered model {text!r}: file {path} is gone")
-        return path, dict(name=text, source=str(path), registered=True)
+        changed = _changed(entry)
+        if changed:
+            raise CheckpointError(
+                f"registered model {text!r}: {path} changed since it was registered ({changed}); "
+                "register it again to use the new file"
+            )
+        return path, dict(name=text, source=str(path), registered=True, sha256=entry.get("sha256", ""))
     if _looks_like_name(text):
         known = list(PRETRAINED) + sorted(entries)
         raise CheckpointError(f"unknown model {text!r}: not a file and not a model name (known: {', '.join(known)})")
@@ -316,7 +418,11 @@ def model_info(name: str) -> dict[str, Any]:
                     description=m.description, sha256=m.sha256)
     entry = registered_models()[name]
     size = entry.get("size")
-    return dict(name=name, kind="registered", status="registered" if Path(entry["path"]).is_file() else "missing",
+    if not Path(entry["path"]).is_file():
+        status = "missing"
+    else:
+        status = "changed" if _changed(entry) else "registered"
+    return dict(name=name, kind="registered", status=status,
                 level_of_theory="(user)", elements=" ".join(entry.get("elements") or []),
                 size_mb=round(size / 1e6, 2) if size else None, source=entry["path"],
                 description=entry.get("description", ""), sha256=entry.get("sha256", ""))

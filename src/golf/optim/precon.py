@@ -379,13 +379,18 @@ def build_preconditioner(
     lay = Layout.of(mol_idx, n_mols)
     x = lay.pad(positions.detach().to(torch.float64), mol_idx)  # [B, M, 3]
     z = lay.pad(numbers, mol_idx)  # [B, M]
+    # a molecule with non-finite coordinates (failed, but still in a caller's state) gets P = identity;
+    # its model Hessian is undefined and would make the batched eigh/Cholesky raise for everyone
+    finite = torch.isfinite(x).flatten(1).all(1)  # [B]
+    x = torch.where(finite[:, None, None], x, torch.zeros_like(x))
     if kind == "lindh":
         stab = 0.05 if stab is None else stab
-        p = lindh_matrix(z, x, lay.mask, stab=stab)
-        return Preconditioner(kind, lay, _cholesky(p, stab))
-    stab = 0.1 if stab is None else stab
-    p = exp_matrix(z, x, lay.mask, mu=mu, c_stab=stab)
-    return Preconditioner(kind, lay, _cholesky(p, mu * stab))
+        chol = _cholesky(lindh_matrix(z, x, lay.mask, stab=stab), stab)
+    else:
+        stab = 0.1 if stab is None else stab
+        chol = _cholesky(exp_matrix(z, x, lay.mask, mu=mu, c_stab=stab), mu * stab)
+    eye = torch.eye(chol.shape[-1], dtype=chol.dtype, device=chol.device)
+    return Preconditioner(kind, lay, torch.where(finite[:, None, None], chol, eye))
 
 
 class PreconCache:

@@ -115,6 +115,26 @@ class OracleEnergyForces:
         )
 
 
+def as_provider(provider: Any) -> Any:
+    """An ``EnergyForces`` provider from what a user may pass: a torch module potential (a golf
+    ``Potential`` from ``golf.load_model``, or any ``nn.Module`` mapping a ``Batch`` to energies [B]
+    in eV) is wrapped in ``golf.models.ModelEnergyForces``; other callables pass through.
+
+    Raises:
+        TypeError: ``provider`` is neither callable nor a module.
+    """
+    if isinstance(provider, torch.nn.Module):
+        from golf.models.potential import ModelEnergyForces
+
+        return ModelEnergyForces(provider)
+    if not callable(provider):
+        raise TypeError(
+            "the provider must be a golf model (golf.load_model), a torch module potential or a callable "
+            f"(Batch) -> (energy [B] eV, forces [N, 3] eV/A); got one of type {type(provider).__name__}"
+        )
+    return provider
+
+
 def _energy_forces(batch: Batch, energy_fn) -> tuple[torch.Tensor, torch.Tensor]:
     """Energies [B] and forces = -dE/dx [N, 3] of a per-batch energy function, by autograd."""
     with torch.enable_grad():

@@ -6,6 +6,7 @@ No I/O here: the CLI (``golf optimize``) and the GOLF loop read and write files.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -17,7 +18,8 @@ from golf.conformation import Conformation
 from golf.optim.fire import fire_init, fire_step
 from golf.optim.gd import gd_init, gd_step
 from golf.optim.lbfgs import LBFGS_PRESETS, lbfgs_init, lbfgs_step
-from golf.optim.state import OptimState, concat, select
+from golf.optim.providers import as_provider
+from golf.optim.state import NON_FINITE_POSITIONS, OptimState, concat, segment_sum, select
 
 #: Default convergence threshold (eV/A): ASE's default and the usual one for molecular relaxations.
 DEFAULT_FMAX = 0.05
@@ -44,7 +46,7 @@ class RelaxRecord:
 
     Attributes:
         positions: final coordinates [n, 3] (A).
-        energy: final energy (eV; NaN when the provider failed).
+        energy: final energy (eV; NaN when the molecule failed on non-finite coordinates, energy or forces).
         fmax: final max over atoms of |F| (eV/A).
         n_steps: optimizer steps (see the optimizer's definition of a step).
         n_force_calls: provider evaluations, the initial one included.
@@ -86,7 +88,8 @@ class _Trajectories:
             s.fmax.detach().cpu().numpy().astype(np.float64),
         ))
 
-    def assemble(self, n: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def assemble(self, n: int) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per molecule id (those that were recorded at all): positions [T, n, 3], energies [T], fmax [T]."""
         pos: list[list[np.ndarray]] = [[] for _ in range(n)]
         ene: list[list[float]] = [[] for _ in range(n)]
         fmx: list[list[float]] = [[] for _ in range(n)]
@@ -95,23 +98,82 @@ class _Trajectories:
                 pos[i].append(p)
                 ene[i].append(e)
                 fmx[i].append(f)
-        return [(np.stack(p), np.asarray(e), np.asarray(f)) for p, e, f in zip(pos, ene, fmx)]
+        return {i: (np.stack(p), np.asarray(e), np.asarray(f)) for i, (p, e, f) in enumerate(zip(pos, ene, fmx)) if p}
+
+
+def _is_atoms(obj: Any) -> bool:
+    from ase import Atoms
+
+    return isinstance(obj, Atoms)
+
+
+def _conformation(item: Any, i: int) -> Conformation:
+    """A golf Conformation of one input item (a Conformation, or ASE Atoms: numbers, positions and
+    the integer ``charge``/``multiplicity``/``smiles`` of ``atoms.info``)."""
+    if isinstance(item, Conformation):
+        return item
+    if _is_atoms(item):
+        info = item.info or {}
+
+        def _int(name: str, default: int) -> int:
+            v = info.get(name)
+            return int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) else default
+
+        smiles = info.get("smiles") if isinstance(info.get("smiles"), str) else None
+        return Conformation(item.get_atomic_numbers(), item.get_positions(), smiles=smiles,
+                            charge=_int("charge", 0), multiplicity=_int("multiplicity", 1))
+    raise TypeError(
+        f"relax() takes golf Conformations or ase.Atoms (or one golf.batch.Batch); item {i} is of type "
+        f"{type(item).__name__}"
+    )
 
 
 def _to_batch(
-    confs_or_batch: Sequence[Conformation] | Batch, device: torch.device | str, dtype: torch.dtype
-) -> tuple[Batch, list[int]]:
+    confs_or_batch: Sequence[Conformation | Any] | Batch, device: torch.device | str, dtype: torch.dtype
+) -> Batch:
+    """All inputs as one batch (bad molecules included; ``_problems`` finds them)."""
     if isinstance(confs_or_batch, Batch):
         b = confs_or_batch
-        b = Batch(b.numbers.to(device), b.positions.to(device=device, dtype=dtype), b.mol_idx.to(device), b.n_mols)
-        return b, b.n_atoms.tolist()
-    confs = list(confs_or_batch)
-    return Batch.from_conformations(confs, device=device, dtype=dtype), [c.n_atoms for c in confs]
+        return Batch(b.numbers.to(device), b.positions.to(device=device, dtype=dtype), b.mol_idx.to(device), b.n_mols)
+    single = isinstance(confs_or_batch, (Conformation, str, bytes, Mapping)) or _is_atoms(confs_or_batch)
+    if single or not isinstance(confs_or_batch, Iterable):
+        raise TypeError(
+            "relax() takes a sequence of golf Conformations or ase.Atoms, or one golf.batch.Batch; got one "
+            f"of type {type(confs_or_batch).__name__} (wrap a single structure in a list)"
+        )
+    confs = [_conformation(c, i) for i, c in enumerate(confs_or_batch)]
+    if not confs:
+        return Batch(torch.zeros(0, dtype=torch.long, device=device), torch.zeros((0, 3), dtype=dtype, device=device),
+                     torch.zeros(0, dtype=torch.long, device=device), 0)
+    return Batch.from_conformations(confs, device=device, dtype=dtype)
+
+
+def _problems(batch: Batch) -> dict[int, str]:
+    """Molecules that cannot be relaxed at all, by index: no atoms, or non-finite coordinates (in the
+    optimizer's dtype: a float64 coordinate beyond float32's range is one too)."""
+    n_atoms = batch.n_atoms
+    bad_atoms = (~torch.isfinite(batch.positions)).any(-1)  # [N]
+    bad = segment_sum(bad_atoms.long(), batch.mol_idx, batch.n_mols) > 0  # [B]
+    out = {int(i): NON_FINITE_POSITIONS for i in torch.nonzero(bad).flatten().tolist()}
+    out.update({int(i): "no atoms" for i in torch.nonzero(n_atoms == 0).flatten().tolist()})
+    return out
+
+
+def _failed_record(positions: np.ndarray, reason: str, trajectory: bool) -> RelaxRecord:
+    """The record of a molecule that never entered the optimizer."""
+    nan = float("nan")
+    rec = RelaxRecord(positions=positions, energy=nan, fmax=nan, n_steps=0, n_force_calls=0, converged=False,
+                      reason=reason)
+    if trajectory:
+        rec.trajectory_positions = positions[None].copy()
+        rec.trajectory_energies = np.full(1, nan)
+        rec.trajectory_fmax = np.full(1, nan)
+    return rec
 
 
 def relax(
-    provider: EnergyForces,
-    confs_or_batch: Sequence[Conformation] | Batch,
+    provider: EnergyForces | torch.nn.Module,
+    confs_or_batch: Sequence[Conformation | Any] | Batch,
     method: str = "lbfgs",
     fmax: float = DEFAULT_FMAX,
     max_steps: int = DEFAULT_MAX_STEPS,
@@ -125,9 +187,14 @@ def relax(
     """Relax every conformation with a batched optimizer; one record per input, in input order.
 
     Args:
-        provider: energy-and-forces callable (an NNP via ``golf.models.ModelEnergyForces``, or an
-            oracle via ``golf.optim.providers.OracleEnergyForces``; ids passed when it wants them).
-        confs_or_batch: conformations, or a ``Batch``.
+        provider: energy-and-forces callable ``(Batch) -> (energy [B] eV, forces [N, 3] eV/A)``
+            (e.g. an oracle via ``golf.optim.providers.OracleEnergyForces``; ids passed when it wants
+            them), or a golf model / torch module potential (``golf.load_model(...)``), which is
+            wrapped in ``golf.models.ModelEnergyForces``.
+        confs_or_batch: golf ``Conformation``s and/or ``ase.Atoms`` (read: numbers, positions, the
+            integer ``charge``/``multiplicity`` of ``atoms.info``; the Atoms are not modified, set
+            ``atoms.positions = record.positions`` to take a result), or a ``Batch``. An empty
+            sequence gives an empty list.
         method: "lbfgs" (robust default), "lbfgs-precon" (the same with a molecular preconditioner:
             about half the force evaluations), "lbfgs-ase", "lbfgs-golf", "fire" or "gd".
         fmax: convergence threshold on max over atoms of |F| (eV/A).
@@ -139,25 +206,43 @@ def relax(
         progress: called with the number of molecules that just finished (for a progress bar).
         **cfg: optimizer settings (``LBFGSConfig``, ``FIREConfig``, ``GDConfig`` fields).
 
-    Failures (NaN or exploding forces) stop only the molecule concerned (``reason`` says why).
+    A molecule that cannot be relaxed fails alone (``converged`` False, ``reason`` says why) and never
+    changes the other molecules' results: one with no atoms or non-finite coordinates never enters the
+    optimizer (energy NaN, 0 force calls); one whose positions, energy or forces become non-finite on
+    the way (energy NaN), or whose forces explode, leaves the batch at that step.
+
+    Raises:
+        TypeError: ``confs_or_batch`` holds something other than Conformations / Atoms, or
+            ``provider`` is not callable.
     """
     init_fn, step_fn, preset = get_optimizer(method)
-    batch, counts = _to_batch(confs_or_batch, device, dtype)
+    provider = as_provider(provider)
+    batch = _to_batch(confs_or_batch, device, dtype)
     n = batch.n_mols
     if n == 0:
         return []
-    size = n if batch_size is None else max(1, int(batch_size))
-    refill = max(1, size // 8)  # add newcomers in chunks so each join costs one call for several
-    kwargs = dict(preset, fmax=fmax, max_steps=max_steps, **cfg)
     traj = _Trajectories() if trajectory else None
     results: dict[int, RelaxRecord] = {}
-    next_id = 0
+    problems = _problems(batch)
+    if problems:
+        start_pos = batch.split(batch.positions.detach().cpu().to(torch.float64))
+        for i, why in problems.items():
+            results[i] = _failed_record(start_pos[i].numpy(), why, trajectory)
+        if progress is not None:
+            progress(len(problems))
+    todo = [i for i in range(n) if i not in problems]  # input indices, ascending: the molecules' ids
+    n_todo = len(todo)
+    size = max(1, n_todo) if batch_size is None else max(1, int(batch_size))
+    refill = max(1, size // 8)  # add newcomers in chunks so each join costs one call for several
+    kwargs = dict(preset, fmax=fmax, max_steps=max_steps, **cfg)
+    next_id = 0  # position in todo
 
     def start(k: int) -> OptimState:
         nonlocal next_id
-        ids = torch.arange(next_id, next_id + k, device=batch.device)
+        chosen = todo[next_id:next_id + k]
+        ids = torch.as_tensor(chosen, dtype=torch.long, device=batch.device)
         mask = torch.zeros(n, dtype=torch.bool, device=batch.device)
-        mask[next_id:next_id + k] = True
+        mask[ids] = True
         next_id += k
         new = init_fn(batch.select(mask), provider, ids=ids, **kwargs)
         if traj is not None:
@@ -184,11 +269,13 @@ def relax(
             progress(fin.n_mols)
         return select(state, ~done)
 
-    state = harvest(start(min(size, n)))
-    while state.n_mols > 0 or next_id < n:
+    if n_todo == 0:
+        return [results[i] for i in range(n)]
+    state = harvest(start(min(size, n_todo)))
+    while state.n_mols > 0 or next_id < n_todo:
         free = size - state.n_mols
-        if next_id < n and free >= min(refill, n - next_id):
-            new = start(min(free, n - next_id))
+        if next_id < n_todo and free >= min(refill, n_todo - next_id):
+            new = start(min(free, n_todo - next_id))
             state = harvest(concat([state, new]) if state.n_mols else new)
             continue
         state = step_fn(state, provider)
@@ -198,6 +285,6 @@ def relax(
 
     out = [results[i] for i in range(n)]
     if traj is not None:
-        for rec, (p, e, f) in zip(out, traj.assemble(n)):
-            rec.trajectory_positions, rec.trajectory_energies, rec.trajectory_fmax = p, e, f
+        for i, (p, e, f) in traj.assemble(n).items():
+            out[i].trajectory_positions, out[i].trajectory_energies, out[i].trajectory_fmax = p, e, f
     return out

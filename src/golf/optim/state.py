@@ -31,6 +31,7 @@ ATOM = {"dim": "atom"}
 CONVERGED = "converged"
 MAX_STEPS = "max_steps"
 NON_FINITE = "non-finite energy or forces"
+NON_FINITE_POSITIONS = "non-finite coordinates"
 EXPLODING = "exploding forces"
 
 
@@ -61,7 +62,8 @@ class OptimState:
         n_steps: optimizer steps taken per molecule [B], int64.
         n_force_calls: provider evaluations per molecule [B] (the initial one included), int64.
         converged: [B] bool, fmax reached.
-        failed: [B] bool, stopped by NaN/exploding forces.
+        failed: [B] bool, stopped by non-finite positions/energy/forces or exploding forces (a
+            non-finite failure has energy NaN).
         reasons: per-molecule stop reason ("" while running), list of B str.
         ids: caller's identifiers [B], int64 (follow the molecules through select/concat).
         cfg: optimizer config (static, shared by all molecules).
@@ -127,11 +129,14 @@ def evaluate(state: OptimState, provider: EnergyForces, which: torch.Tensor | No
 
     ONE provider call on the sub-batch of those molecules; the others keep their values. Increments
     ``n_force_calls`` and stops molecules whose energy/forces are non-finite or whose largest force
-    exceeds ``cfg.max_force`` (failed, with a reason). Never raises for a bad molecule.
+    exceeds ``cfg.max_force`` (failed, with a reason). A molecule in ``which`` whose positions are
+    non-finite is failed without being passed to the provider (which may return a finite energy
+    for them, or fail the whole call). Never raises for a bad molecule.
     """
     batch = state.batch
     if which is None:
         which = torch.ones(batch.n_mols, dtype=torch.bool, device=batch.device)
+    which = _drop_non_finite_positions(state, which)
     n_sel = int(which.sum())
     if n_sel == 0:
         return state
@@ -161,6 +166,24 @@ def evaluate(state: OptimState, provider: EnergyForces, which: torch.Tensor | No
     return state
 
 
+def _drop_non_finite_positions(state: OptimState, which: torch.Tensor) -> torch.Tensor:
+    """Fail the molecules in ``which`` [B] with non-finite positions; returns ``which`` without them."""
+    batch = state.batch
+    bad_atoms = ~torch.isfinite(batch.positions).all(-1)  # [N]
+    if not bool(bad_atoms.any()):
+        return which
+    bad = which & (segment_sum(bad_atoms.long(), batch.mol_idx, batch.n_mols) > 0)  # [B]
+    if not bool(bad.any()):
+        return which
+    state.failed = state.failed | bad
+    state.converged = state.converged & ~bad
+    state.energy = state.energy.masked_fill(bad, float("nan"))
+    state.fmax = state.fmax.masked_fill(bad, float("nan"))
+    for b in torch.nonzero(bad).flatten().tolist():
+        state.reasons[b] = NON_FINITE_POSITIONS
+    return which & ~bad
+
+
 def _check(state: OptimState, which: torch.Tensor) -> None:
     """Mark molecules in ``which`` [B] as converged / failed, with reasons."""
     finite = torch.isfinite(state.energy) & torch.isfinite(state.fmax)  # [B]
@@ -169,6 +192,7 @@ def _check(state: OptimState, which: torch.Tensor) -> None:
     conv = which & finite & ~exploding & (state.fmax <= state.cfg.fmax)
     state.failed = state.failed | non_finite | exploding
     state.converged = (state.converged | conv) & ~state.failed
+    state.energy = state.energy.masked_fill(non_finite, float("nan"))
     if bool(non_finite.any() | exploding.any() | conv.any()):
         for b in torch.nonzero(non_finite).flatten().tolist():
             state.reasons[b] = NON_FINITE
