@@ -112,3 +112,23 @@ def test_bench_auc_known_cases():
     iv = bench.auc_interval([4, 3, 2, 1, 0, 5], [True, False, True, False, False, True],
                             groups=[0, 0, 1, 1, 2, 2], n_boot=200)
     assert iv["lo"] <= iv["value"] <= iv["hi"] and iv["value"] == pytest.approx(8 / 9)
+
+
+def test_optimize_writes_the_trust_signal_per_structure(tmp_path):
+    """golf optimize --model: every relaxed structure carries trust_mmff_drop_kcal_mol; GOLF-10k's
+    stretched thioamide C=S is distrusted more than its ethanol."""
+    import subprocess
+    import sys
+
+    from rdkit import Chem
+
+    smi = tmp_path / "m.smi"
+    smi.write_text("CC(=S)N1CCCCC1 224\nCCO 1\n")
+    out = tmp_path / "r.sdf"
+    res = subprocess.run([sys.executable, "-m", "golf", "optimize", "--model", "GOLF-10k", str(smi), "-o", str(out),
+                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    drops = {m.GetProp("_Name") or m.GetProp("mol_id"): float(m.GetProp("trust_mmff_drop_kcal_mol"))
+             for m in Chem.SDMolSupplier(str(out), removeHs=False)}
+    thio, ethanol = sorted(drops.values(), reverse=True)
+    assert thio > 3.0 > ethanol >= 0.0

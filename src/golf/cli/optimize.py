@@ -150,6 +150,12 @@ def run(args: argparse.Namespace) -> int:
                           converged=r.converged, reason=r.reason))
     if not done:
         raise InputError(f"no structure could be relaxed ({skipped.reasons[-1]})")
+    if args.model:  # how far to trust each NNP relaxation (golf.trust); NaN where MMFF cannot type it
+        from golf.trust import mmff_energy_drop
+        from golf.units import EV_TO_KCAL_MOL
+
+        for p, drop in zip(props, mmff_energy_drop(done)):
+            p["trust_mmff_drop_kcal_mol"] = float(drop) * EV_TO_KCAL_MOL
     from golf.errors import OutputError
 
     try:
