@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from golf.progress import configure
 
+    _one_line_warnings(args.command)
     configure()  # progress bars on a terminal, status lines in logs
     if args.command in TORCH_COMMANDS:
         from golf.models.ops import tune_cpu_allocator
@@ -88,6 +89,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"golf {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_warnings(command: str) -> None:
+    """Print every ``GolfWarning`` as one stderr line, ``golf COMMAND: warning: ...``, each time it
+    is issued; other warnings keep Python's format."""
+    import warnings
+
+    from golf.errors import GolfWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
+        if issubclass(category, GolfWarning):
+            print(f"golf {command}: warning: {str(message).splitlines()[0]}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", GolfWarning)
 
 
 if __name__ == "__main__":
