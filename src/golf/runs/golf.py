@@ -268,18 +268,20 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
         trainer.load_state_dict(ckpt["trainer"], restore_global_rng=False)
         stats = GolfStats(**ckpt["stats"])
         trained_calls = int(ckpt["calls_done"])
-    late = []
+    late = {}  # call -> label of the results stored after the checkpoint (trained in catch_up)
     for row in stored:
         if not row["kvp"].get("used", 1):
             continue
-        buffer.add(row["conformation"], row["energy"], row["forces"])
+        label = (row["conformation"], row["energy"], row["forces"])
         if int(row["kvp"]["call"]) >= trained_calls:
-            late.append(row)
+            late[int(row["kvp"]["call"])] = label
+        else:
+            buffer.add(*label)
     stats.calls_done = len(stored) + n_failed
     stats.calls_ok = len(stored)
     stats.calls_failed = n_failed
     stats.skipped_force = sum(1 for r in stored if not r["kvp"].get("used", 1))
-    stats.conformations_added = len(buffer.new)
+    stats.conformations_added = len(buffer.new) + len(late)
 
     def provenance() -> dict[str, Any]:
         from golf import __version__
@@ -339,7 +341,7 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
     with open_executor(oracle, spec) as ex:
         golf_loop = GolfLoop(provider, trainer, buffer, pool, ex, config, on_result=on_result,
                              on_progress=on_progress, stats=stats, device=device, dtype=model.dtype)
-        golf_loop.catch_up(len(late))  # results stored after the last checkpoint still owe their updates
+        golf_loop.catch_up(trained_calls, late)  # results stored after the last checkpoint owe their updates
         if not (run_dir / LOG).exists():
             log(stats, {})  # the starting point of the learning curve
         golf_loop.run()
