@@ -180,6 +180,32 @@ def test_resumed_run_makes_the_updates_of_an_uninterrupted_one(d0_and_baseline, 
     assert json.loads((run / "summary.json").read_text())["stats"]["updates"] == expected
 
 
+def test_ctrl_c_stops_a_golf_run_without_worker_tracebacks(d0_and_baseline, tmp_path):
+    """Ctrl-C in a terminal interrupts the whole process group: the oracle workers (busy in a slow
+    call) must leave it to the parent, which prints one "interrupted" line and exits 130."""
+    d0, baseline = d0_and_baseline
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    args = _golf_args(d0, baseline, run, budget=40, oracle="flaky_oracle:SlowMMFF",
+                      extra=["--oracle-option", "delay=2", "--no-progress"])
+    args[args.index("serial")] = "local"
+    log = tmp_path / "err.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True)
+        try:
+            stalled = _wait_while_progressing(proc, run, log, until=lambda: len(_calls(run)) >= 1)
+            assert not stalled and proc.poll() is None, log.read_text()
+            time.sleep(0.5)  # the workers are inside their next (2 s) calls
+            os.killpg(proc.pid, signal.SIGINT)
+            rc = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    stderr = log.read_text()
+    assert rc == 130 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].endswith("interrupted"), stderr
+
+
 def test_oracle_failure_is_skipped_and_counted(d0_and_baseline, tmp_path, monkeypatch):
     d0, baseline = d0_and_baseline
     run = tmp_path / "run"

@@ -14,7 +14,8 @@ RUN_DIR layout:
                      budget N would)
 
 Resume (after a kill -9 too): results in oracle.db beyond the checkpoint are added to the buffer and
-get their NNP updates; failed calls stay counted; calls that were in flight are simply not counted,
+get the NNP updates an uninterrupted run would have given them (``GolfLoop.catch_up`` replays the
+cadence; a round the kill cut short is completed before it trains); failed calls stay counted; calls that were in flight are simply not counted,
 so the budget always equals results stored. A resume first checks what it resumes: the settings that
 define the run (``RUN_IDENTITY``: oracle and its settings, loop and trainer settings but
 ``RESUMABLE_KNOBS``, baseline, D0)
