@@ -98,16 +98,20 @@ def _one_line_warnings(command: str) -> None:
 
     from golf.errors import GolfWarning
 
-    default = warnings.showwarning
+    warnings.simplefilter("always", GolfWarning)
+    current = warnings.showwarning
+    if getattr(current, "golf_command", None) is not None:  # installed by an earlier main() in this process
+        current.golf_command = command
+        return
 
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
         if issubclass(category, GolfWarning):
-            print(f"golf {command}: warning: {str(message).splitlines()[0]}", file=file or sys.stderr)
+            print(f"golf {show.golf_command}: warning: {str(message).splitlines()[0]}", file=file or sys.stderr)
         else:
-            default(message, category, filename, lineno, file, line)
+            current(message, category, filename, lineno, file, line)
 
+    show.golf_command = command
     warnings.showwarning = show
-    warnings.simplefilter("always", GolfWarning)
 
 
 if __name__ == "__main__":
