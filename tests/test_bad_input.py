@@ -88,7 +88,7 @@ def _check(result, expected: str):
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
     assert "Traceback" not in stderr
-    assert lines[0].startswith("golf data: error: ")
+    assert lines[0].startswith(("golf data: error: ", "golf data build: error: "))  # the latter: argparse
     assert expected in lines[0], lines[0]
     assert files == [], files  # no output db, no failures log, no temp file
 

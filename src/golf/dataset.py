@@ -57,7 +57,11 @@ class LabelledData:
         offsets [B+1] int64 (conformation i owns atoms offsets[i]:offsets[i+1]),
         energy [B] float64 (eV), mol_id [B] int64, conf_id [B] int64.
     List attributes: smiles [B] (str or None), molblocks [B] (str or None).
+    ``level``: the level of theory (oracle name, settings) of a set read by ``from_db``, None when
+    its rows record none.
     """
+
+    level: tuple[str, dict] | None = None
 
     def __init__(self) -> None:
         self._numbers = _Grow((), np.int64)
@@ -168,7 +172,26 @@ class LabelledData:
                 if lv is None:
                     warnings.warn(f"{p} records no level of theory (no oracle in its rows); assuming "
                                   f"{_level_text(known[0][2])} like {known[0][0]}", GolfWarning, stacklevel=2)
+        data.level = known[0][2] if known else None
         return data
+
+    def check_level(self, name: str, settings: dict, what: str) -> None:
+        """InputError unless this set's recorded level of theory is oracle ``name`` with ``settings``
+        (``what`` names the labels they would be mixed with). A set that records none, or a plugin
+        oracle (``module:Class``: golf cannot know its level of theory), gives a ``GolfWarning`` at most."""
+        import warnings
+
+        from golf.errors import GolfWarning
+
+        if self.level is None or _same_level(self.level, (name, settings)):
+            return
+        text = (f"the training data is labelled with {_level_text(self.level)} but {what} with "
+                f"{_level_text((name, settings))}")
+        builtin = ("mmff", "xtb", "dft")
+        if name in builtin and self.level[0] in builtin:
+            raise InputError(f"{text}: one training set needs one level of theory")
+        warnings.warn(f"{text}; a plugin oracle is assumed to be the same level of theory", GolfWarning,
+                      stacklevel=2)
 
     @classmethod
     def concatenate(cls, parts: Iterable["LabelledData"]) -> "LabelledData":

@@ -250,6 +250,7 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
         workers=oracle.workers)
     if resume and store.has_state():
         check_resume(run_dir, run_config)
+    d0.check_level(spec.name, spec.settings, "the GOLF oracle labels")  # D0 is part of every replay batch
     ckpt = _load_run_checkpoint(run_dir / CHECKPOINT, device) if resume and (run_dir / CHECKPOINT).exists() else None
     stored = store.stored_results()
     n_failed = store.n_failures()
