@@ -440,6 +440,7 @@ MAX_ROWS_REPORTED = 20
 def _read_db(path: Path) -> tuple[LabelledData, tuple[int, tuple[str, dict] | None]]:
     """Labelled rows of one ASE db and (first row id, level of theory) its rows record (see
     ``LabelledData.from_db``); InputError with the file name on any problem."""
+    import json
     import warnings
 
     from golf.db import iter_rows, label_problem, row_level
@@ -452,6 +453,7 @@ def _read_db(path: Path) -> tuple[LabelledData, tuple[int, tuple[str, dict] | No
     rows = []
     bad: list[str] = []
     level: tuple[int, tuple[str, dict] | None] = (0, None)
+    agreed: set[tuple[str, str]] = set()
     try:
         for r in iter_rows(path):
             n_rows += 1
@@ -460,7 +462,9 @@ def _read_db(path: Path) -> tuple[LabelledData, tuple[int, tuple[str, dict] | No
                 n_unlabelled += 1
                 continue
             lv = row_level(r["kvp"], r["data"])
-            if lv is not None:
+            seen = None if lv is None else (lv[0], json.dumps(lv[1], sort_keys=True, default=str))
+            if lv is not None and seen not in agreed:  # compared once per distinct recorded level
+                agreed.add(seen)
                 if level[1] is None:
                     level = (r["id"], lv)
                 elif not _same_level(level[1], lv):
