@@ -27,6 +27,15 @@ class FlakyMMFF(MMFFOracle):
         return super()._compute(conf)
 
 
+class FailingMMFF(MMFFOracle):
+    """An oracle whose every call fails (a broken genuine oracle)."""
+
+    name = "flaky_oracle:FailingMMFF"
+
+    def _compute(self, conf: Conformation) -> OracleResult:
+        return OracleResult.failure("injected failure (SCF not converged)")
+
+
 class SlowMMFF(MMFFOracle):
     """MMFF94 that takes ``delay`` seconds per call (a stand-in for a slow genuine oracle)."""
 

@@ -51,6 +51,8 @@ EXTRA = {
     "bad_oracle_option": (["--smiles", str(GOOD), "--oracle", "mmff", "--oracle-option", "bogus=1"], "unknown mmff setting"),
     "xtb_option_for_mmff": (["--smiles", str(GOOD), "--oracle", "mmff", "--xtb-accuracy", "0.1"], "applies to --oracle xtb"),
     "wrong_charge": (["--input", str(BAD / "charged.smi"), "--charge", "2", "--oracle", "mmff"], "does not match"),
+    "bad_scheduler": (["--smiles", str(GOOD), "--oracle", "mmff", "--scheduler", "not a url::/"],
+                      "not a Dask scheduler address"),
     "out_not_db": (["--smiles", str(GOOD), "--oracle", "mmff", "--out-override", "x.sdf"], "must be an ASE SQLite"),
 }
 
@@ -89,7 +91,7 @@ def _check(result, expected: str):
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
     assert "Traceback" not in stderr
-    assert lines[0].startswith("golf data: error: ")
+    assert lines[0].startswith(("golf data: error: ", "golf data build: error: "))  # the latter: argparse
     assert expected in lines[0], lines[0]
     assert files == [], files  # no output db, no failures log, no temp file
 

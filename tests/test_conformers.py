@@ -211,6 +211,35 @@ def test_cli_all_bad_is_one_line_error_and_no_output(tmp_path, capsys):
     assert "unknown model" in capsys.readouterr().err
 
 
+def test_cli_refine_where_every_call_fails(tmp_path, capsys):
+    """A refine oracle that always fails: each molecule's failures on one stderr line, every conformer
+    marked unrefined and ranked by model energy in the SDF and CSV, one closing reason, exit 3."""
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO ethanol\nCCN ethylamine\n")
+    out = tmp_path / "o.sdf"
+    rc = main(["conformers", str(smi), "-o", str(out), "--n-conformers", "3", "--max-steps", "40", "--top-k", "2",
+               "--refine", "flaky_oracle:FailingMMFF", "--workers", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 3, err
+    per_molecule = [x for x in err if "refinement failed for" in x]
+    assert len(per_molecule) == 2 and all("injected failure" in x for x in per_molecule), err
+    assert "every flaky_oracle:FailingMMFF refinement failed" in err[-1]
+    mols = _read_sdf(out)
+    assert mols and all(m.GetProp("refined") in ("False", "0") for m in mols)
+    assert all(m.GetProp("ranked_by") == "model_energy" and m.HasProp("refine_error") for m in mols)
+    rows = list(csv.DictReader(open(tmp_path / "o.csv")))
+    assert [r["ranked_by"] for r in rows] == ["model_energy"] * 2 and all(r["n_refined"] == "0" for r in rows)
+
+
+def test_cli_refine_unknown_oracle_is_refused_before_work(tmp_path, capsys):
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO ethanol\n")
+    assert main(["conformers", str(smi), "-o", str(tmp_path / "o.sdf"), "--refine", "nope", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown oracle" in err[0]
+    assert not (tmp_path / "o.sdf").exists()
+
+
 @pytest.mark.slow
 def test_cli_refine_xtb(tmp_path):
     smi = tmp_path / "in.smi"

@@ -194,6 +194,47 @@ def test_dask_local_cluster_two_workers(monkeypatch):
     assert res["relax"].ok and res["relax"].converged
 
 
+@pytest.mark.parametrize("address", ["not a url::/", "tcp://a b:8786", "http://host:8786", "host:99999", ""])
+def test_malformed_scheduler_address_is_refused_up_front(address, monkeypatch):
+    from golf.errors import InputError
+    from golf.oracles.executors.dask import check_scheduler_address
+
+    with pytest.raises(InputError, match="not a Dask scheduler address"):
+        check_scheduler_address(address)
+    if address:
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)  # the environment's address is checked too
+        with pytest.raises(InputError, match="not a Dask scheduler address"):
+            make_executor(OracleSpec("mmff"), kind="dask")
+
+
+@pytest.mark.parametrize("address", ["tcp://10.0.0.1:8786", "10.0.0.1:8786", "localhost", "tls://[::1]:8786",
+                                     "scheduler-0.cluster.local:8786", "inproc://10.0.0.1/123/1"])
+def test_scheduler_address_forms_accepted(address):
+    from golf.oracles.executors.dask import check_scheduler_address
+
+    assert check_scheduler_address(address) == address
+
+
+def test_dask_client_that_fails_to_start_is_one_error_and_exits_at_once(tmp_path):
+    """Past the form check (bypassed here), a scheduler address Dask refuses gives one GolfError, and
+    the process exits at once: the half-made client must not wait a minute for its event loop at exit."""
+    pytest.importorskip("distributed")
+    code = (
+        "import golf.oracles.executors.dask as d\n"
+        "d.check_scheduler_address = lambda a: a\n"
+        "from golf.errors import GolfError\n"
+        "from golf.oracles import OracleSpec\n"
+        "try:\n"
+        "    d.DaskExecutor(OracleSpec('mmff'), scheduler='not a url::/')\n"
+        "except GolfError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.startswith("refused: cannot connect"), out.stderr
+    assert "Traceback" not in out.stderr and time.monotonic() - t0 < 45, out.stderr
+
+
 @pytest.mark.slow
 def test_dask_timeout_reported(double, monkeypatch):
     pytest.importorskip("distributed")

@@ -154,6 +154,59 @@ def test_kill_and_resume_loses_nothing(d0_and_baseline, tmp_path):
     assert all(c in kept for c in before if c in kept)
 
 
+@pytest.mark.slow
+def test_resumed_run_makes_the_updates_of_an_uninterrupted_one(d0_and_baseline, tmp_path):
+    """Killed with results stored but no checkpoint, a resumed run makes exactly the NNP updates an
+    uninterrupted run makes (rounds of 4 calls, 4 x 3 updates each once 8 labels exist: 4 rounds
+    train, 48 updates), not utd-ratio updates for every result stored before the buffer could train."""
+    d0, baseline = d0_and_baseline
+    budget, extra = 20, ["--checkpoint-every", "1000"]
+    whole = tmp_path / "whole"
+    out = _run_or_dump(_golf_args(d0, baseline, whole, budget=budget, extra=extra), tmp_path / "whole.log", whole)
+    assert out.returncode == 0, out.stderr
+    expected = json.loads((whole / "summary.json").read_text())["stats"]["updates"]
+    assert expected == 48
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_golf_args(d0, baseline, run, budget=budget, extra=extra),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_while_progressing(proc, run, until=lambda: len(_calls(run)) >= 10)  # past the first training round
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 10 <= len(_calls(run)) < budget and not (run / "checkpoint.pt").exists(), "the kill should land mid-run"
+    out = _run_or_dump(_golf_args(d0, baseline, run, budget=budget, extra=[*extra, "--resume"]),
+                       tmp_path / "resume.log", run)
+    assert out.returncode == 0, out.stderr
+    assert _calls(run) == list(range(budget))
+    assert json.loads((run / "summary.json").read_text())["stats"]["updates"] == expected
+
+
+def test_ctrl_c_stops_a_golf_run_without_worker_tracebacks(d0_and_baseline, tmp_path):
+    """Ctrl-C in a terminal interrupts the whole process group: the oracle workers (mostly idle,
+    waiting for the parent's next round) must leave it to the parent, which prints one
+    "interrupted" line and exits 130."""
+    d0, baseline = d0_and_baseline
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    args = _golf_args(d0, baseline, run, budget=40, oracle="flaky_oracle:SlowMMFF",
+                      extra=["--oracle-option", "delay=0.05", "--no-progress"])
+    args[args.index("serial")] = "local"
+    log = tmp_path / "err.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True)
+        try:
+            stalled = _wait_while_progressing(proc, run, log, until=lambda: len(_calls(run)) >= 1)
+            assert not stalled and proc.poll() is None, log.read_text()
+            time.sleep(3)  # the parent relaxes its episodes and trains; the workers wait
+            os.killpg(proc.pid, signal.SIGINT)
+            rc = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    stderr = log.read_text()
+    assert rc == 130 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].endswith("interrupted"), stderr
+
+
 def test_oracle_failure_is_skipped_and_counted(d0_and_baseline, tmp_path, monkeypatch):
     d0, baseline = d0_and_baseline
     run = tmp_path / "run"

@@ -230,6 +230,32 @@ def test_no_training_before_batch_size_and_block_updates():
     assert loop.stats.updates == 18
 
 
+@pytest.mark.parametrize("stored", [0, 2, 5, 6, 7, 9, 12])
+def test_resume_makes_the_updates_of_an_uninterrupted_run(stored):
+    """A run resumed after ``stored`` results (none of them trained: no checkpoint) makes exactly the
+    updates the uninterrupted run makes for the same labels: the catch-up replays the rounds, and the
+    round the interruption cut short is completed before it trains."""
+    pool = _pool(12)
+    cfg = dict(n_parallel=3, utd_ratio=2, batch_size=5, budget=12, initial_conf_pct=0.2)
+    whole, _, whole_trainer = _loop(pool, [0.0, 1.0], **cfg)
+    whole.run()
+    assert whole_trainer.updates == [6] * 6 + [9] * 6 + [12] * 6
+
+    from golf.loop import GolfStats
+
+    resumed, _, trainer = _loop(pool, [0.0, 1.0], **cfg)
+    resumed.stats = GolfStats(calls_done=stored, calls_ok=stored)
+    resumed.next_call = stored
+    stub = StubExecutor()
+    labels = {c: (pool[c % len(pool)], -1.0, np.full((3, 3), 0.1)) for c in range(stored)}
+    resumed.executor = stub
+    resumed.catch_up(0, labels)
+    resumed.run()
+    assert resumed.stats.calls_done == 12 and len(stub.submitted) == 12 - stored
+    assert trainer.updates == whole_trainer.updates  # same updates, each on a buffer of the same size
+    assert resumed.stats.updates == whole.stats.updates == 18 and resumed.stats.rounds == 4
+
+
 def test_stream_cadence_trains_per_label_once_ready():
     pool = _pool(12)
     loop, _, trainer = _loop(pool, [0.0, 1.0], n_parallel=3, utd_ratio=2, batch_size=5, budget=8, cadence="stream")

@@ -245,6 +245,21 @@ def test_golf_run_where_every_call_failed_exits_nonzero(d0_and_baseline, tmp_pat
     assert not (run / "model.pt").exists() and (run / "failures.jsonl").exists(), line
 
 
+def test_golf_oracle_of_another_level_of_theory_than_d0_is_refused(d0_and_baseline, tmp_path, monkeypatch):
+    """D0 is part of every replay batch: GOLF labels of another level of theory would be mixed with
+    it. A plugin oracle's level is unknown to golf: it is accepted with a warning line."""
+    d0, baseline = d0_and_baseline
+    run = tmp_path / "run"
+    one_line_error(*golf_run(d0, baseline, run, "--oracle", "xtb"), "labelled with mmff", "xtb", "level of theory")
+    one_line_error(*golf_run(d0, baseline, run, "--oracle-option", "variant=MMFF94s"), "MMFF94s", "level of theory")
+    assert not run.exists()
+    monkeypatch.syspath_prepend(TESTS)
+    rc, err = golf_run(d0, baseline, run, "--oracle", "flaky_oracle:FlakyMMFF", "--oracle-option", "fail_every=1",
+                       budget=1)
+    warned = [x for x in err.splitlines() if "warning:" in x]
+    assert len(warned) == 1 and "plugin oracle" in warned[0], err
+
+
 def test_bad_oracle_option_is_refused_up_front(d0_and_baseline, tmp_path):
     """Unknown settings, and bad values of xtb settings even beside torch (where the oracle is not built)."""
     d0, baseline = d0_and_baseline

@@ -65,8 +65,10 @@ def synthetic_data(n_mols: int = 24, n_confs: int = 4, seed: int = 0, sigma: flo
     return LabelledData.from_conformations(confs, energies, forces)
 
 
-def write_db(path: Path, data: LabelledData, labelled: bool = True, order=None, keys: bool = True) -> Path:
-    """``data`` as an ASE db, rows in ``order`` (default: data order); ``keys``: golf record keys."""
+def write_db(path: Path, data: LabelledData, labelled: bool = True, order=None, keys: bool = True,
+             oracle: str | None = "morse") -> Path:
+    """``data`` as an ASE db, rows in ``order`` (default: data order); ``keys``: golf record keys;
+    ``oracle``: the level of theory recorded in every row (None: none)."""
     import ase.db
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
@@ -79,7 +81,9 @@ def write_db(path: Path, data: LabelledData, labelled: bool = True, order=None, 
                 e, f = data.labels(int(i))
                 atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f)
             extra = {"key": f"{conf.mol_id:04d}-{conf.conf_id}"} if keys else {}
-            db.write(atoms, mol_id=conf.mol_id, conf_id=conf.conf_id, smiles=conf.smiles, oracle="morse", **extra)
+            if oracle is not None:
+                extra["oracle"] = oracle
+            db.write(atoms, mol_id=conf.mol_id, conf_id=conf.conf_id, smiles=conf.smiles, **extra)
     return path
 
 

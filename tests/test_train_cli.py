@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from golf.cli import main
@@ -123,3 +124,62 @@ def test_trained_model_predict(db, tmp_path):
     conf = Conformation(atoms.numbers, atoms.positions)
     e, _ = model.energy_and_forces(Batch.from_conformations([conf]))
     assert atoms.get_potential_energy() == pytest.approx(float(e[0]), abs=1e-3)
+
+
+def test_databases_of_two_levels_of_theory_are_refused(tmp_path, capsys):
+    """One training set, one level of theory: the oracle recorded in the rows must agree; a db that
+    records none is accepted with a one-line warning."""
+    a = write_db(tmp_path / "mmff.db", synthetic_data(n_mols=4, n_confs=2, seed=1), oracle="mmff")
+    b = write_db(tmp_path / "xtb.db", synthetic_data(n_mols=4, n_confs=2, seed=2), oracle="xtb")
+    out = tmp_path / "m.pt"
+    assert main(["train", "--data", str(a), "--data", str(b), "--out", str(out), "--epochs", "1", *SMALL]) == 2
+    line = _err_line(capsys)
+    assert "mmff.db" in line and "xtb.db" in line and "level of theory" in line
+    assert not out.exists()
+    plain = write_db(tmp_path / "plain.db", synthetic_data(n_mols=4, n_confs=2, seed=3), oracle=None)
+    assert main(["train", "--data", str(a), "--data", str(plain), "--out", str(out), "--epochs", "1", *SMALL]) == 0
+    warned = [x for x in capsys.readouterr().err.splitlines() if "warning" in x]
+    assert len(warned) == 1 and "plain.db" in warned[0] and "level of theory" in warned[0]
+
+
+def test_a_db_mixing_two_levels_of_theory_is_refused(tmp_path, capsys):
+    import ase.db
+
+    db = write_db(tmp_path / "mixed.db", synthetic_data(n_mols=4, n_confs=2, seed=1), oracle="mmff")
+    with ase.db.connect(str(db)) as con:
+        con.update(3, oracle="xtb")
+    assert main(["train", "--data", str(db), "--out", str(tmp_path / "m.pt"), *SMALL]) == 2
+    line = _err_line(capsys)
+    assert "row 1" in line and "row 3" in line and "xtb" in line
+
+
+def _corrupted(tmp_path, rows) -> Path:
+    """A db whose conformations ``rows`` (data order) carry a force of 3.6e191 eV/A: finite in float64,
+    infinite in the float32 the model trains in."""
+    data = synthetic_data(n_mols=8, n_confs=3, seed=4)
+    for i in rows:
+        data.forces[data.offsets[i], 0] = 3.6e191
+    return write_db(tmp_path / "bad.db", data)
+
+
+def test_corrupted_label_rows_are_reported_and_left_out(tmp_path, capsys):
+    db = _corrupted(tmp_path, [4])
+    out = tmp_path / "m.pt"
+    assert main(["train", "--data", str(db), "--out", str(out), "--epochs", "1", *SMALL]) == 0
+    err = capsys.readouterr().err.splitlines()
+    left_out = [x for x in err if "left out" in x]
+    assert len(left_out) == 1 and "row 5" in left_out[0] and "eV/A" in left_out[0], err
+    cfg = json.loads((tmp_path / "m.pt.d" / "config.json").read_text())
+    assert cfg["n_train"] + cfg["n_val"] == 23
+    summary = json.loads((tmp_path / "m.pt.d" / "summary.json").read_text())
+    assert all(np.isfinite(summary[k]) for k in ("val_energy_mae_mev", "val_forces_mae_mev_a"))
+
+
+def test_training_never_exits_0_with_non_finite_validation_errors(tmp_path, capsys, monkeypatch):
+    """Past the label check (disabled here), infinite labels give infinite validation errors: the run
+    must fail with one line, not report inf and exit 0."""
+    monkeypatch.setattr("golf.db.label_problem", lambda energy, forces: None)
+    db = _corrupted(tmp_path, range(0, 24, 3))  # one conformation of every molecule
+    assert main(["train", "--data", str(db), "--out", str(tmp_path / "m.pt"), "--epochs", "1", *SMALL]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "not finite" in err[-1] and "error" in err[-1] and not any("Traceback" in x for x in err)

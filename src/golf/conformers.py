@@ -145,6 +145,11 @@ class ConformerRecord:
     refined_rel_kcal_mol: float | None = None
     refine_reason: str = ""
 
+    @property
+    def refined(self) -> bool:
+        """Whether the oracle gave this conformer an energy (it then ranks by it, else by the model's)."""
+        return self.refined_energy is not None and bool(np.isfinite(self.refined_energy))
+
 
 @dataclass
 class MoleculeResult:
@@ -673,8 +678,8 @@ def _mol_of(conf: Conformation) -> Any:
 
 SUMMARY_FIELDS = (
     "molecule", "input", "smiles", "status", "n_embedded", "n_failed", "n_graph_changed", "n_stereo_changed",
-    "n_duplicates", "n_beyond_selection", "n_refine_dropped", "n_refine_failed", "n_kept", "n_converged",
-    "lowest_model_energy_eV", "span_kcal_mol", "lowest_refined_energy_eV", "error",
+    "n_duplicates", "n_beyond_selection", "n_refine_dropped", "n_refine_failed", "n_refined", "ranked_by", "n_kept",
+    "n_converged", "lowest_model_energy_eV", "span_kcal_mol", "lowest_refined_energy_eV", "error",
 )
 
 
@@ -693,6 +698,8 @@ def _props(rec: ConformerRecord, res: MoleculeResult, model_name: str, refine_me
     }
     if refine_method:
         p["refine_method"] = refine_method
+        p["refined"] = rec.refined
+        p["ranked_by"] = "refined_energy" if rec.refined else "model_energy"
         p["refined_energy_eV"] = math.nan if rec.refined_energy is None else rec.refined_energy
         p["refined_rel_energy_kcal_mol"] = math.nan if rec.refined_rel_kcal_mol is None else rec.refined_rel_kcal_mol
         if rec.refine_reason:
@@ -704,8 +711,10 @@ def write_sdf(path: str | Path, results: Sequence[MoleculeResult], model_name: s
               refine_method: str | None = None) -> int:
     """Write every kept conformer (molecules in input order, conformers by rank) atomically; returns
     how many were written. SDF fields: molecule, rank, model, model_energy_eV,
-    rel_energy_kcal_mol, model_rank, converged, n_steps, fmax_eV_A, stereo_smiles (+ refine_method,
-    refined_energy_eV, refined_rel_energy_kcal_mol when refined)."""
+    rel_energy_kcal_mol, model_rank, converged, n_steps, fmax_eV_A, stereo_smiles; with
+    ``refine_method`` also refine_method, refined (whether the oracle gave this conformer an energy),
+    ranked_by (``refined_energy`` or, for a conformer whose refinement failed, ``model_energy``: it
+    ranks after the refined ones), refined_energy_eV, refined_rel_energy_kcal_mol and refine_error."""
     from golf.formats import write_conformations
 
     confs, props = [], []
@@ -726,14 +735,20 @@ def summary_rows(results: Sequence[MoleculeResult]) -> list[dict[str, Any]]:
     rows = []
     for res in results:
         recs = res.conformers if res.ok else []
-        refined = [r.refined_energy for r in recs if r.refined_energy is not None and np.isfinite(r.refined_energy)]
+        refined = [r.refined_energy for r in recs if r.refined]
+        attempted = any(r.refined_energy is not None for r in recs) or res.n_refine_failed or res.n_refine_dropped
         e = [r.energy for r in recs]
+        ranked_by = ""
+        if attempted and recs:
+            ranked_by = ("refined_energy" if len(refined) == len(recs)
+                         else "model_energy" if not refined else "refined_energy, then model_energy")
         rows.append({
             "molecule": res.name, "input": res.where, "smiles": res.input_smiles,
             "status": "ok" if res.ok else "failed", "n_embedded": res.n_embedded, "n_failed": res.n_failed,
             "n_graph_changed": res.n_graph_changed, "n_stereo_changed": res.n_stereo_changed,
             "n_duplicates": res.n_duplicates, "n_beyond_selection": res.n_beyond,
             "n_refine_dropped": res.n_refine_dropped, "n_refine_failed": res.n_refine_failed,
+            "n_refined": len(refined), "ranked_by": ranked_by,
             "n_kept": len(recs), "n_converged": sum(r.converged for r in recs),
             "lowest_model_energy_eV": f"{min(e):.6f}" if e else "",
             "span_kcal_mol": f"{(max(e) - min(e)) * EV_TO_KCAL_MOL:.3f}" if e else "",

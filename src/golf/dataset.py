@@ -57,7 +57,11 @@ class LabelledData:
         offsets [B+1] int64 (conformation i owns atoms offsets[i]:offsets[i+1]),
         energy [B] float64 (eV), mol_id [B] int64, conf_id [B] int64.
     List attributes: smiles [B] (str or None), molblocks [B] (str or None).
+    ``level``: the level of theory (oracle name, settings) of a set read by ``from_db``, None when
+    its rows record none.
     """
+
+    level: tuple[str, dict] | None = None
 
     def __init__(self) -> None:
         self._numbers = _Grow((), np.int64)
@@ -135,15 +139,59 @@ class LabelledData:
         order in which parallel oracle workers returned them does not change the dataset; other dbs
         keep their row order. Several dbs are concatenated in the order given.
 
-        Raises InputError for a missing file, an unreadable or empty db, or a row without
-        energy and forces.
+        One training set has one level of theory: the oracle and settings golf records in every row
+        (``golf.db.row_level``) must agree across all rows and dbs (InputError naming both
+        otherwise); a db that records none is accepted, with a ``GolfWarning`` when it is combined
+        with others.
+
+        Labels are checked as they are read (``golf.db.label_problem``: finite, at most
+        ``MAX_LABEL_FORCE`` eV/A on an atom and ``MAX_LABEL_ENERGY_PER_ATOM`` eV per atom): a row
+        that fails is left out and reported in a ``GolfWarning`` naming its id, as are rows without
+        energy and forces. Raises InputError for a missing file, an unreadable or empty db, or one
+        with no usable row.
         """
+        import warnings
+
+        from golf.errors import GolfWarning
+
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         data = cls()
+        levels: list[tuple[Path, int, tuple[str, dict] | None]] = []
         for path in paths:
-            data.extend_from(_read_db(Path(path)))
+            part, level = _read_db(Path(path))
+            levels.append((Path(path), level[0], level[1]))
+            data.extend_from(part)
+        known = [(p, row, lv) for p, row, lv in levels if lv is not None]
+        for p, row, lv in known[1:]:
+            if not _same_level(known[0][2], lv):
+                raise InputError(f"{known[0][0]} is labelled with {_level_text(known[0][2])} but {p} with "
+                                 f"{_level_text(lv)}: one training set needs one level of theory")
+        if len(levels) > 1 and known:
+            for p, _, lv in levels:
+                if lv is None:
+                    warnings.warn(f"{p} records no level of theory (no oracle in its rows); assuming "
+                                  f"{_level_text(known[0][2])} like {known[0][0]}", GolfWarning, stacklevel=2)
+        data.level = known[0][2] if known else None
         return data
+
+    def check_level(self, name: str, settings: dict, what: str) -> None:
+        """InputError unless this set's recorded level of theory is oracle ``name`` with ``settings``
+        (``what`` names the labels they would be mixed with). A set that records none, or a plugin
+        oracle (``module:Class``: golf cannot know its level of theory), gives a ``GolfWarning`` at most."""
+        import warnings
+
+        from golf.errors import GolfWarning
+
+        if self.level is None or _same_level(self.level, (name, settings)):
+            return
+        text = (f"the training data is labelled with {_level_text(self.level)} but {what} with "
+                f"{_level_text((name, settings))}")
+        builtin = ("mmff", "xtb", "dft")
+        if name in builtin and self.level[0] in builtin:
+            raise InputError(f"{text}: one training set needs one level of theory")
+        warnings.warn(f"{text}; a plugin oracle is assumed to be the same level of theory", GolfWarning,
+                      stacklevel=2)
 
     @classmethod
     def concatenate(cls, parts: Iterable["LabelledData"]) -> "LabelledData":
@@ -372,15 +420,40 @@ def collate_arrays(
     )
 
 
-def _read_db(path: Path) -> LabelledData:
-    """Labelled rows of one ASE db; InputError with the file name on any problem."""
-    from golf.db import iter_rows
+def _level_text(level: tuple[str, dict]) -> str:
+    import json
+
+    name, settings = level
+    return f"{name} {json.dumps(settings, sort_keys=True, default=str)}" if settings else name
+
+
+def _same_level(a: tuple[str, dict], b: tuple[str, dict]) -> bool:
+    from golf.oracles import same_settings
+
+    return a[0] == b[0] and same_settings(a[0], a[1], b[1])
+
+
+#: bad rows of one db reported one by one; beyond this many, one count line says how many more.
+MAX_ROWS_REPORTED = 20
+
+
+def _read_db(path: Path) -> tuple[LabelledData, tuple[int, tuple[str, dict] | None]]:
+    """Labelled rows of one ASE db and (first row id, level of theory) its rows record (see
+    ``LabelledData.from_db``); InputError with the file name on any problem."""
+    import json
+    import warnings
+
+    from golf.db import iter_rows, label_problem, row_level
+    from golf.errors import GolfWarning
 
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     data = LabelledData()
     n_rows = n_unlabelled = 0
     rows = []
+    bad: list[str] = []
+    level: tuple[int, tuple[str, dict] | None] = (0, None)
+    agreed: set[tuple[str, str]] = set()
     try:
         for r in iter_rows(path):
             n_rows += 1
@@ -388,8 +461,19 @@ def _read_db(path: Path) -> LabelledData:
             if energy is None or forces is None:
                 n_unlabelled += 1
                 continue
-            if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
-                raise InputError(f"{path}: row {r['id']} has non-finite energy/forces")
+            lv = row_level(r["kvp"], r["data"])
+            seen = None if lv is None else (lv[0], json.dumps(lv[1], sort_keys=True, default=str))
+            if lv is not None and seen not in agreed:  # compared once per distinct recorded level
+                agreed.add(seen)
+                if level[1] is None:
+                    level = (r["id"], lv)
+                elif not _same_level(level[1], lv):
+                    raise InputError(f"{path}: row {level[0]} is labelled with {_level_text(level[1])} but row "
+                                     f"{r['id']} with {_level_text(lv)}: one training set needs one level of theory")
+            problem = label_problem(energy, forces)
+            if problem is not None:
+                bad.append(f"{path}: row {r['id']} left out: {problem}")
+                continue
             rows.append(r)
     except InputError:
         raise
@@ -405,9 +489,14 @@ def _read_db(path: Path) -> LabelledData:
     if n_rows == 0:
         raise InputError(f"{path}: no labelled conformations (empty database)")
     if len(data) == 0:
+        if bad:
+            raise InputError(f"{bad[0]}; no row of {path} has a usable label ({len(bad)} bad)")
         raise InputError(f"{path}: no row has energy and forces (unlabelled database?)")
+    for line in bad[:MAX_ROWS_REPORTED]:
+        warnings.warn(line, GolfWarning, stacklevel=3)
+    if len(bad) > MAX_ROWS_REPORTED:
+        warnings.warn(f"{path}: {len(bad) - MAX_ROWS_REPORTED} more rows left out (bad labels)", GolfWarning,
+                      stacklevel=3)
     if n_unlabelled:
-        import warnings
-
-        warnings.warn(f"{path}: skipped {n_unlabelled} rows without energy/forces", stacklevel=2)
-    return data
+        warnings.warn(f"{path}: skipped {n_unlabelled} rows without energy/forces", GolfWarning, stacklevel=3)
+    return data, level

@@ -257,6 +257,48 @@ def db_oracle(db_path: str | os.PathLike) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+#: Largest force on one atom (eV/A) a stored label may carry. Genuine labels stay far below it (the
+#: GOLF buffer already drops molecules whose whole force matrix reaches 286 eV/A); a larger value is
+#: a corrupted row, and would overflow the float32 training loss.
+MAX_LABEL_FORCE: float = 1.0e4
+#: Largest |energy| per atom (eV) a stored label may carry: all-electron total energies stay below
+#: ~6e5 eV per atom even for the heaviest elements.
+MAX_LABEL_ENERGY_PER_ATOM: float = 1.0e6
+
+
+def label_problem(energy: float, forces: np.ndarray) -> str | None:
+    """Why an (energy eV, forces [n,3] eV/A) label cannot be trained on, or None when it can: a
+    non-finite value, a force beyond ``MAX_LABEL_FORCE`` on an atom, or an energy beyond
+    ``MAX_LABEL_ENERGY_PER_ATOM`` per atom."""
+    forces = np.asarray(forces, dtype=np.float64).reshape(-1, 3)
+    if not np.isfinite(energy):
+        return f"non-finite energy ({energy})"
+    if not np.all(np.isfinite(forces)):
+        return "non-finite forces"
+    n = max(len(forces), 1)
+    if abs(energy) > MAX_LABEL_ENERGY_PER_ATOM * n:
+        return f"energy {energy:.6g} eV beyond {MAX_LABEL_ENERGY_PER_ATOM:g} eV per atom"
+    with np.errstate(over="ignore"):  # a corrupted 1e191 overflows the square: inf, still out of range
+        fmax = float(np.sqrt((forces**2).sum(axis=1)).max()) if len(forces) else 0.0
+    if fmax > MAX_LABEL_FORCE:
+        return f"force {fmax:.3g} eV/A on an atom, beyond {MAX_LABEL_FORCE:g} eV/A"
+    return None
+
+
+def row_level(kvp: dict[str, Any], data: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The level of theory (oracle name, settings) a row records (kvp ``oracle``, data
+    ``oracle_settings``), None when it records none (a database golf did not write)."""
+    name = str(kvp.get("oracle", "") or "")
+    if not name:
+        return None
+    raw = data.get("oracle_settings", "{}") or "{}"
+    try:
+        settings = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    except (ValueError, TypeError):
+        settings = {"unreadable": str(raw)}
+    return name, settings
+
+
 def count_rows(db_path: str | os.PathLike) -> int:
     """Number of rows (0 if the file does not exist)."""
     path = os.fspath(db_path)

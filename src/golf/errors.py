@@ -7,6 +7,10 @@ class GolfError(Exception):
     """An error caused by the user's input or environment, reported as one line."""
 
 
+class GolfWarning(UserWarning):
+    """Something the user should know that does not stop the command; the CLI prints it as one line."""
+
+
 class InputError(GolfError):
     """Unreadable, malformed or unsupported input (file, molecule, geometry, element, charge)."""
 

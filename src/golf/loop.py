@@ -371,10 +371,35 @@ class GolfLoop:
             self.last_metrics = {k: v / n_updates for k, v in sums.items()}
         return self.last_metrics
 
-    def catch_up(self, n_results: int) -> None:
-        """Updates owed by ``n_results`` labels stored after the last checkpoint (resume)."""
-        if n_results and self.buffer.ready(self.config.batch_size):
-            self.train(n_results * self.config.utd_ratio)
+    def catch_up(self, first_call: int, labels: dict[int, tuple[Conformation, float, np.ndarray]]) -> None:
+        """Resume: the updates an uninterrupted run would have made for the results of calls
+        ``first_call .. stats.calls_done - 1`` (stored after the last checkpoint, whose trainer had
+        made the updates of every earlier call), and the round those calls leave open.
+
+        ``labels`` maps the call number of each such result that entered the buffer to its label
+        (conformation, energy eV, forces [n,3] eV/A); they must not be in the buffer yet. Calls
+        missing from it failed or were kept out; they still fill their round. The cadence is
+        replayed call by call: under "block" rounds are the runs of ``n_parallel`` consecutive
+        calls from call 0 (the last one cut by the budget), each followed by
+        ``n_parallel * utd_ratio`` updates when the buffer then holds ``batch_size`` new
+        conformations; a round the interruption cut short stays open, and the resumed loop
+        completes it before it trains. Under "stream" each call is followed by ``utd_ratio``
+        updates once the buffer is ready.
+        """
+        cfg = self.config
+        end = self.stats.calls_done
+        for call in range(first_call, end):
+            if call in labels:
+                self.buffer.add(*labels[call])
+            if cfg.cadence == "stream":
+                if self.buffer.ready(cfg.batch_size):
+                    self.train(cfg.utd_ratio)
+            elif (call + 1) % cfg.n_parallel == 0 or call + 1 >= cfg.budget:
+                self.stats.rounds += 1
+                if self.buffer.ready(cfg.batch_size):
+                    self.train(cfg.n_parallel * cfg.utd_ratio)
+        if cfg.cadence == "block" and end < cfg.budget:
+            self.round_submitted = end % cfg.n_parallel  # the open round's calls already back
 
     def run(self, should_stop: Callable[[], bool] | None = None) -> GolfStats:
         """Run until ``config.budget`` genuine results are back (or ``should_stop()``)."""

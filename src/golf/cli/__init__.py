@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from golf.progress import configure
 
+    _one_line_warnings(args.command)
     configure()  # progress bars on a terminal, status lines in logs
     if args.command in TORCH_COMMANDS:
         from golf.models.ops import tune_cpu_allocator
@@ -114,6 +115,29 @@ def _failed_write(args: argparse.Namespace, exc: BaseException, cause: str) -> s
 
     outputs = [o.path for o in command_paths(args)[1]]
     return f"cannot write {' or '.join(outputs) or 'the output'}: {cause}"
+
+
+def _one_line_warnings(command: str) -> None:
+    """Print every ``GolfWarning`` as one stderr line, ``golf COMMAND: warning: ...``, each time it
+    is issued; other warnings keep Python's format."""
+    import warnings
+
+    from golf.errors import GolfWarning
+
+    warnings.simplefilter("always", GolfWarning)
+    current = warnings.showwarning
+    if getattr(current, "golf_command", None) is not None:  # installed by an earlier main() in this process
+        current.golf_command = command
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
+        if issubclass(category, GolfWarning):
+            print(f"golf {show.golf_command}: warning: {str(message).splitlines()[0]}", file=file or sys.stderr)
+        else:
+            current(message, category, filename, lineno, file, line)
+
+    show.golf_command = command
+    warnings.showwarning = show
 
 
 if __name__ == "__main__":

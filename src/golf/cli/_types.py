@@ -132,6 +132,18 @@ def device(text: str) -> str:
     return name
 
 
+def scheduler_address(text: str) -> str:
+    """A Dask scheduler address, ``[tcp://]HOST[:PORT]`` (form only; see
+    ``golf.oracles.executors.dask.check_scheduler_address``)."""
+    from golf.errors import InputError
+    from golf.oracles.executors.dask import check_scheduler_address
+
+    try:
+        return check_scheduler_address(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 #: argparse destination -> validator, for every command that has the option.
 TYPES: dict[str, Callable[[str], Any]] = {
     "workers": positive_int,
@@ -155,13 +167,14 @@ TYPES: dict[str, Callable[[str], Any]] = {
     "timeout": seconds,
     "displacement": displacement,
     "device": device,
+    "scheduler": scheduler_address,
 }
 
 #: the plain argparse type each validator replaces (an option of another kind keeps its own type)
 _REPLACES: dict[Callable[[str], Any], tuple[Any, ...]] = {
     positive_int: (int,), nonnegative_int: (int,), force_threshold: (float,),
     seconds: (float, int), displacement: (float,), device: (None, str), nonnegative_float: (float,),
-    fraction: (float,),
+    fraction: (float,), scheduler_address: (None, str),
 }
 
 

@@ -61,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--top-k", type=int, default=10, help="keep the k lowest per molecule (default 10; 0 = all)")
     s.add_argument("--window", type=float, default=None, help="keep those within this many kcal/mol of the lowest")
     r = p.add_argument_group("refinement")
-    r.add_argument("--refine", choices=("xtb", "dft"), default=None, help="oracle single points of kept conformers")
+    r.add_argument("--refine", default=None, metavar="ORACLE",
+                   help="oracle single points of kept conformers: xtb, dft, mmff or a plugin module:Class")
     r.add_argument("--refine-opt", action="store_true", help="re-relax with the oracle instead of single points")
     r.add_argument("--refine-fmax", type=float, default=0.05, help="oracle re-relaxation fmax, eV/A (default 0.05)")
     r.add_argument("--workers", type=int, default=2, help="oracle worker processes (default 2)")
@@ -89,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--workers must be >= 1")
     if args.refine_opt and not args.refine:
         raise InputError("--refine-opt needs --refine xtb|dft")
+    if args.refine:
+        from golf.oracles import validated_spec
+
+        validated_spec(args.refine, local=args.executor != "dask")  # unknown or missing backend: before any work
     settings = ConformerSettings(
         n_conformers=args.n_conformers, max_conformers=args.max_conformers, enumerate_stereo=args.enumerate_stereo,
         max_stereoisomers=args.max_stereoisomers, optimizer=args.optimizer, fmax=args.fmax,
@@ -156,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         gc.write_summary(summary, results)
     except OutputError as exc:  # the conformers themselves are saved: say so
         raise OutputError(exc.path, exc.cause, f"{exc.note}; the {n_written} conformers are in {out}") from None
+    refine_failed = _report_refine_failures(results, args.refine) if args.refine else 0
     n_embedded = sum(r.n_embedded for r in results)
     dropped = sum(r.n_graph_changed + r.n_stereo_changed for r in results)
     failed = [r for r in results if not r.ok]
@@ -167,4 +173,22 @@ def run(args: argparse.Namespace) -> int:
            if failed else ""),
         file=sys.stderr,
     )
-    return PARTIAL if failed else 0
+    if args.refine and refine_failed and not any(rec.refined for r in results if r.ok for rec in r.conformers):
+        first = next((rec.refine_reason for r in results if r.ok for rec in r.conformers if rec.refine_reason), "")
+        print(f"golf conformers: every {args.refine} refinement failed ({refine_failed} calls; first: {first}); "
+              f"{out} ranks every conformer by model energy", file=sys.stderr)
+    return PARTIAL if failed or refine_failed else 0
+
+
+def _report_refine_failures(results: list, oracle: str) -> int:
+    """One stderr line per molecule with conformers the oracle could not refine; returns how many."""
+    total = 0
+    for res in results:
+        if not res.ok or not res.n_refine_failed:
+            continue
+        total += res.n_refine_failed
+        first = next((rec.refine_reason for rec in res.conformers if rec.refine_reason), "")
+        print(f"golf conformers: {res.name}: {oracle} refinement failed for {res.n_refine_failed} of "
+              f"{res.n_refine_failed + sum(rec.refined for rec in res.conformers)} conformers ({first}); "
+              "those rank after the refined ones, by model energy", file=sys.stderr)
+    return total

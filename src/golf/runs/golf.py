@@ -14,7 +14,8 @@ RUN_DIR layout:
                      budget N would)
 
 Resume (after a kill -9 too): results in oracle.db beyond the checkpoint are added to the buffer and
-get their NNP updates; failed calls stay counted; calls that were in flight are simply not counted,
+get the NNP updates an uninterrupted run would have given them (``GolfLoop.catch_up`` replays the
+cadence; a round the kill cut short is completed before it trains); failed calls stay counted; calls that were in flight are simply not counted,
 so the budget always equals results stored. A resume first checks what it resumes: the settings that
 define the run (``RUN_IDENTITY``: oracle and its settings, loop and trainer settings but
 ``RESUMABLE_KNOBS``, baseline, D0)
@@ -264,6 +265,7 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
         generic_rows=0 if generic_data is None else len(generic_data), generic_share=s.generic_share)
     if resume and store.has_state():
         check_resume(run_dir, run_config)
+    d0.check_level(spec.name, spec.settings, "the GOLF oracle labels")  # D0 is part of every replay batch
     ckpt = _load_run_checkpoint(run_dir / CHECKPOINT, device) if resume and (run_dir / CHECKPOINT).exists() else None
     stored = store.stored_results()
     n_failed = store.n_failures()
@@ -283,18 +285,20 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
         trainer.load_state_dict(ckpt["trainer"], restore_global_rng=False)
         stats = GolfStats(**ckpt["stats"])
         trained_calls = int(ckpt["calls_done"])
-    late = []
+    late = {}  # call -> label of the results stored after the checkpoint (trained in catch_up)
     for row in stored:
         if not row["kvp"].get("used", 1):
             continue
-        buffer.add(row["conformation"], row["energy"], row["forces"])
+        label = (row["conformation"], row["energy"], row["forces"])
         if int(row["kvp"]["call"]) >= trained_calls:
-            late.append(row)
+            late[int(row["kvp"]["call"])] = label
+        else:
+            buffer.add(*label)
     stats.calls_done = len(stored) + n_failed
     stats.calls_ok = len(stored)
     stats.calls_failed = n_failed
     stats.skipped_force = sum(1 for r in stored if not r["kvp"].get("used", 1))
-    stats.conformations_added = len(buffer.new)
+    stats.conformations_added = len(buffer.new) + len(late)
 
     def provenance() -> dict[str, Any]:
         from golf import __version__
@@ -354,7 +358,7 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
     with open_executor(oracle, spec) as ex:
         golf_loop = GolfLoop(provider, trainer, buffer, pool, ex, config, on_result=on_result,
                              on_progress=on_progress, stats=stats, device=device, dtype=model.dtype)
-        golf_loop.catch_up(len(late))  # results stored after the last checkpoint still owe their updates
+        golf_loop.catch_up(trained_calls, late)  # results stored after the last checkpoint owe their updates
         if not (run_dir / LOG).exists():
             log(stats, {})  # the starting point of the learning curve
         golf_loop.run()

@@ -192,13 +192,14 @@ def train(
     ``preset`` is only recorded. InputError (one line) for bad settings or data.
     """
     import dataclasses
+    import math
     import platform
     import time
 
     import numpy as np
 
     from golf import __version__
-    from golf.errors import InputError
+    from golf.errors import GolfError, InputError
     from golf.models import build_model
     from golf.models.checkpoint import load_model, save_model
     from golf.runs.guard import train_run_dir
@@ -309,6 +310,11 @@ def train(
         "time_s": round(total_time, 2), "evaluated_on": which, **{f"{which}_{k}": v for k, v in final.items()},
     }
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
+    bad = [k for k in ("energy_mae_mev", "forces_mae_mev_a") if not math.isfinite(final[k])]
+    if bad:
+        raise GolfError(f"training failed: the {which} {' and '.join(k.split('_')[0] for k in bad)} errors of "
+                        f"{out} are not finite (energy MAE {final['energy_mae_mev']} meV, force MAE "
+                        f"{final['forces_mae_mev_a']} meV/A); the model is unusable")
     print(
         f"trained {trainer.epoch} epochs ({trainer.step} steps) in {total_time:.1f} s on "
         f"{len(train_data)} conformations; {which} ({final['n']}): energy MAE {final['energy_mae_mev']:.1f} meV "

@@ -3,14 +3,55 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import time
 from collections import deque
 from typing import Any, Hashable
 
-from golf.errors import GolfError
+from golf.errors import GolfError, InputError
 from golf.oracles.base import OracleSpec
 from golf.oracles.executors.base import Call, OracleExecutor
 from golf.oracles.executors.worker import THREAD_VARS, HiddenMain, failure, run_task
+
+
+#: the transport schemes of a Dask scheduler address
+SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+_ADDRESS = re.compile(
+    r"(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?"
+    r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+    r"(?::(?P<port>[0-9]{1,5}))?/?")
+
+
+def check_scheduler_address(address: str) -> str:
+    """``address`` if it is a Dask scheduler address (``[SCHEME://]HOST[:PORT]``, SCHEME one of
+    ``SCHEMES``, an IPv6 host in brackets), else InputError. Only the form is checked (no
+    connection, no import of distributed): Dask itself raises a ValueError for a malformed one, and
+    leaves behind a client whose clean-up waits a minute at exit."""
+    text = str(address).strip()
+    m = _ADDRESS.fullmatch(text)
+    scheme = (m.group("scheme") or "tcp").lower() if m else ""
+    if text.lower().startswith("inproc://") and len(text) > len("inproc://") and " " not in text:
+        return text
+    if m is None or scheme not in SCHEMES or (m.group("port") is not None and not 0 < int(m.group("port")) < 65536):
+        raise InputError(f"{address!r} is not a Dask scheduler address ([{'|'.join(SCHEMES[:-1])}://]HOST[:PORT], "
+                         "e.g. tcp://10.0.0.1:8786)")
+    return text
+
+
+def _abandon(client_error: BaseException, distributed: Any) -> None:
+    """Mark the client a failed ``distributed.Client(...)`` left half-made as closed: its finaliser
+    would otherwise wait a minute at exit for an event loop that is gone."""
+    tb = client_error.__traceback__
+    while tb is not None:
+        client = tb.tb_frame.f_locals.get("self")
+        if isinstance(client, distributed.Client):
+            try:
+                client.status = "closed"
+                client._loop_runner.stop()
+            except Exception:  # noqa: BLE001 - best effort on a broken object
+                pass
+            return
+        tb = tb.tb_next
 
 
 class DaskExecutor(OracleExecutor):
@@ -26,6 +67,8 @@ class DaskExecutor(OracleExecutor):
             raise GolfError("the dask executor needs dask.distributed: pip install 'golf[cluster]'") from exc
         self._distributed = distributed
         address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+        if address:
+            address = check_scheduler_address(address)
         self._cluster = None
         thread_env = {v: str(self.threads_per_worker) for v in THREAD_VARS}
         try:
@@ -38,10 +81,12 @@ class DaskExecutor(OracleExecutor):
                         dashboard_address=None, env=thread_env, silence_logs=40,
                     )
                 self._client = distributed.Client(self._cluster, set_as_default=False)
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to connect is reported in one line
+            _abandon(exc, distributed)
             if self._cluster is not None:
                 self._cluster.close()
-            raise GolfError(f"cannot connect to the Dask scheduler {address!r}: {exc}") from exc
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise GolfError(f"cannot connect to the Dask scheduler {address!r}: {first}") from None
         self._futures: dict[Hashable, Any] = {}  # key -> distributed.Future (every pending one)
         self._dask_keys: dict[str, Hashable] = {}  # dask key -> our key
         self._ac = distributed.as_completed(loop=self._client.loop)  # finished futures stream in here
@@ -131,6 +176,8 @@ class DaskExecutor(OracleExecutor):
         if self._closed:
             return
         super().close()
+        if not hasattr(self, "_client"):  # never connected: nothing to shut down
+            return
         for fut in self._futures.values():
             try:
                 fut.cancel()

@@ -41,8 +41,18 @@ def init_worker(threads: int, parent_pid: int | None = None, death_signal: bool 
             thread that started the worker.
     """
     _set_threads(threads)
+    ignore_interrupts()
     if parent_pid is not None:
         exit_with_parent(int(parent_pid), death_signal)
+
+
+def ignore_interrupts() -> None:
+    """Ignore SIGINT in a worker. Ctrl-C in a terminal reaches the whole process group: the parent
+    handles it (and shuts its workers down); a worker that took it too would print a
+    ``KeyboardInterrupt`` traceback from the middle of its call."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def exit_with_parent(parent_pid: int, death_signal: bool = False) -> None:
@@ -127,7 +137,9 @@ def _worker_probe() -> dict[str, Any]:
 
 
 class HiddenMain:
-    """Hide the parent's ``__main__`` from spawned children while they start.
+    """Hide the parent's ``__main__`` from spawned children while they start, and start them with
+    SIGINT ignored (a disposition a new process inherits; Python then installs no
+    ``KeyboardInterrupt`` handler), so a Ctrl-C while a worker starts up cannot reach it either.
 
     A spawned child normally re-imports the parent's main script (as ``__mp_main__``); a training
     script that imports torch at top level would thereby pull torch into every oracle worker. The
@@ -135,6 +147,12 @@ class HiddenMain:
     """
 
     def __enter__(self):
+        import signal
+        import threading
+
+        self._sigint = None
+        if threading.current_thread() is threading.main_thread():  # only it may set handlers
+            self._sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
         self._main = sys.modules.get("__main__")
         self._saved = {}
         if self._main is not None:
@@ -156,4 +174,8 @@ class HiddenMain:
                     setattr(self._main, attr, value)
                 except Exception:
                     pass
+        if self._sigint is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self._sigint)
         return False
