@@ -65,6 +65,7 @@ import paper_table as pt  # noqa: E402
 
 from golf.conformation import Conformation  # noqa: E402
 from golf.trust import MAX_ITERATIONS, mmff_energy_drop  # noqa: E402
+from golf.stats import roc_auc as auc  # noqa: E402
 from golf.units import EV_TO_KCAL_MOL  # noqa: E402
 
 OUT_PATH = HERE / "results" / "trust.json"
@@ -74,19 +75,6 @@ BAD_E_RES = 1.0
 CHOSEN = "mmff_drop"
 #: candidates whose computation uses the DFT reference or DFT itself: reported, never chosen.
 DIAGNOSTIC = ("xtb_fmax_excess", "dft_fmax")
-
-
-def auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    """ROC AUC = P(score of a random bad > score of a random good), ties counting 1/2
-    (the Mann-Whitney U statistic over n_bad * n_good). NaN when a class is empty."""
-    s = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(labels, dtype=bool)
-    pos, neg = s[y], s[~y]
-    if pos.size == 0 or neg.size == 0:
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (pos.size * neg.size))
 
 
 def within_group_auc(scores: Sequence[float], labels: Sequence[bool], groups: Sequence[int]) -> float:

@@ -174,6 +174,7 @@ def test_cli_end_to_end(tmp_path, capsys):
         e = [m.GetDoubleProp("model_energy_eV") for m in sub]
         np.testing.assert_allclose(np.array(rel), (np.array(e) - e[0]) * 23.0605, atol=1e-3)
         assert all(m.GetProp("model") == "GOLF-10k" and m.HasProp("converged") and m.HasProp("n_steps") for m in sub)
+        assert all(m.GetDoubleProp("trust_mmff_drop_kcal_mol") >= 0.0 for m in sub)  # golf.trust per conformer
     from rdkit import Chem
 
     lactic = [m for m in mols if m.GetProp("molecule") == "lactic"]

@@ -177,6 +177,8 @@ def test_cli_end_to_end(reference_db, checkpoints_dir, tmp_path, capsys):
         for rec in m["records"]:
             assert {"mol_id", "conf_id", "smiles", "E_0", "E_opt", "E_T", "n_oracle_failures"} <= set(rec)
             assert len(rec["E_T"]) == 3
+            assert rec["trust_mmff_drop_kcal_mol"] >= 0.0  # golf.trust at the last structure
+        assert "trust_auc" in m["settings"]
         for row in m["aggregate"]:
             assert row["n"] == 3
             assert row["pct_success"] is None or 0.0 <= row["pct_success"] <= 100.0

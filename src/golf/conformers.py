@@ -130,6 +130,8 @@ class ConformerRecord:
         model_rank: rank by model energy.
         refined_energy: oracle energy (eV; NaN when the oracle failed), None when not refined.
         refine_reason: why refinement failed (empty when ok).
+        trust_mmff_drop: how far to trust the model's structure (``golf.trust.mmff_energy_drop``, eV;
+            high = distrust; NaN where MMFF cannot type the molecule).
     """
 
     conf: Conformation
@@ -144,6 +146,7 @@ class ConformerRecord:
     refined_energy: float | None = None
     refined_rel_kcal_mol: float | None = None
     refine_reason: str = ""
+    trust_mmff_drop: float = math.nan
 
     @property
     def refined(self) -> bool:
@@ -576,6 +579,11 @@ def generate_conformer_ensembles(
         res.n_beyond = len(uniq) - len(chosen)
         res.conformers = [uniq[i] for i in chosen]
         _rank(res.conformers, refined=False)
+    from golf.trust import mmff_energy_drop
+
+    kept = [rec for res in results for rec in res.conformers]
+    for rec, drop in zip(kept, mmff_energy_drop([rec.conf for rec in kept])):
+        rec.trust_mmff_drop = float(drop)
     return results
 
 
@@ -695,6 +703,7 @@ def _props(rec: ConformerRecord, res: MoleculeResult, model_name: str, refine_me
         "n_steps": rec.n_steps,
         "fmax_eV_A": rec.fmax,
         "stereo_smiles": rec.stereo,
+        "trust_mmff_drop_kcal_mol": rec.trust_mmff_drop * EV_TO_KCAL_MOL,
     }
     if refine_method:
         p["refine_method"] = refine_method

@@ -394,6 +394,13 @@ def _evaluate_trajectories(
                          for traj in trajectories], dtype=bool).reshape(n_conf, len(steps))
     aggregate = _metrics.aggregate(e0, et, eopt, steps, excluded=excluded)
 
+    from golf.stats import roc_auc
+    from golf.trust import mmff_energy_drop
+    from golf.units import EV_TO_KCAL_MOL
+
+    # how far to trust each relaxation's last structure (golf.trust; MMFF rows get it too, about 0)
+    trust = mmff_energy_drop([ref.conf.with_positions(traj.frames[traj.frame_of_step[-1]])
+                              for ref, traj in zip(reference, trajectories)]) * EV_TO_KCAL_MOL
     records: list[dict[str, Any]] = []
     for i, (ref, traj) in enumerate(zip(reference, trajectories)):
         frames_used = sorted({0, *traj.frame_of_step})
@@ -417,10 +424,14 @@ def _evaluate_trajectories(
                 "n_oracle_calls": len(frames_used),
                 "n_oracle_failures": len(fails),
                 "oracle_failure_reasons": sorted(set(fails))[:5],
+                "trust_mmff_drop_kcal_mol": float(trust[i]),
             }
         )
     settings = dict(settings)
+    last_eres = np.array([r["E_res_T"][-1] for r in records], dtype=np.float64)
+    bad = ~(last_eres <= 1.0)  # E_res > 1 kcal/mol at the last T, or not scored (fell apart, oracle failed)
     settings.update(
+        trust_auc=roc_auc(np.nan_to_num(trust, nan=0.0, posinf=1e9), bad),  # NaN when every relaxation is alike
         n_conformations=n_conf,
         n_oracle_calls=n_submitted,
         oracle_seconds=round(oracle_seconds, 3),
