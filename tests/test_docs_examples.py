@@ -8,8 +8,8 @@ An HTML comment on the line before a fence says how its block is tested (``<!-- 
 directives separated by ``;``):
 
 * no comment: run as written in the default (cheap) test; it must take seconds;
-* ``cheap OLD => NEW``: the default test runs the block with OLD replaced by NEW (small sizes), the
-  slow test runs it as written; OLD must occur in the block;
+* ``cheap OLD => NEW; OLD2 => NEW2``: the default test runs the block with each OLD replaced by its
+  NEW (small sizes), the slow test runs it as written; every OLD must occur in the block;
 * ``slow``: run as written, only by the slow test (``pytest -m slow``);
 * ``skip: KIND``: never run, for one of the reasons in ``SKIP_REASONS``;
 * ``file: NAME``: the block is a file the next blocks use; it is written to NAME (python files are
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -69,7 +70,8 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.doc.relative_to(REPO)}:{self.line}"
+        doc = self.doc.relative_to(REPO) if self.doc.is_relative_to(REPO) else self.doc
+        return f"{doc}:{self.line}"
 
     def text(self, cheap: bool) -> str:
         code = self.code
@@ -89,9 +91,9 @@ def _directive(block: Block, text: str) -> None:
             block.mode, block.reason = "skip", part[len("skip:"):].strip()
         elif part.startswith("file:"):
             block.mode, block.file = "file", part[len("file:"):].strip()
-        elif part.startswith("cheap "):
-            old, sep, new = part[len("cheap "):].partition("=>")
-            if not sep:
+        elif part.startswith("cheap ") or (block.subs and "=>" in part):
+            old, sep, new = part.removeprefix("cheap ").partition("=>")
+            if not sep or not old.strip():
                 raise ValueError(f"{block.where}: 'cheap' needs OLD => NEW, got {part!r}")
             block.subs.append((old.strip(), new.strip()))
         else:
@@ -143,15 +145,22 @@ def _env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def _run(block: Block, tmp: Path, env: dict[str, str], cheap: bool) -> float:
+def _cpu_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run(block: Block, tmp: Path, env: dict[str, str], cheap: bool) -> tuple[float, float]:
+    """Run one block in ``tmp``; (wall seconds, CPU seconds of its processes). Fails the test on a
+    non-zero exit, with the block and the tail of its output."""
     code = block.text(cheap)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_children()
     if block.mode == "file":
         path = tmp / block.file
         path.write_text(code)
         if block.lang == "python":
             compile(code, str(path), "exec")
-        return 0.0
+        return 0.0, 0.0
     if block.lang == "python":
         script = tmp / f".block_{block.line}.py"
         script.write_text(code)
@@ -159,14 +168,14 @@ def _run(block: Block, tmp: Path, env: dict[str, str], cheap: bool) -> float:
     else:
         cmd = ["bash", "-euo", "pipefail", "-c", code]
     proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _cpu_children() - cpu0
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
         pytest.fail(f"{block.where} ({block.lang}) exited {proc.returncode}:\n{code}\n--- output ---\n{tail}")
-    return seconds
+    return seconds, cpu
 
 
-def _run_doc(doc: Path, tmp: Path, slow: bool) -> list[tuple[str, float]]:
+def _run_doc(doc: Path, tmp: Path, slow: bool) -> list[tuple[str, tuple[float, float]]]:
     env = _env(tmp)
     times = []
     for block in parse(doc):
@@ -183,7 +192,7 @@ DOC_IDS = [str(d.relative_to(REPO)) for d in documents()]
 def test_examples_run(doc: Path, tmp_path: Path) -> None:
     """The cheap run: every block without ``slow``/``skip``, with its ``cheap`` substitutions."""
     times = _run_doc(doc, tmp_path, slow=False)
-    print("\n".join(f"{s:6.1f} s  {w}" for w, s in times))
+    print("".join(f"\n{wall:6.1f} s wall {cpu:6.1f} s CPU  {w}" for w, (wall, cpu) in times))
 
 
 @pytest.mark.slow
@@ -191,7 +200,7 @@ def test_examples_run(doc: Path, tmp_path: Path) -> None:
 def test_examples_run_as_written(doc: Path, tmp_path: Path) -> None:
     """Every block but ``skip`` ones, exactly as written (realistic sizes; minutes)."""
     times = _run_doc(doc, tmp_path, slow=True)
-    print("\n".join(f"{s:6.1f} s  {w}" for w, s in times))
+    print("".join(f"\n{wall:6.1f} s wall {cpu:6.1f} s CPU  {w}" for w, (wall, cpu) in times))
 
 
 # ---------------------------------------------------------------------------------------------- the documents
