@@ -273,5 +273,5 @@ def test_readme_is_a_manual_not_a_notebook() -> None:
     readme = (REPO / "README.md").read_text()
     assert len(readme.splitlines()) <= 300
     for doc in ("docs/fidelity.md", "docs/results.md", "docs/architecture.md", "docs/oracles.md",
-                "docs/troubleshooting.md", "bench/README.md"):
-        assert doc in readme or doc.split("/")[-1] in readme, f"README does not link {doc}"
+                "docs/troubleshooting.md", "docs/usage.md", "bench/README.md"):
+        assert f"]({doc})" in readme, f"README does not link {doc}"
