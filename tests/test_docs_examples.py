@@ -181,6 +181,7 @@ def _run_doc(doc: Path, tmp: Path, slow: bool) -> list[tuple[str, tuple[float, f
     for block in parse(doc):
         if block.lang not in RUN_LANGS or block.mode == "skip" or (block.mode == "slow" and not slow):
             continue
+        print(f"\n[docs] {block.where} ...", end="", flush=True)  # progress with -s
         times.append((block.where, _run(block, tmp, env, cheap=not slow)))
     return times
 
@@ -196,6 +197,7 @@ def test_examples_run(doc: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(4 * 3600)  # the whole document at realistic sizes (golf run --preset smoke, training)
 @pytest.mark.parametrize("doc", documents(), ids=DOC_IDS)
 def test_examples_run_as_written(doc: Path, tmp_path: Path) -> None:
     """Every block but ``skip`` ones, exactly as written (realistic sizes; minutes)."""
