@@ -155,6 +155,16 @@ def test_teacher_labels_only_at_the_models_level_of_theory(series, tmp_path):
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
 
 
+def test_trigger_option_reaches_the_loop(series, tmp_path):
+    """--trigger/--signal-threshold go into the GOLF run's configuration (the rules: test_golf_rules)."""
+    out = tmp_path / "ad"
+    res = subprocess.run(_args(series, out, 8, "--generic", "none", "--trigger", "both", "--signal-threshold", "0.01"),
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    golf = json.loads((out / "golf" / "config.json").read_text())["golf"]
+    assert golf["trigger"] == "both" and golf["signal_threshold"] == 0.01
+
+
 def test_budget_must_leave_calls_for_golf(series, tmp_path):
     res = subprocess.run(_args(series, tmp_path / "ad", 9), capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "budget" in res.stderr and not (tmp_path / "ad").exists()

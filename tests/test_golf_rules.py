@@ -97,9 +97,9 @@ class StubTrainer:
         sample = buffer.sample
 
         def recording_sample(batch_size, rng):
-            init_idx, new_idx, _ = sample(batch_size, rng)
+            init_idx, new_idx, generic_idx = sample(batch_size, rng)
             self.draws.append((init_idx, new_idx))
-            return init_idx, new_idx
+            return init_idx, new_idx, generic_idx
 
         buffer.sample = recording_sample
 
@@ -122,14 +122,14 @@ def _d0(n: int = 20) -> LabelledData:
     return LabelledData.from_conformations(confs, [0.0] * n, [np.zeros((3, 3))] * n)
 
 
-def _loop(pool, energies, *, executor=None, provider=None, **cfg) -> tuple[GolfLoop, Scripted, StubTrainer]:
+def _loop(pool, energies, *, executor=None, provider=None, signal=None, **cfg) -> tuple[GolfLoop, Scripted, StubTrainer]:
     config = GolfConfig(**{**dict(budget=1, n_parallel=1, max_episode_steps=10, utd_ratio=1, batch_size=1,
                                   seed=0), **cfg})
     buffer = ReplayBuffer(_d0(), initial_conf_pct=config.initial_conf_pct)
     trainer = StubTrainer(buffer)
     surrogate = Scripted(pool, energies)
     loop = GolfLoop(provider or Quartic(), trainer, buffer, pool, executor or StubExecutor(), config,
-                    surrogate=surrogate, dtype=torch.float64)
+                    surrogate=surrogate, signal=signal, dtype=torch.float64)
     return loop, surrogate, trainer
 
 
@@ -295,3 +295,56 @@ def test_stalled_optimizer_still_reaches_the_step_limit():
         loop.step()
     assert loop.stats.episodes_ended == {"limit": 1} and len(loop.queue) == 1
     assert loop.queue[0].episode_step == 3
+
+
+# golf's trigger option (golf adapt): the trust signal decides step-limit labels
+class FixedSignal:
+    """A trust signal (eV) that returns ``value`` for every conformation and records what it judged."""
+
+    def __init__(self, value: float) -> None:
+        self.value, self.judged = value, []
+
+    def __call__(self, confs) -> np.ndarray:
+        self.judged += [np.array(c.positions) for c in confs]
+        return np.full(len(confs), self.value)
+
+
+def test_signal_trigger_runs_to_the_limit_and_labels_distrusted_structures():
+    pool = _pool(1)
+    sig = FixedSignal(10 * KCAL_MOL_TO_EV)
+    loop, sur, _ = _loop(pool, [0.0, -1.0, -2.0, -1.5, -1.0, 0.0], max_episode_steps=5, trigger="signal",
+                         signal=sig)
+    loop.run()  # MMFF rises at step 3: the official rule would label there; "signal" goes on to step 5
+    (key, conf), = loop.executor.submitted
+    np.testing.assert_array_equal(conf.positions, sur.seen[0][4])  # before the last step, as at the limit
+    assert len(sig.judged) == 1 and np.array_equal(sig.judged[0], sur.seen[0][4])
+    assert loop.stats.episodes_ended == {"limit": 1} and loop.stats.skipped_trusted == 0
+
+
+def test_signal_below_threshold_sends_no_label_and_a_stall_names_the_signal():
+    pool = _pool(2)
+    loop, _, _ = _loop(pool, [0.0, -1.0, -2.0], max_episode_steps=2, trigger="signal",
+                       signal=FixedSignal(0.5 * KCAL_MOL_TO_EV), max_unlabelled_episodes=3)
+    with pytest.raises(GolfStalled, match="trust signal vouches"):
+        loop.run()
+    assert loop.stats.skipped_trusted == 3 and loop.executor.submitted == []
+
+
+def test_both_trigger_keeps_the_surrogate_rule_and_filters_limit_labels():
+    pool = _pool(1)
+    sig = FixedSignal(0.0)  # trusts everything
+    loop, sur, _ = _loop(pool, [0.0, -1.0, -2.0, -1.5], trigger="both", signal=sig)
+    loop.run()  # a surrogate rise: labelled as the official rule says, the signal is not asked
+    (key, conf), = loop.executor.submitted
+    np.testing.assert_array_equal(conf.positions, sur.seen[0][2])
+    assert sig.judged == []
+    loop2, _, _ = _loop(pool, [0.0, -1.0, -2.0], max_episode_steps=2, trigger="both", signal=FixedSignal(0.0))
+    loop2.step(), loop2.step()  # the limit, trusted: no label
+    assert loop2.queue == [] and loop2.stats.skipped_trusted == 1
+
+
+def test_unknown_trigger_is_refused():
+    with pytest.raises(ValueError, match="trigger"):
+        GolfConfig(trigger="sometimes")
+    with pytest.raises(ValueError, match="signal_threshold"):
+        GolfConfig(trigger="signal", signal_threshold=float("nan"))

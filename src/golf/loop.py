@@ -17,7 +17,11 @@
 Every rule follows the official code (github AIRI-Institute/GOLF, deaaab8), cited where it is
 implemented. ``cadence="stream"`` is golf's alternative to the official rounds: results are used
 the moment they arrive (utd_ratio updates each, at most ``max_pending`` calls in flight), so a slow
-oracle call never stalls the others.
+oracle call never stalls the others. ``trigger`` is golf's alternative to the surrogate rule alone
+(``golf adapt``): "signal" lets every episode run to its step limit and labels its last conformation
+only when the trust signal (``golf.trust``: how much MMFF94 lowers the energy of the NNP's structure)
+reaches ``signal_threshold``; "both" keeps the surrogate rule and sends step-limit labels only when the
+signal reaches it. "surrogate" (the default) is the official rule.
 
 Genuine-oracle calls run asynchronously through an ``OracleExecutor`` (local process pool or
 Dask). Everything that touches files lives in ``golf.runs.golf``; this module is the algorithm.
@@ -47,6 +51,10 @@ MAX_SURROGATE_ENERGY: float = 300.0 * KCAL_MOL_TO_EV
 #: Frobenius norm of 10.5 Hartree/A or more stays out of the replay buffer (eV/A here).
 MAX_FORCE_NORM: float = 10.5 * HARTREE_TO_EV
 CADENCES = ("block", "stream")
+TRIGGERS = ("surrogate", "signal", "both")
+#: Trust-signal threshold of the "signal"/"both" triggers: 2 kcal/mol, the largest drop below which the
+#: validation set (bench/results/trust.json) held no bad relaxation.
+SIGNAL_THRESHOLD: float = 2.0 * KCAL_MOL_TO_EV
 
 
 class GolfStalled(GolfError):
@@ -78,6 +86,9 @@ class GolfConfig:
             breaks every structure it relaxes and would never be trained (golf's guard; the
             official loop has none and would run forever).
         seed: seeds the episode sampler and the replay sampler.
+        trigger: what sends a conformation to the genuine oracle: "surrogate" (official), "signal" or
+            "both" (module docstring).
+        signal_threshold: the trust signal (eV) from which "signal"/"both" label a step-limit conformation.
     """
 
     budget: int = 200
@@ -93,10 +104,16 @@ class GolfConfig:
     max_surrogate_energy: float = MAX_SURROGATE_ENERGY
     max_unlabelled_episodes: int = 1000
     seed: int = 0
+    trigger: str = "surrogate"
+    signal_threshold: float = SIGNAL_THRESHOLD
 
     def __post_init__(self) -> None:
         if self.cadence not in CADENCES:
             raise ValueError(f"unknown cadence {self.cadence!r}; choose one of {', '.join(CADENCES)}")
+        if self.trigger not in TRIGGERS:
+            raise ValueError(f"unknown trigger {self.trigger!r}; choose one of {', '.join(TRIGGERS)}")
+        if not 0.0 <= self.signal_threshold < float("inf"):
+            raise ValueError(f"signal_threshold must be a finite number >= 0 (eV), got {self.signal_threshold}")
 
 
 @dataclass
@@ -113,7 +130,7 @@ class LabelRequest:
     """A conformation on its way to the genuine oracle."""
 
     conf: Conformation
-    reason: str  # "surrogate" (energy rose) or "limit" (step limit)
+    reason: str  # "surrogate" (energy rose), "limit" (step limit) or "signal" (step limit, distrusted)
     episode_step: int
 
 
@@ -127,6 +144,7 @@ class GolfStats:
     conformations_added: int = 0  # labels that entered the replay buffer (the official budget)
     skipped_force: int = 0  # labels kept out of the buffer (force-norm outliers)
     skipped_surrogate: int = 0  # ended episodes that sent no label (absurd MMFF energy)
+    skipped_trusted: int = 0  # step-limit episodes the trust signal vouched for ("signal"/"both" triggers)
     dropped_round_full: int = 0  # labels not sent because their round was already full
     resets_nonfinite: int = 0  # all-episode resets after a non-finite NNP step
     rounds: int = 0
@@ -153,6 +171,8 @@ class GolfLoop:
         on_progress: called once per processed result, after the training it triggered, with the
             stats and the latest training metrics.
         surrogate: energies [B] (eV) of conformations, NaN where it fails (default MMFF94).
+        signal: trust signal [B] (eV, high = distrust) of conformations for the "signal"/"both" triggers
+            (default ``golf.trust.mmff_energy_drop``).
         device, dtype: where the episodes' tensors live.
     """
 
@@ -168,6 +188,7 @@ class GolfLoop:
         on_progress: Callable[[GolfStats, dict[str, float]], None] | None = None,
         stats: GolfStats | None = None,
         surrogate: Callable[[Sequence[Conformation]], np.ndarray] = mmff_energies,
+        signal: Callable[[Sequence[Conformation]], np.ndarray] | None = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -183,6 +204,9 @@ class GolfLoop:
         self.on_progress = on_progress
         self.stats = stats or GolfStats()
         self.surrogate = surrogate
+        if signal is None:
+            from golf.trust import mmff_energy_drop as signal
+        self.signal = signal
         self.device, self.dtype = torch.device(device), dtype
         self.rng = np.random.default_rng(config.seed + self.stats.calls_done)
         # the episodes ignore the optimizer's own convergence and force checks: an episode ends on a
@@ -221,12 +245,16 @@ class GolfLoop:
         """Count ``n`` episodes that ended without a label; give up when too many did in a row."""
         self.unlabelled_in_a_row += n
         if self.unlabelled_in_a_row >= self.config.max_unlabelled_episodes:
+            trusted = self.stats.skipped_trusted
+            why = ("the trust signal vouches for the structures the NNP relaxes; lower the signal threshold "
+                   "or use the surrogate trigger" if 2 * trusted >= self.unlabelled_in_a_row else
+                   "the NNP breaks the structures it relaxes; start from a better-trained model or a smaller "
+                   "training learning rate")
             raise GolfStalled(
                 f"GOLF stalled: {self.unlabelled_in_a_row} episodes in a row ended without a label "
                 f"({self.stats.skipped_surrogate} with an MMFF energy >= "
                 f"{self.config.max_surrogate_energy / KCAL_MOL_TO_EV:.0f} kcal/mol, "
-                f"{self.stats.resets_nonfinite} non-finite resets): the NNP breaks the structures it "
-                "relaxes; start from a better-trained model or a smaller training learning rate"
+                f"{self.stats.resets_nonfinite} non-finite resets, {trusted} trusted by the signal): {why}"
             )
 
     def _reset_all(self) -> None:
@@ -263,10 +291,18 @@ class GolfLoop:
         # a rise is new > previous (official: negative reward); an MMFF energy that cannot be
         # computed (NaN) also ends the episode: the surrogate cannot vouch for the step
         rose = ~(surrogate <= prev)
+        if self.config.trigger == "signal":
+            rose[:] = False  # golf's option: only the step limit ends an episode
         for ep in episodes:
             ep.steps += 1
         limit = np.array([ep.steps >= self.config.max_episode_steps for ep in episodes])
         ended = rose | limit  # [B]
+        trusted = np.zeros_like(ended)
+        if self.config.trigger != "surrogate":  # the signal judges what a step-limit label would send
+            judged = np.flatnonzero(ended & ~rose)
+            if judged.size:
+                sig = self.signal([episodes[b].conf.with_positions(before[b]) for b in judged])  # [J] eV
+                trusted[judged] = sig < self.config.signal_threshold  # NaN (cannot judge): not trusted
         for b in np.flatnonzero(ended):
             ep = self.episodes.pop(ids[b])
             reason = "surrogate" if rose[b] else "limit"
@@ -275,6 +311,12 @@ class GolfLoop:
                 self.stats.skipped_surrogate += 1
                 self._unlabelled(1)
                 continue
+            if trusted[b]:
+                self.stats.skipped_trusted += 1
+                self._unlabelled(1)
+                continue
+            if self.config.trigger != "surrogate" and not rose[b]:
+                reason = "signal"
             self.unlabelled_in_a_row = 0
             self.queue.append(LabelRequest(ep.conf.with_positions(before[b]), reason, ep.steps))
         for b in np.flatnonzero(~ended):

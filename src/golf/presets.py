@@ -140,7 +140,7 @@ class GolfTraining:
     Loop knobs (``golf.loop.GolfConfig``, which states their defaults; None keeps them): budget
     (genuine-oracle calls), n_parallel, max_episode_steps, utd_ratio, initial_conf_pct, batch_size,
     seed, conf_optimizer, cadence ("block" official, "stream"), max_pending, max_force_norm (eV/A),
-    max_surrogate_energy (eV). Trainer: lr, lr_min (None: lr / 1000, the official schedule's end), clip,
+    max_surrogate_energy (eV), trigger ("surrogate" official, "signal", "both"), signal_threshold (eV). Trainer: lr, lr_min (None: lr / 1000, the official schedule's end), clip,
     w_energy, w_forces. generic_share: fraction of every replay batch drawn from generic conformations
     (``train_golf``'s ``generic``; 0 = the official buffer). Run: eval_fraction (held-out molecules of D0),
     eval_every / checkpoint_every (oracle calls), snapshots (oracle-call counts at which the model is also
@@ -159,6 +159,8 @@ class GolfTraining:
     max_pending: int | None = None
     max_force_norm: float | None = None
     max_surrogate_energy: float | None = None
+    trigger: str | None = None
+    signal_threshold: float | None = None
     lr: float = TRAIN_PRESETS["paper"].lr  # the official run_training_GOLF_10k.sh --lr 1e-4: GOLF fine-tunes
     lr_min: float | None = None
     clip: float = 1.0
@@ -173,7 +175,8 @@ class GolfTraining:
 
     #: the fields that are ``GolfConfig`` knobs
     LOOP_KNOBS = ("budget", "n_parallel", "max_episode_steps", "utd_ratio", "initial_conf_pct", "batch_size",
-                  "seed", "conf_optimizer", "cadence", "max_pending", "max_force_norm", "max_surrogate_energy")
+                  "seed", "conf_optimizer", "cadence", "max_pending", "max_force_norm", "max_surrogate_energy",
+                  "trigger", "signal_threshold")
 
 
 _PAPER_TRAIN = TRAIN_PRESETS["paper"]

@@ -161,6 +161,7 @@ TYPES: dict[str, Callable[[str], Any]] = {
     "rmsd": nonnegative_float,
     "energy_threshold": nonnegative_float,
     "window": nonnegative_float,
+    "signal_threshold": nonnegative_float,
     "xtb_temperature": nonnegative_float,
     "test_fraction": fraction,
     "val_fraction": fraction,
