@@ -53,7 +53,25 @@ def test_shipped_models_are_the_pinned_official_files():
     assert "Copyright (c) 2024 AIRI" in (pkg / "LICENSE").read_text()
     prov = (pkg / "PROVENANCE.md").read_text()
     assert registry.OFFICIAL_COMMIT in prov and "wB97X-D/def2-SVP" in prov
-    assert sorted(p.name for p in pkg.glob("*.pt")) == ["GOLF-10k.pt", "baseline-NNP.pt"]
+    assert sorted(p.name for p in pkg.glob("*.pt")) == ["GOLF-10k-SPICE.pt", "GOLF-10k.pt", "baseline-NNP.pt"]
+    assert registry.sha256_file(pkg / "GOLF-10k-SPICE.pt") == registry.PRETRAINED["GOLF-10k-SPICE"].sha256
+    assert registry.SPICE_COMMIT in prov
+
+
+def test_spice_family_by_name_with_what_is_known_of_it():
+    """The GOLF-SPICE models: pinned to the GOLF-SPICE branch's commit, neutral-only (no charge input),
+    the level of their SPICE D0 labels stated as not recorded."""
+    spice = [n for n in registry.PRETRAINED if n.endswith("-SPICE")]
+    assert spice == ["GOLF-10k-SPICE", "baseline-NNP-SPICE", "traj-10k-SPICE", "traj-100k-SPICE", "traj-220k-SPICE"]
+    for name in spice:
+        m = registry.PRETRAINED[name]
+        assert m.commit == registry.SPICE_COMMIT and not m.charged_molecules and "not recorded" in m.level_of_theory
+        assert m.url().endswith(f"{registry.SPICE_COMMIT}/checkpoints/{name}/NNP_checkpoint_actor")
+    assert registry.PRETRAINED["traj-10k"].url().startswith(
+        f"https://raw.githubusercontent.com/AIRI-Institute/GOLF/{registry.OFFICIAL_COMMIT}/")
+    model = load_model("GOLF-10k-SPICE")
+    assert model.neutral_only and model.provenance["name"] == "GOLF-10k-SPICE"
+    assert model.provenance["training_data"].startswith("SPICE")
 
 
 def test_load_by_name_equals_load_by_path(checkpoints_dir):

@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(_table(rows))
             print(f"\ncache: {registry.models_dir()}  (official: {registry.OFFICIAL_REPO}@"
-                  f"{registry.OFFICIAL_COMMIT[:7]}, MIT licence, {registry.LEVEL_OF_THEORY}, nablaDFT)")
+                  f"{registry.OFFICIAL_COMMIT[:7]} (nablaDFT) and @{registry.SPICE_COMMIT[:7]} (-SPICE), MIT licence; "
+                  "every official model takes neutral closed-shell molecules only)")
         return 0
     if args.action == "fetch":
         names = [n for n, m in registry.PRETRAINED.items() if not m.shipped] if args.all else [args.name]

@@ -43,9 +43,9 @@ __all__ = [
 #: The official GOLF repository and the commit the checkpoints are pinned to.
 OFFICIAL_REPO = "AIRI-Institute/GOLF"
 OFFICIAL_COMMIT = "deaaab858b9034b9d7a8359d9cdc61618f484334"
-#: Download base: ``{base}/checkpoints/{name}/NNP_checkpoint_actor`` is a checkpoint.
-OFFICIAL_BASE_URL = f"https://raw.githubusercontent.com/{OFFICIAL_REPO}/{OFFICIAL_COMMIT}"
 LEVEL_OF_THEORY = "wB97X-D/def2-SVP"
+#: The GOLF-SPICE family: branch GOLF-SPICE of the official repository, pinned to this commit.
+SPICE_COMMIT = "d572b459c04a77e39bf449628a5969698998101f"
 OFFICIAL_ELEMENTS = ("H", "C", "N", "O", "F", "S", "Cl", "Br")
 OFFICIAL_SIZE = 2510137  # bytes of each official checkpoint
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
@@ -63,6 +63,11 @@ class PretrainedModel:
         shipped: whether it is package data (else downloaded on demand).
         description: what it was trained on.
         repo_path: path of the file in the official repository.
+        commit: the official commit the file is pinned to.
+        training_data: the dataset of its initial training (D0).
+        level_of_theory: of the labels it learned; the genuine oracle of the official GOLF runs.
+        charged_molecules: whether it was trained on (and takes) charged molecules. No official
+            checkpoint was: the model has no charge input and the official oracle never sets one.
     """
 
     name: str
@@ -71,10 +76,10 @@ class PretrainedModel:
     shipped: bool
     description: str
     repo_path: str
-
-    @property
-    def level_of_theory(self) -> str:
-        return LEVEL_OF_THEORY
+    commit: str = OFFICIAL_COMMIT
+    training_data: str = "nablaDFT"
+    level_of_theory: str = LEVEL_OF_THEORY
+    charged_molecules: bool = False
 
     @property
     def elements(self) -> tuple[str, ...]:
@@ -82,17 +87,34 @@ class PretrainedModel:
 
     @property
     def source(self) -> str:
-        return f"github.com/{OFFICIAL_REPO}@{OFFICIAL_COMMIT[:7]}:{self.repo_path}"
+        return f"github.com/{OFFICIAL_REPO}@{self.commit[:7]}:{self.repo_path}"
 
     def url(self, base: str | None = None) -> str:
         """Download URL (``GOLF_MODELS_URL`` or the official raw-GitHub base at the pinned commit)."""
-        base = base or os.environ.get("GOLF_MODELS_URL") or OFFICIAL_BASE_URL
+        base = base or os.environ.get("GOLF_MODELS_URL") or \
+            f"https://raw.githubusercontent.com/{OFFICIAL_REPO}/{self.commit}"
         return f"{base.rstrip('/')}/{self.repo_path}"
 
 
 def _official(name: str, sha: str, shipped: bool, description: str) -> PretrainedModel:
     return PretrainedModel(name, sha, OFFICIAL_SIZE, shipped, description,
                            f"checkpoints/{name}/NNP_checkpoint_actor")
+
+
+#: What the official GOLF-SPICE code and weights establish (branch GOLF-SPICE): elements H C N O F S Cl
+#: Br (only those embedding rows differ between the SPICE checkpoints, i.e. were trained); no charge
+#: input (the PaiNN input is atomic numbers and positions) and an oracle (env/dft_worker.py) that never
+#: passes a charge to Psi4, so neutral molecules only; energies in Hartree with atomrefs taken from the
+#: official SPICE databases' metadata (not in the repository). The level of theory of the SPICE D0
+#: labels is not recorded in the repository (SPICE's own is wB97M-D3(BJ)/def2-TZVPPD); the GOLF and
+#: traj-N fine-tuning labels come from the branch's wB97X-D/def2-SVP oracle.
+SPICE_LEVEL = "wB97X-D/def2-SVP (fine-tuning); SPICE D0: not recorded"
+
+
+def _spice(name: str, sha: str, shipped: bool, description: str) -> PretrainedModel:
+    return PretrainedModel(name, sha, OFFICIAL_SIZE, shipped, description,
+                           f"checkpoints/{name}/NNP_checkpoint_actor", commit=SPICE_COMMIT,
+                           training_data="SPICE (neutral molecules)", level_of_theory=SPICE_LEVEL)
 
 
 #: The official GOLF checkpoints (PaiNN, nablaDFT, wB97X-D/def2-SVP), by name.
@@ -109,6 +131,16 @@ PRETRAINED: dict[str, PretrainedModel] = {m.name: m for m in (
               "trained on D0 + 100k DFT optimization-trajectory conformations"),
     _official("traj-500k", "3a269e3089cdf71b8fd44fe994ff2c0681ee03666feee46130a9b99b49d756ac", False,
               "trained on D0 + 500k DFT optimization-trajectory conformations"),
+    _spice("GOLF-10k-SPICE", "61ae4aa07ef9e9d15c6cd7100bb72c5b89ff231b92b276fce75047e4c4604163", True,
+           "baseline-NNP-SPICE fine-tuned by GOLF with 10k DFT oracle calls"),
+    _spice("baseline-NNP-SPICE", "101f25fcfe038df3ae019ee81ec3d1cea7f2750c03cc82060986ed6f8b1a7463", False,
+           "PaiNN trained on neutral SPICE conformations"),
+    _spice("traj-10k-SPICE", "c0f4ce59a7faaa37462366073e3c36eaca800603c96921e3b9e214ba0d238d60", False,
+           "baseline-NNP-SPICE + 10k DFT optimization-trajectory conformations"),
+    _spice("traj-100k-SPICE", "b513a3722de85321023136bad6f87aea084a9799336d5d7210ff8ac6a4b2fce3", False,
+           "baseline-NNP-SPICE + 100k DFT optimization-trajectory conformations"),
+    _spice("traj-220k-SPICE", "f394c2cbd35d3344807c6f2f709a3b5d6ba68c1ca0865b931fa2026213b3767f", False,
+           "baseline-NNP-SPICE + 220k DFT optimization-trajectory conformations"),
 )}
 
 
@@ -383,7 +415,8 @@ def resolve_model(name_or_path: str | os.PathLike, download: bool = True) -> tup
                     raise CheckpointError(f"model {text} is not downloaded yet; run: golf models fetch {text}")
                 path = fetch_model(text)
         _verify(path, model)
-        info = dict(name=text, source=model.source, sha256=model.sha256, level_of_theory=LEVEL_OF_THEORY,
+        info = dict(name=text, source=model.source, sha256=model.sha256, level_of_theory=model.level_of_theory,
+                    training_data=model.training_data, charged_molecules=model.charged_molecules,
                     license="MIT, Copyright (c) 2024 AIRI")
         return path, info
     entries = registered_models() if _looks_like_name(text) else {}
@@ -414,6 +447,7 @@ def model_info(name: str) -> dict[str, Any]:
         else:
             where = "cached" if (models_dir() / f"{name}.pt").is_file() else "download"
         return dict(name=name, kind="official", status=where, level_of_theory=m.level_of_theory,
+                    training_data=m.training_data, charged_molecules=m.charged_molecules,
                     elements=" ".join(m.elements), size_mb=round(m.size / 1e6, 2), source=m.source,
                     description=m.description, sha256=m.sha256)
     entry = registered_models()[name]
