@@ -28,3 +28,26 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def run_cli(*args: object) -> tuple[int, str]:
+    """Run the golf CLI in this process: (exit code, stderr)."""
+    import contextlib
+    import io
+
+    from golf.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main([str(a) for a in args])
+    return rc, err.getvalue()
+
+
+def one_line_error(rc: int, err: str, *expected: str) -> str:
+    """The error line of a refused command (exit 2, one line, no traceback)."""
+    lines = [ln for ln in err.splitlines() if "error:" in ln]
+    assert rc == 2, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]

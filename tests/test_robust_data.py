@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import one_line_error, run_cli
 
 from golf import db as D
 
@@ -27,24 +28,7 @@ TESTS = str(Path(__file__).parent)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def golf(*args: str) -> tuple[int, str]:
-    """Run the CLI in this process: (exit code, stderr)."""
-    from golf.cli import main
-
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = main([str(a) for a in args])
-    return rc, err.getvalue()
-
-
-def one_line_error(rc: int, err: str, *expected: str) -> str:
-    """The error line of a refused command (exit 2, one line, no traceback)."""
-    lines = [ln for ln in err.splitlines() if "error:" in ln]
-    assert rc == 2, err
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for text in expected:
-        assert text in lines[0], lines[0]
-    return lines[0]
+golf = run_cli
 
 
 def build(out: Path, smiles: Path = DATA / "tiny.smi", *extra: str) -> tuple[int, str]:

@@ -17,6 +17,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from conftest import one_line_error, run_cli
 
 from golf.cli import main
 
@@ -26,22 +27,7 @@ TINY_SDF = DATA / "tiny.sdf"  # 3 structures: ethanol, acetic acid, benzene
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def golf(*args: object) -> tuple[int, str]:
-    """Run the CLI in this process: (exit code, stderr)."""
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = main([str(a) for a in args])
-    return rc, err.getvalue()
-
-
-def one_line_error(rc: int, err: str, *expected: str) -> str:
-    """The error line of a refused command (exit 2, one line, no traceback)."""
-    lines = [ln for ln in err.splitlines() if "error:" in ln]
-    assert rc == 2, err
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for text in expected:
-        assert text in lines[0], lines[0]
-    return lines[0]
+golf = run_cli
 
 
 def build(out: Path, *extra: object) -> tuple[int, str]:

@@ -219,6 +219,7 @@ def read_molecules(
     from golf.chem import check_molecule, check_single_molecule, parse_smiles, quiet_rdkit
     from golf.errors import ChargeSpinError
     from golf.formats import (CSV_EXTS, SDF_EXTS, SMILES_EXTS, _read_smiles_records, check_input_file,
+                              record_charge_multiplicity,
                               sdf_fields, sdf_records)
 
     p = check_input_file(path)
@@ -275,13 +276,7 @@ def read_molecules(
                     continue
                 if mol.GetNumConformers() and mol.GetConformer().Is3D():
                     Chem.AssignStereochemistryFrom3D(mol)
-                q, m, sources = charge, multiplicity, {}
-                if q is None and fields["charge"] is not None:
-                    q = fields["charge"]
-                    sources["charge"] = f"charge {q} (its SDF field <charge>)"
-                if m is None and fields["multiplicity"] is not None:
-                    m = fields["multiplicity"]
-                    sources["multiplicity"] = f"multiplicity {m} (its SDF field <multiplicity>)"
+                q, m, sources = record_charge_multiplicity(charge, multiplicity, fields)
                 finish(item, mol, q, m, sources)
                 out.append(item)
         return out

@@ -359,14 +359,7 @@ def _sdf_record(
                          info={"bonds": "connectivity", **info})
         check_geometry(c, where)
         return [c]
-    sources = {}
-    rec_charge, rec_mult = charge, multiplicity
-    if charge is None and fields["charge"] is not None:
-        rec_charge = fields["charge"]
-        sources["charge"] = f"charge {rec_charge} (its SDF field <charge>)"
-    if multiplicity is None and fields["multiplicity"] is not None:
-        rec_mult = fields["multiplicity"]
-        sources["multiplicity"] = f"multiplicity {rec_mult} (its SDF field <multiplicity>)"
+    rec_charge, rec_mult, sources = record_charge_multiplicity(charge, multiplicity, fields)
     q, m = check_molecule(mol, where, rec_charge, rec_mult, sources=sources)
     mol_id, conf_id = fields["mol_id"], fields["conf_id"]
     has_3d = mol.GetNumConformers() > 0 and mol.GetConformer().Is3D()
@@ -672,3 +665,17 @@ def _write_extxyz(tmp: str, confs: list[Conformation], props: list[dict[str, Any
                 atoms.info[k] = v
         frames.append(atoms)
     ase.io.write(tmp, frames, format="extxyz")
+
+
+def record_charge_multiplicity(charge: int | None, multiplicity: int | None,
+                               fields: dict[str, Any]) -> tuple[int | None, int | None, dict[str, str]]:
+    """A record's charge and multiplicity: the given ones (options), else its SDF fields; and, for
+    each value taken from a field, how an error message names its source."""
+    sources: dict[str, str] = {}
+    if charge is None and fields.get("charge") is not None:
+        charge = fields["charge"]
+        sources["charge"] = f"charge {charge} (its SDF field <charge>)"
+    if multiplicity is None and fields.get("multiplicity") is not None:
+        multiplicity = fields["multiplicity"]
+        sources["multiplicity"] = f"multiplicity {multiplicity} (its SDF field <multiplicity>)"
+    return charge, multiplicity, sources

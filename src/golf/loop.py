@@ -42,6 +42,7 @@ from golf.errors import GolfError
 from golf.optim.lbfgs import lbfgs_config, lbfgs_init, lbfgs_step
 from golf.optim.state import concat, select
 from golf.oracles.mmff import mmff_energies
+from golf.trust import SIGNAL_THRESHOLD, TRIGGERS
 from golf.units import HARTREE_TO_EV, KCAL_MOL_TO_EV
 
 #: The official ``env/wrappers.py`` ``RDKIT_ENERGY_THRESH``: no genuine label when the MMFF energy
@@ -51,10 +52,6 @@ MAX_SURROGATE_ENERGY: float = 300.0 * KCAL_MOL_TO_EV
 #: Frobenius norm of 10.5 Hartree/A or more stays out of the replay buffer (eV/A here).
 MAX_FORCE_NORM: float = 10.5 * HARTREE_TO_EV
 CADENCES = ("block", "stream")
-TRIGGERS = ("surrogate", "signal", "both")
-#: Trust-signal threshold of the "signal"/"both" triggers: 2 kcal/mol, the largest drop below which the
-#: validation set (bench/results/trust.json) held no bad relaxation.
-SIGNAL_THRESHOLD: float = 2.0 * KCAL_MOL_TO_EV
 
 
 class GolfStalled(GolfError):

@@ -31,6 +31,13 @@ from golf.conformation import Conformation
 from golf.errors import InputError
 from golf.units import KCAL_MOL_TO_EV
 
+#: What sends a conformation to the genuine oracle in the GOLF loop (``golf.loop``): the official
+#: surrogate rule, the trust signal at the step limit, or both.
+TRIGGERS = ("surrogate", "signal", "both")
+#: Trust-signal threshold of the "signal"/"both" triggers: 2 kcal/mol, the largest drop below which the
+#: validation set (bench/results/trust.json) held no bad relaxation.
+SIGNAL_THRESHOLD: float = 2.0 * KCAL_MOL_TO_EV
+
 #: MMFF94 minimiser iterations (RDKit BFGS); drug-sized molecules converge in a few hundred.
 MAX_ITERATIONS: int = 2000
 

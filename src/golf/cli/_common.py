@@ -130,3 +130,16 @@ def oracle_run(args: argparse.Namespace, base: OracleRun = OracleRun()) -> Oracl
     """``OracleRun`` from the oracle and execution options over ``base``."""
     run = override(base, args)
     return dataclasses.replace(run, settings={**run.settings, **oracle_settings(args, run.oracle)})
+
+
+def add_trigger_args(g: argparse._ArgumentGroup) -> None:
+    """``--trigger``/``--signal-threshold``: what sends a conformation to the genuine oracle (``golf.loop``)."""
+    from golf.trust import SIGNAL_THRESHOLD, TRIGGERS
+
+    g.add_argument("--trigger", choices=TRIGGERS, default=None,
+                   help="what sends a conformation to the oracle: surrogate (official: MMFF energy rose, or the step "
+                        "limit), signal (episodes run to the step limit; labelled when the trust signal reaches "
+                        "--signal-threshold), both (the surrogate rule; step-limit labels only when the signal reaches it)")
+    g.add_argument("--signal-threshold", type=float, default=None, metavar="EV",
+                   help=f"trust signal (MMFF94 energy drop, eV) from which the signal/both triggers label "
+                        f"(default {SIGNAL_THRESHOLD:.4f} eV = 2 kcal/mol)")

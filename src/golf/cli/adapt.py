@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from golf.cli._common import add_executor_args, add_oracle_args
+from golf.cli._common import add_executor_args, add_oracle_args, add_trigger_args
 from golf.runs.adapt import ADAPT_GOLF, GENERIC_KINDS, REFIT_CHOICES, Adaptation
 
 
@@ -44,13 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=None, help=f"learning rate (default {ADAPT_GOLF.lr:g}, the official fine-tuning)")
     g.add_argument("--max-episode-steps", type=int, default=None,
                    help=f"NNP optimizer steps per episode (default {ADAPT_GOLF.max_episode_steps or 100})")
-    g.add_argument("--trigger", choices=("surrogate", "signal", "both"), default=None,
-                   help="what sends a conformation to the oracle: surrogate (official: MMFF energy rose, or the step "
-                        "limit), signal (episodes run to the step limit; labelled when the trust signal reaches "
-                        "--signal-threshold), both (the surrogate rule; step-limit labels only when the signal reaches it)")
-    g.add_argument("--signal-threshold", type=float, default=None, metavar="EV",
-                   help="trust signal (MMFF94 energy drop, eV) from which the signal/both triggers label "
-                        "(default 0.0867 eV = 2 kcal/mol)")
+    add_trigger_args(g)
     g.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted adaptation in --out")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from golf.cli._common import add_trigger_args
 from golf.cli._types import call_counts
 from golf.presets import DEFAULT_GOLF_PRESET, DEFAULT_TRAIN_PRESET, GOLF_PRESETS, TRAIN_PRESETS, Training
 
@@ -80,13 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(official 10.5 Hartree/A = 285.7 eV/A)")
     g.add_argument("--max-surrogate-energy", type=float, default=None,
                    help="no label when the MMFF energy after the step reaches this (eV; official 300 kcal/mol)")
-    g.add_argument("--trigger", choices=("surrogate", "signal", "both"), default=None,
-                   help="what sends a conformation to the oracle: surrogate (official: MMFF energy rose, or the step "
-                        "limit), signal (episodes run to the step limit; labelled when the trust signal reaches "
-                        "--signal-threshold), both (the surrogate rule; step-limit labels only when the signal reaches it)")
-    g.add_argument("--signal-threshold", type=float, default=None, metavar="EV",
-                   help="trust signal (MMFF94 energy drop, eV) from which the signal/both triggers label "
-                        "(default 0.0867 eV = 2 kcal/mol)")
+    add_trigger_args(g)
     g.add_argument("--conf-optimizer", default=None, help="optimizer preset driving the episodes")
     g.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N oracle calls")
     g.add_argument("--eval-every", type=int, default=None, help="held-out evaluation every N oracle calls")
