@@ -21,6 +21,12 @@ Stages:
     start, the paper table's layout, so its stages score them); the others are written as the
     training series ``bench/results/adapt_train.smi`` (``SMILES id class``), the input of
     ``golf adapt``.
+``report``
+    ``bench/results/adapt.json`` from what is stored (no DFT): ``n_heldout`` (molecules with a
+    reference), one row per model (``name``, ``e_res_median``, ``e_res_mean``, ``pct_success``,
+    ``pct_div`` at T = 100 with 95% bootstrap intervals over molecules), per-molecule E_res, the
+    paired differences of the adapted rows against GOLF-10k, and the DFT calls spent (this db, and
+    the oracle results of the adaptation's run directory ``--adapt-dir``).
 ``references``, ``evaluate``, ``score``, ``table``, ``status``
     ``bench/paper_table.py``'s stages on this db (its options pass through; by default the reference
     starts from the MMFF94 optimum, ``--ref-start mmff``, and the rows are GOLF-10k and MMFF; add the
@@ -52,6 +58,8 @@ sys.path.insert(0, str(HERE))
 import paper_table as pt  # noqa: E402
 
 DB_PATH = HERE / "results" / "adapt.db"
+REPORT_PATH = HERE / "results" / "adapt.json"
+ADAPT_DIR = HERE / "results" / "adapt_dft"
 TRAIN_SMI = HERE / "results" / "adapt_train.smi"
 
 #: Candidate failure classes (SMARTS). The first two come from the paper table (NCI 711 and 224: C=S
@@ -214,9 +222,49 @@ def stage_split(con, args: argparse.Namespace) -> None:
            + ", ".join(f"{n}: {len(per_class[n][0])} train / {len(per_class[n][1])} held out" for n in names))
 
 
+def stage_report(con, args: argparse.Namespace) -> dict:
+    """adapt.json from the stored structures and DFT energies (``paper_table.write_table``'s pass)."""
+    import contextlib
+    import io
+
+    from golf.db import count_rows
+    from golf.io import atomic_write_json
+
+    rows = args.report_rows.split(",")
+    pt.ROWS = tuple(r.split("=", 1)[0] for r in rows)
+    pt.PAIRS = tuple((r, "GOLF-10k") for r in pt.ROWS if "adapt" in r) + (("GOLF-10k", "mmff"),)
+    pt.JSON_PATH = args.db.with_name(args.db.stem + "_table.json")
+    ns = argparse.Namespace(score_steps=[100])
+    with contextlib.redirect_stdout(io.StringIO()):
+        doc = pt.write_table(con, pt.load_molecules(con), pt.settings_hash(pt.ORACLE["settings"]), ns)
+    out_rows = []
+    for name in pt.ROWS:
+        r = doc["rows"][name]
+        a = next((a for a in r["aggregate"] if a["T"] == 100), {})
+        out_rows.append(dict(name=name, n=a.get("n", 0), e_res_median=a.get("e_res_median"),
+                             e_res_mean=a.get("e_res_mean"), pct_success=a.get("pct_success"),
+                             pct_div=a.get("pct_div"), intervals_100=r.get("intervals_100")))
+    calls = dict(con.execute("SELECT purpose, COUNT(*) FROM dft_calls GROUP BY purpose").fetchall())
+    adapt_calls = {}
+    for db in ("start.db", "generic.db", "golf/oracle.db"):
+        path = args.adapt_dir / db
+        if path.exists():
+            adapt_calls[db] = count_rows(path)
+    report = dict(format="golf-adapt-demo/1", oracle=pt.ORACLE, n_heldout=doc["n_molecules_with_reference"],
+                  mol_ids=doc["mol_ids"], rows=out_rows, e_res_100=doc.get("e_res_100", {}),
+                  pairs=doc.get("paired_100", {}), dft_calls=dict(benchmark=calls, adaptation=adapt_calls),
+                  selection=pt.get_meta(con, "adapt_selection"), ref_start=pt.get_meta(con, "ref_start"),
+                  created=pt.now())
+    atomic_write_json(REPORT_PATH if args.db == DB_PATH else args.db.with_suffix(".report.json"),
+                      json.loads(json.dumps(report, default=str)))
+    for row in out_rows:
+        pt.log(f"report: {row['name']}: n={row['n']} E_res median {row['e_res_median']} success {row['pct_success']}")
+    return report
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    own = {"scan", "split", "scan-table"}
+    own = {"scan", "split", "scan-table", "report"}
     stages = [a for a in argv if a in own]
     rest = [a for a in argv if a not in own]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -230,8 +278,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--class-split-seed", type=int, default=7)
     ap.add_argument("--heldout-fraction", type=float, default=0.3)
     ap.add_argument("--per-class", type=int, default=6, help="held-out molecules per class")
+    ap.add_argument("--report-rows", default="GOLF-10k,mmff",
+                    help="report: rows in order (the adapted model's row name contains 'adapt')")
+    ap.add_argument("--adapt-dir", type=Path, default=ADAPT_DIR, help="report: the adaptation's run directory")
+    ap.add_argument("--oracle", default="dft", choices=("dft", "mmff"),
+                    help="dft (the benchmark); mmff only to test the script in seconds")
     args, pt_args = ap.parse_known_args(rest)
+    if args.oracle != "dft":
+        pt.ORACLE.update(name=args.oracle, settings={"oracle": args.oracle})
     con = pt.connect(args.db)
+    last = [s for s in stages if s == "report"]
+    stages = [s for s in stages if s != "report"]
     for stage in stages:
         pt.log(f"stage {stage} (golf {pt.golf_commit()})")
         t0 = time.perf_counter()
@@ -247,7 +304,9 @@ def main(argv: list[str] | None = None) -> None:
                     "--pairs", "GOLF-10k:mmff", "--min-heavy", str(args.min_heavy),
                     "--max-heavy", str(args.max_heavy), "--threads", str(args.threads),
                     "--seed", str(args.seed)]
-        pt.main(defaults + pt_args)  # later options win
+        pt.main(defaults + ["--oracle", args.oracle] + pt_args)  # later options win
+    if last:
+        stage_report(con, args)
 
 
 if __name__ == "__main__":
