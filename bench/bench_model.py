@@ -6,8 +6,8 @@ rdkit/Data/NCI/first_5K.smi). Two timings per implementation:
   * train step: energy+forces with create_graph=True, loss 0.01*MSE(E) + 0.99*MSE(F), backward, Adam step.
 golf's time includes building the neighbour pairs in torch; schnetpack receives precomputed pairs (its
 neighbour lists normally come from the data pipeline), which favours schnetpack.
-Both models hold the same weights (the official baseline-NNP checkpoint when ../shared is present, else a
-random init copied across), and the outputs are compared.
+Both models hold the same weights (the official baseline-NNP checkpoint, shipped with golf), and the outputs
+are compared.
 
 schnetpack is found either installed (``import schnetpack``) or from an unpacked wheel given with
 ``--schnetpack-src DIR`` (the directory that contains the ``schnetpack`` package; only its nn, atomistic and
@@ -34,7 +34,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-OFFICIAL = REPO.parent / "shared" / "golf-checkpoints" / "baseline-NNP.pt"
+OFFICIAL = "baseline-NNP"  # shipped with golf: golf.load_model resolves the name
 ALLOWED = {1, 6, 7, 8, 9, 16, 17, 35}
 
 
@@ -164,7 +164,7 @@ def main(argv=None) -> int:
         args.tune_allocator = tune_cpu_allocator()
 
     from golf.batch import Batch
-    from golf.models import build_model, load_model
+    from golf.models import load_model
     from golf.models.ops import all_pairs
 
     confs = drug_like_conformations(args.n_mols)
@@ -177,13 +177,8 @@ def main(argv=None) -> int:
     d = (positions[idx_j] - positions[idx_i]).norm(dim=-1)
     n_pairs = int((d < 5.0).sum())
 
-    if OFFICIAL.exists():
-        model = load_model(OFFICIAL)
-        weights = "official baseline-NNP"
-    else:
-        torch.manual_seed(0)
-        model = build_model("painn")
-        weights = "random init (seed 0)"
+    model = load_model(OFFICIAL)
+    weights = "official baseline-NNP"
     model.energy_scale = 1.0  # compare raw network outputs with schnetpack
     rng_target_e = torch.randn(len(confs), generator=torch.Generator().manual_seed(1))
     rng_target_f = torch.randn(len(numbers), 3, generator=torch.Generator().manual_seed(2))

@@ -8,7 +8,7 @@ Methods (``--methods``, comma separated): any golf method (``lbfgs``, ``lbfgs-pr
 ``ase`` (ASE's LBFGS, one molecule at a time) and ``torchsim-fire`` (TorchSim's batched FIRE on the
 same model, when ``torch-sim-atomistic`` is installed; skipped otherwise).
 
-    OMP_NUM_THREADS=1 python bench/bench_optimize.py --n 128 [--model PATH] [--threads 1]
+    OMP_NUM_THREADS=1 python bench/bench_optimize.py --n 128 [--model NAME|PATH] [--threads 1]
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "shared" / "golf-checkpoints" / "GOLF-10k.pt"
+DEFAULT_MODEL = "GOLF-10k"  # shipped with golf; --model takes a name or a checkpoint file
 
 
 def make_calculator(model):
@@ -106,7 +106,7 @@ def torchsim_fire(model, confs, fmax: float, max_steps: int) -> tuple[list[float
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=128, help="conformations")
-    ap.add_argument("--model", default=str(DEFAULT_MODEL), help="checkpoint (default GOLF-10k; random PaiNN if missing)")
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="model name or checkpoint file (default GOLF-10k)")
     ap.add_argument("--fmax", type=float, default=0.05)
     ap.add_argument("--max-steps", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1)
@@ -119,7 +119,7 @@ def main() -> None:
 
     tune_cpu_allocator()  # as golf's CLI does; applies to both contenders (same process)
 
-    from golf.models import ModelEnergyForces, build_model, load_model
+    from golf.models import ModelEnergyForces, load_model
     from golf.chem import generate_conformers
     from golf.pool import nci_pool
     from golf.optim import relax
@@ -130,11 +130,12 @@ def main() -> None:
             break
         confs += generate_conformers(smi, 1, seed=0, mol_id=mol_id)
     confs = confs[: args.n]
-    if Path(args.model).exists():
+    from golf.errors import GolfError
+
+    try:
         model, model_name = load_model(args.model), Path(args.model).name
-    else:
-        torch.manual_seed(0)
-        model, model_name = build_model("painn"), "random PaiNN"
+    except GolfError as exc:  # neither a file nor a known name: never fall back to random weights
+        raise SystemExit(f"bench_optimize.py: {exc}") from None
     provider = ModelEnergyForces(model)
     print(f"{len(confs)} conformations, {np.mean([c.n_atoms for c in confs]):.1f} atoms on average, "
           f"model {model_name}, fmax {args.fmax} eV/A, {args.threads} thread(s)")

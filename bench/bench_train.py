@@ -6,7 +6,7 @@ alternation: each step goes to the arm whose training clock is behind, so both s
 project's 2-core machine is shared and noisy). An arm's training clock is the wall time of its own training
 steps (collate + ``Trainer.update``); validation, every ``--checkpoint-s`` seconds of each clock, is not counted.
 
-"before" is PaiNN's code at git revision ``--before`` (default 22b0516, main before issue 13): its
+"before" is PaiNN's code at git revision ``--before`` (default 22b0516, main before the training-speed work): its
 ``src/golf/models/painn.py`` is read with ``git show`` and loaded beside the current package; the rest of golf is
 the current tree. The script lists which files under ``src/golf`` differ from that revision, and refuses to run
 when anything but painn.py does (then "before" would not be the old golf), unless ``--allow-other-changes``.

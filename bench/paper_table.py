@@ -1,4 +1,4 @@
-"""The GOLF paper's table at the paper's level of theory (wB97X-D/def2-SVP), resumable (issue 12).
+"""The GOLF paper's table at the paper's level of theory (wB97X-D/def2-SVP), resumable.
 
 Stages (each resumable; every result is committed to ``bench/results/paper_table.db`` the moment it
 arrives, so a killed run loses at most the DFT call in flight):
@@ -78,7 +78,7 @@ from golf.oracles.base import OracleResult  # noqa: E402
 HERE = Path(__file__).resolve().parent
 DB_PATH = HERE / "results" / "paper_table.db"
 JSON_PATH = HERE / "results" / "paper_table.json"
-CHECKPOINT_DIR = Path(os.environ.get("GOLF_CHECKPOINTS", "/work/shared/golf-checkpoints"))
+CHECKPOINT_DIR = Path(os.environ.get("GOLF_CHECKPOINTS", HERE.parent.parent / "shared" / "golf-checkpoints"))
 CHECKPOINTS = ("baseline-NNP", "traj-10k", "traj-100k", "traj-500k", "GOLF-1k", "GOLF-10k")
 STEPS = (1, 5, 21, 100)
 
@@ -96,7 +96,7 @@ DFT_SETTINGS: dict[str, Any] = {
 #: The official README's table (nablaDFT test set, DFT oracle, 100 steps): pct (mean, std), pct_div,
 #: E_res (kcal/mol), pct_success. golf's MMFF row (RDKit's MMFF94 relaxing the start itself) compares
 #: with the table's "RDKit" row, listed there beside the conformer generators (Torsional Diffusion,
-#: ConfOpt, Uni-Mol+). The row "f^rdkit" (93.09 ± 11.9, 3.8, 2.8, 35.4), which issue 12 quoted as
+#: ConfOpt, Uni-Mol+). The row "f^rdkit" (93.09 ± 11.9, 3.8, 2.8, 35.4), sometimes quoted as
 #: "rdkit (MMFF)", sits in the NNP block (f^baseline, f^traj-*, f^GOLF-*): a model, not MMFF, and
 #: without a released checkpoint it cannot be evaluated here (kept in ``PAPER_F_RDKIT``).
 PAPER: dict[str, tuple[float, float, float, float, float]] = {

@@ -32,7 +32,7 @@ def golf(*argv: object) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="a golf run directory with data/D0.db and data/test_ref.db")
-    ap.add_argument("--official", default="../shared/golf-checkpoints/baseline-NNP.pt")
+    ap.add_argument("--official", default="baseline-NNP", help="the pretrained start: a model name or checkpoint")
     ap.add_argument("--out", default="bench-pretrained")
     ap.add_argument("--json", default="bench/results/pretrained_start.json")
     ap.add_argument("--finetune-updates", type=int, default=1469)

@@ -1,4 +1,4 @@
-"""Training settings of the quick/standard presets chosen on validation data (issue 13).
+"""Training settings of the quick/standard presets chosen on validation data.
 
 Every configuration trains the quick preset's PaiNN from scratch for the same number of conformation
 passes as the quick baseline (1500 updates x 16 = 24,000), on the same training molecules, and is

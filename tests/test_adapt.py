@@ -187,3 +187,33 @@ def test_adapt_kill_and_resume_loses_nothing(series, tmp_path):
     assert count_rows(out / "start.db") == 3 and count_rows(out / "generic.db") == 6  # not relabelled
     assert _golf_calls(out) == list(range(budget - 9))
     assert (out / "model.pt").exists()
+
+
+def test_offsets_are_refit_on_the_generic_set_too(tmp_path):
+    """An element only the generic set has (S here, the series is C, H, O) gets its offset refit too.
+    A refit on the series alone sets it to 0, hundreds of eV off at xTB or DFT (GOLF-10k adapted to xTB
+    on C/H/N/O molecules with an NCI generic set: GOLF's first updates wrecked the model)."""
+    from golf.dataset import LabelledData
+    from golf.models import load_model
+
+    generic = tmp_path / "generic_s.db"
+    smi = tmp_path / "g.smi"
+    smi.write_text("CSC 1\nCCS 2\nCSSC 3\n")
+    build = subprocess.run([sys.executable, "-m", "golf", "data", "build", "--smiles", str(smi), "--conformers", "2",
+                            "--oracle", "mmff", "--executor", "serial", "--out", str(generic)],
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr
+    series = tmp_path / "series.smi"
+    series.write_text("CCO 10\nCC(C)O 11\n")
+    out = tmp_path / "ad"
+    args = _args(series, out, 4, "--generic", str(generic), "--refit-offsets", "always")
+    res = subprocess.run(args, capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, GOLF_MODELS_DIR=str(tmp_path / "models")))
+    assert res.returncode == 0, res.stderr
+    data = LabelledData.from_db([generic])
+    batch, labels, _ = data.collate(np.arange(len(data)))
+    energy, _ = load_model(out / "init.pt").energy_and_forces(batch)
+    err = (energy.double() - labels.double()).abs().max().item()
+    assert err < 20.0, f"init.pt is {err:.0f} eV off the generic set's labels"
+    # fitted, not left at 0 (what a refit gives an element it never saw: hundreds of eV off at xTB or DFT)
+    assert load_model(out / "init.pt").atomrefs[16].item() != 0.0

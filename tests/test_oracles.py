@@ -298,3 +298,25 @@ print("OK")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0 and out.stdout.startswith("OK"), out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("exc", ["ImportError('No module named orca_driver')", "RuntimeError('license\\nexpired')"])
+def test_plugin_oracle_whose_constructor_raises_is_one_input_error(tmp_path, monkeypatch, exc) -> None:
+    """A ``module:Class`` oracle whose constructor raises (its own missing import, anything) is refused
+    with one line naming the oracle and the error, not a traceback."""
+    from golf.errors import InputError
+    from golf.oracles import validated_spec
+
+    module = f"broken_plugin_{exc.split('(')[0].lower()}"  # one module per case (import cache)
+    (tmp_path / f"{module}.py").write_text(
+        "from golf.oracles.base import Oracle\n\n"
+        "class Broken(Oracle):\n"
+        f"    name = '{module}:Broken'\n"
+        f"    def __init__(self):\n        raise {exc}\n"
+        "    settings = {}\n"
+        "    def _compute(self, conf):\n        raise AssertionError\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(InputError) as info:
+        validated_spec(f"{module}:Broken")
+    msg = str(info.value)
+    assert f"{module}:Broken" in msg and exc.split("(")[0] in msg and "\n" not in msg

@@ -277,7 +277,7 @@ _QUICK = Experiment(train_molecules=500, test_molecules=128, conformers=4, min_h
                     features=64, interactions=3, n_rbf=20, baseline_updates=1500, batch_size=16,
                     lr=5e-3, finetune_lr=5e-4, budget=100, traj_factors=(10,), traj_molecules=20, n_parallel=16, utd_ratio=10,
                     max_episode_steps=50, golf_snapshots=(0.5,), ref_max_steps=500)
-#: "quick" aims at 15 minutes on a 2-core CPU (measured: README, "The quick preset"): a few points of the
+#: "quick" aims at 15 minutes on a 2-core CPU (measured: docs/results.md, section 1): a few points of the
 #: cost-quality curve (baseline, GOLF at half and full budget, traj-10B, MMFF94); the curve itself, with
 #: traj-50B and GOLF at a quarter budget, is standard's (traj_molecules 20: their 80 xTB trajectories, about
 #: 7000 conformations, are the pool traj-N is drawn from); "standard" draws the cost-quality curve with 3
@@ -291,7 +291,7 @@ EXPERIMENT_PRESETS: dict[str, Experiment] = {
     "quick": _QUICK,
     # "standard": the quick scale with GOLF-50/100/200 and the baseline for 3 training seeds, traj-1000 and
     # traj-5000 once. n_parallel 25: the block cadence's rounds of 25 calls end exactly at 50 and 100.
-    # Cost on an idle 2-core CPU, from the quick preset's stage times measured there (README; bench/results/
+    # Cost on an idle 2-core CPU, from the quick preset's stage times measured there (docs/results.md, section 1; bench/results/
     # golf_run_quick.json: 1469 baseline updates 143 s, traj-1000's 1026 updates 120 s, GOLF's 1000 updates
     # with its 100 xTB calls 110 s, an evaluation on 128 molecules 57 s):
     #   data: as quick's 220 s + the traj-5000 draw ~15 s                                        ~ 235 s

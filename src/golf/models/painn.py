@@ -21,7 +21,7 @@ Rows of a fixed width bound the padding to W - 1 slots per atom whatever the spr
 padding every atom to the largest count instead was ~10% slower for drug-like batches. The mu_j term stays a
 gather, a broadcast multiply and an index_add: its filter depends on the feature, so it is no matrix product.
 bench/bench_train.py (old and new code alternating in one process, 1 thread): training with the force loss
-is 1.09-1.12x faster in conformations/s, quick and paper-size PaiNN, small and drug-like molecules (README.md,
+is 1.09-1.12x faster in conformations/s, quick and paper-size PaiNN, small and drug-like molecules (docs/results.md,
 "Training speed"); energies and forces agree with the outer-product form to float rounding.
 
 Shapes: N atoms, P pairs, F = n_atom_basis, R = n_rbf, W = row width, L rows. q [N, F] scalar features,

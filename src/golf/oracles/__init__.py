@@ -89,7 +89,7 @@ def validated_spec(name: str, settings: dict[str, Any] | None = None, local: boo
     import inspect
     import sys
 
-    from golf.errors import InputError
+    from golf.errors import GolfError, InputError
 
     settings = dict(settings or {})
     cls = oracle_class(name)
@@ -113,6 +113,11 @@ def validated_spec(name: str, settings: dict[str, Any] | None = None, local: boo
         return OracleSpec(name, settings)  # the cluster may have the backend
     except (TypeError, ValueError) as exc:
         raise InputError(f"bad {name} settings: {exc}") from None
+    except GolfError:
+        raise
+    except Exception as exc:  # a plugin's constructor (e.g. its own missing import): one line, no traceback
+        detail = " ".join(str(exc).split()) or "no message"
+        raise InputError(f"the {name} oracle could not be created: {type(exc).__name__}: {detail}") from None
 
 
 def same_settings(name: str, a: dict[str, Any], b: dict[str, Any]) -> bool:

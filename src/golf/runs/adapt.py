@@ -6,8 +6,8 @@ prepared for a series of molecules:
 
 1. ``start.db``: ETKDGv3 conformers of the series labelled by the genuine oracle (``golf.runs.build``):
    the episodes' starts and the replay buffer's D0.
-2. ``init.pt``: the pretrained model with its per-element energy offsets refit to ``start.db`` when the
-   oracle's level of theory is not the model's (as ``golf train --init --refit-offsets``); forces and
+2. ``init.pt``: the pretrained model with its per-element energy offsets refit to ``start.db`` and the
+   generic set when the oracle's level of theory is not the model's (as ``golf train --init --refit-offsets``); forces and
    the rest of the weights are unchanged.
 3. ``generic.db``: generic conformations mixed into every replay batch (``Adaptation.generic_share``),
    so the adapted model stays good outside the series (golf's option; the official loop has no such
@@ -197,8 +197,10 @@ def adapt(
         from golf.runs.train import refit_pretrained
 
         if not (out / INIT).exists():
-            fit = refit_pretrained(model_path, [str(start)], out / INIT)
-            say(f"energy offsets of {settings.model} refit to the start set ({start_level} -> {oracle_level}): "
+            # the generic set too: its elements may be absent from the series, and an element whose offset
+            # stays at the model's level would put its labels hundreds of eV away (training diverges)
+            fit = refit_pretrained(model_path, [str(start), *generic_dbs], out / INIT)
+            say(f"energy offsets of {settings.model} refit to the start and generic sets ({start_level} -> {oracle_level}): "
                 f"energy MAE {fit['energy_mae_mev_before']:.0f} -> {fit['energy_mae_mev_after']:.0f} meV")
         baseline = out / INIT
     run = dataclasses.replace(golf, budget=left, generic_share=settings.generic_share if generic_dbs else 0.0)

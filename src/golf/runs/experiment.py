@@ -55,7 +55,7 @@ from golf.runs.naming import seed_name
 MMFF = "mmff"
 #: Learning rate of every fine-tune from a pretrained start (``--init``): the official GOLF's 1e-4
 #: (``scripts/training/run_training_GOLF_10k.sh``, ``--lr 1e-4``). Adam restarted at the quick preset's
-#: 5e-4 wrecks a converged model within ~100 updates (README, "A pretrained start").
+#: 5e-4 wrecks a converged model within ~100 updates (docs/results.md, section 3, "A pretrained start").
 PRETRAINED_FINETUNE_LR: float = TRAIN_PRESETS["paper"].lr
 
 
