@@ -199,7 +199,9 @@ def adapt(
         if not (out / INIT).exists():
             # the generic set too: its elements may be absent from the series, and an element whose offset
             # stays at the model's level would put its labels hundreds of eV away (training diverges)
-            fit = refit_pretrained(model_path, [str(start), *generic_dbs], out / INIT)
+            # (not teacher labels: they are the model's own level, which the refit leaves)
+            fit = refit_pretrained(model_path, [str(start), *(generic_dbs if generic != "teacher" else [])],
+                                   out / INIT)
             say(f"energy offsets of {settings.model} refit to the start and generic sets ({start_level} -> {oracle_level}): "
                 f"energy MAE {fit['energy_mae_mev_before']:.0f} -> {fit['energy_mae_mev_after']:.0f} meV")
         baseline = out / INIT
