@@ -16,7 +16,7 @@ from golf.runs.adapt import ADAPT_GOLF, GENERIC_KINDS, REFIT_CHOICES, Adaptation
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = Adaptation()
-    parser.add_argument("molecules", metavar="MOLECULES",
+    parser.add_argument("series", metavar="MOLECULES",
                         help="your series: SMILES (.smi/.txt/.csv) or structures (.sdf, .xyz, .db)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument("--model", default=None, help=f"pretrained model to adapt, name or file (default {d.model})")
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from golf.presets import Molecules
     from golf.runs.adapt import adapt
 
-    src = Path(args.molecules)
+    src = Path(args.series)
     is_smiles = src.suffix.lower() in (".smi", ".txt", ".csv")
     molecules = Molecules(smiles=str(src) if is_smiles else None, input=None if is_smiles else str(src))
     settings = override(Adaptation(), args)

@@ -331,7 +331,7 @@ def command_paths(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list
         if get("out"):
             outputs = [Output(get("out"), "dir", option="--out")]  # type: ignore[arg-type]
     elif cmd == "adapt":
-        inputs = [(get("molecules"), ""), (get("model"), "--model")]
+        inputs = [(get("series"), ""), (get("model"), "--model")]
         if get("out"):
             outputs = [Output(get("out"), "dir", option="--out")]  # type: ignore[arg-type]
     return [(i, o) for i, o in inputs if i], outputs
