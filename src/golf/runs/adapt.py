@@ -220,6 +220,9 @@ def _same_level(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
+_GOLF_DEFAULTS = dataclasses.asdict(GolfTraining())
+
+
 def _check_identity(out: Path, identity: dict[str, Any], resume: bool) -> None:
     path = out / CONFIG
     if not out.exists() or not any(out.iterdir()):
@@ -233,6 +236,10 @@ def _check_identity(out: Path, identity: dict[str, Any], resume: bool) -> None:
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: unreadable adaptation settings ({exc})") from None
     now = json.loads(json.dumps(identity, default=str))
+    # Settings added to golf after a run began are read at their default there (the run used it).
+    added = {k: v for k, v in now.get("golf", {}).items()
+             if k not in stored.get("golf", {}) and v == _GOLF_DEFAULTS.get(k, object())}
+    now["golf"] = {k: v for k, v in now.get("golf", {}).items() if k not in added}
     diffs = [k for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
     if diffs:
         raise GolfError(f"{out} was started with other settings ({', '.join(diffs)} differ); resume it with the "
