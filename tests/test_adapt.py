@@ -217,3 +217,25 @@ def test_offsets_are_refit_on_the_generic_set_too(tmp_path):
     assert err < 20.0, f"init.pt is {err:.0f} eV off the generic set's labels"
     # fitted, not left at 0 (what a refit gives an element it never saw: hundreds of eV off at xTB or DFT)
     assert load_model(out / "init.pt").atomrefs[16].item() != 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("oracle", [["--oracle", "xtb"], ["--oracle", "dft", "--dft-basis", "sto-3g", "--dft-xc", "pbe"]],
+                         ids=["xtb", "dft"])
+def test_adapt_runs_with_the_real_oracles(tmp_path, oracle):
+    """GOLF-10k adapted by name with GFN2-xTB and with PySCF (a small basis: the same code path as the
+    paper's wB97X-D/def2-SVP, seconds per call): the budget is kept, every label is the oracle's."""
+    pytest.importorskip("tblite" if oracle[1] == "xtb" else "pyscf")
+    series = tmp_path / "series.smi"
+    series.write_text("CC(N)=S 1\nNC(=S)N 2\n")
+    out = tmp_path / "ad"
+    cmd = [sys.executable, "-m", "golf", "adapt", str(series), "--model", "GOLF-10k", *oracle, "--budget", "6",
+           "--out", str(out), "--conformers", "1", "--generic", "none", "--n-parallel", "2", "--batch-size", "4",
+           "--utd-ratio", "1", "--max-episode-steps", "4", "--workers", "1", "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    spent = count_rows(out / "start.db") + len(_golf_calls(out))
+    assert 2 <= spent <= 6
+    assert summary["model"].endswith("model.pt") and (out / "model.pt").exists()
+    assert {r["kvp"].get("oracle") for r in iter_rows(out / "start.db")} == {oracle[1]}
