@@ -205,9 +205,25 @@ def _read_smiles_records(path: Path) -> list[tuple[str, str | None, int]]:
     return records
 
 
+def standardize(mol: Any, where: str, keep_fragments: bool = False, ph: float | None = None
+                ) -> tuple[Any, list[str]]:
+    """An input molecule as golf uses it: counter-ions and solvents stripped (``golf.chem.largest_fragment``)
+    unless ``keep_fragments``, then, with ``ph``, protonated at that pH (``golf.chem.protonate``, for
+    molecules that are embedded; 3D coordinates are used as given). Returns ``(mol, stripped SMILES)``."""
+    from golf.chem import largest_fragment, protonate
+
+    stripped: list[str] = []
+    if not keep_fragments:
+        mol, stripped, _ = largest_fragment(mol)
+    if ph is not None:
+        mol = protonate(mol, ph, where)
+    return mol, stripped
+
+
 def _read_smiles_file(
     path: Path, conformers: int, seed: int, charge: int | None, multiplicity: int | None,
     displacement: float, on_error: OnError | None = None, embedded: Embedded | None = None,
+    keep_fragments: bool = False, ph: float | None = None,
 ) -> list[Conformation]:
     records = _read_smiles_records(path)
     if not records:
@@ -224,6 +240,7 @@ def _read_smiles_file(
             if mol_id in first_line:
                 raise InputError(f"{where}: molecule id {mol_id} is already the id of line {first_line[mol_id]}")
             mol = parse_smiles(smi, where)
+            mol, stripped = standardize(mol, where, keep_fragments, ph)
             check_molecule(mol, where, charge, multiplicity)
         except InputError as exc:
             if on_error is None:
@@ -234,13 +251,16 @@ def _read_smiles_file(
             mol_id = next(free)
         else:
             first_line[mol_id] = lineno
-        mols.append((mol, mol_id, name, where))
+        info = {"name": name} if name else {}
+        if stripped:
+            info["stripped_fragments"] = ".".join(stripped)
+        mols.append((mol, mol_id, info, where))
     out: list[Conformation] = []
-    for k, (mol, mol_id, name, where) in enumerate(mols):
+    for k, (mol, mol_id, info, where) in enumerate(mols):
         try:
             confs = generate_conformers(
                 mol, conformers, seed, displacement, mol_id=mol_id, charge=charge,
-                multiplicity=multiplicity, info={"name": name} if name else None, where=where,
+                multiplicity=multiplicity, info=info or None, where=where, fragments_ok=keep_fragments,
             )
         except InputError as exc:
             if on_error is None:
@@ -257,6 +277,7 @@ def _read_smiles_file(
 def _read_sdf(
     path: Path, conformers: int, seed: int, charge: int | None, multiplicity: int | None,
     displacement: float, on_error: OnError | None = None, bond_orders: bool = True,
+    keep_fragments: bool = False, ph: float | None = None,
 ) -> list[Conformation]:
     if not read_text(path).strip():
         raise InputError(f"{path}: empty file")
@@ -266,7 +287,7 @@ def _read_sdf(
         for i, where, mol in sdf_records(path):
             try:
                 confs = _sdf_record(mol, i, where, conformers, seed, charge, multiplicity, displacement,
-                                    bond_orders)
+                                    bond_orders, keep_fragments, ph)
             except InputError as exc:
                 if on_error is None:
                     raise
@@ -334,9 +355,23 @@ def sdf_fields(mol: Any, where: str) -> dict[str, Any]:
     return out
 
 
+def input_properties(mol: Any) -> dict[str, str]:
+    """The SDF fields of a record as written (strings), to pass through to the output."""
+    return {k: mol.GetProp(k) for k in mol.GetPropNames()}
+
+
+def is_3d(mol: Any) -> bool:
+    """Whether an RDKit record has 3D coordinates (a conformer flagged 3D with some non-zero z)."""
+    if not mol.GetNumConformers():
+        return False
+    conf = mol.GetConformer()
+    return bool(conf.Is3D()) and bool(np.any(np.abs(np.asarray(conf.GetPositions())[:, 2]) > 1e-4))
+
+
 def _sdf_record(
     mol: Any, i: int, where: str, conformers: int, seed: int, charge: int | None,
     multiplicity: int | None, displacement: float, bond_orders: bool = True,
+    keep_fragments: bool = False, ph: float | None = None,
 ) -> list[Conformation]:
     """The conformations of SDF record ``i`` (0-based; ``sdf_records``). ``charge``/``multiplicity``
     (None: the record's own fields, else neutral closed shell) apply to every record."""
@@ -345,7 +380,8 @@ def _sdf_record(
     if mol is None:
         raise InputError(f"{where}: unreadable or truncated molecule")
     fields = sdf_fields(mol, where)
-    info = {"name": fields["name"]} if fields["name"] else {}
+    info: dict[str, Any] = {"name": fields["name"]} if fields["name"] else {}
+    info["input_properties"] = input_properties(mol)
     if mol.HasProp(CONNECTIVITY_FIELD[0]) and mol.GetProp(CONNECTIVITY_FIELD[0]) == CONNECTIVITY_FIELD[1]:
         # written by golf without bond orders: its single bonds are no chemistry
         if bond_orders:
@@ -360,14 +396,18 @@ def _sdf_record(
         check_geometry(c, where)
         return [c]
     rec_charge, rec_mult, sources = record_charge_multiplicity(charge, multiplicity, fields)
+    has_3d = mol.GetNumConformers() > 0 and mol.GetConformer().Is3D()
+    mol, stripped = standardize(mol, where, keep_fragments, None if has_3d else ph)
+    if stripped:
+        info["stripped_fragments"] = ".".join(stripped)
     q, m = check_molecule(mol, where, rec_charge, rec_mult, sources=sources)
     mol_id, conf_id = fields["mol_id"], fields["conf_id"]
-    has_3d = mol.GetNumConformers() > 0 and mol.GetConformer().Is3D()
     if not has_3d:
         # the record index seeds ETKDG; an implicit id is given afterwards (_assign_ids)
         confs = generate_conformers(
             Chem.RemoveHs(mol), conformers, seed, displacement,
             mol_id=mol_id if mol_id >= 0 else i, charge=q, multiplicity=m, info=info, where=where,
+            fragments_ok=keep_fragments,
         )
         for c in confs:
             c.mol_id = mol_id
@@ -405,9 +445,38 @@ def _frames_xyz(path: Path) -> list[Any]:
     return frames
 
 
+def strip_conformation(c: Conformation, where: str, charge: int | None = None,
+                       multiplicity: int | None = None) -> Conformation:
+    """A structure read from coordinates (XYZ, db) with counter-ions and solvents stripped
+    (``golf.chem.largest_fragment`` on its bonds, coordinates kept); unchanged when it is one fragment.
+    The kept fragment's charge is its net formal charge (checked as on reading) where bond orders are
+    known, else the structure's."""
+    from golf.chem import canonical_smiles, largest_fragment
+
+    with quiet_rdkit():
+        mol = conformation_to_mol(c, connectivity_ok=True)
+        kept, stripped, atoms = largest_fragment(mol)
+    if not stripped:
+        return c
+    idx = list(atoms)
+    out = Conformation(c.numbers[idx].copy(), c.positions[idx].copy(), smiles=c.smiles, mol_id=c.mol_id,
+                       conf_id=c.conf_id, charge=c.charge, multiplicity=c.multiplicity, info=dict(c.info))
+    if c.molblock:
+        from rdkit import Chem
+
+        kept = Chem.Mol(kept)
+        with quiet_rdkit():
+            Chem.SanitizeMol(kept)
+        out.charge, out.multiplicity = check_molecule(kept, where, charge, multiplicity)
+        out.molblock = Chem.MolToMolBlock(kept)
+        out.smiles = canonical_smiles(kept)
+    out.info["stripped_fragments"] = ".".join(stripped)
+    return out
+
+
 def _read_xyz(
     path: Path, charge: int | None, multiplicity: int | None, on_error: OnError | None = None,
-    bond_orders: bool = True,
+    bond_orders: bool = True, keep_fragments: bool = False,
 ) -> list[Conformation]:
     frames = _frames_xyz(path)
     out = []
@@ -418,6 +487,8 @@ def _read_xyz(
                 raise InputError(f"{where}: non-finite coordinates")
             c = atoms_to_conformation(atoms, where=where, charge=charge, multiplicity=multiplicity,
                                       bond_orders=bond_orders)
+            if not keep_fragments:
+                c = strip_conformation(c, where, charge, multiplicity)
         except InputError as exc:
             if on_error is None:
                 raise
@@ -432,7 +503,7 @@ def _read_xyz(
 
 def _read_db(
     path: Path, charge: int | None, multiplicity: int | None, on_error: OnError | None = None,
-    bond_orders: bool = True,
+    bond_orders: bool = True, keep_fragments: bool = False,
 ) -> list[Conformation]:
     from golf.db import read_structure_rows
 
@@ -460,6 +531,8 @@ def _read_db(
                 conf_id=conf_id if conf_id is not None and conf_id >= 0 else -1,
                 bond_orders=bond_orders,
             )
+            if not keep_fragments:
+                c = strip_conformation(c, where, given["charge"], given["multiplicity"])
         except InputError as exc:
             if on_error is None:
                 raise
@@ -485,6 +558,8 @@ def read_conformations(
     on_error: OnError | None = None,
     bond_orders: bool = True,
     embedded: Embedded | None = None,
+    keep_fragments: bool = False,
+    ph: float | None = None,
 ) -> list[Conformation]:
     """Read conformations from a file (format by extension, see the module docstring).
 
@@ -505,6 +580,11 @@ def read_conformations(
             relaxation, which need no bond orders.
         embedded: progress of a SMILES file's ETKDG embedding (the slow part of reading one),
             called as ``embedded(done, total)`` after each molecule.
+        keep_fragments: keep every fragment of a salt or mixture (for oracle relaxations); by
+            default counter-ions and solvents are stripped (``standardize``; the stripped SMILES in
+            ``info['stripped_fragments']``).
+        ph: protonate molecules that are embedded (SMILES, 2D SDF) at this pH (optional package
+            dimorphite-dl); None: the protonation state as given.
 
     Raises:
         InputError: missing/empty/truncated file, invalid SMILES, unsupported element, charged or
@@ -515,13 +595,15 @@ def read_conformations(
         raise InputError(f"conformers per molecule must be >= 1, got {conformers}")
     ext = p.suffix.lower()
     if ext in SMILES_EXTS or ext in CSV_EXTS:
-        return _read_smiles_file(p, conformers, seed, charge, multiplicity, displacement, on_error, embedded)
+        return _read_smiles_file(p, conformers, seed, charge, multiplicity, displacement, on_error, embedded,
+                                 keep_fragments, ph)
     if ext in SDF_EXTS:
-        return _read_sdf(p, conformers, seed, charge, multiplicity, displacement, on_error, bond_orders)
+        return _read_sdf(p, conformers, seed, charge, multiplicity, displacement, on_error, bond_orders,
+                         keep_fragments, ph)
     if ext in XYZ_EXTS:
-        return _read_xyz(p, charge, multiplicity, on_error, bond_orders)
+        return _read_xyz(p, charge, multiplicity, on_error, bond_orders, keep_fragments)
     if ext in DB_EXTS:
-        return _read_db(p, charge, multiplicity, on_error, bond_orders)
+        return _read_db(p, charge, multiplicity, on_error, bond_orders, keep_fragments)
     raise InputError(
         f"{p}: unknown file type {ext!r} (use .smi .txt .csv .sdf .mol .xyz .extxyz .db)"
     )
@@ -559,6 +641,14 @@ def write_conformations(
         raise ValueError(f"{len(properties)} property dicts for {len(confs)} conformations")
     props = list(properties) if properties is not None else [{} for _ in confs]
     ext = p.suffix.lower()
+    if ext not in SDF_EXTS:  # golf's energy/forces also as ASE's calculator results; input fields that fit
+        from golf.outputs import passthrough
+
+        props = [{**{k: v for k, v in passthrough(c.info.get("input_properties")).items() if k.isidentifier()},
+                  **({"energy": pr["golf_energy_eV"]} if "golf_energy_eV" in pr else {}),
+                  **({"forces": pr["golf_forces_eV_A"]} if "golf_forces_eV_A" in pr else {}),
+                  **{k: v for k, v in pr.items() if k != "golf_forces_eV_A"}}
+                 for c, pr in zip(confs, props)]
     if ext not in WRITE_EXTS:
         raise InputError(f"{p}: cannot write {ext!r} files (use .sdf .extxyz .xyz .db)")
     with atomic_path(p, suffix=p.suffix + ".tmp") as tmp_path:
@@ -623,8 +713,12 @@ def _write_sdf(tmp: str, confs: list[Conformation], props: list[dict[str, Any]])
     with open(tmp, "w") as fh:
         writer = Chem.SDWriter(fh)
         writer.SetKekulize(False)
+        from golf.outputs import passthrough
+
         for c, pr in zip(confs, props):
             mol = conformation_to_mol(c, connectivity_ok=True)
+            for k, v in passthrough(c.info.get("input_properties")).items():  # the input's own fields
+                mol.SetProp(k, str(v))
             if c.info.get("bonds") == "connectivity":
                 mol.SetProp(*CONNECTIVITY_FIELD)
             mol.SetProp("_Name", str(c.info.get("name") or c.smiles or f"mol{c.mol_id}"))
@@ -635,9 +729,9 @@ def _write_sdf(tmp: str, confs: list[Conformation], props: list[dict[str, Any]])
             if c.smiles:
                 mol.SetProp("smiles", c.smiles)
             for k, v in pr.items():
-                if k == "forces" and v is not None:
+                if k in ("forces", "golf_forces_eV_A") and v is not None:
                     f = np.asarray(v, dtype=np.float64).reshape(-1)
-                    mol.SetProp("forces", " ".join(f"{x:.8g}" for x in f))
+                    mol.SetProp(k, " ".join(f"{x:.8g}" for x in f))
                 elif isinstance(v, (bool, np.bool_)):
                     mol.SetProp(k, str(bool(v)))
                 elif isinstance(v, (int, np.integer)):
