@@ -223,7 +223,7 @@ def standardize(mol: Any, where: str, keep_fragments: bool = False, ph: float | 
 def _read_smiles_file(
     path: Path, conformers: int, seed: int, charge: int | None, multiplicity: int | None,
     displacement: float, on_error: OnError | None = None, embedded: Embedded | None = None,
-    keep_fragments: bool = False, ph: float | None = None,
+    fragments: str = "refuse", ph: float | None = None,
 ) -> list[Conformation]:
     records = _read_smiles_records(path)
     if not records:
@@ -240,7 +240,7 @@ def _read_smiles_file(
             if mol_id in first_line:
                 raise InputError(f"{where}: molecule id {mol_id} is already the id of line {first_line[mol_id]}")
             mol = parse_smiles(smi, where)
-            mol, stripped = standardize(mol, where, keep_fragments, ph)
+            mol, stripped = standardize(mol, where, fragments != "strip", ph)
             check_molecule(mol, where, charge, multiplicity)
         except InputError as exc:
             if on_error is None:
@@ -260,7 +260,7 @@ def _read_smiles_file(
         try:
             confs = generate_conformers(
                 mol, conformers, seed, displacement, mol_id=mol_id, charge=charge,
-                multiplicity=multiplicity, info=info or None, where=where, fragments_ok=keep_fragments,
+                multiplicity=multiplicity, info=info or None, where=where, fragments_ok=fragments == "keep",
             )
         except InputError as exc:
             if on_error is None:
@@ -277,7 +277,7 @@ def _read_smiles_file(
 def _read_sdf(
     path: Path, conformers: int, seed: int, charge: int | None, multiplicity: int | None,
     displacement: float, on_error: OnError | None = None, bond_orders: bool = True,
-    keep_fragments: bool = False, ph: float | None = None,
+    fragments: str = "refuse", ph: float | None = None,
 ) -> list[Conformation]:
     if not read_text(path).strip():
         raise InputError(f"{path}: empty file")
@@ -287,7 +287,7 @@ def _read_sdf(
         for i, where, mol in sdf_records(path):
             try:
                 confs = _sdf_record(mol, i, where, conformers, seed, charge, multiplicity, displacement,
-                                    bond_orders, keep_fragments, ph)
+                                    bond_orders, fragments, ph)
             except InputError as exc:
                 if on_error is None:
                     raise
@@ -371,7 +371,7 @@ def is_3d(mol: Any) -> bool:
 def _sdf_record(
     mol: Any, i: int, where: str, conformers: int, seed: int, charge: int | None,
     multiplicity: int | None, displacement: float, bond_orders: bool = True,
-    keep_fragments: bool = False, ph: float | None = None,
+    fragments: str = "refuse", ph: float | None = None,
 ) -> list[Conformation]:
     """The conformations of SDF record ``i`` (0-based; ``sdf_records``). ``charge``/``multiplicity``
     (None: the record's own fields, else neutral closed shell) apply to every record."""
@@ -397,7 +397,7 @@ def _sdf_record(
         return [c]
     rec_charge, rec_mult, sources = record_charge_multiplicity(charge, multiplicity, fields)
     has_3d = mol.GetNumConformers() > 0 and mol.GetConformer().Is3D()
-    mol, stripped = standardize(mol, where, keep_fragments, None if has_3d else ph)
+    mol, stripped = standardize(mol, where, fragments != "strip", None if has_3d else ph)
     if stripped:
         info["stripped_fragments"] = ".".join(stripped)
     q, m = check_molecule(mol, where, rec_charge, rec_mult, sources=sources)
@@ -407,7 +407,7 @@ def _sdf_record(
         confs = generate_conformers(
             Chem.RemoveHs(mol), conformers, seed, displacement,
             mol_id=mol_id if mol_id >= 0 else i, charge=q, multiplicity=m, info=info, where=where,
-            fragments_ok=keep_fragments,
+            fragments_ok=fragments == "keep",
         )
         for c in confs:
             c.mol_id = mol_id
@@ -476,7 +476,7 @@ def strip_conformation(c: Conformation, where: str, charge: int | None = None,
 
 def _read_xyz(
     path: Path, charge: int | None, multiplicity: int | None, on_error: OnError | None = None,
-    bond_orders: bool = True, keep_fragments: bool = False,
+    bond_orders: bool = True, fragments: str = "refuse",
 ) -> list[Conformation]:
     frames = _frames_xyz(path)
     out = []
@@ -487,7 +487,7 @@ def _read_xyz(
                 raise InputError(f"{where}: non-finite coordinates")
             c = atoms_to_conformation(atoms, where=where, charge=charge, multiplicity=multiplicity,
                                       bond_orders=bond_orders)
-            if not keep_fragments:
+            if fragments == "strip":
                 c = strip_conformation(c, where, charge, multiplicity)
         except InputError as exc:
             if on_error is None:
@@ -503,7 +503,7 @@ def _read_xyz(
 
 def _read_db(
     path: Path, charge: int | None, multiplicity: int | None, on_error: OnError | None = None,
-    bond_orders: bool = True, keep_fragments: bool = False,
+    bond_orders: bool = True, fragments: str = "refuse",
 ) -> list[Conformation]:
     from golf.db import read_structure_rows
 
@@ -531,7 +531,7 @@ def _read_db(
                 conf_id=conf_id if conf_id is not None and conf_id >= 0 else -1,
                 bond_orders=bond_orders,
             )
-            if not keep_fragments:
+            if fragments == "strip":
                 c = strip_conformation(c, where, given["charge"], given["multiplicity"])
         except InputError as exc:
             if on_error is None:
@@ -558,7 +558,7 @@ def read_conformations(
     on_error: OnError | None = None,
     bond_orders: bool = True,
     embedded: Embedded | None = None,
-    keep_fragments: bool = False,
+    fragments: str = "refuse",
     ph: float | None = None,
 ) -> list[Conformation]:
     """Read conformations from a file (format by extension, see the module docstring).
@@ -580,9 +580,11 @@ def read_conformations(
             relaxation, which need no bond orders.
         embedded: progress of a SMILES file's ETKDG embedding (the slow part of reading one),
             called as ``embedded(done, total)`` after each molecule.
-        keep_fragments: keep every fragment of a salt or mixture (for oracle relaxations); by
-            default counter-ions and solvents are stripped (``standardize``; the stripped SMILES in
-            ``info['stripped_fragments']``).
+        fragments: what becomes of a record of several fragments (a salt, a mixture): "strip" the
+            counter-ions and solvents (``standardize``; the stripped SMILES in
+            ``info['stripped_fragments']``), "keep" them all (SMILES embedded with the fragments
+            apart; for oracle relaxations), or "refuse" to embed it (SMILES, 2D SDF; the default;
+            3D structures are read as they are).
         ph: protonate molecules that are embedded (SMILES, 2D SDF) at this pH (optional package
             dimorphite-dl); None: the protonation state as given.
 
@@ -591,19 +593,21 @@ def read_conformations(
             radical molecule without charge/multiplicity, NaN coordinates, atoms < 0.5 A apart.
     """
     p = check_input_file(path)
+    if fragments not in ("strip", "keep", "refuse"):
+        raise ValueError(f"fragments must be 'strip', 'keep' or 'refuse' (got {fragments!r})")
     if conformers < 1:
         raise InputError(f"conformers per molecule must be >= 1, got {conformers}")
     ext = p.suffix.lower()
     if ext in SMILES_EXTS or ext in CSV_EXTS:
         return _read_smiles_file(p, conformers, seed, charge, multiplicity, displacement, on_error, embedded,
-                                 keep_fragments, ph)
+                                 fragments, ph)
     if ext in SDF_EXTS:
         return _read_sdf(p, conformers, seed, charge, multiplicity, displacement, on_error, bond_orders,
-                         keep_fragments, ph)
+                         fragments, ph)
     if ext in XYZ_EXTS:
-        return _read_xyz(p, charge, multiplicity, on_error, bond_orders, keep_fragments)
+        return _read_xyz(p, charge, multiplicity, on_error, bond_orders, fragments)
     if ext in DB_EXTS:
-        return _read_db(p, charge, multiplicity, on_error, bond_orders, keep_fragments)
+        return _read_db(p, charge, multiplicity, on_error, bond_orders, fragments)
     raise InputError(
         f"{p}: unknown file type {ext!r} (use .smi .txt .csv .sdf .mol .xyz .extxyz .db)"
     )
@@ -644,7 +648,7 @@ def write_conformations(
     if ext not in SDF_EXTS:  # golf's energy/forces also as ASE's calculator results; input fields that fit
         from golf.outputs import passthrough
 
-        props = [{**{k: v for k, v in passthrough(c.info.get("input_properties")).items() if k.isidentifier()},
+        props = [{**{k: _typed(v) for k, v in passthrough(c.info.get("input_properties")).items() if k.isidentifier()},
                   **({"energy": pr["golf_energy_eV"]} if "golf_energy_eV" in pr else {}),
                   **({"forces": pr["golf_forces_eV_A"]} if "golf_forces_eV_A" in pr else {}),
                   **{k: v for k, v in pr.items() if k != "golf_forces_eV_A"}}
@@ -662,6 +666,21 @@ def write_conformations(
 
             os.unlink(tmp)  # ASE's SQLite backend creates the database itself
             write_rows(tmp, confs, [_db_props(pr) for pr in props], kind=kind)
+
+
+def _typed(value: Any) -> Any:
+    """An SDF field's text as the number or boolean it spells (ASE databases refuse such strings), else as is."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text in ("True", "False"):
+        return text == "True"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return value
 
 
 #: property -> key-value name in ASE databases, for names ASE reserves (it derives ``fmax`` itself

@@ -54,7 +54,7 @@ def read_batch(command: str, path: str, *, bond_orders: bool, neutral_only: bool
             ``Potential.neutral_only``): a charged or open-shell structure read without the
             charge/multiplicity that accepts it is reported with that reason rather than advice
             about --charge/--multiplicity (``split_supported`` refuses the others).
-        read_kwargs: conformers, seed, charge, multiplicity, keep_fragments, ph, embedded.
+        read_kwargs: conformers, seed, charge, multiplicity, fragments, ph, embedded.
 
     Raises InputError (one line: the first reason) when not a single structure is left.
     """

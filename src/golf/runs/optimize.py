@@ -116,7 +116,7 @@ def optimize(input: str, output: str, settings: OptimizeSettings) -> BatchOutcom
     confs, skipped = read_batch("optimize", input, bond_orders=bond_orders, neutral_only=neutral_only,
                                 conformers=s.conformers, seed=s.seed, charge=s.charge,
                                 multiplicity=s.multiplicity, embedded=embedded,
-                                keep_fragments=s.keep_fragments, ph=s.ph)
+                                fragments="keep" if s.keep_fragments else "strip", ph=s.ph)
     t0 = time.perf_counter()
     if s.model is not None:
         from golf.models import ModelEnergyForces

@@ -67,7 +67,7 @@ def predict(input: str, output: str, settings: PredictSettings = PredictSettings
 
     model, device, _, name = load_nnp(settings.model, settings.device, settings.dtype)
     confs, skipped = read_batch("predict", input, bond_orders=False, neutral_only=model.neutral_only,
-                                keep_fragments=settings.keep_fragments)
+                                fragments="keep" if settings.keep_fragments else "strip")
     confs = split_supported(model, confs, skipped)
     report_stripped("predict", confs)
     provider = ModelEnergyForces(model)
