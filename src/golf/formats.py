@@ -451,8 +451,10 @@ def strip_conformation(c: Conformation, where: str, charge: int | None = None,
     (``golf.chem.largest_fragment`` on its bonds, coordinates kept); unchanged when it is one fragment.
     The kept fragment's charge is its net formal charge (checked as on reading) where bond orders are
     known, else the structure's."""
-    from golf.chem import canonical_smiles, largest_fragment
+    from golf.chem import MAX_ATOMS, canonical_smiles, largest_fragment
 
+    if c.n_atoms > MAX_ATOMS:  # refused as too large for an NNP, not cut down to a fragment
+        return c
     with quiet_rdkit():
         mol = conformation_to_mol(c, connectivity_ok=True)
         kept, stripped, atoms = largest_fragment(mol)
