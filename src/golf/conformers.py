@@ -64,7 +64,7 @@ class ConformerSettings:
         optimizer: ``golf.optim.relax`` method.
         fmax: convergence threshold, max |F| per atom (eV/A).
         max_steps: optimizer steps per conformer.
-        batch_size: conformers optimized at once (others stream in).
+        batch_size: conformers optimized at once (others stream in; None: automatic).
         rmsd_threshold: duplicates are closer than this heavy-atom RMSD (A) ...
         energy_threshold: ... and closer than this in energy (kcal/mol).
         top_k: keep at most this many per molecule (None: no limit).
@@ -83,7 +83,7 @@ class ConformerSettings:
     optimizer: str = "lbfgs-precon"
     fmax: float = 0.05
     max_steps: int = 500
-    batch_size: int = 256
+    batch_size: int | None = None
     rmsd_threshold: float = 0.3
     energy_threshold: float = 1.0
     top_k: int | None = 10

@@ -25,11 +25,14 @@ from golf.runs.conformers import OPTIMIZERS  # noqa: F401 - re-exported
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from golf.outputs import ROOM_TEMPERATURE_K
     from golf.runs.batch import EXIT_CODES
 
-    p.epilog = EXIT_CODES
     from golf.chem import MAX_ATOMS
+    from golf.conformers import ConformerSettings
+    from golf.runs.conformers import ConformersSettings
+
+    e, r0 = ConformerSettings(), ConformersSettings()  # the defaults, declared there
+    p.epilog = EXIT_CODES
 
     p.add_argument("input", help="molecules: SMILES (.smi .txt .csv) or SDF (.sdf .mol); one molecule per "
                                  f"record (salts stripped to the largest organic fragment; at most {MAX_ATOMS} atoms "
@@ -37,15 +40,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                  "are (default; --embed re-embeds)")
     p.add_argument("-o", "--output", required=True, help="conformers (.sdf)")
     p.add_argument("--summary", help="per-molecule CSV summary (default: OUTPUT with .csv)")
-    p.add_argument("--model", default="GOLF-10k", help="NNP: a model name (golf models) or a checkpoint path "
-                                                       "(default GOLF-10k)")
+    p.add_argument("--model", default=r0.model, help="NNP: a model name (golf models) or a checkpoint path "
+                                                     f"(default {r0.model})")
     g = p.add_argument_group("ensemble")
     g.add_argument("--n-conformers", type=int, default=None,
                    help="ETKDG conformers per molecule (default: 5 x (rotatable bonds + 1), 10..--max-conformers)")
-    g.add_argument("--max-conformers", type=int, default=50, help="cap of the automatic count (default 50)")
+    g.add_argument("--max-conformers", type=int, default=e.max_conformers,
+                   help=f"cap of the automatic count (default {e.max_conformers})")
     g.add_argument("--enumerate-stereo", action="store_true", help="enumerate unassigned stereocentres/double bonds")
-    g.add_argument("--max-stereoisomers", type=int, default=8, help="per input molecule (default 8)")
-    g.add_argument("--seed", type=int, default=0, help="ETKDG seed (default 0)")
+    g.add_argument("--max-stereoisomers", type=int, default=e.max_stereoisomers,
+                   help=f"per input molecule (default {e.max_stereoisomers})")
+    g.add_argument("--seed", type=int, default=e.seed, help=f"ETKDG seed (default {e.seed})")
     g.add_argument("--embed", action="store_true",
                    help="embed new ETKDG conformers even for a 3D SDF (default: a 3D SDF's own coordinates are "
                         "relaxed, nothing embedded; 2D SDF and SMILES are always embedded)")
@@ -57,27 +62,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "a model trained on neutral molecules only (every official one) refuses them one by one")
     g.add_argument("--multiplicity", type=int, default=None, help="accept radicals with this multiplicity")
     o = p.add_argument_group("relaxation")
-    o.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs-precon", help="(default lbfgs-precon)")
-    o.add_argument("--fmax", type=float, default=0.05, help="convergence, max |F| in eV/A (default 0.05)")
-    o.add_argument("--max-steps", type=int, default=500, help="steps per conformer (default 500)")
+    o.add_argument("--optimizer", choices=OPTIMIZERS, default=e.optimizer, help=f"(default {e.optimizer})")
+    o.add_argument("--fmax", type=float, default=e.fmax, help=f"convergence, max |F| in eV/A (default {e.fmax})")
+    o.add_argument("--max-steps", type=int, default=e.max_steps, help=f"steps per conformer (default {e.max_steps})")
     o.add_argument("--batch-size", type=int, default=None, help="conformers relaxed at once (default: automatic)")
-    o.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    o.add_argument("--device", default=r0.device, help=f"torch device (default {r0.device})")
     o.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     o.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     s = p.add_argument_group("selection")
-    s.add_argument("--rmsd", type=float, default=0.3, help="duplicate heavy-atom RMSD threshold, A (default 0.3)")
-    s.add_argument("--energy-threshold", type=float, default=1.0,
-                   help="duplicates also differ by less than this, kcal/mol (default 1.0)")
-    s.add_argument("--top-k", type=int, default=10, help="keep the k lowest per molecule (default 10; 0 = all)")
+    s.add_argument("--rmsd", type=float, default=e.rmsd_threshold,
+                   help=f"duplicate heavy-atom RMSD threshold, A (default {e.rmsd_threshold})")
+    s.add_argument("--energy-threshold", type=float, default=e.energy_threshold,
+                   help=f"duplicates also differ by less than this, kcal/mol (default {e.energy_threshold})")
+    s.add_argument("--top-k", type=int, default=e.top_k, help=f"keep the k lowest per molecule (default {e.top_k}; 0 = all)")
     s.add_argument("--window", type=float, default=None, help="keep those within this many kcal/mol of the lowest")
-    s.add_argument("--temperature", type=float, default=ROOM_TEMPERATURE_K,
-                   help=f"K, of the Boltzmann weights (default {ROOM_TEMPERATURE_K})")
+    s.add_argument("--temperature", type=float, default=e.temperature,
+                   help=f"K, of the Boltzmann weights (default {e.temperature})")
     r = p.add_argument_group("refinement")
     r.add_argument("--refine", default=None, metavar="ORACLE",
                    help="oracle single points of kept conformers: xtb, dft, mmff or a plugin module:Class")
     r.add_argument("--refine-opt", action="store_true", help="re-relax with the oracle instead of single points")
-    r.add_argument("--refine-fmax", type=float, default=0.05, help="oracle re-relaxation fmax, eV/A (default 0.05)")
-    r.add_argument("--workers", type=int, default=2, help="oracle worker processes (default 2)")
+    r.add_argument("--refine-fmax", type=float, default=r0.refine_fmax,
+                   help=f"oracle re-relaxation fmax, eV/A (default {r0.refine_fmax})")
+    r.add_argument("--workers", type=int, default=r0.workers, help=f"oracle worker processes (default {r0.workers})")
     r.add_argument("--executor", choices=("local", "dask"), default="local", help="(default local)")
     r.add_argument("--scheduler", default=None, help="Dask scheduler address (--executor dask)")
     r.add_argument("--timeout", type=float, default=None, help="seconds per oracle call")

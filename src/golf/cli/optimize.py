@@ -24,8 +24,11 @@ from golf.runs.optimize import METHODS  # noqa: F401 - re-exported
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from golf.chem import MAX_ATOMS
     from golf.runs.batch import EXIT_CODES
-    from golf.runs.optimize import METHODS
+    import dataclasses
 
+    from golf.runs.optimize import METHODS, OptimizeSettings
+
+    d = {f.name: f.default for f in dataclasses.fields(OptimizeSettings)}  # the defaults, declared there
     p.epilog = EXIT_CODES
     p.add_argument("input", help="structures or SMILES (.smi .txt .csv .sdf .mol .xyz .extxyz .db); salts and "
                                  "mixtures are stripped to the largest organic fragment; an NNP relaxes single "
@@ -35,21 +38,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="NNP checkpoint (golf or official GOLF/schnetpack) or model name")
     src.add_argument("--oracle", help="relax with an oracle instead (xtb, mmff, dft), in worker processes")
-    p.add_argument("--conformers", type=int, default=1, help="ETKDG conformers per SMILES (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="conformer generation seed (default 0)")
-    p.add_argument("--optimizer", choices=METHODS, default="lbfgs-precon",
+    p.add_argument("--conformers", type=int, default=d["conformers"], help=f"ETKDG conformers per SMILES (default {d['conformers']})")
+    p.add_argument("--seed", type=int, default=d["seed"], help=f"conformer generation seed (default {d['seed']})")
+    p.add_argument("--optimizer", choices=METHODS, default=d["optimizer"],
                    help="lbfgs-precon: robust L-BFGS preconditioned with Lindh's model Hessian (default; "
                         "about half the force evaluations of lbfgs); lbfgs: the same without preconditioner; "
                         "lbfgs-golf: the GOLF paper's torch L-BFGS setting (5 evaluations per step); "
                         "lbfgs-ase: ASE's LBFGS; fire; gd")
-    p.add_argument("--fmax", type=float, default=0.05, help="convergence: max |force| in eV/A (default 0.05)")
-    p.add_argument("--max-steps", type=int, default=1000, help="step limit per conformation (default 1000)")
+    p.add_argument("--fmax", type=float, default=d["fmax"], help=f"convergence: max |force| in eV/A (default {d['fmax']})")
+    p.add_argument("--max-steps", type=int, default=d["max_steps"], help=f"step limit per conformation (default {d['max_steps']})")
     p.add_argument("--batch-size", type=int, default=None,
                    help="conformations optimized at once (default: automatic; others stream in)")
-    p.add_argument("--device", default="cpu", help="torch device for the model: cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--device", default=d["device"], help=f"torch device for the model: cpu, cuda, cuda:N or auto (default {d['device']})")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="model precision (default float32; oracle runs use float64)")
-    p.add_argument("--workers", type=int, default=2, help="oracle worker processes (default 2)")
+    p.add_argument("--workers", type=int, default=d["workers"], help=f"oracle worker processes (default {d['workers']})")
     p.add_argument("--charge", type=int, default=None,
                    help="total charge of charged molecules (default: an SDF record's charge field, else neutral); "
                         "a model trained on neutral molecules only (every official one) refuses them one by one")
