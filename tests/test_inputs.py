@@ -370,6 +370,24 @@ def test_racemate_is_one_input_molecule_with_stereoisomer_groups(tiny, tmp_path)
     assert {m.GetProp("golf_input_molecule") for m in _sdf(out)} == {"butan-2-ol", "ethanol"}
 
 
+def test_optimize_counts_a_racemate_as_one_input_molecule(tiny, tmp_path):
+    """Records of both enantiomers of one input (a 3D SDF of a racemate) are one molecule in the summary
+    line, with its stereoisomers counted under it."""
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    p = tmp_path / "rac.sdf"
+    with Chem.SDWriter(str(p)) as w:
+        for smi in ("C[C@H](O)CC", "C[C@@H](O)CC", "C[C@@H](O)CC"):
+            m = Chem.AddHs(Chem.MolFromSmiles(smi))
+            AllChem.EmbedMolecule(m, randomSeed=1)
+            m.SetProp("_Name", "butan-2-ol")
+            w.write(m)
+    rc, err = run_cli("optimize", "--model", tiny, p, "-o", tmp_path / "o.sdf", "--max-steps", "1", "--no-progress")
+    assert rc == 0, err
+    assert "golf optimize: 1 molecules (2 stereoisomers), 3 conformations" in err
+
+
 def test_mirror_images_are_duplicates_in_a_racemic_group():
     from golf import conformers as gc
     from golf.chem import generate_conformers

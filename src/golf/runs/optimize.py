@@ -164,10 +164,11 @@ def optimize(input: str, output: str, settings: OptimizeSettings) -> BatchOutcom
     except OutputError as exc:  # say that the relaxations are lost, not only that the file is missing
         raise OutputError(exc.path, exc.cause, f"{exc.note}; the {len(done)} relaxed conformations were not "
                                                "saved: free space or choose another output and run again") from None
-    n_mols = len({(c.mol_id, c.smiles) for c in confs})
+    n_mols, n_stereo = input_molecules(confs)
     n_conv = sum(p["golf_converged"] for p in props)
+    stereo = f" ({n_stereo} stereoisomers)" if n_stereo > n_mols else ""
     print(
-        f"golf optimize: {n_mols} molecules, {len(recs)} conformations, {n_conv} converged"
+        f"golf optimize: {n_mols} molecules{stereo}, {len(recs)} conformations, {n_conv} converged"
         f"{f', {n_failed} failed' if n_failed else ''}"
         f"{f', {len(skipped)} left out (reported above)' if len(skipped) else ''}, "
         f"median steps {np.median([r.n_steps for r in recs]):.0f}, "
@@ -175,3 +176,23 @@ def optimize(input: str, output: str, settings: OptimizeSettings) -> BatchOutcom
         file=sys.stderr,
     )
     return BatchOutcome(str(output), len(done), list(skipped.reasons))
+
+
+def input_molecules(confs: list[Any]) -> tuple[int, int]:
+    """``(input molecules, stereoisomers)`` among conformations: a molecule is a record name, else a
+    constitution (SMILES without stereo), else a molecule id, so the enantiomers of a racemate and
+    the conformers of one molecule count once; its stereoisomers are its distinct isomeric SMILES."""
+    from golf.chem import quiet_rdkit
+
+    stereo: dict[str, set[str]] = {}
+    for c in confs:
+        flat = ""
+        if c.smiles:
+            from rdkit import Chem
+
+            with quiet_rdkit():
+                mol = Chem.MolFromSmiles(c.smiles)
+            flat = Chem.MolToSmiles(mol, isomericSmiles=False) if mol is not None else c.smiles
+        key = str(c.info.get("name") or flat or f"#{c.mol_id}")
+        stereo.setdefault(key, set()).add(c.smiles or f"#{c.mol_id}")
+    return len(stereo), sum(len(v) for v in stereo.values())
