@@ -105,7 +105,7 @@ def protonate(mol: Any, ph: float, where: str) -> Any:
         from dimorphite_dl import protonate_smiles
     except ImportError:
         raise InputError("protonation at a given pH needs the optional package dimorphite-dl "
-                         "(pip install dimorphite-dl)") from None
+                         "(pip install dimorphite-dl, or the extra golf[protonation])") from None
     smi = Chem.MolToSmiles(Chem.RemoveHs(mol))
     out = protonate_smiles(smi, ph_min=float(ph), ph_max=float(ph), max_variants=1)
     if not out:
