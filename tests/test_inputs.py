@@ -211,6 +211,21 @@ def test_ph_needs_dimorphite_dl(tiny, tmp_path):
         pytest.skip("dimorphite-dl is installed")
 
 
+def test_ph_protonates_with_dimorphite_dl(tiny, tiny_charged, tmp_path):
+    pytest.importorskip("dimorphite_dl")
+    from golf.formats import read_conformations
+
+    (c,) = read_conformations(DATA / "carboxylate.smi", ph=7.4, fragments="strip")[1:]  # acetic acid at pH 7.4
+    assert c.smiles == "CC(=O)[O-]" and c.charge == -1
+    rc, err = run_cli("conformers", "--model", tiny, DATA / "carboxylate.smi", "-o", tmp_path / "o.sdf",
+                      "--ph", "7.4", "--no-progress", "--n-conformers", "2", "--max-steps", "2")
+    assert rc == 2 and ADVICE in err  # both are acetate at pH 7.4: a neutral-only model takes neither
+    rc, err = run_cli("conformers", "--model", tiny_charged, DATA / "carboxylate.smi", "-o", tmp_path / "c.sdf",
+                      "--ph", "7.4", "--no-progress", "--n-conformers", "2", "--max-steps", "2")
+    assert rc == 0, err
+    assert {m.GetIntProp("charge") for m in _sdf(tmp_path / "c.sdf")} == {-1}
+
+
 def test_ph_out_of_range_names_the_field(tiny, tmp_path):
     rc, err = run_cli("optimize", "--model", tiny, DATA / "carboxylate.smi", "-o", tmp_path / "p.sdf", "--ph", "20")
     assert rc == 2 and "ph" in err and "between 0 and 14" in err

@@ -256,6 +256,8 @@ def read_molecules(
         try:
             mol, stripped = standardize(mol, item.where, ph=ph if protonate else None)
             item.stripped = ".".join(stripped)
+            if ph is not None and protonate and q is None:  # the charge of the state at that pH
+                q = sum(a.GetFormalCharge() for a in mol.GetAtoms())
             q, m = check_molecule(mol, item.where, q, m, sources=sources)
             check_single_molecule(mol, item.where)
             item.mol = Chem.RemoveHs(mol) if any(a.GetAtomicNum() == 1 for a in mol.GetAtoms()) else mol

@@ -241,7 +241,8 @@ def _read_smiles_file(
                 raise InputError(f"{where}: molecule id {mol_id} is already the id of line {first_line[mol_id]}")
             mol = parse_smiles(smi, where)
             mol, stripped = standardize(mol, where, fragments != "strip", ph)
-            check_molecule(mol, where, charge, multiplicity)
+            q = charge if charge is not None or ph is None else sum(a.GetFormalCharge() for a in mol.GetAtoms())
+            check_molecule(mol, where, q, multiplicity)
         except InputError as exc:
             if on_error is None:
                 raise
@@ -254,12 +255,12 @@ def _read_smiles_file(
         info = {"name": name} if name else {}
         if stripped:
             info["stripped_fragments"] = ".".join(stripped)
-        mols.append((mol, mol_id, info, where))
+        mols.append((mol, mol_id, info, where, q))
     out: list[Conformation] = []
-    for k, (mol, mol_id, info, where) in enumerate(mols):
+    for k, (mol, mol_id, info, where, q) in enumerate(mols):
         try:
             confs = generate_conformers(
-                mol, conformers, seed, displacement, mol_id=mol_id, charge=charge,
+                mol, conformers, seed, displacement, mol_id=mol_id, charge=q,
                 multiplicity=multiplicity, info=info or None, where=where, fragments_ok=fragments == "keep",
             )
         except InputError as exc:
@@ -398,6 +399,8 @@ def _sdf_record(
     rec_charge, rec_mult, sources = record_charge_multiplicity(charge, multiplicity, fields)
     has_3d = mol.GetNumConformers() > 0 and mol.GetConformer().Is3D()
     mol, stripped = standardize(mol, where, fragments != "strip", None if has_3d else ph)
+    if ph is not None and not has_3d and rec_charge is None:  # the charge of the state at that pH
+        rec_charge = sum(a.GetFormalCharge() for a in mol.GetAtoms())
     if stripped:
         info["stripped_fragments"] = ".".join(stripped)
     q, m = check_molecule(mol, where, rec_charge, rec_mult, sources=sources)
