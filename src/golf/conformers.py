@@ -252,11 +252,11 @@ def read_molecules(
     out: list[MoleculeInput] = []
 
     def finish(item: MoleculeInput, mol: Any, q: int | None = charge, m: int | None = multiplicity,
-               sources: dict[str, str] | None = None, protonate: bool = True) -> None:
+               sources: dict[str, str] | None = None) -> None:
         try:
-            mol, stripped = standardize(mol, item.where, ph=ph if protonate else None)
+            mol, stripped = standardize(mol, item.where, ph=ph)
             item.stripped = ".".join(stripped)
-            if ph is not None and protonate and q is None:  # the charge of the state at that pH
+            if ph is not None and q is None:  # the charge of the state at that pH
                 q = sum(a.GetFormalCharge() for a in mol.GetAtoms())
             q, m = check_molecule(mol, item.where, q, m, sources=sources)
             check_single_molecule(mol, item.where)
