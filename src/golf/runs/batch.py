@@ -1,8 +1,8 @@
 """Batch runs (``predict``, ``optimize``, ``conformers``): one bad structure never aborts the batch.
 
 Each structure that cannot be read, or that the method cannot handle, is reported as one line on
-stderr (``golf CMD: skipped FILE: structure K: reason``) and the others go on. Exit codes (see
-``golf.cli``): 0 every structure done, ``PARTIAL`` (3) output written but some structures skipped
+stderr (``golf CMD: skipped FILE: structure K: reason``) and the others go on. Exit codes (as the
+command line reports them): 0 every structure done, ``PARTIAL`` (3) output written but some structures skipped
 or failed, 2 nothing could be done (then the first reason is the one-line error).
 """
 from __future__ import annotations
