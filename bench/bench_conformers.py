@@ -141,7 +141,7 @@ def read_tool_sdf(path: str, tool: str, names: set[str]) -> dict[str, list[dict]
         if m is None:
             continue
         if tool == "golf":
-            name, e = m.GetProp("molecule"), m.GetDoubleProp("model_energy_eV") * KCAL
+            name, e = m.GetProp("golf_molecule"), m.GetDoubleProp("golf_energy_eV") * KCAL
         else:
             ident = m.GetProp("ID")
             name = ident.rsplit("_", 2)[0] if ident not in names else ident

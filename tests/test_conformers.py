@@ -164,28 +164,28 @@ def test_cli_end_to_end(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "2/3 molecules" in err and "silane" in err and "unsupported element Si" in err
     mols = _read_sdf(out)
-    assert mols and {m.GetProp("molecule") for m in mols} == {"propanol", "lactic"}
+    assert mols and {m.GetProp("golf_molecule") for m in mols} == {"propanol", "lactic"}
     for name in ("propanol", "lactic"):
-        sub = [m for m in mols if m.GetProp("molecule") == name]
+        sub = [m for m in mols if m.GetProp("golf_molecule") == name]
         assert 1 <= len(sub) <= 3
-        assert [m.GetIntProp("rank") for m in sub] == list(range(1, len(sub) + 1))
-        rel = [m.GetDoubleProp("rel_energy_kcal_mol") for m in sub]
+        assert [m.GetIntProp("golf_rank") for m in sub] == list(range(1, len(sub) + 1))
+        rel = [m.GetDoubleProp("golf_rel_energy_kcal_mol") for m in sub]
         assert rel[0] == 0.0 and rel == sorted(rel)
-        e = [m.GetDoubleProp("model_energy_eV") for m in sub]
+        e = [m.GetDoubleProp("golf_energy_eV") for m in sub]
         np.testing.assert_allclose(np.array(rel), (np.array(e) - e[0]) * 23.0605, atol=1e-3)
-        assert all(m.GetProp("model") == "GOLF-10k" and m.HasProp("converged") and m.HasProp("n_steps") for m in sub)
+        assert all(m.GetProp("golf_model") == "GOLF-10k" and m.HasProp("golf_converged") and m.HasProp("golf_steps") for m in sub)
         assert all(m.GetDoubleProp("trust_mmff_drop_kcal_mol") >= 0.0 for m in sub)  # golf.trust per conformer
     from rdkit import Chem
 
-    lactic = [m for m in mols if m.GetProp("molecule") == "lactic"]
+    lactic = [m for m in mols if m.GetProp("golf_molecule") == "lactic"]
     for m in lactic:  # stereo preserved in the written structures
         Chem.AssignStereochemistryFrom3D(m)
         assert Chem.MolToSmiles(Chem.RemoveHs(m)) == "C[C@@H](O)C(=O)O"
     rows = list(csv.DictReader(open(tmp_path / "confs.csv")))
-    assert [r["molecule"] for r in rows] == ["propanol", "lactic", "silane"]
+    assert [r["golf_molecule"] for r in rows] == ["propanol", "lactic", "silane"]
     assert [r["status"] for r in rows] == ["ok", "ok", "failed"]
-    assert int(rows[0]["n_embedded"]) == 4 and int(rows[0]["n_kept"]) == sum(
-        m.GetProp("molecule") == "propanol" for m in mols)
+    assert int(rows[0]["n_input_conformers"]) == 4 and int(rows[0]["n_kept"]) == sum(
+        m.GetProp("golf_molecule") == "propanol" for m in mols)
 
 
 def test_cli_enumerate_stereo(tmp_path, capsys):
@@ -195,8 +195,8 @@ def test_cli_enumerate_stereo(tmp_path, capsys):
     assert main(["conformers", str(smi), "-o", str(out), "--n-conformers", "3", "--max-steps", "60",
                  "--enumerate-stereo", "--top-k", "1", "--no-progress"]) == 0
     mols = _read_sdf(out)
-    assert sorted(m.GetProp("molecule") for m in mols) == ["lactic_s1", "lactic_s2"]
-    assert len({m.GetProp("stereo_smiles") for m in mols}) == 2
+    assert sorted(m.GetProp("golf_molecule") for m in mols) == ["lactic_s1", "lactic_s2"]
+    assert len({m.GetProp("golf_stereo_smiles") for m in mols}) == 2
 
 
 def test_cli_all_bad_is_one_line_error_and_no_output(tmp_path, capsys):
@@ -226,8 +226,8 @@ def test_cli_refine_where_every_call_fails(tmp_path, capsys):
     assert len(per_molecule) == 2 and all("injected failure" in x for x in per_molecule), err
     assert "every flaky_oracle:FailingMMFF refinement failed" in err[-1]
     mols = _read_sdf(out)
-    assert mols and all(m.GetProp("refined") in ("False", "0") for m in mols)
-    assert all(m.GetProp("ranked_by") == "model_energy" and m.HasProp("refine_error") for m in mols)
+    assert mols and all(m.GetProp("golf_refined") in ("False", "0") for m in mols)
+    assert all(m.GetProp("golf_ranked_by") == "model_energy" and m.HasProp("golf_refine_error") for m in mols)
     rows = list(csv.DictReader(open(tmp_path / "o.csv")))
     assert [r["ranked_by"] for r in rows] == ["model_energy"] * 2 and all(r["n_refined"] == "0" for r in rows)
 
@@ -249,6 +249,6 @@ def test_cli_refine_xtb(tmp_path):
     assert main(["conformers", str(smi), "-o", str(out), "--n-conformers", "4", "--refine", "xtb",
                  "--refine-opt", "--workers", "1", "--no-progress"]) == 0
     mols = _read_sdf(out)
-    assert all(m.GetProp("refine_method") == "xtb relaxation" for m in mols)
-    ref = [m.GetDoubleProp("refined_energy_eV") for m in mols]
-    assert ref == sorted(ref) and mols[0].GetDoubleProp("refined_rel_energy_kcal_mol") == 0.0
+    assert all(m.GetProp("golf_refine_method") == "xtb relaxation" for m in mols)
+    ref = [m.GetDoubleProp("golf_refined_energy_eV") for m in mols]
+    assert ref == sorted(ref) and mols[0].GetDoubleProp("golf_refined_rel_energy_kcal_mol") == 0.0

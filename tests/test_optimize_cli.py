@@ -45,7 +45,8 @@ def test_optimize_model_writes_relaxed_structures(tiny_model, smiles_file, tmp_p
 
         mols = [m for m in Chem.SDMolSupplier(str(out), removeHs=False)]
         assert all(m.GetNumBonds() > 0 for m in mols)
-        assert {"energy", "n_steps", "converged", "reason"} <= set(mols[0].GetPropNames())
+        assert {"golf_energy_eV", "golf_steps", "golf_converged", "golf_stop_reason", "golf_model",
+                    "golf_energy_reference"} <= set(mols[0].GetPropNames())
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "lbfgs-golf", "fire"])

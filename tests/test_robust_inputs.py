@@ -131,7 +131,8 @@ def test_conformers_refuses_a_cation_for_a_neutral_only_model(tiny_model, tmp_pa
     p.write_text("C[NH3+] methylammonium\n")
     settings = gc.ConformerSettings(n_conformers=2, max_steps=2, charge=1)
     res = gc.generate_conformer_ensembles(gc.read_molecules(p, charge=1), load_model(tiny_model), settings)
-    assert res[0].error == f"{p}: line 1: charge +1: the model was trained on neutral closed-shell molecules only"
+    assert res[0].error.startswith(f"{p}: line 1: charge +1: the model was trained on neutral closed-shell "
+                                   "molecules only; no official golf model takes charged")
     assert res[0].n_embedded == 0
     charged = load_model(_tiny(tmp_path / "c.pt", provenance={"charged_molecules": True}))
     res = gc.generate_conformer_ensembles(gc.read_molecules(p, charge=1), charged, settings)
@@ -360,19 +361,22 @@ def test_optimize_shows_an_embedding_status_line(tiny_model, tmp_path, capsys):
     assert "embed:" not in capsys.readouterr().err
 
 
-def test_multi_fragment_molecules_are_refused(tiny_model, tmp_path, capsys):
+def test_multi_fragment_molecules_are_stripped_or_refused(tiny_model, tmp_path, capsys):
+    """Salts are stripped to their largest organic fragment on reading (one line each); fragments kept
+    on purpose are never handed to an NNP relaxation (one line each), nor embedded without asking."""
     from golf import conformers as gc
     from golf.chem import generate_conformers
 
-    message = ("has 2 disconnected fragments; golf relaxes single molecules; strip counter-ions "
-               "(e.g. keep the largest fragment)")
-    with pytest.raises(InputError, match="^salt: " + message.replace("(", r"\(").replace(")", r"\)")):
+    message = "has 2 disconnected fragments; an NNP relaxes single molecules"
+    with pytest.raises(InputError, match="^salt: " + message):
         generate_conformers("CCO.Cl", 1, 0, where="salt")
     p = tmp_path / "m.smi"
-    p.write_text("CC[NH3+].[Cl-] salt\nCCO ethanol\n")
+    p.write_text("CCO.Cl ethanol_hcl\nCC[NH3+].[Cl-] salt\nCCO ethanol\n")
     mols = gc.read_molecules(p)
-    assert mols[0].error == f"{p}: line 1: {message}" and mols[1].error is None
-    # 3D input: two waters, relaxed by an NNP as one structure would be a dimer, not a molecule
+    assert mols[0].error is None and mols[0].stripped == "Cl" and mols[0].smiles == "CCO"
+    assert mols[1].stripped == "[Cl-]" and "net charge +1" in mols[1].error  # the cation, as given
+    assert mols[2].error is None and mols[2].stripped == ""
+    # 3D input: a water dimer is stripped to one water (reported); kept, it is refused for an NNP
     from ase import Atoms
     from ase.io import write
 
@@ -382,6 +386,10 @@ def test_multi_fragment_molecules_are_refused(tiny_model, tmp_path, capsys):
     x = tmp_path / "w.xyz"
     write(x, [dimer, water], format="extxyz")
     assert main(["optimize", "--model", str(tiny_model), str(x), "-o", str(tmp_path / "o.xyz"),
+                 "--max-steps", "2", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert len([ln for ln in _lines(err) if "stripped O" in ln]) == 1, err
+    assert main(["optimize", "--model", str(tiny_model), str(x), "-o", str(tmp_path / "o.xyz"), "--keep-fragments",
                  "--max-steps", "2", "--no-progress"]) == 3
     skipped = [ln for ln in _lines(capsys.readouterr().err) if "skipped" in ln]
     assert len(skipped) == 1 and message in skipped[0]

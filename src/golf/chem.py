@@ -65,10 +65,58 @@ def single_molecule_problem(n_atoms: int, n_fragments: int) -> str | None:
         return (f"{n_atoms} atoms (hydrogens included); golf embeds and relaxes molecules of at most "
                 f"{MAX_ATOMS} atoms")
     if n_fragments > 1:
-        # ETKDG embeds the fragments of a salt on top of each other; a later change may standardise salts
-        return (f"has {n_fragments} disconnected fragments; golf relaxes single molecules; strip counter-ions "
-                "(e.g. keep the largest fragment)")
+        # reached only when fragments were kept on purpose (salts are stripped on reading by default)
+        return (f"has {n_fragments} disconnected fragments; an NNP relaxes single molecules (fragments are kept "
+                "only for oracle relaxations; by default counter-ions and solvents are stripped)")
     return None
+
+
+def largest_fragment(mol: Any) -> tuple[Any, list[str], tuple[int, ...]]:
+    """The parent molecule of a salt or mixture, as chemists standardise it: RDKit's
+    ``rdMolStandardize.LargestFragmentChooser`` with ``preferOrganic`` (the largest organic fragment;
+    counter-ions such as Cl- or Na+ and solvents such as water are stripped).
+
+    Returns ``(kept, stripped, atoms)``: the kept fragment (conformers, i.e. coordinates, kept), the
+    canonical SMILES of every stripped fragment (input order) and the indices in ``mol`` of the kept
+    atoms. A single-fragment ``mol`` comes back unchanged with ``[]``. The protonation state of the
+    kept fragment is left as given (a stripped HCl leaves the neutral amine, a stripped Cl- the
+    ammonium cation).
+    """
+    from rdkit import Chem
+    from rdkit.Chem.MolStandardize import rdMolStandardize
+
+    atoms_of: list[tuple[int, ...]] = []
+    frags = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False, fragsMolAtomMapping=atoms_of)
+    if len(frags) <= 1:
+        return mol, [], tuple(range(mol.GetNumAtoms()))
+    with quiet_rdkit():
+        chosen = Chem.MolToSmiles(rdMolStandardize.LargestFragmentChooser(preferOrganic=True).choose(mol))
+        smiles = [Chem.MolToSmiles(f) for f in frags]
+    k = smiles.index(chosen) if chosen in smiles else max(range(len(frags)), key=lambda i: frags[i].GetNumAtoms())
+    return frags[k], [canonical_smiles(f) for i, f in enumerate(frags) if i != k], tuple(atoms_of[k])
+
+
+def protonate(mol: Any, ph: float, where: str) -> Any:
+    """The dominant protonation state of ``mol`` at ``ph`` (optional package ``dimorphite-dl``, one
+    variant). Stereochemistry as given. InputError when the package is not installed or gives nothing."""
+    from rdkit import Chem
+
+    try:
+        from dimorphite_dl import protonate_smiles
+    except ImportError:
+        raise InputError("protonation at a given pH needs the optional package dimorphite-dl "
+                         "(pip install dimorphite-dl, or the extra golf[protonation])") from None
+    smi = Chem.MolToSmiles(Chem.RemoveHs(mol))
+    out = protonate_smiles(smi, ph_min=float(ph), ph_max=float(ph), max_variants=1)
+    if not out:
+        raise InputError(f"{where}: dimorphite-dl found no protonation state at pH {ph:g} for {smi}")
+    return parse_smiles(str(out[0]).split()[0], where)
+
+
+#: why an NNP that takes neutral molecules only refuses a charged or open-shell one, and what can take it.
+CHARGED_ADVICE = ("no official golf model takes charged or open-shell molecules; relax it with an oracle "
+                  "(xtb or dft, which get its charge and multiplicity) or with a model adapted on charged "
+                  "data (golf adapt) whose metadata says charged_molecules=True")
 
 
 def check_single_molecule(mol: Any, where: str) -> None:
@@ -357,6 +405,7 @@ def generate_conformers(
     rng: np.random.Generator | None = None,
     info: dict[str, Any] | None = None,
     where: str | None = None,
+    fragments_ok: bool = False,
 ) -> list[Conformation]:
     """``n`` ETKDGv3 conformers of a molecule (SMILES string or RDKit Mol).
 
@@ -370,6 +419,8 @@ def generate_conformers(
         charge, multiplicity: accept charged / open-shell molecules (see ``check_molecule``).
         rng: generator for the displacement; default depends only on (seed, mol_id).
         where: how errors name the molecule (default ``molecule {mol_id}``).
+        fragments_ok: embed a molecule of several fragments (a salt kept whole for an oracle);
+            fragments that land on top of each other are an InputError (``check_geometry``).
 
     Raises InputError if the molecule is invalid, has more than one fragment or more than
     ``MAX_ATOMS`` atoms, or cannot be embedded at all.
@@ -383,7 +434,13 @@ def generate_conformers(
     else:
         mol = Chem.Mol(smiles_or_mol)
     charge, multiplicity = check_molecule(mol, where, charge, multiplicity)
-    check_single_molecule(mol, where)
+    if fragments_ok:
+        n_atoms = sum(1 + a.GetTotalNumHs() for a in mol.GetAtoms())
+        problem = single_molecule_problem(n_atoms, 1)
+        if problem is not None:
+            raise InputError(f"{where}: {problem}")
+    else:
+        check_single_molecule(mol, where)
     smiles = canonical_smiles(mol)
     mol_h = Chem.AddHs(mol)
     mol_h.RemoveAllConformers()
@@ -397,6 +454,8 @@ def generate_conformers(
             ids = list(rdDistGeom.EmbedMultipleConfs(mol_h, numConfs=int(n), params=params))
     if not ids:
         raise InputError(f"{where}: ETKDG could not embed {smiles}")
+    if fragments_ok:
+        _separate_fragments(mol_h, ids)
     confs = mol_to_conformations(
         mol_h, mol_id=mol_id, smiles=smiles, charge=charge, multiplicity=multiplicity,
         conf_ids=ids, info=info,
@@ -405,8 +464,36 @@ def generate_conformers(
         rng = rng if rng is not None else _rng(seed, mol_id)
         for c in confs:
             c.positions = c.positions + rng.normal(0.0, float(displacement), size=c.positions.shape)
+    if fragments_ok:
+        for c in confs:
+            check_geometry(c, where)
     return confs
 
+
+
+def _separate_fragments(mol_h: Any, conf_ids: Sequence[int], gap: float = 4.0) -> None:
+    """Move the fragments of each embedded conformer apart along x, ``gap`` A between their extents
+    (ETKDG embeds the fragments of a salt independently, often on top of each other)."""
+    from rdkit import Chem
+    from rdkit.Geometry import Point3D
+
+    frags = Chem.GetMolFrags(mol_h)
+    if len(frags) < 2:
+        return
+    for cid in conf_ids:
+        conf = mol_h.GetConformer(int(cid))
+        pos = np.array(conf.GetPositions())
+        x_end = None
+        for atoms in frags:
+            idx = list(atoms)
+            p = pos[idx] - pos[idx].mean(axis=0)
+            shift = np.zeros(3)
+            if x_end is not None:
+                shift[0] = x_end + gap - p[:, 0].min()
+            p = p + shift
+            x_end = float(p[:, 0].max())
+            for i, xyz in zip(idx, p):
+                conf.SetAtomPosition(int(i), Point3D(*map(float, xyz)))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,21 +3,26 @@
 Pipeline, per input file:
 
 1. read molecules (SMILES .smi/.txt/.csv or SDF), one record at a time: a bad record is reported and
-   the others go on; optionally enumerate unassigned stereocentres / double bonds;
+   the others go on; salts and mixtures are stripped to their largest organic fragment
+   (``golf.chem.largest_fragment``); optionally enumerate unassigned stereocentres / double bonds
+   (each stereoisomer is a group under its input molecule);
 2. embed an ETKDGv3 ensemble per molecule (:func:`default_n_conformers` from the number of
-   rotatable bonds, or a fixed count);
+   rotatable bonds, or a fixed count), or, for a 3D SDF (an existing CREST/OMEGA/RDKit ensemble),
+   take its records' coordinates as they are (grouped into molecules by title, else by canonical
+   isomeric SMILES);
 3. relax every conformer of every molecule in one stream with golf's batched optimizer
    (``golf.optim.relax``, one model call per step for all active conformers);
 4. drop conformers whose bond graph changed (bonds perceived from the relaxed geometry vs the
    input graph) or whose stereochemistry changed (canonical isomeric SMILES perceived from 3D vs the
    input's, or vs the starting conformer's where the input leaves a centre unassigned);
-5. deduplicate (symmetry-aware heavy-atom RMSD, RDKit ``GetBestRMS``, and energy), keep the
-   ``top_k`` lowest and/or those within ``window`` kcal/mol of the lowest, rank;
+5. deduplicate (symmetry-aware heavy-atom RMSD, RDKit ``GetBestRMS``, and energy; in a group whose
+   stereochemistry is not assigned, mirror images too), keep the ``top_k`` lowest and/or those within
+   ``window`` kcal/mol of the lowest, rank, Boltzmann-weight (``golf.outputs.boltzmann_weights``);
 6. optionally refine the kept conformers with an oracle (single points or re-relaxation) through
    golf's executors and re-rank (:func:`refine`).
 
 Units: energies are eV inside (``energy``), relative energies kcal/mol at the output edge
-(``rel_energy_kcal_mol``); coordinates Angstrom.
+(``golf_rel_energy_kcal_mol``); coordinates Angstrom. Output names: ``golf.outputs``.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ import numpy as np
 from golf.conformation import Conformation
 from golf.errors import InputError
 from golf.io import atomic_write_text
+from golf.outputs import ROOM_TEMPERATURE_K, SUMMARY_COLUMNS, boltzmann_weights, model_energy_reference
 from golf.units import EV_TO_KCAL_MOL
 
 __all__ = [
@@ -58,13 +64,16 @@ class ConformerSettings:
         optimizer: ``golf.optim.relax`` method.
         fmax: convergence threshold, max |F| per atom (eV/A).
         max_steps: optimizer steps per conformer.
-        batch_size: conformers optimized at once (others stream in).
+        batch_size: conformers optimized at once (others stream in; None: automatic).
         rmsd_threshold: duplicates are closer than this heavy-atom RMSD (A) ...
         energy_threshold: ... and closer than this in energy (kcal/mol).
         top_k: keep at most this many per molecule (None: no limit).
         window: keep those within this many kcal/mol of the lowest (None: no limit).
         seed: ETKDG seed.
         charge, multiplicity: accept charged / open-shell input (as elsewhere in golf).
+        embed: embed new ETKDG conformers even for a 3D SDF (default: relax its coordinates).
+        ph: protonate embedded molecules at this pH (optional dimorphite-dl); None: as given.
+        temperature: of the Boltzmann weights (K).
     """
 
     n_conformers: int | None = None
@@ -74,7 +83,7 @@ class ConformerSettings:
     optimizer: str = "lbfgs-precon"
     fmax: float = 0.05
     max_steps: int = 500
-    batch_size: int = 256
+    batch_size: int | None = None
     rmsd_threshold: float = 0.3
     energy_threshold: float = 1.0
     top_k: int | None = 10
@@ -82,21 +91,22 @@ class ConformerSettings:
     seed: int = 0
     charge: int | None = None
     multiplicity: int | None = None
+    embed: bool = False
+    ph: float | None = None
+    temperature: float = ROOM_TEMPERATURE_K
+
+    def __post_init__(self) -> None:
+        self.check()
 
     def check(self) -> None:
-        """InputError for impossible values."""
-        if self.n_conformers is not None and self.n_conformers < 1:
-            raise InputError(f"--n-conformers must be >= 1 (got {self.n_conformers})")
-        if self.max_conformers < 1 or self.max_stereoisomers < 1 or self.batch_size < 1:
-            raise InputError("--max-conformers, --max-stereoisomers and --batch-size must be >= 1")
-        if not self.fmax > 0 or not math.isfinite(self.fmax) or self.max_steps < 0:
-            raise InputError("--fmax must be a positive number and --max-steps >= 0")
-        if not (0 <= self.rmsd_threshold < math.inf and 0 <= self.energy_threshold < math.inf):
-            raise InputError("--rmsd and --energy-threshold must be finite numbers >= 0")
-        if self.top_k is not None and self.top_k < 1:
-            raise InputError(f"--top-k must be >= 1 (got {self.top_k})")
-        if self.window is not None and not 0 <= self.window < math.inf:
-            raise InputError(f"--window must be a finite number >= 0 kcal/mol (got {self.window})")
+        """InputError naming the field for impossible values."""
+        from golf.runs.batch import check_settings
+
+        check_settings(self)
+        for name in ("rmsd_threshold", "energy_threshold", "window"):
+            v = getattr(self, name)
+            if v is not None and not 0 <= v < math.inf:
+                raise InputError(f"ConformerSettings.{name} must be a finite number >= 0 (got {v!r})")
 
 
 @dataclass
@@ -112,6 +122,9 @@ class MoleculeInput:
     multiplicity: int = 1
     error: str | None = None
     charge_spin: Any = None  # the ChargeSpinError behind ``error``: its advice depends on the model
+    stripped: str = ""  # counter-ions/solvents stripped from the record(s), '.'-joined SMILES
+    conformers: list[Conformation] | None = None  # a 3D SDF's own coordinates (then nothing is embedded)
+    input_properties: dict[str, str] = field(default_factory=dict)  # an SDF record's fields, passed through
 
 
 @dataclass
@@ -147,6 +160,7 @@ class ConformerRecord:
     refined_rel_kcal_mol: float | None = None
     refine_reason: str = ""
     trust_mmff_drop: float = math.nan
+    boltzmann_weight: float = math.nan
 
     @property
     def refined(self) -> bool:
@@ -162,6 +176,10 @@ class MoleculeResult:
     input_smiles: str
     where: str = ""
     error: str | None = None
+    input_name: str = ""  # the input molecule this (stereoisomer) group belongs to
+    n_stereoisomers: int = 1  # groups of that input molecule
+    stripped: str = ""
+    coordinates: str = "embedded"  # or "input": a 3D SDF's coordinates relaxed
     n_embedded: int = 0
     n_failed: int = 0
     n_graph_changed: int = 0
@@ -203,15 +221,22 @@ def _names(explicit: Sequence[str | None]) -> list[str]:
 
 
 def read_molecules(
-    path: str | Path, charge: int | None = None, multiplicity: int | None = None
+    path: str | Path, charge: int | None = None, multiplicity: int | None = None, *, embed: bool = False,
+    ph: float | None = None,
 ) -> list[MoleculeInput]:
-    """Molecules of a SMILES (.smi/.txt/.csv) or SDF (.sdf/.mol/.sd) file, one entry per record.
+    """Molecules of a SMILES (.smi/.txt/.csv) or SDF (.sdf/.mol/.sd) file, one entry per molecule.
 
     A record that cannot be used (invalid SMILES, unsupported element, charged without ``charge``,
-    several fragments, more than ``golf.chem.MAX_ATOMS`` atoms...) comes back with ``error`` set
-    instead of raising; a missing, empty or unknown file raises InputError. SDF records with 3D
-    coordinates have their stereochemistry assigned from 3D; their fields are read as by
-    ``golf.formats.sdf_fields`` (``charge``/``multiplicity`` apply when the arguments are None).
+    more than ``golf.chem.MAX_ATOMS`` atoms...) comes back with ``error`` set instead of raising; a
+    missing, empty or unknown file raises InputError. Salts and mixtures are stripped to their largest
+    organic fragment (``stripped``). SDF records with 3D coordinates have their stereochemistry
+    assigned from 3D; their fields are read as by ``golf.formats.sdf_fields`` (``charge``/
+    ``multiplicity`` apply when the arguments are None).
+
+    A 3D SDF (every readable record 3D, some z non-zero) is an existing ensemble: unless ``embed``, its
+    records are grouped into molecules (by title, else by canonical isomeric SMILES) whose
+    ``conformers`` are the records' own coordinates (hydrogens as in the file, added where missing).
+    ``ph`` protonates molecules that will be embedded (``golf.chem.protonate``).
     Names: the record's id/title, else ``mol{record number}`` (see ``_names``).
     """
     from rdkit import Chem
@@ -219,8 +244,8 @@ def read_molecules(
     from golf.chem import check_molecule, check_single_molecule, parse_smiles, quiet_rdkit
     from golf.errors import ChargeSpinError
     from golf.formats import (CSV_EXTS, SDF_EXTS, SMILES_EXTS, _read_smiles_records, check_input_file,
-                              record_charge_multiplicity,
-                              sdf_fields, sdf_records)
+                              input_properties, is_3d, record_charge_multiplicity, sdf_fields, sdf_records,
+                              standardize)
 
     p = check_input_file(path)
     ext = p.suffix.lower()
@@ -229,6 +254,10 @@ def read_molecules(
     def finish(item: MoleculeInput, mol: Any, q: int | None = charge, m: int | None = multiplicity,
                sources: dict[str, str] | None = None) -> None:
         try:
+            mol, stripped = standardize(mol, item.where, ph=ph)
+            item.stripped = ".".join(stripped)
+            if ph is not None and q is None:  # the charge of the state at that pH
+                q = sum(a.GetFormalCharge() for a in mol.GetAtoms())
             q, m = check_molecule(mol, item.where, q, m, sources=sources)
             check_single_molecule(mol, item.where)
             item.mol = Chem.RemoveHs(mol) if any(a.GetAtomicNum() == 1 for a in mol.GetAtoms()) else mol
@@ -256,31 +285,88 @@ def read_molecules(
             finish(item, mol)
             out.append(item)
         return out
-    if ext in SDF_EXTS:
-        with quiet_rdkit():
-            records = []
-            for k, where, mol in sdf_records(p):
-                fields: dict[str, Any] | str = {}
-                if mol is not None:
-                    try:
-                        fields = sdf_fields(mol, where)
-                    except InputError as exc:
-                        fields = str(exc)
-                records.append((k, where, mol, fields))
-            names = _names([f.get("name") if isinstance(f, dict) else None for _, _, _, f in records])
-            for (k, where, mol, fields), name in zip(records, names):
-                item = MoleculeInput(k, name, where)
-                if mol is None or isinstance(fields, str):
-                    item.error = fields if isinstance(fields, str) else f"{where}: unreadable molecule"
-                    out.append(item)
-                    continue
-                if mol.GetNumConformers() and mol.GetConformer().Is3D():
-                    Chem.AssignStereochemistryFrom3D(mol)
-                q, m, sources = record_charge_multiplicity(charge, multiplicity, fields)
+    if ext not in SDF_EXTS:
+        raise InputError(f"{p}: unknown file type {ext!r} (use .smi .txt .csv .sdf .mol)")
+    with quiet_rdkit():
+        records = []
+        for k, where, mol in sdf_records(p):
+            fields: dict[str, Any] | str = {}
+            if mol is not None:
+                try:
+                    fields = sdf_fields(mol, where)
+                except InputError as exc:
+                    fields = str(exc)
+            records.append((k, where, mol, fields))
+        readable = [mol for _, _, mol, f in records if mol is not None and isinstance(f, dict)]
+        ensemble = not embed and bool(readable) and all(is_3d(mol) for mol in readable)
+        titles = [f.get("name") if isinstance(f, dict) else None for _, _, _, f in records]
+        names = _names(titles)
+        groups: dict[tuple[str, str], MoleculeInput] = {}
+        for (k, where, mol, fields), title, name in zip(records, titles, names):
+            item = MoleculeInput(k, name, where)
+            if mol is None or isinstance(fields, str):
+                item.error = fields if isinstance(fields, str) else f"{where}: unreadable molecule"
+                out.append(item)
+                continue
+            item.input_properties = input_properties(mol)
+            if mol.GetNumConformers() and mol.GetConformer().Is3D():
+                Chem.AssignStereochemistryFrom3D(mol)
+            q, m, sources = record_charge_multiplicity(charge, multiplicity, fields)
+            if not ensemble:
                 finish(item, mol, q, m, sources)
                 out.append(item)
-        return out
-    raise InputError(f"{p}: unknown file type {ext!r} (use .smi .txt .csv .sdf .mol)")
+                continue
+            _read_3d_record(item, mol, q, m, sources)
+            if item.error is not None:
+                out.append(item)
+                continue
+            # one molecule: the same title and constitution, else the same isomeric SMILES
+            key = (title, Chem.MolToSmiles(item.mol, isomericSmiles=False)) if title else ("", item.smiles)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = item
+                item.name = title or item.name
+                out.append(item)
+            else:
+                group.conformers.extend(item.conformers or [])
+                if item.smiles != group.smiles:
+                    group.smiles = Chem.MolToSmiles(item.mol, isomericSmiles=False)  # mixed stereo
+    return out
+
+
+def _read_3d_record(item: MoleculeInput, mol: Any, q: int | None, m: int | None,
+                    sources: dict[str, str]) -> None:
+    """``item`` from one record of a 3D ensemble: its coordinates as a Conformation (``conformers``)."""
+    from rdkit import Chem
+
+    from golf.chem import check_molecule, check_single_molecule, mol_to_conformations
+    from golf.errors import ChargeSpinError
+    from golf.formats import standardize
+
+    try:
+        mol, stripped = standardize(mol, item.where)
+        item.stripped = ".".join(stripped)
+        q, m = check_molecule(mol, item.where, q, m, sources=sources)
+        check_single_molecule(mol, item.where)
+        if any(a.GetAtomicNum() != 1 and a.GetNumImplicitHs() > 0 for a in mol.GetAtoms()):
+            mol = Chem.AddHs(mol, addCoords=True)
+        Chem.AssignStereochemistryFrom3D(mol)
+        item.mol = Chem.RemoveHs(mol)
+        item.smiles = Chem.MolToSmiles(item.mol)
+        item.charge, item.multiplicity = q, m
+        conf = mol_to_conformations(mol, mol_id=item.index, charge=q, multiplicity=m,
+                                    info={"input_properties": item.input_properties})[0]
+        problem = conf.geometry_problem()
+        if problem is not None:
+            raise InputError(f"{item.where}: {problem}")
+        conf.info["where"] = item.where
+        item.conformers = [conf]
+    except ChargeSpinError as exc:
+        item.error, item.charge_spin = str(exc), exc
+    except InputError as exc:
+        item.error = str(exc)
+    except Exception as exc:  # RDKit oddities: report, go on
+        item.error = f"{item.where}: {_first_line(exc)}"
 
 
 def expand_stereoisomers(mol: Any, max_isomers: int = 8) -> list[Any]:
@@ -396,23 +482,28 @@ def heavy_atom_rmsd_matrix(confs: Sequence[Conformation], pairs: Sequence[tuple[
 
 def deduplicate(
     confs: Sequence[Conformation], energies_ev: Sequence[float], rmsd_threshold: float = 0.3,
-    energy_threshold_kcal: float = 1.0,
+    energy_threshold_kcal: float = 1.0, mirror: bool = False,
 ) -> tuple[list[int], dict[int, int]]:
     """Greedy deduplication in order of increasing energy.
 
     A conformer is a duplicate of an already kept one when their energies differ by less than
     ``energy_threshold_kcal`` (kcal/mol) and their symmetry-aware heavy-atom RMSD is below
-    ``rmsd_threshold`` (A). Returns (kept indices, lowest first; {duplicate: kept index it repeats}).
+    ``rmsd_threshold`` (A); with ``mirror`` (a group whose stereochemistry is not assigned, so it may
+    hold both enantiomers) also when its mirror image is that close (the NNP energy of a mirror image
+    is the same). Returns (kept indices, lowest first; {duplicate: kept index it repeats}).
     """
     e = np.asarray(energies_ev, dtype=np.float64) * EV_TO_KCAL_MOL
     order = [int(i) for i in np.argsort(e, kind="stable")]
+    confs = list(confs)
+    mirrored = [c.with_positions(c.positions * np.array([-1.0, 1.0, 1.0])) for c in confs] if mirror else []
     kept: list[int] = []
     dup_of: dict[int, int] = {}
     for i in order:
         close = [k for k in kept if abs(e[i] - e[k]) < energy_threshold_kcal]
         hit = None
         for k in close:
-            if heavy_atom_rmsd_matrix(confs, [(k, i)])[(k, i)] < rmsd_threshold:
+            if heavy_atom_rmsd_matrix(confs, [(k, i)])[(k, i)] < rmsd_threshold or (
+                    mirror and heavy_atom_rmsd_matrix([confs[k], mirrored[i]], [(0, 1)])[(0, 1)] < rmsd_threshold):
                 hit = k
                 break
         if hit is None:
@@ -464,15 +555,18 @@ def generate_conformer_ensembles(
     embedded: Callable[[int], None] | None = None,
 ) -> list[MoleculeResult]:
     """Conformer ensembles of molecules with an NNP (``golf.models.Potential``); one result per
-    (stereoisomer of an) input molecule, in input order.
+    (stereoisomer group of an) input molecule, in input order (``input_name`` names the input).
 
     All conformers of all molecules are relaxed together by ``golf.optim.relax`` (batched).
     ``embedded(1)`` is called as each input molecule has been embedded (ETKDG, the slow part before
     relaxation), ``progress(k)`` as k conformers finish relaxing, ``on_total(n)`` once with the number
-    embedded, ``log(msg)`` with per-molecule problems. A molecule that fails (bad input, unseen element,
-    embedding failure, every conformer dropped) gets ``error`` set; the others go on.
+    to relax, ``log(msg)`` with per-molecule notes and problems (one line each). A molecule that fails
+    (bad input, unseen element, a charge the model does not take, embedding failure, every conformer
+    dropped) gets ``error`` set; the others go on. Molecules with ``conformers`` (a 3D SDF) are relaxed
+    from those coordinates, nothing embedded.
     """
     import torch
+    from rdkit import Chem
 
     from golf.models import ModelEnergyForces
     from golf.chem import quiet_rdkit
@@ -485,54 +579,82 @@ def generate_conformer_ensembles(
     results: list[MoleculeResult] = []
     confs: list[Conformation] = []
     owner: list[int] = []
-    graphs: dict[int, set[tuple[int, int]]] = {}  # result index -> the input's bonds
-    neutral_only = bool(getattr(model, "neutral_only", True))
+    racemic: set[int] = set()  # result indices whose conformers may mix enantiomers
     for item in _counted(molecules, embedded):
         if item.error is not None:
             error = item.error
-            if item.charge_spin is not None and neutral_only:  # no advice to pass a charge the model cannot take
-                from golf.models.potential import NEUTRAL_ONLY
+            if item.charge_spin is not None and getattr(model, "neutral_only", True):
+                from golf.runs.batch import neutral_only_refusal
 
-                error = f"{item.charge_spin.where}: {item.charge_spin.what}: {NEUTRAL_ONLY}"
-            results.append(MoleculeResult(item.name, item.smiles, item.where, error=error))
+                error = neutral_only_refusal(item.charge_spin)  # no advice to pass a charge the model cannot take
+            results.append(MoleculeResult(item.name, item.smiles, item.where, error=error, input_name=item.name))
             log(error)
             continue
+        if item.stripped:
+            log(f"{item.where}: {item.name}: stripped {item.stripped} (counter-ion/solvent; kept the largest "
+                "organic fragment)")
         try:
             model.check_elements(np.array([a.GetAtomicNum() for a in item.mol.GetAtoms()] + [1]))
-            model.check_charge(item.charge, item.multiplicity)
+            try:
+                model.check_charge(item.charge, item.multiplicity)
+            except InputError as exc:
+                from golf.runs.batch import neutral_only_refusal
+
+                raise InputError(neutral_only_refusal(exc)) from None
         except InputError as exc:
-            res = MoleculeResult(item.name, item.smiles, item.where, error=f"{item.where}: {exc}")
+            res = MoleculeResult(item.name, item.smiles, item.where, error=f"{item.where}: {exc}",
+                                 input_name=item.name, stripped=item.stripped)
             results.append(res)
             log(res.error)
             continue
+        if item.conformers:  # an existing 3D ensemble: its own coordinates
+            res = MoleculeResult(item.name, item.smiles, item.where, input_name=item.name, stripped=item.stripped,
+                                 coordinates="input")
+            k = len(results)
+            results.append(res)
+            stereo = set()
+            for c in item.conformers:
+                c.mol_id, c.info["name"] = k, item.name
+                c.info["start_stereo"] = stereo_key(c)
+                stereo.add(c.info["start_stereo"])
+            if len(stereo) > 1:
+                racemic.add(k)
+            res.n_embedded = len(item.conformers)
+            confs.extend(item.conformers)
+            owner.extend([k] * len(item.conformers))
+            continue
         isomers = expand_stereoisomers(item.mol, settings.max_stereoisomers) if settings.enumerate_stereo \
             else [item.mol]
-        from rdkit import Chem
-
+        first = len(results)
         for s, iso in enumerate(isomers):
             name = item.name if len(isomers) == 1 else f"{item.name}_s{s + 1}"
             smi = Chem.MolToSmiles(iso)
-            res = MoleculeResult(name, smi, item.where)
+            res = MoleculeResult(name, smi, item.where, input_name=item.name, n_stereoisomers=len(isomers),
+                                 stripped=item.stripped)
             k = len(results)
             results.append(res)
             with quiet_rdkit():
                 unassigned = _has_unassigned_stereo(iso)
             if unassigned:
+                racemic.add(k)
                 log(f"{item.where}: {name} has unassigned stereo elements; its conformers may mix "
-                    "stereoisomers (use --enumerate-stereo)")
+                    "stereoisomers (mirror images are removed as duplicates; --enumerate-stereo gives each "
+                    "stereoisomer its own group)")
             try:
                 with quiet_rdkit():
-                    embedded = _embed(item, iso, name, k, settings)
+                    new = _embed(item, iso, name, k, settings)
             except InputError as exc:
                 res.error = str(exc)
                 log(res.error)
                 continue
-            res.n_embedded = len(embedded)
-            graphs[k] = bond_graph(Chem.MolFromMolBlock(embedded[0].molblock, removeHs=False, sanitize=False))
-            for c in embedded:  # the stereo it must keep: the input's, or its own where unassigned
+            res.n_embedded = len(new)
+            for c in new:  # the stereo it must keep: the input's, or its own where unassigned
                 c.info["start_stereo"] = stereo_key(c) if unassigned else smi
-            confs.extend(embedded)
-            owner.extend([k] * len(embedded))
+                c.info["input_properties"] = item.input_properties
+            confs.extend(new)
+            owner.extend([k] * len(new))
+        if len(results) - first > 1:
+            log(f"{item.where}: {item.name}: {len(results) - first} stereoisomers, each its own group")
     if on_total is not None:
         on_total(len(confs))
     if not confs:
@@ -547,7 +669,7 @@ def generate_conformer_ensembles(
             res.n_failed += 1
             continue
         relaxed = c.with_positions(r.positions)
-        problem, key = check_conformer(relaxed, graphs[k], c.info["start_stereo"])
+        problem, key = check_conformer(relaxed, bond_graph(_mol_of(c)), c.info["start_stereo"])
         if problem == "graph":
             res.n_graph_changed += 1
             continue
@@ -567,19 +689,26 @@ def generate_conformer_ensembles(
             log(res.error)
             continue
         kept, dup_of = deduplicate([c.conf for c in cands], [c.energy for c in cands], settings.rmsd_threshold,
-                                   settings.energy_threshold)
+                                   settings.energy_threshold, mirror=k in racemic)
         res.n_duplicates = len(dup_of)
         uniq = [cands[i] for i in kept]
         chosen = select_conformers([c.energy for c in uniq], settings.top_k, settings.window)
         res.n_beyond = len(uniq) - len(chosen)
         res.conformers = [uniq[i] for i in chosen]
         _rank(res.conformers, refined=False)
+        _weigh(res.conformers, settings.temperature)
     from golf.trust import mmff_energy_drop
 
     kept = [rec for res in results for rec in res.conformers]
     for rec, drop in zip(kept, mmff_energy_drop([rec.conf for rec in kept])):
         rec.trust_mmff_drop = float(drop)
     return results
+
+
+def _weigh(recs: list[ConformerRecord], temperature: float) -> None:
+    """Boltzmann weights of a molecule's kept conformers from their model energies."""
+    for r, w in zip(recs, boltzmann_weights([r.energy for r in recs], temperature)):
+        r.boltzmann_weight = float(w)
 
 
 def _rank(recs: list[ConformerRecord], refined: bool) -> None:
@@ -636,7 +765,7 @@ def refine(
     todo = {(m, i): rec for m, res in enumerate(results) if res.ok for i, rec in enumerate(res.conformers)}
     if not todo:
         return
-    graphs = {m: bond_graph(_mol_of(results[m].conformers[0].conf)) for m, _ in todo}
+    graphs = {key: bond_graph(_mol_of(rec.conf)) for key, rec in todo.items()}  # records may differ in atom order
     drop: set[tuple[int, int]] = set()
     with make_executor(spec, kind=executor, n_workers=n_workers, scheduler=scheduler, timeout=timeout) as ex:
         for key, rec in todo.items():
@@ -654,7 +783,7 @@ def refine(
                 continue
             if optimize:
                 moved = rec.conf.with_positions(out.positions)
-                problem, key_s = check_conformer(moved, graphs[key[0]], rec.stereo)
+                problem, key_s = check_conformer(moved, graphs[key], rec.stereo)
                 if problem is not None:
                     drop.add(key)
                     continue
@@ -679,46 +808,48 @@ def _mol_of(conf: Conformation) -> Any:
 # output
 
 
-SUMMARY_FIELDS = (
-    "molecule", "input", "smiles", "status", "n_embedded", "n_failed", "n_graph_changed", "n_stereo_changed",
-    "n_duplicates", "n_beyond_selection", "n_refine_dropped", "n_refine_failed", "n_refined", "ranked_by", "n_kept",
-    "n_converged", "lowest_model_energy_eV", "span_kcal_mol", "lowest_refined_energy_eV", "error",
-)
+SUMMARY_FIELDS = tuple(SUMMARY_COLUMNS)
 
 
-def _props(rec: ConformerRecord, res: MoleculeResult, model_name: str, refine_method: str | None) -> dict[str, Any]:
+def _props(rec: ConformerRecord, res: MoleculeResult, model_name: str, refine_method: str | None,
+           temperature: float) -> dict[str, Any]:
     p: dict[str, Any] = {
-        "molecule": res.name,
-        "rank": rec.rank,
-        "model": model_name,
-        "model_energy_eV": rec.energy,
-        "rel_energy_kcal_mol": rec.rel_energy_kcal_mol,
-        "model_rank": rec.model_rank,
-        "converged": rec.converged,
-        "n_steps": rec.n_steps,
-        "fmax_eV_A": rec.fmax,
-        "stereo_smiles": rec.stereo,
+        "golf_input_molecule": res.input_name or res.name,
+        "golf_molecule": res.name,
+        "golf_rank": rec.rank,
+        "golf_model": model_name,
+        "golf_energy_eV": rec.energy,
+        "golf_energy_reference": model_energy_reference(model_name),
+        "golf_rel_energy_kcal_mol": rec.rel_energy_kcal_mol,
+        "boltzmann_weight": rec.boltzmann_weight,
+        "golf_temperature_K": float(temperature),
+        "golf_model_rank": rec.model_rank,
+        "golf_converged": rec.converged,
+        "golf_steps": rec.n_steps,
+        "golf_fmax_eV_A": rec.fmax,
+        "golf_stereo_smiles": rec.stereo,
+        "golf_coordinates": res.coordinates,
+        "stripped_fragments": res.stripped,
         "trust_mmff_drop_kcal_mol": rec.trust_mmff_drop * EV_TO_KCAL_MOL,
     }
     if refine_method:
-        p["refine_method"] = refine_method
-        p["refined"] = rec.refined
-        p["ranked_by"] = "refined_energy" if rec.refined else "model_energy"
-        p["refined_energy_eV"] = math.nan if rec.refined_energy is None else rec.refined_energy
-        p["refined_rel_energy_kcal_mol"] = math.nan if rec.refined_rel_kcal_mol is None else rec.refined_rel_kcal_mol
+        p["golf_refine_method"] = refine_method
+        p["golf_refined"] = rec.refined
+        p["golf_ranked_by"] = "refined_energy" if rec.refined else "model_energy"
+        p["golf_refined_energy_eV"] = math.nan if rec.refined_energy is None else rec.refined_energy
+        p["golf_refined_rel_energy_kcal_mol"] = (math.nan if rec.refined_rel_kcal_mol is None
+                                                 else rec.refined_rel_kcal_mol)
         if rec.refine_reason:
-            p["refine_error"] = rec.refine_reason
+            p["golf_refine_error"] = rec.refine_reason
     return p
 
 
 def write_sdf(path: str | Path, results: Sequence[MoleculeResult], model_name: str,
-              refine_method: str | None = None) -> int:
+              refine_method: str | None = None, temperature: float = ROOM_TEMPERATURE_K) -> int:
     """Write every kept conformer (molecules in input order, conformers by rank) atomically; returns
-    how many were written. SDF fields: molecule, rank, model, model_energy_eV,
-    rel_energy_kcal_mol, model_rank, converged, n_steps, fmax_eV_A, stereo_smiles; with
-    ``refine_method`` also refine_method, refined (whether the oracle gave this conformer an energy),
-    ranked_by (``refined_energy`` or, for a conformer whose refinement failed, ``model_energy``: it
-    ranks after the refined ones), refined_energy_eV, refined_rel_energy_kcal_mol and refine_error."""
+    how many were written. SDF fields: ``golf.outputs.PROPERTIES`` (golf_molecule, golf_rank,
+    golf_model, golf_energy_eV, golf_rel_energy_kcal_mol, boltzmann_weight...; with ``refine_method``
+    the golf_refine* fields) and the input record's own fields, passed through."""
     from golf.formats import write_conformations
 
     confs, props = [], []
@@ -729,13 +860,14 @@ def write_sdf(path: str | Path, results: Sequence[MoleculeResult], model_name: s
             rec.conf.info["name"] = res.name
             rec.conf.conf_id = rec.rank - 1
             confs.append(rec.conf)
-            props.append(_props(rec, res, model_name, refine_method))
+            props.append(_props(rec, res, model_name, refine_method, temperature))
     write_conformations(path, confs, props)
     return len(confs)
 
 
-def summary_rows(results: Sequence[MoleculeResult]) -> list[dict[str, Any]]:
-    """One summary row per molecule (see ``SUMMARY_FIELDS``)."""
+def summary_rows(results: Sequence[MoleculeResult], model_name: str = "",
+                 temperature: float = ROOM_TEMPERATURE_K) -> list[dict[str, Any]]:
+    """One summary row per (stereoisomer group of an) input molecule (see ``SUMMARY_FIELDS``)."""
     rows = []
     for res in results:
         recs = res.conformers if res.ok else []
@@ -747,25 +879,30 @@ def summary_rows(results: Sequence[MoleculeResult]) -> list[dict[str, Any]]:
             ranked_by = ("refined_energy" if len(refined) == len(recs)
                          else "model_energy" if not refined else "refined_energy, then model_energy")
         rows.append({
-            "molecule": res.name, "input": res.where, "smiles": res.input_smiles,
-            "status": "ok" if res.ok else "failed", "n_embedded": res.n_embedded, "n_failed": res.n_failed,
+            "golf_input_molecule": res.input_name or res.name, "golf_molecule": res.name,
+            "n_stereoisomers": res.n_stereoisomers, "input": res.where, "smiles": res.input_smiles,
+            "stripped_fragments": res.stripped, "golf_coordinates": res.coordinates,
+            "status": "ok" if res.ok else "failed", "n_input_conformers": res.n_embedded, "n_failed": res.n_failed,
             "n_graph_changed": res.n_graph_changed, "n_stereo_changed": res.n_stereo_changed,
             "n_duplicates": res.n_duplicates, "n_beyond_selection": res.n_beyond,
             "n_refine_dropped": res.n_refine_dropped, "n_refine_failed": res.n_refine_failed,
             "n_refined": len(refined), "ranked_by": ranked_by,
-            "n_kept": len(recs), "n_converged": sum(r.converged for r in recs),
-            "lowest_model_energy_eV": f"{min(e):.6f}" if e else "",
+            "n_kept": len(recs), "n_converged": sum(r.converged for r in recs), "golf_model": model_name,
+            "lowest_energy_eV": f"{min(e):.6f}" if e else "",
             "span_kcal_mol": f"{(max(e) - min(e)) * EV_TO_KCAL_MOL:.3f}" if e else "",
+            "boltzmann_weights": " ".join(f"{r.boltzmann_weight:.6f}" for r in sorted(recs, key=lambda r: r.rank)),
+            "golf_temperature_K": f"{temperature:g}",
             "lowest_refined_energy_eV": f"{min(refined):.6f}" if refined else "",
             "error": res.error or "",
         })
     return rows
 
 
-def write_summary(path: str | Path, results: Sequence[MoleculeResult]) -> None:
-    """CSV summary, one row per molecule, written atomically."""
+def write_summary(path: str | Path, results: Sequence[MoleculeResult], model_name: str = "",
+                  temperature: float = ROOM_TEMPERATURE_K) -> None:
+    """CSV summary, one row per (stereoisomer group of an) input molecule, written atomically."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(SUMMARY_FIELDS))
     w.writeheader()
-    w.writerows(summary_rows(results))
+    w.writerows(summary_rows(results, model_name, temperature))
     atomic_write_text(path, buf.getvalue())

@@ -205,9 +205,25 @@ def _read_smiles_records(path: Path) -> list[tuple[str, str | None, int]]:
     return records
 
 
+def standardize(mol: Any, where: str, keep_fragments: bool = False, ph: float | None = None
+                ) -> tuple[Any, list[str]]:
+    """An input molecule as golf uses it: counter-ions and solvents stripped (``golf.chem.largest_fragment``)
+    unless ``keep_fragments``, then, with ``ph``, protonated at that pH (``golf.chem.protonate``, for
+    molecules that are embedded; 3D coordinates are used as given). Returns ``(mol, stripped SMILES)``."""
+    from golf.chem import largest_fragment, protonate
+
+    stripped: list[str] = []
+    if not keep_fragments:
+        mol, stripped, _ = largest_fragment(mol)
+    if ph is not None:
+        mol = protonate(mol, ph, where)
+    return mol, stripped
+
+
 def _read_smiles_file(
     path: Path, conformers: int, seed: int, charge: int | None, multiplicity: int | None,
     displacement: float, on_error: OnError | None = None, embedded: Embedded | None = None,
+    fragments: str = "refuse", ph: float | None = None,
 ) -> list[Conformation]:
     records = _read_smiles_records(path)
     if not records:
@@ -224,7 +240,9 @@ def _read_smiles_file(
             if mol_id in first_line:
                 raise InputError(f"{where}: molecule id {mol_id} is already the id of line {first_line[mol_id]}")
             mol = parse_smiles(smi, where)
-            check_molecule(mol, where, charge, multiplicity)
+            mol, stripped = standardize(mol, where, fragments != "strip", ph)
+            q = charge if charge is not None or ph is None else sum(a.GetFormalCharge() for a in mol.GetAtoms())
+            check_molecule(mol, where, q, multiplicity)
         except InputError as exc:
             if on_error is None:
                 raise
@@ -234,13 +252,16 @@ def _read_smiles_file(
             mol_id = next(free)
         else:
             first_line[mol_id] = lineno
-        mols.append((mol, mol_id, name, where))
+        info = {"name": name} if name else {}
+        if stripped:
+            info["stripped_fragments"] = ".".join(stripped)
+        mols.append((mol, mol_id, info, where, q))
     out: list[Conformation] = []
-    for k, (mol, mol_id, name, where) in enumerate(mols):
+    for k, (mol, mol_id, info, where, q) in enumerate(mols):
         try:
             confs = generate_conformers(
-                mol, conformers, seed, displacement, mol_id=mol_id, charge=charge,
-                multiplicity=multiplicity, info={"name": name} if name else None, where=where,
+                mol, conformers, seed, displacement, mol_id=mol_id, charge=q,
+                multiplicity=multiplicity, info=info or None, where=where, fragments_ok=fragments == "keep",
             )
         except InputError as exc:
             if on_error is None:
@@ -257,6 +278,7 @@ def _read_smiles_file(
 def _read_sdf(
     path: Path, conformers: int, seed: int, charge: int | None, multiplicity: int | None,
     displacement: float, on_error: OnError | None = None, bond_orders: bool = True,
+    fragments: str = "refuse", ph: float | None = None,
 ) -> list[Conformation]:
     if not read_text(path).strip():
         raise InputError(f"{path}: empty file")
@@ -266,7 +288,7 @@ def _read_sdf(
         for i, where, mol in sdf_records(path):
             try:
                 confs = _sdf_record(mol, i, where, conformers, seed, charge, multiplicity, displacement,
-                                    bond_orders)
+                                    bond_orders, fragments, ph)
             except InputError as exc:
                 if on_error is None:
                     raise
@@ -334,9 +356,23 @@ def sdf_fields(mol: Any, where: str) -> dict[str, Any]:
     return out
 
 
+def input_properties(mol: Any) -> dict[str, str]:
+    """The SDF fields of a record as written (strings), to pass through to the output."""
+    return {k: mol.GetProp(k) for k in mol.GetPropNames()}
+
+
+def is_3d(mol: Any) -> bool:
+    """Whether an RDKit record has 3D coordinates (a conformer flagged 3D with some non-zero z)."""
+    if not mol.GetNumConformers():
+        return False
+    conf = mol.GetConformer()
+    return bool(conf.Is3D()) and bool(np.any(np.abs(np.asarray(conf.GetPositions())[:, 2]) > 1e-4))
+
+
 def _sdf_record(
     mol: Any, i: int, where: str, conformers: int, seed: int, charge: int | None,
     multiplicity: int | None, displacement: float, bond_orders: bool = True,
+    fragments: str = "refuse", ph: float | None = None,
 ) -> list[Conformation]:
     """The conformations of SDF record ``i`` (0-based; ``sdf_records``). ``charge``/``multiplicity``
     (None: the record's own fields, else neutral closed shell) apply to every record."""
@@ -345,7 +381,8 @@ def _sdf_record(
     if mol is None:
         raise InputError(f"{where}: unreadable or truncated molecule")
     fields = sdf_fields(mol, where)
-    info = {"name": fields["name"]} if fields["name"] else {}
+    info: dict[str, Any] = {"name": fields["name"]} if fields["name"] else {}
+    info["input_properties"] = input_properties(mol)
     if mol.HasProp(CONNECTIVITY_FIELD[0]) and mol.GetProp(CONNECTIVITY_FIELD[0]) == CONNECTIVITY_FIELD[1]:
         # written by golf without bond orders: its single bonds are no chemistry
         if bond_orders:
@@ -360,14 +397,20 @@ def _sdf_record(
         check_geometry(c, where)
         return [c]
     rec_charge, rec_mult, sources = record_charge_multiplicity(charge, multiplicity, fields)
+    has_3d = mol.GetNumConformers() > 0 and mol.GetConformer().Is3D()
+    mol, stripped = standardize(mol, where, fragments != "strip", None if has_3d else ph)
+    if ph is not None and not has_3d and rec_charge is None:  # the charge of the state at that pH
+        rec_charge = sum(a.GetFormalCharge() for a in mol.GetAtoms())
+    if stripped:
+        info["stripped_fragments"] = ".".join(stripped)
     q, m = check_molecule(mol, where, rec_charge, rec_mult, sources=sources)
     mol_id, conf_id = fields["mol_id"], fields["conf_id"]
-    has_3d = mol.GetNumConformers() > 0 and mol.GetConformer().Is3D()
     if not has_3d:
         # the record index seeds ETKDG; an implicit id is given afterwards (_assign_ids)
         confs = generate_conformers(
             Chem.RemoveHs(mol), conformers, seed, displacement,
             mol_id=mol_id if mol_id >= 0 else i, charge=q, multiplicity=m, info=info, where=where,
+            fragments_ok=fragments == "keep",
         )
         for c in confs:
             c.mol_id = mol_id
@@ -405,9 +448,40 @@ def _frames_xyz(path: Path) -> list[Any]:
     return frames
 
 
+def strip_conformation(c: Conformation, where: str, charge: int | None = None,
+                       multiplicity: int | None = None) -> Conformation:
+    """A structure read from coordinates (XYZ, db) with counter-ions and solvents stripped
+    (``golf.chem.largest_fragment`` on its bonds, coordinates kept); unchanged when it is one fragment.
+    The kept fragment's charge is its net formal charge (checked as on reading) where bond orders are
+    known, else the structure's."""
+    from golf.chem import MAX_ATOMS, canonical_smiles, largest_fragment
+
+    if c.n_atoms > MAX_ATOMS:  # refused as too large for an NNP, not cut down to a fragment
+        return c
+    with quiet_rdkit():
+        mol = conformation_to_mol(c, connectivity_ok=True)
+        kept, stripped, atoms = largest_fragment(mol)
+    if not stripped:
+        return c
+    idx = list(atoms)
+    out = Conformation(c.numbers[idx].copy(), c.positions[idx].copy(), smiles=c.smiles, mol_id=c.mol_id,
+                       conf_id=c.conf_id, charge=c.charge, multiplicity=c.multiplicity, info=dict(c.info))
+    if c.molblock:
+        from rdkit import Chem
+
+        kept = Chem.Mol(kept)
+        with quiet_rdkit():
+            Chem.SanitizeMol(kept)
+        out.charge, out.multiplicity = check_molecule(kept, where, charge, multiplicity)
+        out.molblock = Chem.MolToMolBlock(kept)
+        out.smiles = canonical_smiles(kept)
+    out.info["stripped_fragments"] = ".".join(stripped)
+    return out
+
+
 def _read_xyz(
     path: Path, charge: int | None, multiplicity: int | None, on_error: OnError | None = None,
-    bond_orders: bool = True,
+    bond_orders: bool = True, fragments: str = "refuse",
 ) -> list[Conformation]:
     frames = _frames_xyz(path)
     out = []
@@ -418,6 +492,8 @@ def _read_xyz(
                 raise InputError(f"{where}: non-finite coordinates")
             c = atoms_to_conformation(atoms, where=where, charge=charge, multiplicity=multiplicity,
                                       bond_orders=bond_orders)
+            if fragments == "strip":
+                c = strip_conformation(c, where, charge, multiplicity)
         except InputError as exc:
             if on_error is None:
                 raise
@@ -432,7 +508,7 @@ def _read_xyz(
 
 def _read_db(
     path: Path, charge: int | None, multiplicity: int | None, on_error: OnError | None = None,
-    bond_orders: bool = True,
+    bond_orders: bool = True, fragments: str = "refuse",
 ) -> list[Conformation]:
     from golf.db import read_structure_rows
 
@@ -460,6 +536,8 @@ def _read_db(
                 conf_id=conf_id if conf_id is not None and conf_id >= 0 else -1,
                 bond_orders=bond_orders,
             )
+            if fragments == "strip":
+                c = strip_conformation(c, where, given["charge"], given["multiplicity"])
         except InputError as exc:
             if on_error is None:
                 raise
@@ -485,6 +563,8 @@ def read_conformations(
     on_error: OnError | None = None,
     bond_orders: bool = True,
     embedded: Embedded | None = None,
+    fragments: str = "refuse",
+    ph: float | None = None,
 ) -> list[Conformation]:
     """Read conformations from a file (format by extension, see the module docstring).
 
@@ -505,23 +585,34 @@ def read_conformations(
             relaxation, which need no bond orders.
         embedded: progress of a SMILES file's ETKDG embedding (the slow part of reading one),
             called as ``embedded(done, total)`` after each molecule.
+        fragments: what becomes of a record of several fragments (a salt, a mixture): "strip" the
+            counter-ions and solvents (``standardize``; the stripped SMILES in
+            ``info['stripped_fragments']``), "keep" them all (SMILES embedded with the fragments
+            apart; for oracle relaxations), or "refuse" to embed it (SMILES, 2D SDF; the default;
+            3D structures are read as they are).
+        ph: protonate molecules that are embedded (SMILES, 2D SDF) at this pH (optional package
+            dimorphite-dl); None: the protonation state as given.
 
     Raises:
         InputError: missing/empty/truncated file, invalid SMILES, unsupported element, charged or
             radical molecule without charge/multiplicity, NaN coordinates, atoms < 0.5 A apart.
     """
     p = check_input_file(path)
+    if fragments not in ("strip", "keep", "refuse"):
+        raise ValueError(f"fragments must be 'strip', 'keep' or 'refuse' (got {fragments!r})")
     if conformers < 1:
         raise InputError(f"conformers per molecule must be >= 1, got {conformers}")
     ext = p.suffix.lower()
     if ext in SMILES_EXTS or ext in CSV_EXTS:
-        return _read_smiles_file(p, conformers, seed, charge, multiplicity, displacement, on_error, embedded)
+        return _read_smiles_file(p, conformers, seed, charge, multiplicity, displacement, on_error, embedded,
+                                 fragments, ph)
     if ext in SDF_EXTS:
-        return _read_sdf(p, conformers, seed, charge, multiplicity, displacement, on_error, bond_orders)
+        return _read_sdf(p, conformers, seed, charge, multiplicity, displacement, on_error, bond_orders,
+                         fragments, ph)
     if ext in XYZ_EXTS:
-        return _read_xyz(p, charge, multiplicity, on_error, bond_orders)
+        return _read_xyz(p, charge, multiplicity, on_error, bond_orders, fragments)
     if ext in DB_EXTS:
-        return _read_db(p, charge, multiplicity, on_error, bond_orders)
+        return _read_db(p, charge, multiplicity, on_error, bond_orders, fragments)
     raise InputError(
         f"{p}: unknown file type {ext!r} (use .smi .txt .csv .sdf .mol .xyz .extxyz .db)"
     )
@@ -559,6 +650,14 @@ def write_conformations(
         raise ValueError(f"{len(properties)} property dicts for {len(confs)} conformations")
     props = list(properties) if properties is not None else [{} for _ in confs]
     ext = p.suffix.lower()
+    if ext not in SDF_EXTS:  # golf's energy/forces also as ASE's calculator results; input fields that fit
+        from golf.outputs import passthrough
+
+        props = [{**{k: _typed(v) for k, v in passthrough(c.info.get("input_properties")).items() if k.isidentifier()},
+                  **({"energy": pr["golf_energy_eV"]} if "golf_energy_eV" in pr else {}),
+                  **({"forces": pr["golf_forces_eV_A"]} if "golf_forces_eV_A" in pr else {}),
+                  **{k: v for k, v in pr.items() if k != "golf_forces_eV_A"}}
+                 for c, pr in zip(confs, props)]
     if ext not in WRITE_EXTS:
         raise InputError(f"{p}: cannot write {ext!r} files (use .sdf .extxyz .xyz .db)")
     with atomic_path(p, suffix=p.suffix + ".tmp") as tmp_path:
@@ -572,6 +671,21 @@ def write_conformations(
 
             os.unlink(tmp)  # ASE's SQLite backend creates the database itself
             write_rows(tmp, confs, [_db_props(pr) for pr in props], kind=kind)
+
+
+def _typed(value: Any) -> Any:
+    """An SDF field's text as the number or boolean it spells (ASE databases refuse such strings), else as is."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text in ("True", "False"):
+        return text == "True"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return value
 
 
 #: property -> key-value name in ASE databases, for names ASE reserves (it derives ``fmax`` itself
@@ -623,8 +737,12 @@ def _write_sdf(tmp: str, confs: list[Conformation], props: list[dict[str, Any]])
     with open(tmp, "w") as fh:
         writer = Chem.SDWriter(fh)
         writer.SetKekulize(False)
+        from golf.outputs import passthrough
+
         for c, pr in zip(confs, props):
             mol = conformation_to_mol(c, connectivity_ok=True)
+            for k, v in passthrough(c.info.get("input_properties")).items():  # the input's own fields
+                mol.SetProp(k, str(v))
             if c.info.get("bonds") == "connectivity":
                 mol.SetProp(*CONNECTIVITY_FIELD)
             mol.SetProp("_Name", str(c.info.get("name") or c.smiles or f"mol{c.mol_id}"))
@@ -635,9 +753,9 @@ def _write_sdf(tmp: str, confs: list[Conformation], props: list[dict[str, Any]])
             if c.smiles:
                 mol.SetProp("smiles", c.smiles)
             for k, v in pr.items():
-                if k == "forces" and v is not None:
+                if k in ("forces", "golf_forces_eV_A") and v is not None:
                     f = np.asarray(v, dtype=np.float64).reshape(-1)
-                    mol.SetProp("forces", " ".join(f"{x:.8g}" for x in f))
+                    mol.SetProp(k, " ".join(f"{x:.8g}" for x in f))
                 elif isinstance(v, (bool, np.bool_)):
                     mol.SetProp(k, str(bool(v)))
                 elif isinstance(v, (int, np.integer)):

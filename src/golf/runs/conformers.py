@@ -1,0 +1,194 @@
+"""``golf conformers``: low-energy conformer ensembles of molecules, ready for drug design.
+
+    from golf.conformers import ConformerSettings
+    from golf.runs.conformers import ConformersSettings, conformers
+    outcome = conformers("mols.smi", "confs.sdf", ConformersSettings(ensemble=ConformerSettings(top_k=5)))
+
+Per input molecule (``golf.conformers``): salts stripped, an ETKDG ensemble embedded (or a 3D SDF's
+own coordinates taken), relaxed in one batched stream by the model, conformers whose bonds or
+stereochemistry changed dropped, duplicates removed, the lowest kept, ranked and Boltzmann-weighted,
+optionally refined with an oracle. Output: SDF (``golf.outputs``) and a per-molecule CSV summary.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from golf.conformers import ConformerSettings, MoleculeResult
+from golf.errors import InputError
+from golf.runs.batch import check_settings
+
+OPTIMIZERS = ("lbfgs-precon", "lbfgs", "lbfgs-golf", "lbfgs-ase", "fire", "gd")
+EXECUTORS = ("local", "dask")
+
+
+@dataclass(frozen=True)
+class ConformersSettings:
+    """Settings of :func:`conformers`.
+
+    Attributes:
+        model: NNP: model name, checkpoint path or a loaded ``golf.models.Potential``.
+        device, dtype: of the model.
+        threads: torch threads (None: torch's).
+        ensemble: embedding, relaxation and selection (``golf.conformers.ConformerSettings``).
+        refine: oracle of the kept conformers (xtb, dft, mmff or module:Class), None: none.
+        refine_opt: re-relax with the oracle instead of single points.
+        refine_fmax: oracle re-relaxation fmax (eV/A).
+        workers, executor, scheduler, timeout: how the oracle runs (timeout in s per call).
+        progress: show progress bars.
+    """
+
+    model: Any = "GOLF-10k"
+    device: str = "cpu"
+    dtype: str = "float32"
+    threads: int | None = None
+    ensemble: ConformerSettings = field(default_factory=ConformerSettings)
+    refine: str | None = None
+    refine_opt: bool = False
+    refine_fmax: float = 0.05
+    workers: int = 2
+    executor: str = "local"
+    scheduler: str | None = None
+    timeout: float | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        if self.ensemble.optimizer not in OPTIMIZERS:
+            raise InputError(f"ConformerSettings.optimizer {self.ensemble.optimizer!r} is none of "
+                             f"{', '.join(OPTIMIZERS)}")
+        if self.refine_opt and not self.refine:
+            raise InputError("ConformersSettings.refine_opt needs an oracle in ConformersSettings.refine")
+        if self.executor not in EXECUTORS:
+            raise InputError(f"ConformersSettings.executor {self.executor!r} is none of {', '.join(EXECUTORS)}")
+        if not self.refine_fmax > 0:
+            raise InputError(f"ConformersSettings.refine_fmax must be positive (got {self.refine_fmax!r})")
+
+
+@dataclass
+class ConformersOutcome:
+    """What :func:`conformers` did: one result per stereoisomer group, what was written."""
+
+    results: list[MoleculeResult]
+    output: str
+    summary: str
+    n_written: int
+    n_refine_failed: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        from golf.runs.batch import PARTIAL
+
+        return PARTIAL if any(not r.ok for r in self.results) or self.n_refine_failed else 0
+
+
+def conformers(input: str, output: str, settings: ConformersSettings = ConformersSettings(),
+               summary: str | None = None) -> ConformersOutcome:
+    """Conformer ensembles of the molecules of ``input`` written to ``output`` (.sdf) and the summary
+    CSV ``summary`` (default: ``output`` with .csv). Per-molecule problems go to stderr (one line
+    each); InputError when no molecule produced conformers."""
+    import torch
+    from tqdm import tqdm
+
+    from golf import conformers as gc
+    from golf.errors import OutputError
+    from golf.progress import progress_bar
+    from golf.runs.batch import load_nnp
+    from golf.runs.guard import summary_path
+
+    s, ens = settings, settings.ensemble
+    out = Path(output)
+    summary = str(summary or summary_path(out))
+    if s.refine:
+        from golf.oracles import validated_spec
+
+        validated_spec(s.refine, local=s.executor != "dask")  # unknown or missing backend: before any work
+    if s.threads:
+        torch.set_num_threads(int(s.threads))
+    molecules = gc.read_molecules(input, charge=ens.charge, multiplicity=ens.multiplicity, embed=ens.embed,
+                                  ph=ens.ph)
+    model, device, dtype, model_name = load_nnp(s.model, s.device, s.dtype)
+
+    def log(msg: str) -> None:
+        tqdm.write(f"golf conformers: {msg}", file=sys.stderr)
+
+    # ETKDG first (minutes for large molecules), then one batched relaxation: a bar for each phase
+    ebar = progress_bar(total=len(molecules), unit="mol", disable=not s.progress, desc="embed")
+    bars = [ebar]
+
+    def total(n: int) -> None:
+        ebar.close()
+        bars.append(progress_bar(total=n, unit="conf", disable=not s.progress, desc="relax"))
+
+    t0 = time.perf_counter()
+    try:
+        results = gc.generate_conformer_ensembles(molecules, model, ens, device=device, dtype=dtype,
+                                                  progress=lambda k: bars[-1].update(k), on_total=total, log=log,
+                                                  embedded=ebar.update)
+    finally:
+        for b in bars:
+            b.close()
+    seconds = time.perf_counter() - t0
+    n_ok = sum(r.ok for r in results)
+    if n_ok == 0:
+        raise InputError(f"{input}: no molecule produced conformers ({len(results)} failed)")
+    if s.refine:
+        n_kept = sum(len(r.conformers) for r in results if r.ok)
+        rbar = progress_bar(total=n_kept, unit="conf", disable=not s.progress, desc=f"refine {s.refine}")
+        gc.refine(results, s.refine, optimize=s.refine_opt, fmax=s.refine_fmax, executor=s.executor,
+                  n_workers=s.workers, scheduler=s.scheduler, timeout=s.timeout, progress=rbar.update)
+        rbar.close()
+    method = f"{s.refine}{' relaxation' if s.refine_opt else ' single point'}" if s.refine else None
+    n_written = gc.write_sdf(out, results, model_name, refine_method=method, temperature=ens.temperature)
+    try:
+        gc.write_summary(summary, results, model_name, ens.temperature)
+    except OutputError as exc:  # the conformers themselves are saved: say so
+        raise OutputError(exc.path, exc.cause, f"{exc.note}; the {n_written} conformers are in {out}") from None
+    refine_failed = _report_refine_failures(results, s.refine) if s.refine else 0
+    print(_summary_line(results, model_name, seconds, n_written, out, summary), file=sys.stderr)
+    if s.refine and refine_failed and not any(rec.refined for r in results if r.ok for rec in r.conformers):
+        first = next((rec.refine_reason for r in results if r.ok for rec in r.conformers if rec.refine_reason), "")
+        print(f"golf conformers: every {s.refine} refinement failed ({refine_failed} calls; first: {first}); "
+              f"{out} ranks every conformer by model energy", file=sys.stderr)
+    return ConformersOutcome(results, str(out), summary, n_written, refine_failed)
+
+
+def input_counts(results: list[MoleculeResult]) -> tuple[int, int, int]:
+    """``(input molecules, of which done, stereoisomer groups)``: an input molecule is done when one of
+    its groups produced conformers; enumerated stereoisomers count under their input."""
+    inputs: dict[str, bool] = {}
+    for r in results:
+        key = f"{r.where}|{r.input_name or r.name}"
+        inputs[key] = inputs.get(key, False) or r.ok
+    return len(inputs), sum(inputs.values()), len(results)
+
+
+def _summary_line(results: list[MoleculeResult], model_name: str, seconds: float, n_written: int, out: Path,
+                  summary: str) -> str:
+    n_in, n_done, n_groups = input_counts(results)
+    n_relaxed = sum(r.n_embedded for r in results)
+    dropped = sum(r.n_graph_changed + r.n_stereo_changed for r in results)
+    failed = [r for r in results if not r.ok]
+    groups = f" ({n_groups} stereoisomer groups)" if n_groups != n_in else ""
+    return (f"golf conformers: {n_done}/{n_in} molecules{groups}, {n_relaxed} conformers relaxed with {model_name} "
+            f"in {seconds:.1f} s ({n_relaxed / max(seconds, 1e-9):.1f} conformers/s), {dropped} dropped (bonds/stereo "
+            f"changed), {n_written} kept -> {out}, {summary}"
+            + (f"; {len(failed)} failed: {', '.join(r.name for r in failed[:5])}{' ...' if len(failed) > 5 else ''}"
+               if failed else ""))
+
+
+def _report_refine_failures(results: list[MoleculeResult], oracle: str) -> int:
+    """One stderr line per molecule with conformers the oracle could not refine; returns how many."""
+    total = 0
+    for res in results:
+        if not res.ok or not res.n_refine_failed:
+            continue
+        total += res.n_refine_failed
+        first = next((rec.refine_reason for rec in res.conformers if rec.refine_reason), "")
+        print(f"golf conformers: {res.name}: {oracle} refinement failed for {res.n_refine_failed} of "
+              f"{res.n_refine_failed + sum(rec.refined for rec in res.conformers)} conformers ({first}); "
+              "those rank after the refined ones, by model energy", file=sys.stderr)
+    return total
