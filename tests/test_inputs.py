@@ -168,6 +168,16 @@ def test_conformers_strip_salts_and_say_so_in_the_csv(tiny, tmp_path):
     assert {m.GetProp("stripped_fragments") for m in _sdf(out)} == {"O", "Cl"}
 
 
+def test_conformers_of_a_stripped_salt_use_the_default_conformer_count(tiny, tmp_path):
+    """The kept fragment of a salt has its ring information (the default conformer count reads its
+    rotatable bonds)."""
+    out = tmp_path / "c.sdf"
+    rc, err = run_cli("conformers", "--model", tiny, DATA / "fluoxetine_hcl.smi", "-o", out, "--max-conformers", "2",
+                      "--max-steps", "2", "--no-progress")
+    assert rc == 0, err
+    assert all(m.GetProp("stripped_fragments") == "Cl" for m in _sdf(out))
+
+
 def test_kept_fragments_go_to_oracles_only(tiny, tmp_path):
     rc, err = run_cli("optimize", "--model", tiny, DATA / "fluoxetine_hcl.smi", "-o", tmp_path / "a.sdf",
                       "--keep-fragments", "--max-steps", "2", "--no-progress")

@@ -93,7 +93,11 @@ def largest_fragment(mol: Any) -> tuple[Any, list[str], tuple[int, ...]]:
         chosen = Chem.MolToSmiles(rdMolStandardize.LargestFragmentChooser(preferOrganic=True).choose(mol))
         smiles = [Chem.MolToSmiles(f) for f in frags]
     k = smiles.index(chosen) if chosen in smiles else max(range(len(frags)), key=lambda i: frags[i].GetNumAtoms())
-    return frags[k], [canonical_smiles(f) for i, f in enumerate(frags) if i != k], tuple(atoms_of[k])
+    kept = frags[k]
+    # unsanitised fragments have no ring information (descriptors such as rotatable bonds need it)
+    kept.UpdatePropertyCache(strict=False)
+    Chem.FastFindRings(kept)
+    return kept, [canonical_smiles(f) for i, f in enumerate(frags) if i != k], tuple(atoms_of[k])
 
 
 def protonate(mol: Any, ph: float, where: str) -> Any:
