@@ -31,7 +31,7 @@ def tiny_model(tmp_path_factory) -> Path:
     from golf.dataset import LabelledData
     from golf.models import build_model, save_model
     from golf.oracles import make_oracle
-    from golf.train import Trainer, prepare_model
+    from golf.trainer import Trainer, prepare_model
 
     mmff = make_oracle("mmff")
     confs = [c for i, smi in enumerate(["CC(=S)N", "CCO", "CSC", "NC(=S)c1ccccc1", "CC(C)O"])

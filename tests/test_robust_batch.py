@@ -426,7 +426,7 @@ def d0_and_baseline(tmp_path_factory):
     from golf.db import append_labelled
     from golf.models import build_model, save_model
     from golf.oracles import make_oracle
-    from golf.train import prepare_model
+    from golf.trainer import prepare_model
 
     root = tmp_path_factory.mktemp("golf")
     d0 = root / "d0.db"

@@ -148,7 +148,7 @@ def test_golf_loop_over_a_stub_executor():
     from golf.models import ModelEnergyForces, build_model
     from golf.oracles.mmff import MMFFOracle
     from golf.replay import ReplayBuffer
-    from golf.train import Trainer, prepare_model
+    from golf.trainer import Trainer, prepare_model
 
     mmff = MMFFOracle()
     confs = [c for i, s in enumerate(["CCO", "CC(=O)C", "OCCO"]) for c in generate_conformers(s, 2, seed=0, mol_id=i)]
@@ -183,3 +183,81 @@ def test_golf_loop_over_a_stub_executor():
     for request, result, _ in seen:  # every request is a conformation of a D0 molecule
         assert result.ok and request.conf.n_atoms in {c.n_atoms for c in confs}
         assert np.isfinite(result.energy)
+
+
+def _module_names() -> dict[str, Path]:
+    """Every module of the package by dotted name (a package by its ``__init__.py``)."""
+    names = {}
+    for p in SRC.rglob("*.py"):
+        parts = list(p.relative_to(SRC.parent).with_suffix("").parts)
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    return names
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The golf modules ``name`` imports anywhere in its code (inside functions too: a lazy import is an
+    import), except under ``if TYPE_CHECKING:`` (never executed)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+               and "TYPE_CHECKING" in ast.unparse(node.test) for stmt in node.body for n in ast.walk(stmt)}
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name in modules}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(up + ([node.module] if node.module else []))
+            for a in node.names:
+                out.add(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base)
+    return (out & set(modules)) - {name}
+
+
+def test_no_import_cycle_lazy_imports_included():
+    """No module imports, at any depth and even inside a function, a module that imports it back:
+    the layers of docs/architecture.md form a DAG."""
+    modules = _module_names()
+    graph = {n: _imports(n, p, modules) for n, p in modules.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles = []
+
+    def visit(n: str, path: list[str]) -> None:
+        state[n] = 1
+        for m in sorted(graph[n]):
+            if state.get(m) == 1:
+                cycles.append(" -> ".join(path[path.index(m):] + [m]) if m in path else f"{n} -> {m}")
+            elif m not in state:
+                visit(m, path + [m])
+        state[n] = 2
+
+    for n in sorted(graph):
+        if n not in state:
+            visit(n, [n])
+    assert cycles == []
+
+
+def test_every_module_imports():
+    """Every module imports on its own (an import cycle or a stale path would fail here first)."""
+    import importlib
+
+    for name in sorted(_module_names()):
+        if name.endswith("__main__"):
+            continue
+        importlib.import_module(name)
+
+
+def test_module_names_do_not_collide():
+    """A module name appears once in the package, except a command's ``cli/X.py`` over its ``runs/X.py``."""
+    from collections import Counter
+
+    counts = Counter(p.name for p in SRC.rglob("*.py") if p.name != "__init__.py")
+    repeated = {n for n, k in counts.items() if k > 1}
+    paired = {n for n in repeated if (SRC / "cli" / n).exists() and (SRC / "runs" / n).exists() and counts[n] == 2}
+    # golf/conformers.py (the library of ``golf conformers``) moves under runs/ with that command's rework
+    assert repeated - paired <= {"conformers.py"}

@@ -158,7 +158,7 @@ class GolfLoop:
 
     Args:
         provider: NNP energy-and-forces callable for the episodes (``golf.models.ModelEnergyForces``).
-        trainer: ``golf.train.Trainer`` of the same model (one ``update`` per call).
+        trainer: ``golf.trainer.Trainer`` of the same model (one ``update`` per call).
         buffer: ``golf.replay.ReplayBuffer`` holding D0 and the new data.
         pool: training conformations episodes start from.
         executor: genuine-oracle ``OracleExecutor``.

@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from golf.metrics import DEFAULT_STEPS
+from golf.evaluation.metrics import DEFAULT_STEPS
 
 # ------------------------------------------------------------------------------------------ data
 

@@ -14,11 +14,45 @@ with everything computed so far (last good geometry, trajectory).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from golf.conformation import Conformation
-from golf.oracles.base import Oracle, RelaxResult
+
+if TYPE_CHECKING:  # annotations only: golf.oracles.base imports this module
+    from golf.oracles.base import Oracle
+
+
+@dataclass
+class RelaxResult:
+    """An oracle relaxation of one conformation to its own minimum.
+
+    Attributes:
+        ok: whether the relaxation produced a valid final structure (converged or not).
+        converged: whether max |force| < fmax was reached within the step limit.
+        positions: final coordinates in Angstrom [n, 3].
+        energy: final energy in eV.
+        forces: final forces in eV/Angstrom [n, 3].
+        n_steps: optimizer steps taken.
+        trajectory_positions: coordinates at every step [T, n, 3] (Angstrom), first = start.
+        trajectory_energies: energies at every step [T] (eV).
+        trajectory_forces: forces at every step [T, n, 3] (eV/Angstrom).
+        reason: failure reason when not ok.
+    """
+
+    ok: bool
+    converged: bool = False
+    positions: np.ndarray | None = None
+    energy: float | None = None
+    forces: np.ndarray | None = None
+    n_steps: int = 0
+    trajectory_positions: np.ndarray | None = None
+    trajectory_energies: np.ndarray | None = None
+    trajectory_forces: np.ndarray | None = None
+    reason: str = ""
+    seconds: float = 0.0
 
 
 class OracleFailed(RuntimeError):

@@ -337,7 +337,7 @@ def _finish(out: Path, trained: Path, settings: Adaptation, identity: dict[str, 
                    heldout_forces_mae_mev_a_start=float(first[key]) if first else None,
                    heldout_forces_mae_mev_a_end=float(last[key]) if last else None)
     if settings.name:
-        from golf.models.registry import register_model
+        from golf.runs.models import register_model
 
         register_model(settings.name, out / MODEL, description=f"{settings.model} adapted by golf adapt "
                        f"({identity['oracle']}, {settings.budget} oracle calls)", overwrite=True)

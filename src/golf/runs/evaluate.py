@@ -1,5 +1,5 @@
 """An evaluation on disk (``golf evaluate``): the paper's relaxation metrics of a model and/or RDKit
-MMFF on a reference set, written to OUT/metrics.json and OUT/metrics.png (``golf.evaluate`` is the
+MMFF on a reference set, written to OUT/metrics.json and OUT/metrics.png (``golf.evaluation.scoring`` is the
 computation)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from golf.evaluate import EvaluationResult
+from golf.evaluation.scoring import EvaluationResult
 from golf.presets import Evaluation, OracleRun
 
 
@@ -29,7 +29,7 @@ def evaluate_run(
     returns the results. InputError (one line) for bad input.
     """
     from golf.errors import InputError
-    from golf.evaluate import DEFAULT_FMAX, evaluate_mmff, evaluate_model, load_reference, reference_oracle, \
+    from golf.evaluation.scoring import DEFAULT_FMAX, evaluate_mmff, evaluate_model, load_reference, reference_oracle, \
         write_metrics
     from golf.runs.data import open_executor, oracle_spec
 
@@ -107,7 +107,7 @@ def evaluate_run(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_metrics(out / "metrics.json", results, run_settings)
-    from golf.plots import plot_metrics
+    from golf.evaluation.plots import plot_metrics
 
     plot_metrics(
         {r.name: r.aggregate for r in results},

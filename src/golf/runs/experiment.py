@@ -8,7 +8,7 @@ Stages (each cached in OUT and skipped when finished; an interrupted stage resum
                           ``traj_molecules`` training molecules
     data/traj-<N>.db      N conformations drawn at random from them (the paper's D-traj-N)
     models/init.pt        with ``--init MODEL`` only: that pretrained model with its per-element
-                          energy offsets refit to D0 (``golf.train.refit_offsets``)
+                          energy offsets refit to D0 (``golf.trainer.refit_offsets``)
     models/baseline.pt    NNP trained on D0 (with ``--init``: init.pt fine-tuned on D0)
     models/traj-<N>.pt    NNP fine-tuned from the baseline on traj-<N>.db alone (the official protocol)
     golf/model.pt         GOLF from the baseline with the oracle budget
@@ -316,7 +316,7 @@ class Experiment:
             self.stage(f"eval-{name}", lambda name=name, model=model: eval_stage(name, model))
 
     def report(self) -> None:
-        from golf.report import write_report
+        from golf.evaluation.report import write_report
 
         write_report(self.out, self.models(), dataclasses.asdict(self.p), self.timings,
                      preset_name=self.settings.preset, oracle=self.oracle.oracle)

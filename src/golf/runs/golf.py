@@ -225,7 +225,7 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
     from golf.models import ModelEnergyForces, load_model, save_model
     from golf.runs.data import open_executor, oracle_spec
     from golf.replay import ReplayBuffer
-    from golf.train import Trainer
+    from golf.trainer import Trainer
 
     config = golf_config(settings)
     device = settings.device

@@ -22,7 +22,7 @@ from golf.dataset import LabelledData
 from golf.errors import CheckpointError
 from golf.io import atomic_write_bytes, atomic_write_json, write_csv
 from golf.presets import Training
-from golf.train import Trainer
+from golf.trainer import Trainer
 
 TRAINER_STATE_FILE = "trainer_state.pt"
 LAST_CHECKPOINT_FILE = "last.pt"
@@ -152,7 +152,7 @@ def fit_run(
 
 def refit_pretrained(init: str | os.PathLike, data: Sequence[str | os.PathLike], out: str | os.PathLike) -> dict:
     """A pretrained model (file or name) with its per-element energy offsets refit to the labelled
-    databases ``data`` (``golf.train.refit_offsets``: forces unchanged), saved as ``out``.
+    databases ``data`` (``golf.trainer.refit_offsets``: forces unchanged), saved as ``out``.
 
     Returns the fit's energy MAE before/after (meV per conformation).
     """
@@ -160,7 +160,7 @@ def refit_pretrained(init: str | os.PathLike, data: Sequence[str | os.PathLike],
 
     from golf.models.checkpoint import load_model, save_model
     from golf.models.registry import resolve_model
-    from golf.train import refit_offsets
+    from golf.trainer import refit_offsets
 
     path, info = resolve_model(init)
     model = load_model(path)
@@ -187,7 +187,7 @@ def train(
 
     ``init`` fine-tunes that model (its architecture wins over ``settings``; ``refit_offsets``
     first refits its per-element energy offsets to the training data, for a model trained at another
-    level of theory: ``golf.train.refit_offsets``); ``resume`` continues
+    level of theory: ``golf.trainer.refit_offsets``); ``resume`` continues
     the run in ``log_dir`` (default ``<out>.d``) with its saved architecture, schedule and split.
     ``preset`` is only recorded. InputError (one line) for bad settings or data.
     """
@@ -257,7 +257,7 @@ def train(
             interactions=hparams.get("n_interactions", s.interactions), n_rbf=hparams.get("n_rbf", s.n_rbf),
             cutoff=hparams.get("cutoff", s.cutoff))
         if refit_offsets and not resume:
-            from golf.train import refit_offsets as refit
+            from golf.trainer import refit_offsets as refit
 
             fit = refit(model, train_data)
             print(f"golf train: energy offsets of {init} refit to the training data: energy MAE "
