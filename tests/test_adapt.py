@@ -217,3 +217,33 @@ def test_offsets_are_refit_on_the_generic_set_too(tmp_path):
     assert err < 20.0, f"init.pt is {err:.0f} eV off the generic set's labels"
     # fitted, not left at 0 (what a refit gives an element it never saw: hundreds of eV off at xTB or DFT)
     assert load_model(out / "init.pt").atomrefs[16].item() != 0.0
+
+
+def test_resume_accepts_an_adapt_json_written_before_the_golf_settings_were_merged(tmp_path):
+    """An adaptation begun by an earlier golf (its loop settings left to the loop's default stored as null,
+    no generic_share and max_unlabelled_episodes in its GOLF settings) is resumed by the same command line;
+    a changed GOLF setting is still refused. No oracle call: only the identity check."""
+    import dataclasses
+    import shutil
+
+    from golf.errors import GolfError
+    from golf.presets import Molecules, OracleRun
+    from golf.runs.adapt import ADAPT_GOLF, Adaptation, _check_identity, adapt_identity
+
+    stored = Path(__file__).resolve().parents[1] / "bench" / "results" / "adapt_dft" / "adapt.json"
+    run = tmp_path / "adapt_dft"
+    run.mkdir()
+    shutil.copy(stored, run / "adapt.json")
+    # golf adapt bench/results/adapt_train.smi --oracle dft --budget 240 --conformers 1 --name GOLF-10k-adapt-thio
+    settings = Adaptation(budget=240, conformers=1, name="GOLF-10k-adapt-thio")
+    molecules = Molecules(smiles="bench/results/adapt_train.smi")
+    now = adapt_identity(molecules, settings, ADAPT_GOLF, OracleRun(oracle="dft"))
+    doc = json.loads((run / "adapt.json").read_text())
+    assert doc["golf"]["max_episode_steps"] is None and "max_unlabelled_episodes" not in doc["golf"]
+    doc["model_file"] = now["model_file"]  # the shipped model of this checkout
+    (run / "adapt.json").write_text(json.dumps(doc))
+    _check_identity(run, now, resume=True)
+    changed = adapt_identity(molecules, settings, dataclasses.replace(ADAPT_GOLF, max_episode_steps=50),
+                             OracleRun(oracle="dft"))
+    with pytest.raises(GolfError, match="golf"):
+        _check_identity(run, changed, resume=True)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from golf import db as D
-from golf.presets import EXPERIMENT_PRESETS, GOLF_PRESETS, TRAIN_PRESETS, Molecules, OracleRun, Relaxation
+from golf.errors import SettingError
+from golf.presets import EXPERIMENT_PRESETS, GOLF_PRESETS, TRAIN_PRESETS, GolfTraining, Molecules, OracleRun, Relaxation
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "golf"
 DATA = Path(__file__).parent / "data"
@@ -31,7 +32,7 @@ def test_paper_values_are_stated_once():
     assert (paper.budget, paper.n_parallel, paper.utd_ratio, paper.max_episode_steps) == \
         (golf.budget, golf.n_parallel, golf.utd_ratio, golf.max_episode_steps) == (10000, 120, 50, 100)
     assert (golf.w_energy, golf.w_forces) == (train.w_energy, train.w_forces) == (0.01, 0.99)
-    assert all(getattr(GOLF_PRESETS["quick"], k) is None for k in GOLF_PRESETS["quick"].LOOP_KNOBS)
+    assert GOLF_PRESETS["quick"] == GolfTraining()  # the defaults, declared once in the dataclass
 
 
 def test_data_pipelines_as_functions(tmp_path):
@@ -112,7 +113,7 @@ def test_experiment_plan_with_training_seeds(tmp_path):
     # the block cadence's rounds of n_parallel calls end exactly at the standard preset's snapshots
     p = standard.p
     assert all(round(f * p.budget) % p.n_parallel == 0 for f in p.golf_snapshots)
-    with pytest.raises(ValueError, match="starting with 0"):
+    with pytest.raises(SettingError, match="starting with 0"):
         dataclasses.replace(EXPERIMENT_PRESETS["smoke"], seeds=(1, 2))
 
 
@@ -144,7 +145,8 @@ def test_golf_loop_over_a_stub_executor():
 
     from golf.chem import generate_conformers
     from golf.dataset import LabelledData
-    from golf.loop import GolfConfig, GolfLoop
+    from golf.loop import GolfLoop
+    from golf.presets import GolfTraining
     from golf.models import ModelEnergyForces, build_model
     from golf.oracles.mmff import MMFFOracle
     from golf.replay import ReplayBuffer
@@ -159,7 +161,7 @@ def test_golf_loop_over_a_stub_executor():
     prepare_model(model, d0)
     # golf's bounded L-BFGS: the official optimizer's unbounded steps on this untrained model break every
     # structure (the stall guard is tested in test_golf_rules.py)
-    config = GolfConfig(budget=5, n_parallel=3, max_episode_steps=4, utd_ratio=2, batch_size=4, seed=0,
+    config = GolfTraining(budget=5, n_parallel=3, max_episode_steps=4, utd_ratio=2, batch_size=4, seed=0,
                         conf_optimizer="lbfgs")
     trainer = Trainer(model, lr=1e-3, total_steps=config.budget * config.utd_ratio, seed=0)
     buffer = ReplayBuffer(d0, initial_conf_pct=config.initial_conf_pct)

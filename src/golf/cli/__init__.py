@@ -9,7 +9,8 @@ directories) included, against a second golf process until it ends. Outputs are 
 an output that is a symlink is written through to its target (the link stays), and a replaced file
 keeps its mode.
 A ``GolfError`` raised anywhere becomes one line on stderr and exit code 2, as does a bad option
-(validated where it is parsed, the same in every command: ``golf.cli._types``) and an output the
+(validated where it is parsed by the check of the settings field it sets, the same in every command,
+or reported on its option when a settings object refuses it later: ``golf.cli._types``) and an output the
 machine will not take (disk full, quota, read-only, no permission: ``golf.io.writing``, or caught
 here when a writer did not name its path); Ctrl-C exits 130.
 Batch commands (``predict``, ``optimize``) report each structure they skip or fail on one stderr line,
@@ -39,7 +40,7 @@ TORCH_COMMANDS = frozenset({"predict", "optimize", "train", "evaluate", "run", "
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from golf.cli._types import GolfArgumentParser, install
+    from golf.cli._types import LEGACY_COMMANDS, GolfArgumentParser, install
 
     parser = GolfArgumentParser(
         prog="golf",
@@ -57,12 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
-    install(parser)
+        if name in LEGACY_COMMANDS:
+            install(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from golf.errors import GolfError
+    from golf.errors import GolfError, SettingError
 
     parser = build_parser()
     try:
@@ -90,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
 
         with guard_command(args):  # output != input, intact databases, one process per output
             return int(args._run(args) or 0)
+    except SettingError as exc:  # a settings field: reported on its option
+        from golf.cli._types import setting_error
+
+        print(setting_error(args.command, exc, args), file=sys.stderr)
+        return 2
     except GolfError as exc:
         print(f"golf {args.command}: error: {exc}", file=sys.stderr)
         return 2

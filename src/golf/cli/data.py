@@ -15,6 +15,7 @@ import argparse
 
 from golf.cli._batch import PARTIAL
 from golf.cli._common import add_executor_args, add_molecule_args, add_oracle_args, add_relax_args
+from golf.cli._types import positive_int
 from golf.presets import (
     BUILD_MOLECULES,
     BUILD_POOL_MOLECULES,
@@ -67,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_molecule_args(p, TRAJECTORY_MOLECULES, "all of the split or file")
     add_oracle_args(p)
     add_relax_args(p)
-    p.add_argument("--budget", type=int, required=True, metavar="N",
+    p.add_argument("--budget", type=positive_int, required=True, metavar="N",
                    help="number of trajectory conformations (oracle calls) to write")
     add_executor_args(p)
     _add_output_args(p, "output trajectory database (.db)")

@@ -50,9 +50,11 @@ from golf.conformation import FRAGMENT_BOND_SCALE, Conformation, n_fragments
 from golf.db import ReferenceRecord
 from golf.errors import InputError
 from golf.optim.state import NON_FINITE
+from golf.thresholds import EVAL_FMAX
 
-#: Default force threshold (eV/A) for model relaxations: tiny, so they run for the full step budget.
-DEFAULT_FMAX: float = 1e-6
+#: Default force threshold (eV/A) for model relaxations (``golf.thresholds.EVAL_FMAX``): tiny, so they run
+#: for the full step budget.
+DEFAULT_FMAX: float = EVAL_FMAX
 
 JSON_FORMAT = "golf-metrics/1"
 

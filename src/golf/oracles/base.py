@@ -15,6 +15,7 @@ import numpy as np
 
 from golf.conformation import Conformation
 from golf.oracles.relax import RelaxResult, relax_with_oracle
+from golf.thresholds import ORACLE_FMAX
 
 
 @dataclass
@@ -113,7 +114,7 @@ class Oracle(ABC):
         return [self.compute(c) for c in confs]
 
     def relax(
-        self, conf: Conformation, fmax: float = 0.01, max_steps: int = 500
+        self, conf: Conformation, fmax: float = ORACLE_FMAX, max_steps: int = 500
     ) -> RelaxResult:
         """Relax to this oracle's own minimum (see ``golf.oracles.relax``)."""
         return relax_with_oracle(self, conf, fmax=fmax, max_steps=max_steps)

@@ -4,7 +4,7 @@ Optimizer: ASE's ``LBFGS`` (no line search). Why L-BFGS: it is the optimizer the
 its reference optima and for the batched model relaxations golf evaluates, so reference and model
 minima are found the same way; it needs exactly one oracle call per step (the trajectory below is one
 entry per oracle call) and its memory is bounded, unlike BFGS's dense 3N x 3N Hessian.
-Convergence criterion: max per-atom |force| < ``fmax`` (eV/A, default 0.01 eV/A), within
+Convergence criterion: max per-atom |force| < ``fmax`` (eV/A, default ``golf.thresholds.ORACLE_FMAX``), within
 ``max_steps`` optimizer steps.
 
 The oracle sits behind a small ASE ``Calculator`` adapter; an oracle failure mid-way (SCF not
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from golf.conformation import Conformation
+from golf.thresholds import ORACLE_FMAX
 
 if TYPE_CHECKING:  # annotations only: golf.oracles.base imports this module
     from golf.oracles.base import Oracle
@@ -88,7 +89,7 @@ def _make_calculator(oracle: Oracle, conf: Conformation):
 
 
 def relax_with_oracle(
-    oracle: Oracle, conf: Conformation, fmax: float = 0.01, max_steps: int = 500
+    oracle: Oracle, conf: Conformation, fmax: float = ORACLE_FMAX, max_steps: int = 500
 ) -> RelaxResult:
     """Relax ``conf`` with ASE LBFGS on ``oracle``'s energy surface.
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from golf.errors import GolfError, InputError
-from golf.presets import GolfTraining, Molecules, OracleRun
+from golf.presets import COUNT, FRACTION, GolfTraining, Molecules, OracleRun, check_settings, one_of, setting
 
 START_DB = "start.db"
 GENERIC_DB = "generic.db"
@@ -66,26 +66,17 @@ class Adaptation:
     """
 
     model: str = "GOLF-10k"
-    budget: int = 300
-    conformers: int = 2
+    budget: int = setting(300, COUNT)
+    conformers: int = setting(2, COUNT)
     generic: str = "auto"
-    generic_molecules: int = 200
-    generic_share: float = 0.2
-    refit_offsets: str = "auto"
+    generic_molecules: int = setting(200, COUNT)
+    generic_share: float = setting(0.2, FRACTION)
+    refit_offsets: str = setting("auto", one_of(REFIT_CHOICES))
     name: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.budget < 1:
-            raise InputError(f"budget must be >= 1, got {self.budget}")
-        if self.conformers < 1:
-            raise InputError(f"conformers must be >= 1, got {self.conformers}")
-        if self.generic_molecules < 1:
-            raise InputError(f"generic_molecules must be >= 1, got {self.generic_molecules}")
-        if not 0.0 <= self.generic_share < 1.0:
-            raise InputError(f"generic_share must be in [0, 1), got {self.generic_share}")
-        if self.refit_offsets not in REFIT_CHOICES:
-            raise InputError(f"refit_offsets must be one of {REFIT_CHOICES}, got {self.refit_offsets!r}")
+        check_settings(self)
 
 
 #: The GOLF settings of an adaptation: the official fine-tuning learning rate (``GolfTraining.lr``,
@@ -125,21 +116,12 @@ def model_level(path: Path, info: dict[str, Any] | None) -> str | None:
     return None
 
 
-def adapt(
-    molecules: Molecules,
-    out: str | os.PathLike,
-    settings: Adaptation = Adaptation(),
-    golf: GolfTraining = ADAPT_GOLF,
-    oracle: OracleRun = OracleRun(),
-    resume: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Adapt ``settings.model`` to ``molecules`` with GOLF; returns the path of the adapted model
-    (``out/model.pt``). See the module docstring for the stages and files."""
+def adapt_identity(molecules: Molecules, settings: Adaptation, golf: GolfTraining, oracle: OracleRun) -> dict[str, Any]:
+    """What defines an adaptation (adapt.json): the model, the oracle, the series, the settings and the
+    GOLF settings but its budget; a resume must find the same (``_check_identity``)."""
     from golf.models.registry import resolve_model
-    from golf.runs.data import choose_conformations, oracle_spec
+    from golf.runs.data import oracle_spec
 
-    out = Path(out)
     spec = oracle_spec(oracle)
     model_path, info = resolve_model(settings.model)
     oracle_level, start_level = level_of_theory(spec), model_level(model_path, info)
@@ -159,6 +141,30 @@ def adapt(
                     oracle_settings=spec.settings, molecules=dataclasses.asdict(series),
                     adaptation=dataclasses.asdict(settings), generic=generic, refit=refit,
                     golf={k: v for k, v in dataclasses.asdict(golf).items() if k not in ("budget", "generic_share")})
+    return identity
+
+
+def adapt(
+    molecules: Molecules,
+    out: str | os.PathLike,
+    settings: Adaptation = Adaptation(),
+    golf: GolfTraining = ADAPT_GOLF,
+    oracle: OracleRun = OracleRun(),
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Adapt ``settings.model`` to ``molecules`` with GOLF; returns the path of the adapted model
+    (``out/model.pt``). See the module docstring for the stages and files."""
+    from golf.models.registry import resolve_model
+    from golf.runs.data import choose_conformations, oracle_spec
+
+    out = Path(out)
+    identity = adapt_identity(molecules, settings, golf, oracle)
+    spec = oracle_spec(oracle)
+    model_path, generic, refit = Path(identity["model_file"]), identity["generic"], identity["refit"]
+    series = dataclasses.replace(molecules, conformers=settings.conformers, seed=settings.seed)
+    start_level = model_level(model_path, resolve_model(settings.model)[1])
+    oracle_level = level_of_theory(spec)
     _check_identity(out, identity, resume)
 
     confs, _ = choose_conformations(series)
@@ -220,7 +226,7 @@ def _same_level(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-_GOLF_DEFAULTS = dataclasses.asdict(GolfTraining())
+_GOLF_DEFAULTS = json.loads(json.dumps(dataclasses.asdict(GolfTraining())))
 
 
 def _check_identity(out: Path, identity: dict[str, Any], resume: bool) -> None:
@@ -236,10 +242,14 @@ def _check_identity(out: Path, identity: dict[str, Any], resume: bool) -> None:
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: unreadable adaptation settings ({exc})") from None
     now = json.loads(json.dumps(identity, default=str))
-    # Settings added to golf after a run began are read at their default there (the run used it).
-    added = {k: v for k, v in now.get("golf", {}).items()
-             if k not in stored.get("golf", {}) and v == _GOLF_DEFAULTS.get(k, object())}
-    now["golf"] = {k: v for k, v in now.get("golf", {}).items() if k not in added}
+    # Settings added to golf after a run began are read at their default there (the run used it), and so is
+    # a null: before the loop's settings were declared in one dataclass, a loop setting left to the loop's
+    # default was stored as null.
+    old_golf = stored.get("golf", {})
+    at_default = {k for k, v in now.get("golf", {}).items()
+                  if (k not in old_golf or old_golf[k] is None) and v == _GOLF_DEFAULTS.get(k, object())}
+    now["golf"] = {k: v for k, v in now.get("golf", {}).items() if k not in at_default or k in old_golf}
+    now["golf"].update({k: None for k in at_default if k in old_golf})
     diffs = [k for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
     if diffs:
         raise GolfError(f"{out} was started with other settings ({', '.join(diffs)} differ); resume it with the "

@@ -37,18 +37,24 @@ from typing import Any, Callable
 from golf.errors import GolfError
 from golf.io import atomic_write_json
 from golf.presets import (
+    COUNT,
     DEFAULT_EXPERIMENT_PRESET,
+    DEVICE,
     EXPERIMENT_PRESETS,
     REFERENCE_MOLECULES,
     TRAIN_PRESETS,
     TRAJECTORY_MOLECULES,
     Evaluation,
     Experiment as ExperimentPreset,
+    INTEGER,
     GolfTraining,
     Molecules,
     OracleRun,
     Relaxation,
     Training,
+    check_settings,
+    one_of,
+    setting,
 )
 from golf.runs.naming import seed_name
 
@@ -79,14 +85,17 @@ class ExperimentSettings:
     """
 
     out: str = "golf-run"
-    preset: str = DEFAULT_EXPERIMENT_PRESET
+    preset: str = setting(DEFAULT_EXPERIMENT_PRESET, one_of(tuple(EXPERIMENT_PRESETS)))
     oracle: OracleRun = OracleRun()
-    budget: int | None = None
+    budget: int | None = setting(None, COUNT)
     init: str | None = None
-    seed: int = 0
-    seeds: int | None = None
-    device: str = "cpu"
+    seed: int = setting(0, INTEGER)
+    seeds: int | None = setting(None, COUNT)
+    device: str = setting("cpu", DEVICE)
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 class Experiment:

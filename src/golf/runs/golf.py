@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,7 +38,7 @@ import torch
 
 from golf.errors import GolfError, InputError
 from golf.io import append_csv_row, append_jsonl, atomic_path, atomic_write_json, count_lines
-from golf.loop import GolfConfig, GolfLoop, GolfStats, LabelRequest
+from golf.loop import GolfLoop, GolfStats, LabelRequest
 from golf.presets import GolfTraining, OracleRun
 
 ORACLE_DB = "oracle.db"
@@ -109,19 +108,6 @@ class RunStore:
 
     def has_state(self) -> bool:
         return any((self.dir / f).exists() for f in (ORACLE_DB, FAILURES, CHECKPOINT))
-
-
-def golf_config(settings: GolfTraining) -> GolfConfig:
-    """The loop's ``GolfConfig`` from the run settings (InputError on impossible values); knobs left
-    None keep ``GolfConfig``'s defaults."""
-    knobs = {k: getattr(settings, k) for k in GolfTraining.LOOP_KNOBS if getattr(settings, k) is not None}
-    config = GolfConfig(**knobs)
-    for name in ("budget", "n_parallel", "max_episode_steps", "batch_size"):
-        if getattr(config, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be >= 1")
-    if config.utd_ratio < 0 or not 0.0 <= config.initial_conf_pct <= 1.0:
-        raise InputError("--utd-ratio must be >= 0 and --initial-conf-pct in [0, 1]")
-    return config
 
 
 def check_resume(run_dir: Path, current: dict[str, Any]) -> None:
@@ -227,7 +213,7 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
     from golf.replay import ReplayBuffer
     from golf.trainer import Trainer
 
-    config = golf_config(settings)
+    config = settings  # the loop takes the run's settings (checked when they were made)
     device = settings.device
     spec = oracle_spec(oracle)
     store = RunStore(run_dir, spec)
@@ -249,8 +235,6 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
         raise InputError("a generic share needs generic conformations (none given or the databases are empty)")
     if generic_data is not None and len(generic_data):
         model.check_elements(np.unique(generic_data.numbers))
-    if not 0.0 <= settings.generic_share <= 1.0 - config.initial_conf_pct:
-        raise InputError(f"generic share must be in [0, 1 - initial_conf_pct], got {settings.generic_share}")
     buffer = ReplayBuffer(train_data, initial_conf_pct=config.initial_conf_pct, generic=generic_data,
                           generic_pct=settings.generic_share)
     s = settings
@@ -258,7 +242,7 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
     trainer = Trainer(model, lr=s.lr, lr_min=lr_min, total_steps=config.budget * config.utd_ratio, clip=s.clip,
                       w_energy=s.w_energy, w_forces=s.w_forces, device=device, seed=config.seed)
     run_config = dict(
-        golf=asdict(config), baseline=str(baseline), data=[str(d) for d in data], data_rows=len(d0),
+        golf=config.loop_settings(), baseline=str(baseline), data=[str(d) for d in data], data_rows=len(d0),
         oracle=oracle.oracle, oracle_settings=spec.settings, lr=s.lr, lr_min=lr_min, clip=s.clip,
         w_energy=s.w_energy, w_forces=s.w_forces, eval_fraction=eval_fraction, executor=oracle.executor,
         workers=oracle.workers, generic=[str(g) for g in generic],
@@ -314,7 +298,7 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
 
     def save_checkpoint() -> None:
         payload = dict(trainer=trainer.state_dict(), stats=stats.as_dict(), calls_done=stats.calls_done,
-                       config=asdict(config))
+                       config=config.loop_settings())
         with atomic_path(run_dir / CHECKPOINT) as tmp:
             torch.save(payload, tmp)
 
