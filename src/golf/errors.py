@@ -65,3 +65,8 @@ class SettingError(InputError):
     def __init__(self, field: str, message: str) -> None:
         self.field, self.message = str(field), str(message)
         super().__init__(f"{self.field}: {self.message}")
+
+
+class RunExists(GolfError):
+    """An output directory that already holds a run, written into without resuming it (the command line
+    says how to resume or where else to write)."""

@@ -194,6 +194,8 @@ class Molecules:
 
     def __post_init__(self) -> None:
         check_settings(self)
+        if self.min_heavy > self.max_heavy:
+            raise SettingError("min_heavy", f"{self.min_heavy} is larger than max_heavy {self.max_heavy}")
 
 
 #: Pool molecules ``golf data build`` labels when the number is not given.
@@ -413,8 +415,8 @@ class Evaluation:
 
     def __post_init__(self) -> None:
         check_settings(self)
-        if not self.steps or any(not isinstance(t, numbers.Integral) or t < 0 for t in self.steps):
-            raise SettingError("steps", f"must be optimizer steps >= 0, got {self.steps}")
+        if not self.steps or any(not isinstance(t, numbers.Integral) or t < 1 for t in self.steps):
+            raise SettingError("steps", f"expected integers >= 1, got {self.steps}")
 
 
 # ------------------------------------------------------------------------------------------ golf run

@@ -54,6 +54,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_executor_args(parser)
 
 
+def paths(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list]:
+    """What ``golf adapt`` reads and writes (``golf.cli._paths``): its output directory."""
+    from golf.cli._paths import given
+    from golf.runs.guard import Output
+
+    inputs = [(given(args, "series"), ""), (given(args, "model"), "--model")]
+    out = given(args, "out")
+    return [(i, o) for i, o in inputs if i], [Output(out, "dir", option="--out")] if out else []
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 

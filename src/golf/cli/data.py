@@ -76,6 +76,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(_data_parser=parser)
 
 
+def paths(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list]:
+    """What a data command reads and writes (``golf.cli._paths``)."""
+    from golf.cli._paths import given
+    from golf.runs.data import DB_KIND, implicit_outputs
+    from golf.runs.guard import Output
+
+    if not getattr(args, "_data_run", None):
+        return [], []
+    inputs = [(p, o) for p, o in ((given(args, "smiles"), "--smiles"), (given(args, "input"), "--input")) if p]
+    out, sub = given(args, "out"), getattr(args, "data_command", None) or ""
+    if not out:
+        return inputs, []
+    return inputs, [Output(out, option="--out", db=DB_KIND.get(sub), append=True), *implicit_outputs(sub, out)]
+
+
 def run(args: argparse.Namespace) -> int:
     fn = getattr(args, "_data_run", None)
     if fn is None:

@@ -77,6 +77,16 @@ def parse_steps(text: str) -> list[int]:
     return sorted(set(steps))
 
 
+def paths(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list]:
+    """What ``golf evaluate`` reads and writes (``golf.cli._paths``): its output directory."""
+    from golf.cli._paths import given
+    from golf.runs.guard import Output
+
+    inputs = [(given(args, "model"), "--model"), (given(args, "reference"), "--reference")]
+    out = given(args, "out")
+    return [(i, o) for i, o in inputs if i], [Output(out, "dir", option="--out")] if out else []
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 

@@ -34,6 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def paths(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list]:
+    """What ``golf run`` reads and writes (``golf.cli._paths``): its output directory."""
+    from golf.cli._paths import given
+    from golf.runs.guard import Output
+
+    inputs = []
+    out = given(args, "out")
+    return [(i, o) for i, o in inputs if i], [Output(out, "dir", option="--out")] if out else []
+
+
 def run(args: argparse.Namespace) -> int:
     from golf.runs.experiment import run_experiment
 

@@ -90,6 +90,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Options stay None unless given: the preset (golf.presets) supplies the rest.
 
 
+def paths(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list]:
+    """What ``golf train`` reads and writes (``golf.cli._paths``)."""
+    from golf.cli._paths import given
+    from golf.runs.guard import Output
+
+    inputs = [*((d, "--data") for d in (args.data or [])), (given(args, "init"), "--init"),
+              (given(args, "from_model"), "--from")]
+    out = given(args, "out")
+    outputs = []
+    if out and args.golf:
+        outputs = [Output(out, "dir", option="--out")]
+    elif out:
+        from golf.runs.train import implicit_outputs
+
+        named = [Output(args.log_dir, "dir", option="--log-dir")] if args.log_dir else []
+        outputs = [Output(out, option="--out"), *(named or implicit_outputs(out))]
+    return [(i, o) for i, o in inputs if i], outputs
+
+
 def resolve_settings(args: argparse.Namespace) -> Training:
     """``golf train`` settings: explicit options > preset > defaults."""
     from golf.cli._common import override

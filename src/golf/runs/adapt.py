@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from golf.errors import GolfError, InputError
+from golf.errors import GolfError, InputError, RunExists
 from golf.presets import COUNT, FRACTION, GolfTraining, Molecules, OracleRun, check_settings, one_of, setting
 
 START_DB = "start.db"
@@ -226,40 +226,27 @@ def _same_level(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-_GOLF_DEFAULTS = json.loads(json.dumps(dataclasses.asdict(GolfTraining())))
-
-
 def _check_identity(out: Path, identity: dict[str, Any], resume: bool) -> None:
-    path = out / CONFIG
+    """Refuse to write into a directory that is not this adaptation (``golf.runs.rundir`` rules: settings
+    added to golf after the run began, or stored as null by an older golf, are read at their default)."""
+    from golf.runs.rundir import RunDir
+
     if not out.exists() or not any(out.iterdir()):
         return
-    if not path.exists():
+    rundir = RunDir(out, CONFIG)
+    if not rundir.config_path.exists():
         raise GolfError(f"{out} exists and is not a golf adapt directory; choose another output directory")
     if not resume:
-        raise GolfError(f"{out} holds an adaptation; continue it with --resume or choose another output directory")
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable adaptation settings ({exc})") from None
-    now = json.loads(json.dumps(identity, default=str))
-    # Settings added to golf after a run began are read at their default there (the run used it), and so is
-    # a null: before the loop's settings were declared in one dataclass, a loop setting left to the loop's
-    # default was stored as null.
-    old_golf = stored.get("golf", {})
-    at_default = {k for k, v in now.get("golf", {}).items()
-                  if (k not in old_golf or old_golf[k] is None) and v == _GOLF_DEFAULTS.get(k, object())}
-    now["golf"] = {k: v for k, v in now.get("golf", {}).items() if k not in at_default or k in old_golf}
-    now["golf"].update({k: None for k in at_default if k in old_golf})
-    diffs = [k for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
-    if diffs:
-        raise GolfError(f"{out} was started with other settings ({', '.join(diffs)} differ); resume it with the "
-                        "original ones or choose another output directory")
+        raise RunExists(f"{out} holds an adaptation")
+    defaults = {k: v for k, v in dataclasses.asdict(GolfTraining()).items() if k not in ("budget", "generic_share")}
+    rundir.check_identity(identity, defaults={"golf": defaults})
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
     from golf.io import atomic_write_json
+    from golf.runs.rundir import as_json
 
-    atomic_write_json(path, json.loads(json.dumps(doc, default=str)))
+    atomic_write_json(path, as_json(doc))
 
 
 def _calls(db: Path) -> int:

@@ -106,9 +106,7 @@ class Experiment:
         p = EXPERIMENT_PRESETS[settings.preset]
         if settings.budget is not None:
             p = dataclasses.replace(p, budget=int(settings.budget))
-        if settings.seeds is not None:
-            if settings.seeds < 1:
-                raise GolfError(f"--seeds must be >= 1, got {settings.seeds}")
+        if settings.seeds is not None:  # >= 1: checked by ExperimentSettings
             p = dataclasses.replace(p, seeds=tuple(range(int(settings.seeds))))
         self.p: ExperimentPreset = p
         self.out = Path(settings.out)
@@ -340,9 +338,7 @@ class Experiment:
             resolve_model(self.settings.init)  # an unknown model too
         marker = self.path("stages/baseline.json")
         if marker.exists() and json.loads(marker.read_text()).get("init") != self.settings.init:
-            raise GolfError(f"{self.out} holds a run with another start (--init); use another --out")
-        if self.budget < 1 or self.oracle.workers < 1:
-            raise GolfError("--budget and --workers must be >= 1")
+            raise GolfError(f"{self.out} holds a run with another start (init); choose another output directory")
         self.out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         self.build_data()

@@ -28,7 +28,7 @@ def register_model(name: str, path: str | os.PathLike, description: str = "", ov
     entries = registry._read_registry()  # a damaged entry of another name is kept as it is; this one may replace it
     if name in entries and not overwrite:
         old = entries[name].get("path") if isinstance(entries[name], dict) else None
-        raise CheckpointError(f"model name {name!r} is already registered ({old}); use --force")
+        raise CheckpointError(f"model name {name!r} is already registered ({old}); registering it again needs overwrite")
     from golf.models.checkpoint import load_model  # torch only here
 
     model = load_model(path)
