@@ -156,7 +156,7 @@ def test_teacher_labels_only_at_the_models_level_of_theory(series, tmp_path):
 
 
 def test_trigger_option_reaches_the_loop(series, tmp_path):
-    """--trigger/--signal-threshold go into the GOLF run's configuration (the rules: test_golf_rules)."""
+    """--trigger/--signal-threshold go into the GOLF run's configuration (the rules: test_loop.py)."""
     out = tmp_path / "ad"
     res = subprocess.run(_args(series, out, 8, "--generic", "none", "--trigger", "both", "--signal-threshold", "0.01"),
                          capture_output=True, text=True, timeout=600)

@@ -160,7 +160,7 @@ def test_golf_loop_over_a_stub_executor():
     model = build_model("painn", n_atom_basis=16, n_interactions=1, cutoff=5.0, n_rbf=8)
     prepare_model(model, d0)
     # golf's bounded L-BFGS: the official optimizer's unbounded steps on this untrained model break every
-    # structure (the stall guard is tested in test_golf_rules.py)
+    # structure (the stall guard is tested in test_loop.py)
     config = GolfTraining(budget=5, n_parallel=3, max_episode_steps=4, utd_ratio=2, batch_size=4, seed=0,
                         conf_optimizer="lbfgs")
     trainer = Trainer(model, lr=1e-3, total_steps=config.budget * config.utd_ratio, seed=0)
@@ -302,3 +302,15 @@ def test_a_setting_error_is_reported_on_its_option(capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"golf data: error: argument --min-heavy: 9 is larger than max_heavy 3 (see golf data --help)"]
     assert not (tmp_path / "d.db").exists()
+
+
+def test_help_is_import_light():
+    """``golf --help`` (every command's parser, its settings and their checks) imports neither torch nor RDKit."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom golf.cli import build_parser\nbuild_parser().parse_args(['train', '--out', 'x'])\n"
+            "print(sorted(m for m in ('torch', 'rdkit') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(SRC.parent)})
+    assert out.stdout.strip() == "[]"
