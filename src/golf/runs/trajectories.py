@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from golf.errors import InputError, SettingError
+from golf.errors import SettingError
 from golf.presets import TRAJECTORY_MOLECULES, Molecules, OracleRun, Relaxation
 from golf.runs.data import bar, check_out, choose_conformations, log_failure, open_executor, oracle_spec, summary
 
