@@ -124,7 +124,7 @@ def stage_scan(con, args: argparse.Namespace) -> None:
     import torch
 
     from golf.chem import generate_conformers
-    from golf.evaluate import model_trajectories
+    from golf.evaluation.scoring import model_trajectories
     from golf.models import load_model
     from golf.batch import Batch
 

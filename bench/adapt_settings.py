@@ -136,7 +136,7 @@ def _records(name: str, ref: str) -> list[dict]:
 
 
 def report(a: argparse.Namespace) -> None:
-    from golf.stats import bootstrap_intervals, columns_at, paired_columns
+    from golf.evaluation.stats import bootstrap_intervals, columns_at, paired_columns
 
     def cols(recs: list[dict]) -> dict[str, np.ndarray]:
         return columns_at(sorted(recs, key=lambda r: (r["mol_id"], r["conf_id"])), len(recs[0]["E_T"]) + T_INDEX)

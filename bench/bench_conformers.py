@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from golf.thresholds import NNP_FMAX
+
 HERE = Path(__file__).resolve().parent
 KCAL = 23.060547830619026  # kcal/mol per eV
 HARTREE_EV = 27.211386245988
@@ -371,7 +373,7 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=10, help="molecules per round (golf, Auto3D, xTB); JSON after each")
     ap.add_argument("--n-conformers", type=int, default=10)
     ap.add_argument("--top-k", type=int, default=5)
-    ap.add_argument("--fmax", type=float, default=0.05)
+    ap.add_argument("--fmax", type=float, default=NNP_FMAX)
     ap.add_argument("--max-steps", type=int, default=500)
     ap.add_argument("--rmsd", type=float, default=0.3)
     ap.add_argument("--threads", type=int, default=1)
@@ -379,7 +381,7 @@ def main() -> None:
     ap.add_argument("--model", default="GOLF-10k")
     ap.add_argument("--auto3d-memory", type=int, default=4, help="GB given to Auto3D (batch sizing)")
     ap.add_argument("--tie", type=float, default=0.1, help="kcal/mol: 'lowest' within this of the union minimum")
-    ap.add_argument("--xtb-relax-fmax", type=float, default=0.05)
+    ap.add_argument("--xtb-relax-fmax", type=float, default=NNP_FMAX)
     ap.add_argument("--dft", type=int, default=0, help="DFT single points on both tops of the first K molecules")
     ap.add_argument("--deadline", default=None, help="HH:MM UTC: start no new chunk after this")
     ap.add_argument("--seed", type=int, default=0)

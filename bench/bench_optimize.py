@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from golf.thresholds import NNP_FMAX
+
 DEFAULT_MODEL = "GOLF-10k"  # shipped with golf; --model takes a name or a checkpoint file
 
 
@@ -107,7 +109,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=128, help="conformations")
     ap.add_argument("--model", default=DEFAULT_MODEL, help="model name or checkpoint file (default GOLF-10k)")
-    ap.add_argument("--fmax", type=float, default=0.05)
+    ap.add_argument("--fmax", type=float, default=NNP_FMAX)
     ap.add_argument("--max-steps", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--methods", default="lbfgs,lbfgs-precon,ase",

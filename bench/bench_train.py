@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     tuned = tune_cpu_allocator()  # as every golf torch command does
     from golf.dataset import LabelledData
     from golf.models import build_model
-    from golf.train import Trainer, prepare_model
+    from golf.trainer import Trainer, prepare_model
 
     changed = [p for p in git("diff", "--name-only", args.before, "--", "src/golf").split() if p]
     others = [p for p in changed if p != PAINN]

@@ -26,15 +26,15 @@ arrives, so a killed run loses at most the DFT call in flight):
 ``evaluate``
     Each official checkpoint (``--checkpoints``: baseline-NNP, traj-10k, traj-100k, traj-500k,
     GOLF-1k, GOLF-10k) relaxes the starts with the paper's optimizer (``--optimizer``, default
-    ``lbfgs-golf``) for 100 steps through ``golf.evaluate.model_trajectories``; the MMFF row uses
-    ``golf.evaluate.mmff_trajectories``. The structures at T = 1, 5, 21, 100 are stored with the golf
+    ``lbfgs-golf``) for 100 steps through ``golf.evaluation.scoring.model_trajectories``; the MMFF row uses
+    ``golf.evaluation.scoring.mmff_trajectories``. The structures at T = 1, 5, 21, 100 are stored with the golf
     commit and optimizer that produced them. Rows already stored are skipped unless
     ``--redo-evaluate`` (then their trajectories and scores are replaced).
 ``score``
     DFT single points at the stored structures (T = 100 first, then 1, 5, 21; ``--score-steps``),
-    each stored as it arrives (structures that fell apart are not sent, as in ``golf.evaluate``);
+    each stored as it arrives (structures that fell apart are not sent, as in ``golf.evaluation.scoring``);
     E_0 is the DFT energy of the start (the first call of its reference relaxation), E_opt the
-    energy of the reference optimum. Then ``golf.metrics.aggregate`` per row, printed beside the
+    energy of the reference optimum. Then ``golf.evaluation.metrics.aggregate`` per row, printed beside the
     paper's numbers and written to ``bench/results/paper_table.json``.
 ``table``
     Only the last part of ``score`` (no DFT): metrics from what is stored, with 95% bootstrap
@@ -444,7 +444,7 @@ def stage_references(con: sqlite3.Connection, args: argparse.Namespace) -> None:
 def mmff_start(conf: Conformation) -> Conformation:
     """The MMFF94 optimum of ``conf`` (RDKit BFGS, 10000 iterations at most): a start for the DFT
     reference that needs fewer DFT calls than the raw ETKDG conformation (``--ref-start mmff``)."""
-    from golf.evaluate import mmff_trajectories
+    from golf.evaluation.scoring import mmff_trajectories
 
     (tr,) = mmff_trajectories([conf], [10000])
     return conf.with_positions(tr.frames[tr.frame_of_step[0]])
@@ -508,7 +508,7 @@ def _release_claims(con: sqlite3.Connection) -> None:
 def stage_evaluate(con: sqlite3.Connection, args: argparse.Namespace) -> None:
     import torch
 
-    from golf.evaluate import mmff_trajectories, model_trajectories
+    from golf.evaluation.scoring import mmff_trajectories, model_trajectories
     from golf.models import load_model
 
     torch.set_num_threads(args.threads)
@@ -576,8 +576,8 @@ def stage_score(con: sqlite3.Connection, args: argparse.Namespace, run_dft: bool
 def _score_molecule(con: sqlite3.Connection, dft: StoredDFT, c: Conformation,
                     args: argparse.Namespace) -> None:
     """DFT single points at one molecule's stored structures (T = 100 first, then the others);
-    structures that fell apart are not sent (scored as failures, as in ``golf.evaluate``)."""
-    from golf.evaluate import dissociation
+    structures that fell apart are not sent (scored as failures, as in ``golf.evaluation.scoring``)."""
+    from golf.evaluation.scoring import dissociation
 
     for t in sorted(set(args.score_steps), key=lambda t: (t != 100, t)):
         for row in ROWS:
@@ -596,9 +596,9 @@ def _score_molecule(con: sqlite3.Connection, dft: StoredDFT, c: Conformation,
 
 def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: str,
                 args: argparse.Namespace) -> dict[str, Any]:
-    from golf import metrics
-    from golf.evaluate import dissociation
-    from golf.stats import N_BOOTSTRAP, bootstrap_intervals
+    from golf.evaluation import metrics
+    from golf.evaluation.scoring import dissociation
+    from golf.evaluation.stats import N_BOOTSTRAP, bootstrap_intervals
 
     steps = sorted(set(args.score_steps))
     e0_all, eopt_all = _ref_energies(con, confs, shash)
@@ -678,7 +678,7 @@ def write_table(con: sqlite3.Connection, confs: Sequence[Conformation], shash: s
     doc["eopt"] = eopt.tolist()
     per_mol = _per_molecule_lines(con, confs, doc, eopt, status_100)
     tmp = JSON_PATH.with_suffix(".json.tmp")
-    from golf.evaluate import json_clean as _json_clean
+    from golf.evaluation.scoring import json_clean as _json_clean
 
     tmp.write_text(json.dumps(_json_clean(doc), indent=1, allow_nan=False))
     os.replace(tmp, JSON_PATH)
@@ -708,9 +708,9 @@ PAIRS = (("GOLF-10k", "traj-500k"), ("GOLF-10k", "baseline-NNP"), ("GOLF-10k", "
 
 def _paired_differences(cols_100: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]],
                         seed: int = 0) -> dict[str, dict[str, Any]]:
-    """``golf.stats.paired_columns`` of each pair in ``PAIRS`` at T = 100, over the molecules both
+    """``golf.evaluation.stats.paired_columns`` of each pair in ``PAIRS`` at T = 100, over the molecules both
     rows have scored. ``cols_100``: row -> (molecule mask [M], that row's columns over the mask)."""
-    from golf.stats import paired_columns
+    from golf.evaluation.stats import paired_columns
 
     out: dict[str, dict[str, Any]] = {}
     for a, b in PAIRS:

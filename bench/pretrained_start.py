@@ -57,9 +57,9 @@ def main() -> int:
         fn()
         timings[name] = round(time.perf_counter() - t0, 1)
 
-    from golf.evaluate import read_metrics
+    from golf.evaluation.scoring import read_metrics
     from golf.runs.train import refit_pretrained
-    from golf.stats import bootstrap_intervals, columns_at, paired_difference
+    from golf.evaluation.stats import bootstrap_intervals, columns_at, paired_difference
 
     fit: dict = {}
     offsets = out / "offsets.pt"
@@ -100,7 +100,7 @@ def main() -> int:
         last = res.aggregate[k]
         rows[name] = {key: last.get(key) for key in ("T", "n", "n_failed", "pct_div", "e_res_median", "pct_success",
                                                      "e_res_median_official", "pct_success_official")}
-        # 95% bootstrap intervals, and the paired difference to the offsets-only start (golf.stats)
+        # 95% bootstrap intervals, and the paired difference to the offsets-only start (golf.evaluation.stats)
         rows[name]["intervals"] = bootstrap_intervals(columns_at(res.records, k))
         if name != "offsets":
             base = read_metrics(out / "eval" / "offsets" / "metrics.json")["offsets"]
@@ -111,7 +111,7 @@ def main() -> int:
         curve = [{k: r[k] for k in ("calls", "conformations_added", "updates", "heldout_energy_mae_mev",
                                     "heldout_forces_mae_mev_a") if k in r} for r in csv.DictReader(fh)]
     summary = json.loads((out / "finetune.pt.d" / "summary.json").read_text())
-    from golf.evaluate import json_clean
+    from golf.evaluation.scoring import json_clean
 
     result = {"run": str(run), "settings": vars(args), "offset_fit": fit, "timings_s": timings, "rows": rows,
               "finetune_val": {k: v for k, v in summary.items() if k.startswith("val_")}, "golf_curve": curve}

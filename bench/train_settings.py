@@ -28,7 +28,7 @@ import torch
 
 from golf.dataset import LabelledData
 from golf.models.potential import build_model
-from golf.train import Trainer
+from golf.trainer import Trainer
 
 PASSES = 24_000  # conformation passes of the quick baseline (1500 updates x batch 16)
 OUT = Path(__file__).resolve().parent / "results" / "train_settings.json"

@@ -17,7 +17,7 @@ Candidates (names as in the JSON; "high = distrust" for all):
 ``mmff_rise``       MMFF94 energy at T = 100 minus its lowest value over the stored T = 0, 1, 5, 21
                     (kcal/mol; > 0 = the NNP climbed the surrogate's surface).
 ``mmff_rise_full``  the same over all 101 structures of the relaxation, re-run with
-                    ``golf.evaluate.model_trajectories`` (the summary records how far the re-run's
+                    ``golf.evaluation.scoring.model_trajectories`` (the summary records how far the re-run's
                     final structures are from the stored ones).
 ``committee_force`` max over atoms of the RMS deviation of the 6 official models' forces (eV/A).
 ``committee_energy`` spread (std, eV) over the 6 models of E_m(final) - E_m(MMFF optimum).
@@ -65,7 +65,7 @@ import paper_table as pt  # noqa: E402
 
 from golf.conformation import Conformation  # noqa: E402
 from golf.trust import MAX_ITERATIONS, mmff_energy_drop  # noqa: E402
-from golf.stats import roc_auc as auc  # noqa: E402
+from golf.evaluation.stats import roc_auc as auc  # noqa: E402
 from golf.units import EV_TO_KCAL_MOL  # noqa: E402
 
 OUT_PATH = HERE / "results" / "trust.json"
@@ -256,7 +256,7 @@ def rerun_candidates(confs: list[Conformation], frames: dict, rows: Sequence[str
     import torch
 
     from golf.chem import conformation_to_mol, mmff_force_field
-    from golf.evaluate import model_trajectories
+    from golf.evaluation.scoring import model_trajectories
     from golf.models import load_model
 
     torch.set_num_threads(1)
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     rerun, rerun_dev = ({}, None) if args.no_rerun else rerun_candidates(confs, frames, rows)
     print(f"re-run relaxations: ({time.perf_counter() - t0:.1f} s)", flush=True)
     records = []
-    from golf.evaluate import dissociation
+    from golf.evaluation.scoring import dissociation
 
     for c in confs:
         m = int(c.mol_id)
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
         "thresholds": thresholds([r["signal"] * EV_TO_KCAL_MOL for r in records], labels),
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    from golf.evaluate import json_clean
+    from golf.evaluation.scoring import json_clean
 
     doc = {"format": "golf-trust/1", "summary": summary, "records": records}
     args.out.parent.mkdir(parents=True, exist_ok=True)

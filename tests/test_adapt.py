@@ -31,7 +31,7 @@ def tiny_model(tmp_path_factory) -> Path:
     from golf.dataset import LabelledData
     from golf.models import build_model, save_model
     from golf.oracles import make_oracle
-    from golf.train import Trainer, prepare_model
+    from golf.trainer import Trainer, prepare_model
 
     mmff = make_oracle("mmff")
     confs = [c for i, smi in enumerate(["CC(=S)N", "CCO", "CSC", "NC(=S)c1ccccc1", "CC(C)O"])
@@ -156,7 +156,7 @@ def test_teacher_labels_only_at_the_models_level_of_theory(series, tmp_path):
 
 
 def test_trigger_option_reaches_the_loop(series, tmp_path):
-    """--trigger/--signal-threshold go into the GOLF run's configuration (the rules: test_golf_rules)."""
+    """--trigger/--signal-threshold go into the GOLF run's configuration (the rules: test_loop.py)."""
     out = tmp_path / "ad"
     res = subprocess.run(_args(series, out, 8, "--generic", "none", "--trigger", "both", "--signal-threshold", "0.01"),
                          capture_output=True, text=True, timeout=600)
@@ -239,3 +239,33 @@ def test_adapt_runs_with_the_real_oracles(tmp_path, oracle):
     assert 2 <= spent <= 6
     assert summary["model"].endswith("model.pt") and (out / "model.pt").exists()
     assert {r["kvp"].get("oracle") for r in iter_rows(out / "start.db")} == {oracle[1]}
+
+
+def test_resume_accepts_an_adapt_json_written_before_the_golf_settings_were_merged(tmp_path):
+    """An adaptation begun by an earlier golf (its loop settings left to the loop's default stored as null,
+    no generic_share and max_unlabelled_episodes in its GOLF settings) is resumed by the same command line;
+    a changed GOLF setting is still refused. No oracle call: only the identity check."""
+    import dataclasses
+    import shutil
+
+    from golf.errors import GolfError
+    from golf.presets import Molecules, OracleRun
+    from golf.runs.adapt import ADAPT_GOLF, Adaptation, _check_identity, adapt_identity
+
+    stored = Path(__file__).resolve().parents[1] / "bench" / "results" / "adapt_dft" / "adapt.json"
+    run = tmp_path / "adapt_dft"
+    run.mkdir()
+    shutil.copy(stored, run / "adapt.json")
+    # golf adapt bench/results/adapt_train.smi --oracle dft --budget 240 --conformers 1 --name GOLF-10k-adapt-thio
+    settings = Adaptation(budget=240, conformers=1, name="GOLF-10k-adapt-thio")
+    molecules = Molecules(smiles="bench/results/adapt_train.smi")
+    now = adapt_identity(molecules, settings, ADAPT_GOLF, OracleRun(oracle="dft"))
+    doc = json.loads((run / "adapt.json").read_text())
+    assert doc["golf"]["max_episode_steps"] is None and "max_unlabelled_episodes" not in doc["golf"]
+    doc["model_file"] = now["model_file"]  # the shipped model of this checkout
+    (run / "adapt.json").write_text(json.dumps(doc))
+    _check_identity(run, now, resume=True)
+    changed = adapt_identity(molecules, settings, dataclasses.replace(ADAPT_GOLF, max_episode_steps=50),
+                             OracleRun(oracle="dft"))
+    with pytest.raises(GolfError, match="golf"):
+        _check_identity(run, changed, resume=True)

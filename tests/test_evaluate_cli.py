@@ -91,7 +91,7 @@ class _SerialExecutor:
 
 
 def _reference_records(path):
-    from golf.evaluate import ReferenceRecord
+    from golf.evaluation.scoring import ReferenceRecord
     import ase.db
 
     out = []
@@ -107,7 +107,7 @@ def _reference_records(path):
 
 def test_mmff_row_reaches_the_mmff_optimum(reference_db):
     """With MMFF as genuine oracle, RDKit MMFF relaxation must reach the reference optimum."""
-    from golf.evaluate import evaluate_mmff
+    from golf.evaluation.scoring import evaluate_mmff
     from golf.oracles.mmff import MMFFOracle
 
     reference = _reference_records(reference_db)
@@ -130,7 +130,7 @@ def test_evaluate_model_with_a_dummy_provider(reference_db):
     """evaluate_model on a provider with zero forces: the structure never moves -> pct 0."""
     import torch
 
-    from golf.evaluate import evaluate_model
+    from golf.evaluation.scoring import evaluate_model
     from golf.oracles.mmff import MMFFOracle
 
     def provider(batch):
@@ -186,7 +186,7 @@ def test_cli_end_to_end(reference_db, checkpoints_dir, tmp_path, capsys):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
-    from golf.evaluate import read_metrics
+    from golf.evaluation.scoring import read_metrics
 
     back = read_metrics(out / "metrics.json")
     assert set(back) == {"GOLF-10k", "mmff"}
@@ -247,8 +247,8 @@ def test_cli_bad_inputs_are_one_line_errors(reference_db, tmp_path, capsys):
 
 
 def test_plot_metrics_several_models(tmp_path):
-    from golf import metrics
-    from golf.plots import plot_metrics
+    from golf.evaluation import metrics
+    from golf.evaluation.plots import plot_metrics
 
     a = metrics.aggregate([0.0, 0.0], [[-0.5, -0.9], [-0.2, -1.0]], [-1.0, -1.0], [1, 10])
     b = metrics.aggregate([0.0], [[math.nan, 0.5]], [-1.0], [1, 10])
@@ -272,7 +272,7 @@ class _FlakyExecutor(_SerialExecutor):
 
 
 def test_failed_oracle_calls_are_counted(reference_db):
-    from golf.evaluate import evaluate_mmff
+    from golf.evaluation.scoring import evaluate_mmff
     from golf.oracles.mmff import MMFFOracle
 
     reference = _reference_records(reference_db)
@@ -292,7 +292,7 @@ def test_failed_model_relaxation_keeps_last_good_structure(reference_db):
     """A provider whose forces turn NaN after a few steps: later T use the last finite structure."""
     import torch
 
-    from golf.evaluate import model_trajectories
+    from golf.evaluation.scoring import model_trajectories
 
     calls = {"n": 0}
 
@@ -316,7 +316,8 @@ def test_dissociated_structures_are_scored_without_oracle_call(reference_db):
     diverged and unsuccessful rather than being dropped from the percentages."""
     import torch
 
-    from golf.evaluate import evaluate_model, n_fragments
+    from golf.conformation import n_fragments
+    from golf.evaluation.scoring import evaluate_model
     from golf.oracles.mmff import MMFFOracle
 
     def provider(batch):  # strong repulsion from the centre: atoms fly apart
@@ -337,11 +338,11 @@ def test_dissociated_structures_are_scored_without_oracle_call(reference_db):
 
 
 def test_dissociation_counts_fragments_beyond_the_start():
-    """``golf.evaluate.dissociation``: a C-C bond stretched past 2x the covalent radii sum (1.52 A
+    """``golf.evaluation.scoring.dissociation``: a C-C bond stretched past 2x the covalent radii sum (1.52 A
     here) splits the molecule; a stretched but connected one does not; a structure that started in
     two pieces is judged against its own start."""
     from golf.conformation import Conformation
-    from golf.evaluate import dissociation
+    from golf.evaluation.scoring import dissociation
 
     ethane_cc = Conformation(np.array([6, 6]), np.array([[0.0, 0.0, 0.0], [1.54, 0.0, 0.0]]))
     assert dissociation(ethane_cc, ethane_cc.positions) is None

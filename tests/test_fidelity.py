@@ -61,9 +61,9 @@ def test_lbfgs_golf_reproduces_official_trajectory(checkpoints_dir, name, one_to
 
 
 def test_loss_equals_official_formula():
-    """``golf.train.loss`` = the official ``GOLF.update`` loss: 0.99 * mean over molecules of the per-atom
+    """``golf.trainer.loss`` = the official ``GOLF.update`` loss: 0.99 * mean over molecules of the per-atom
     force MSE in (Hartree/A)^2 + 0.01 * energy MSE in Hartree^2 (``GOLF/GOLF_trainer.py``)."""
-    from golf.train import loss
+    from golf.trainer import loss
 
     e_pred = np.array([-1.0, 2.0])  # eV
     f_pred = np.array([[0.1, 0.2, 0.3], [0.0, 0.0, 0.0], [1.0, -1.0, 0.5]])  # eV/A

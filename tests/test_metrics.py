@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from golf import metrics
+from golf.evaluation import metrics
 from golf.units import EV_TO_KCAL_MOL, KCAL_MOL_TO_EV
 
 
@@ -132,7 +132,7 @@ def test_format_table_lists_every_step():
 def test_official_scoring_drops_what_golf_scores():
     """Broken structures (NaN E_T) count as diverged in golf's scoring; the official evaluation drops
     them, and also drops every T after a non-finite optimizer step (``excluded``)."""
-    from golf.metrics import aggregate
+    from golf.evaluation.metrics import aggregate
     from golf.units import KCAL_MOL_TO_EV
 
     e0 = np.array([10.0, 10.0, 10.0, 10.0])

@@ -11,7 +11,7 @@ from golf.batch import Batch
 from golf.models import build_model
 from golf.models.ops import neighbor_pairs
 from golf.models.painn import PaiNNInteraction, neighbour_rows
-from golf.train import loss
+from golf.trainer import loss
 
 
 def random_pairs(n_atoms: int, n_pairs: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,5 @@
 """bench/paper_table.py end to end with MMFF standing in for DFT (seconds): every stage, resume
-without recomputation, and the table's metrics equal golf.metrics on the stored energies."""
+without recomputation, and the table's metrics equal golf.evaluation.metrics on the stored energies."""
 from __future__ import annotations
 
 import importlib.util
@@ -70,8 +70,8 @@ def test_pipeline_with_mmff_oracle_resumes_without_recomputing(tmp_path):
     # a stored failure counts as done for score unless --retry-failed; the table is unchanged by a rerun
     bench.main(["score", *args])
     assert con.execute("SELECT COUNT(*) FROM dft_calls").fetchone()[0] == n_calls
-    # the table equals golf.metrics on the stored energies (T = 100, MMFF row)
-    from golf import metrics
+    # the table equals golf.evaluation.metrics on the stored energies (T = 100, MMFF row)
+    from golf.evaluation import metrics
 
     doc = json.loads(db.with_suffix(".json").read_text())
     row = doc["rows"]["GOLF-10k"]

@@ -26,7 +26,7 @@ def mmff_d0():
 def test_refit_offsets_keeps_forces_and_fits_the_energy_scale(checkpoints_dir, mmff_d0):
     from golf.models import ModelEnergyForces
     from golf.models.checkpoint import load_model
-    from golf.train import refit_offsets
+    from golf.trainer import refit_offsets
 
     model = load_model(checkpoints_dir / "baseline-NNP.pt")
     batch, _, _ = mmff_d0.collate(np.arange(len(mmff_d0)))

@@ -14,6 +14,7 @@ import torch
 from golf.cli import main
 from golf.errors import CheckpointError, InputError
 from golf.models import load_model, registry
+from golf.runs.models import register_model
 
 
 @pytest.fixture(autouse=True)
@@ -275,7 +276,7 @@ def test_registered_file_is_hashed_only_when_its_stamp_changed(tmp_path, cache, 
     import os
 
     path = _save_tiny(tmp_path / "my.pt")
-    registry.register_model("mine", path)
+    register_model("mine", path)
     calls = []
     real = registry.sha256_file
     monkeypatch.setattr(registry, "sha256_file", lambda p: calls.append(p) or real(p))

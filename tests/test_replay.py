@@ -99,7 +99,7 @@ def test_state_dict_roundtrip():
 
 def test_trainer_update_on_replay_batch():
     from golf.models import build_model
-    from golf.train import Trainer
+    from golf.trainer import Trainer
 
     torch.manual_seed(0)
     model = build_model("painn", n_atom_basis=16, n_interactions=1, n_rbf=8, cutoff=4.0)

@@ -1,4 +1,4 @@
-"""``golf.report`` on a fake ``golf run`` directory: the rows of further training seeds, their spread over
+"""``golf.evaluation.report`` on a fake ``golf run`` directory: the rows of further training seeds, their spread over
 seeds and GOLF minus the same seed's baseline, checked against numbers computed by hand."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from golf.report import write_report
+from golf.evaluation.report import write_report
 from golf.runs.naming import seed_name, split_seed
 
 STEPS = [1, 10]
@@ -17,8 +17,8 @@ STEPS = [1, 10]
 def _fake_eval(out, name: str, e_res_kcal: list[float]) -> None:
     """``out/eval/<name>/metrics.json`` of a model whose conformation i ends (T = 10) ``e_res_kcal[i]``
     kcal/mol above its optimum, starting 20 kcal/mol above it (halfway at T = 1)."""
-    from golf.evaluate import EvaluationResult, write_metrics
-    from golf.metrics import aggregate, conformation_metrics
+    from golf.evaluation.scoring import EvaluationResult, write_metrics
+    from golf.evaluation.metrics import aggregate, conformation_metrics
     from golf.units import KCAL_MOL_TO_EV
 
     res = np.asarray(e_res_kcal, dtype=float)

@@ -41,7 +41,7 @@ def d0_and_baseline(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny MMFF-labelled D0 and an untrained tiny PaiNN (atomrefs fitted): GOLF's inputs."""
     from golf.dataset import LabelledData
     from golf.models import build_model, save_model
-    from golf.train import prepare_model
+    from golf.trainer import prepare_model
 
     root = tmp_path_factory.mktemp("robust")
     d0 = root / "d0.db"

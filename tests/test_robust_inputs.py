@@ -238,6 +238,7 @@ def test_directory_and_fifo_inputs(tiny_model, tmp_path, capsys):
 
 
 def _all_actions():
+    """(prog, action, the function that parses its text) of every option of every command."""
     from golf.cli import build_parser
 
     def walk(parser):
@@ -246,23 +247,32 @@ def _all_actions():
                 for sub in set(action.choices.values()):
                     yield from walk(sub)
             else:
-                yield parser.prog, action
+                yield parser.prog, action, parser._registry_get("type", action.type, action.type)
 
     return list(walk(build_parser()))
 
 
-def test_every_float_option_refuses_nan_and_inf():
-    from golf.cli._types import _REPLACES, finite_float
+def _takes_numbers(convert) -> bool:
+    """Whether an option's parser reads a real number (so "nan" is a candidate)."""
+    for text in ("0.5", "2.5"):
+        try:
+            return isinstance(convert(text), float)
+        except (argparse.ArgumentTypeError, TypeError, ValueError):
+            continue
+    return False
 
-    floats = [(prog, a) for prog, a in _all_actions()
-              if a.type is float or a.type is finite_float or float in _REPLACES.get(a.type, ())]
+
+def test_every_float_option_refuses_nan_and_inf():
+    floats = [(prog, a, convert) for prog, a, convert in _all_actions()
+              if a.option_strings and callable(convert) and a.nargs in (None, "?") and a.choices is None and convert is not str
+              and _takes_numbers(convert)]
     assert {"--window", "--rmsd", "--energy-threshold", "--refine-fmax", "--lr", "--xtb-temperature"} <= {
-        a.option_strings[-1] for _, a in floats}
-    for prog, action in floats:
-        assert action.type is not float, (prog, action.dest)  # a plain float() takes "nan"
+        a.option_strings[-1] for _, a, _ in floats}
+    for prog, action, convert in floats:
+        assert convert is not float, (prog, action.dest)  # a plain float() takes "nan"
         for text in ("nan", "inf", "-inf", "NaN"):
             with pytest.raises(argparse.ArgumentTypeError):
-                action.type(text)
+                convert(text)
 
 
 @pytest.mark.parametrize("argv, option", [

@@ -81,7 +81,7 @@ def _parse(*argv: str):
     (["train", "--data", "d.db", "--out", "m.pt"], [("m.pt.d", "dir")]),
 ])
 def test_implicit_outputs_are_declared(argv, implicit):
-    from golf.runs.guard import command_paths
+    from golf.cli._paths import command_paths
 
     outputs = {(o.path, o.kind) for o in command_paths(_parse(*argv))[1]}
     assert set(implicit) <= outputs
@@ -98,7 +98,8 @@ def test_conformers_default_summary_is_never_the_input(tmp_path, monkeypatch):
 
 
 def test_data_failure_log_is_checked_and_locked(tmp_path):
-    from golf.runs.guard import OutputLock, failures_path
+    from golf.runs.data import failures_path
+    from golf.runs.guard import OutputLock
 
     out = tmp_path / "d.db"
     lock = OutputLock(failures_path(out))
@@ -130,7 +131,8 @@ def test_train_run_dir_is_checked(tmp_path, dataset):
 
 def test_written_paths_are_the_declared_ones(tmp_path, tiny_model, monkeypatch):
     """Every path a command leaves behind is one of (or inside one of) its declared outputs."""
-    from golf.runs.guard import command_paths, same_path
+    from golf.cli._paths import command_paths
+    from golf.runs.guard import same_path
 
     monkeypatch.chdir(tmp_path)
     shutil.copy(DATA / "tiny.smi", "in.smi")

@@ -1,16 +1,16 @@
-"""Bootstrap intervals of the relaxation metrics (golf.stats)."""
+"""Bootstrap intervals of the relaxation metrics (golf.evaluation.stats)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from golf.metrics import aggregate, conformation_metrics
-from golf.stats import bootstrap_intervals, columns_at, paired_difference
+from golf.evaluation.metrics import aggregate, conformation_metrics
+from golf.evaluation.stats import bootstrap_intervals, columns_at, paired_difference
 from golf.units import KCAL_MOL_TO_EV
 
 
 def _records(e0, et, eopt, ids=None):
-    """golf.evaluate-style records at one step T from energies (eV)."""
+    """golf.evaluation.scoring-style records at one step T from energies (eV)."""
     e0, et, eopt = (np.asarray(x, dtype=float) for x in (e0, et, eopt))
     m = conformation_metrics(e0, et[:, None], eopt)
     ids = range(len(e0)) if ids is None else ids

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from golf.cli import main
-from test_train import synthetic_data, write_db
+from test_trainer import synthetic_data, write_db
 
 SMALL = ["--model", "painn", "--features", "16", "--interactions", "1", "--n-rbf", "8", "--cutoff", "4.0",
          "--batch-size", "16", "--lr", "2e-3", "--no-progress", "--val-fraction", "0.25", "--seed", "1"]

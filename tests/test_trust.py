@@ -78,7 +78,7 @@ def test_signal_inf_when_fell_apart_nan_when_not_computable():
 def test_signal_flags_stretched_thiocarbonyl_of_an_nnp_relaxation(one_torch_thread):
     """GOLF-10k's own relaxation of a thioamide already stretches C=S (a known blind spot); 0.15 A
     more makes the signal far higher than MMFF's own relaxation of the same molecule."""
-    from golf.evaluate import model_trajectories
+    from golf.evaluation.scoring import model_trajectories
     from golf.models import load_model
 
     start = generate_conformers(THIOAMIDE, 1, seed=0)[0]

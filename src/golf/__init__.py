@@ -6,7 +6,7 @@ Model entry points are therefore resolved lazily.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from golf._version import __version__
 
 __all__ = ["__version__", "load_model"]
 

@@ -86,3 +86,23 @@ class Conformation:
                     f"(< {MIN_INTERATOMIC_DISTANCE} A)"
                 )
         return None
+
+
+#: Atoms closer than this multiple of the sum of their covalent radii count as connected when
+#: fragments are counted; 2x flags only molecules that really fell apart (a C-C bond beyond 3 A).
+FRAGMENT_BOND_SCALE: float = 2.0
+
+
+def n_fragments(numbers: np.ndarray, positions: np.ndarray, scale: float = FRAGMENT_BOND_SCALE) -> int:
+    """Connected components of the graph "d_ij < scale * (r_cov,i + r_cov,j)".
+
+    Args:
+        numbers: atomic numbers [n]; positions: [n, 3] Angstrom (ASE covalent radii, Angstrom).
+    """
+    from ase.data import covalent_radii
+    from scipy.sparse.csgraph import connected_components
+
+    x = np.asarray(positions, dtype=np.float64)
+    r = covalent_radii[np.asarray(numbers, dtype=np.int64)]
+    d = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=-1)
+    return int(connected_components(d < scale * (r[:, None] + r[None, :]), directed=False)[0])

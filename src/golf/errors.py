@@ -51,3 +51,22 @@ class ChargeSpinError(InputError):
     def __init__(self, where: str, kind: str, value: int, what: str) -> None:
         self.where, self.kind, self.value, self.what = where, kind, int(value), what
         super().__init__(f"{where}: {what}; pass --{kind} {value} to accept it")
+
+
+class SettingError(InputError):
+    """A setting with an impossible value, named by its settings FIELD (``golf.presets``), not by a
+    command-line option: the command line maps the field to its option.
+
+    Attributes:
+        field: the dataclass field, e.g. ``"batch_size"``.
+        message: why, e.g. ``"must be at least 1, got 0"``.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field, self.message = str(field), str(message)
+        super().__init__(f"{self.field}: {self.message}")
+
+
+class RunExists(GolfError):
+    """An output directory that already holds a run, written into without resuming it (the command line
+    says how to resume or where else to write)."""

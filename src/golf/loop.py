@@ -42,75 +42,11 @@ from golf.errors import GolfError
 from golf.optim.lbfgs import lbfgs_config, lbfgs_init, lbfgs_step
 from golf.optim.state import concat, select
 from golf.oracles.mmff import mmff_energies
-from golf.trust import SIGNAL_THRESHOLD, TRIGGERS
-from golf.units import HARTREE_TO_EV, KCAL_MOL_TO_EV
-
-#: The official ``env/wrappers.py`` ``RDKIT_ENERGY_THRESH``: no genuine label when the MMFF energy
-#: after the step is at or above 300 kcal/mol (eV here).
-MAX_SURROGATE_ENERGY: float = 300.0 * KCAL_MOL_TO_EV
-#: The official ``GOLF/replay_buffer.py`` ``NORM_THRESHOLD``: a label whose force matrix has a
-#: Frobenius norm of 10.5 Hartree/A or more stays out of the replay buffer (eV/A here).
-MAX_FORCE_NORM: float = 10.5 * HARTREE_TO_EV
-CADENCES = ("block", "stream")
-
+from golf.presets import GolfTraining
+from golf.units import KCAL_MOL_TO_EV
 
 class GolfStalled(GolfError):
     """Too many episodes in a row ended without a label: GOLF cannot make progress."""
-
-
-@dataclass
-class GolfConfig:
-    """Knobs of the GOLF loop. Defaults are the official code's where it has one; its values for the
-    paper's run (``scripts/training/run_training_GOLF_10k.sh``) are ``golf.presets.GOLF_PRESETS["paper"]``.
-
-    Attributes:
-        budget: genuine-oracle calls to spend (successful or failed).
-        n_parallel: episodes relaxed at once; also the size of a round (paper 120).
-        max_episode_steps: optimizer steps before an episode ends (paper 100).
-        utd_ratio: NNP updates per new label (paper 50).
-        initial_conf_pct: share of every training batch drawn from D0 (paper 0.1).
-        batch_size: training batch size (paper 64); no training until this many labels exist.
-        conf_optimizer: L-BFGS preset driving the episodes ("lbfgs-golf": the paper's optimizer).
-        cadence: "block" (official: rounds of n_parallel labels, then n_parallel * utd_ratio
-            updates) or "stream" (utd_ratio updates per label as it arrives).
-        max_pending: "stream" only: genuine-oracle calls in flight (0: twice the executor's workers).
-        max_force_norm: labels whose force-matrix norm reaches this (eV/A) are stored but kept out
-            of the replay buffer.
-        max_surrogate_energy: an ended episode whose MMFF energy after the step reaches this (eV)
-            sends no label.
-        max_unlabelled_episodes: the loop gives up (``GolfStalled``) when this many episodes in a
-            row end without a label (absurd surrogate energy or a non-finite NNP step): the NNP
-            breaks every structure it relaxes and would never be trained (golf's guard; the
-            official loop has none and would run forever).
-        seed: seeds the episode sampler and the replay sampler.
-        trigger: what sends a conformation to the genuine oracle: "surrogate" (official), "signal" or
-            "both" (module docstring).
-        signal_threshold: the trust signal (eV) from which "signal"/"both" label a step-limit conformation.
-    """
-
-    budget: int = 200
-    n_parallel: int = 16
-    max_episode_steps: int = 100
-    utd_ratio: int = 10
-    initial_conf_pct: float = 0.1
-    batch_size: int = 32
-    conf_optimizer: str = "lbfgs-golf"
-    cadence: str = "block"
-    max_pending: int = 0
-    max_force_norm: float = MAX_FORCE_NORM
-    max_surrogate_energy: float = MAX_SURROGATE_ENERGY
-    max_unlabelled_episodes: int = 1000
-    seed: int = 0
-    trigger: str = "surrogate"
-    signal_threshold: float = SIGNAL_THRESHOLD
-
-    def __post_init__(self) -> None:
-        if self.cadence not in CADENCES:
-            raise ValueError(f"unknown cadence {self.cadence!r}; choose one of {', '.join(CADENCES)}")
-        if self.trigger not in TRIGGERS:
-            raise ValueError(f"unknown trigger {self.trigger!r}; choose one of {', '.join(TRIGGERS)}")
-        if not 0.0 <= self.signal_threshold < float("inf"):
-            raise ValueError(f"signal_threshold must be a finite number >= 0 (eV), got {self.signal_threshold}")
 
 
 @dataclass
@@ -158,11 +94,11 @@ class GolfLoop:
 
     Args:
         provider: NNP energy-and-forces callable for the episodes (``golf.models.ModelEnergyForces``).
-        trainer: ``golf.train.Trainer`` of the same model (one ``update`` per call).
+        trainer: ``golf.trainer.Trainer`` of the same model (one ``update`` per call).
         buffer: ``golf.replay.ReplayBuffer`` holding D0 and the new data.
         pool: training conformations episodes start from.
         executor: genuine-oracle ``OracleExecutor``.
-        config: ``GolfConfig``.
+        config: the run's ``golf.presets.GolfTraining`` (the loop reads its ``loop=True`` fields).
         on_result: called for every genuine result as it arrives, BEFORE it is used
             (``on_result(request, result, used)``): the persistence hook.
         on_progress: called once per processed result, after the training it triggered, with the
@@ -180,7 +116,7 @@ class GolfLoop:
         buffer: Any,
         pool: Sequence[Conformation],
         executor: Any,
-        config: GolfConfig,
+        config: GolfTraining,
         on_result: Callable[[LabelRequest, Any, bool], None] | None = None,
         on_progress: Callable[[GolfStats, dict[str, float]], None] | None = None,
         stats: GolfStats | None = None,

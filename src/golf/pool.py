@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from golf.chem import quiet_rdkit
 from golf.conformation import SUPPORTED_ELEMENTS
-from golf.errors import InputError
+from golf.errors import InputError, SettingError
 from golf.presets import Molecules
 
 #: Default heavy-atom range of the NCI pool (``golf.presets.Molecules``).
@@ -121,7 +121,7 @@ def nci_pool(
         molecule the file lists under several NCI ids keeps the first; mol_id is the NCI id.
     """
     if min_heavy > max_heavy:
-        raise InputError(f"--min-heavy {min_heavy} is larger than --max-heavy {max_heavy}")
+        raise SettingError("min_heavy", f"{min_heavy} is larger than max_heavy {max_heavy}")
     return list(_nci_pool_cached(int(min_heavy), int(max_heavy)))
 
 

@@ -6,15 +6,158 @@ left out keeps the value here). Presets are named instances: ``TRAIN_PRESETS`` (
 (Tsypin et al. 2024) are written once, in the "paper" training and GOLF presets, and the "paper"
 experiment is built from them.
 
+Each setting is declared once: a dataclass field with its default and its check (``setting(default,
+check)``); ``__post_init__`` runs the checks and raises ``golf.errors.SettingError`` naming the FIELD
+(the command line maps fields to its options). ``check_value`` checks one field's value
+alone (the CLI checks an option where it is parsed).
+
 Light on purpose (no torch, no RDKit): ``golf --help`` imports it. Units: eV, Angstrom, eV/Angstrom.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-from golf.metrics import DEFAULT_STEPS
+from golf.errors import SettingError
+from golf.evaluation.metrics import DEFAULT_STEPS
+from golf.thresholds import ORACLE_FMAX
+from golf.trust import SIGNAL_THRESHOLD, TRIGGERS
+from golf.units import HARTREE_TO_EV, KCAL_MOL_TO_EV
+
+# ------------------------------------------------------------------------------------------ checks
+# A check returns why a value is impossible (None: fine); ``kind`` is the type an option's text parses to.
+
+Check = Callable[[Any], "str | None"]
+
+
+def _check(kind: type, test: Callable[[Any], bool], why: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if test(value) else why.format(value=value)
+
+    check.kind = kind  # type: ignore[attr-defined]
+    return check
+
+
+#: counts (workers, batch sizes, conformers, budgets): an integer >= 1
+COUNT = _check(int, lambda v: v >= 1, "must be at least 1, got {value}")
+#: step limits and other integers that may be 0
+STEPS = _check(int, lambda v: v >= 0, "must be 0 or more, got {value}")
+#: thresholds and weights: a number >= 0
+NONNEGATIVE = _check(float, lambda v: v >= 0, "must be 0 or more, got {value:g}")
+#: rates and lengths: a number > 0
+POSITIVE = _check(float, lambda v: v > 0, "must be positive, got {value:g}")
+#: a force threshold (eV/A)
+FORCE = _check(float, lambda v: v > 0, "must be a positive force in eV/A, got {value:g}")
+#: a time limit (s)
+SECONDS = _check(float, lambda v: v > 0, "must be a positive number of seconds, got {value:g}")
+#: a share of the data held out: 0 <= value < 1
+FRACTION = _check(float, lambda v: 0 <= v < 1, "must be at least 0 and below 1, got {value:g}")
+#: a share of a batch: 0 <= value <= 1
+SHARE = _check(float, lambda v: 0 <= v <= 1, "must be between 0 and 1, got {value:g}")
+#: any finite number
+NUMBER = _check(float, lambda v: True, "")
+#: any integer
+INTEGER = _check(int, lambda v: True, "")
+
+#: Largest ``displacement`` (standard deviation in Angstrom of the Gaussian noise added to generated
+#: conformers). The paper perturbs by a few tenths of an Angstrom; beyond 1 Angstrom bonds break and
+#: the labels are MeV-scale energies of fragments, not training data.
+MAX_DISPLACEMENT = 1.0
+DISPLACEMENT = _check(float, lambda v: 0.0 <= v <= MAX_DISPLACEMENT,
+                      f"must be between 0 and {MAX_DISPLACEMENT:g} Angstrom, got {{value:g}} "
+                      "(larger displacements break bonds)")
+
+
+def one_of(choices: tuple[str, ...]) -> Check:
+    """A name from ``choices``."""
+    return _check(str, lambda v: v in choices, f"unknown value {{value!r}}; choose one of {', '.join(choices)}")
+
+
+def _device_problem(text: Any) -> str | None:
+    """Why ``text`` is not a torch device of this machine (torch imported only for a GPU name)."""
+    name = str(text).strip().lower()
+    if name in ("auto", "cpu"):
+        return None
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        return f"unknown device {text!r} (use auto, cpu, cuda, cuda:N)"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"{text!r}: CUDA is not available on this machine (use cpu)"
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            return f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            return f"{text!r}: MPS is not available on this machine (use cpu)"
+    elif dev.type != "cpu":
+        return f"unsupported device {text!r} (use auto, cpu, cuda, cuda:N)"
+    return None
+
+
+def _scheduler_problem(text: Any) -> str | None:
+    """Why ``text`` is not a Dask scheduler address (form only)."""
+    from golf.errors import InputError
+    from golf.oracles.executors.dask import check_scheduler_address
+
+    try:
+        check_scheduler_address(str(text))
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
+DEVICE: Check = _device_problem
+DEVICE.kind = str  # type: ignore[attr-defined]
+DEVICE.normalize = lambda text: text.strip().lower()  # type: ignore[attr-defined]
+SCHEDULER: Check = _scheduler_problem
+SCHEDULER.kind = str  # type: ignore[attr-defined]
+SCHEDULER.normalize = str.strip  # type: ignore[attr-defined]
+
+
+def setting(default: Any = dataclasses.MISSING, check: Check | None = None, *, loop: bool = False,
+            factory: Callable[[], Any] | None = None) -> Any:
+    """A settings field: its default, its check (None is always allowed where the default is None) and,
+    for ``GolfTraining``, whether the GOLF loop reads it (``loop``: part of a run's identity)."""
+    meta = {"check": check, "loop": loop}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def check_value(cls: type, name: str, value: Any) -> Any:
+    """``value`` for field ``name`` of settings class ``cls``, checked alone (SettingError naming the
+    field when impossible); non-finite numbers are never a setting."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    check = f.metadata.get("check")
+    if value is None or check is None:
+        return value
+    if isinstance(value, numbers.Real) and not math.isfinite(value):
+        raise SettingError(name, f"must be a finite number, got {value}")
+    kind = getattr(check, "kind", None)
+    if kind in (int, float) and (isinstance(value, bool) or
+                                 not isinstance(value, numbers.Integral if kind is int else numbers.Real)):
+        raise SettingError(name, f"expected {'an integer' if check.kind is int else 'a number'}, got {value!r}")
+    problem = check(value)
+    if problem:
+        raise SettingError(name, problem)
+    return value
+
+
+def check_settings(obj: Any) -> None:
+    """Check every field of a settings dataclass instance (``__post_init__``)."""
+    for f in dataclasses.fields(obj):
+        check_value(type(obj), f.name, getattr(obj, f.name))
+
+
+def field_check(cls: type, name: str) -> Check | None:
+    """The check of a settings field (the CLI parses an option's text to its ``kind``)."""
+    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("check")
 
 # ------------------------------------------------------------------------------------------ data
 
@@ -38,16 +181,21 @@ class Molecules:
 
     smiles: str | None = None
     input: str | None = None
-    molecules: int | None = None
-    min_heavy: int = 8
-    max_heavy: int = 30
-    split: str = "train"
-    test_fraction: float = 0.2
-    conformers: int = 1
-    displacement: float = 0.0
-    seed: int = 0
-    charge: int | None = None
-    multiplicity: int | None = None
+    molecules: int | None = setting(None, COUNT)
+    min_heavy: int = setting(8, STEPS)
+    max_heavy: int = setting(30, STEPS)
+    split: str = setting("train", one_of(("train", "test", "all")))
+    test_fraction: float = setting(0.2, FRACTION)
+    conformers: int = setting(1, COUNT)
+    displacement: float = setting(0.0, DISPLACEMENT)
+    seed: int = setting(0, INTEGER)
+    charge: int | None = setting(None, INTEGER)
+    multiplicity: int | None = setting(None, COUNT)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        if self.min_heavy > self.max_heavy:
+            raise SettingError("min_heavy", f"{self.min_heavy} is larger than max_heavy {self.max_heavy}")
 
 
 #: Pool molecules ``golf data build`` labels when the number is not given.
@@ -76,19 +224,25 @@ class OracleRun:
 
     oracle: str = "xtb"
     settings: dict[str, Any] = field(default_factory=dict)
-    executor: str = "local"
-    workers: int = 2
-    threads_per_worker: int = 1
-    scheduler: str | None = None
-    timeout: float | None = None
+    executor: str = setting("local", one_of(EXECUTORS))
+    workers: int = setting(2, COUNT)
+    threads_per_worker: int = setting(1, COUNT)
+    scheduler: str | None = setting(None, SCHEDULER)
+    timeout: float | None = setting(None, SECONDS)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 @dataclass(frozen=True)
 class Relaxation:
     """Oracle relaxations (reference optima, trajectories): converged when max |F| < ``fmax`` eV/A."""
 
-    fmax: float = 0.01
-    max_steps: int = 500
+    fmax: float = setting(ORACLE_FMAX, FORCE)
+    max_steps: int = setting(500, STEPS)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -105,22 +259,25 @@ class Training:
         val_fraction: share of molecules held out for validation; seed; device.
     """
 
-    model: str = "painn"
-    features: int = 64
-    interactions: int = 3
-    cutoff: float = 5.0
-    n_rbf: int = 20
-    lr: float = 5e-4
-    lr_min: float = 1e-5
-    batch_size: int = 32
-    clip: float = 1.0
-    epochs: int = 30
-    weight_decay: float = 0.0
-    w_energy: float = 0.01
-    w_forces: float = 0.99
-    val_fraction: float = 0.1
-    seed: int = 0
-    device: str = "cpu"
+    model: str = setting("painn", one_of(("painn", "schnet")))
+    features: int = setting(64, COUNT)
+    interactions: int = setting(3, COUNT)
+    cutoff: float = setting(5.0, POSITIVE)
+    n_rbf: int = setting(20, COUNT)
+    lr: float = setting(5e-4, POSITIVE)
+    lr_min: float = setting(1e-5, NONNEGATIVE)
+    batch_size: int = setting(32, COUNT)
+    clip: float = setting(1.0, NONNEGATIVE)
+    epochs: int = setting(30, COUNT)
+    weight_decay: float = setting(0.0, NONNEGATIVE)
+    w_energy: float = setting(0.01, NONNEGATIVE)
+    w_forces: float = setting(0.99, NONNEGATIVE)
+    val_fraction: float = setting(0.1, FRACTION)
+    seed: int = setting(0, INTEGER)
+    device: str = setting("cpu", DEVICE)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 #: "paper": PaiNN 128 x 3, cutoff 5 A, 50 RBF, Adam 1e-4 cosine, batch 64, clip 1.0, loss 0.99 forces
@@ -133,54 +290,98 @@ TRAIN_PRESETS: dict[str, Training] = {
 DEFAULT_TRAIN_PRESET = "quick"
 
 
+#: The official ``env/wrappers.py`` ``RDKIT_ENERGY_THRESH``: no genuine label when the MMFF energy
+#: after the step is at or above 300 kcal/mol (eV here).
+MAX_SURROGATE_ENERGY: float = 300.0 * KCAL_MOL_TO_EV
+#: The official ``GOLF/replay_buffer.py`` ``NORM_THRESHOLD``: a label whose force matrix has a
+#: Frobenius norm of 10.5 Hartree/A or more stays out of the replay buffer (eV/A here).
+MAX_FORCE_NORM: float = 10.5 * HARTREE_TO_EV
+#: How the GOLF loop paces its oracle calls and updates (``golf.loop``).
+CADENCES = ("block", "stream")
+
+
 @dataclass(frozen=True)
 class GolfTraining:
-    """A GOLF run (``golf train --golf``): the loop's knobs and its trainer's.
+    """A GOLF run (``golf train --golf``, ``golf adapt``, ``golf run``): the loop's settings
+    (``golf.loop.GolfLoop`` takes this object), its trainer's and the run's.
 
-    Loop knobs (``golf.loop.GolfConfig``, which states their defaults; None keeps them): budget
-    (genuine-oracle calls), n_parallel, max_episode_steps, utd_ratio, initial_conf_pct, batch_size,
-    seed, conf_optimizer, cadence ("block" official, "stream"), max_pending, max_force_norm (eV/A),
-    max_surrogate_energy (eV), trigger ("surrogate" official, "signal", "both"), signal_threshold (eV). Trainer: lr, lr_min (None: lr / 1000, the official schedule's end), clip,
-    w_energy, w_forces. generic_share: fraction of every replay batch drawn from generic conformations
-    (``train_golf``'s ``generic``; 0 = the official buffer). Run: eval_fraction (held-out molecules of D0),
-    eval_every / checkpoint_every (oracle calls), snapshots (oracle-call counts at which the model is also
-    saved as ``model-at-<calls>.pt``: points of the cost-quality curve from one run), device.
+    Loop defaults are the official code's where it has one; its values for the paper's run
+    (``scripts/training/run_training_GOLF_10k.sh``) are ``GOLF_PRESETS["paper"]``. The fields marked
+    ``loop=True`` are what the loop reads (a run's identity, ``golf.runs.golf``).
+
+    Attributes:
+        budget: genuine-oracle calls to spend (successful or failed).
+        n_parallel: episodes relaxed at once; also the size of a round (paper 120).
+        max_episode_steps: optimizer steps before an episode ends (paper 100).
+        utd_ratio: NNP updates per new label (paper 50).
+        initial_conf_pct: share of every training batch drawn from D0 (paper 0.1).
+        batch_size: training batch size (paper 64); no training until this many labels exist.
+        conf_optimizer: L-BFGS preset driving the episodes ("lbfgs-golf": the paper's optimizer).
+        cadence: "block" (official: rounds of n_parallel labels, then n_parallel * utd_ratio
+            updates) or "stream" (utd_ratio updates per label as it arrives).
+        max_pending: "stream" only: genuine-oracle calls in flight (0: twice the executor's workers).
+        max_force_norm: labels whose force-matrix norm reaches this (eV/A) are stored but kept out
+            of the replay buffer.
+        max_surrogate_energy: an ended episode whose MMFF energy after the step reaches this (eV)
+            sends no label.
+        max_unlabelled_episodes: the loop gives up (``GolfStalled``) when this many episodes in a
+            row end without a label (absurd surrogate energy or a non-finite NNP step): the NNP
+            breaks every structure it relaxes and would never be trained (golf's guard; the
+            official loop has none and would run forever).
+        seed: seeds the episode sampler, the replay sampler and the held-out split.
+        trigger: what sends a conformation to the genuine oracle: "surrogate" (official), "signal" or
+            "both" (``golf.loop``).
+        signal_threshold: the trust signal (eV) from which "signal"/"both" label a step-limit conformation.
+        lr, lr_min (None: lr / 1000, the official schedule's end), clip, w_energy, w_forces: the trainer.
+        generic_share: fraction of every replay batch drawn from generic conformations (``train_golf``'s
+            ``generic``; 0 = the official buffer); at most 1 - initial_conf_pct.
+        eval_fraction: held-out molecules of D0; eval_every / checkpoint_every: oracle calls between
+            held-out evaluations / checkpoints; snapshots: oracle-call counts at which the model is also
+            saved as ``model-at-<calls>.pt`` (points of the cost-quality curve from one run); device.
     """
 
-    budget: int | None = None
-    n_parallel: int | None = None
-    max_episode_steps: int | None = None
-    utd_ratio: int | None = None
-    initial_conf_pct: float | None = None
-    batch_size: int | None = None
-    seed: int | None = None
-    conf_optimizer: str | None = None
-    cadence: str | None = None
-    max_pending: int | None = None
-    max_force_norm: float | None = None
-    max_surrogate_energy: float | None = None
-    trigger: str | None = None
-    signal_threshold: float | None = None
-    lr: float = TRAIN_PRESETS["paper"].lr  # the official run_training_GOLF_10k.sh --lr 1e-4: GOLF fine-tunes
-    lr_min: float | None = None
-    clip: float = 1.0
-    w_energy: float = Training.w_energy
-    w_forces: float = Training.w_forces
-    generic_share: float = 0.0
-    eval_fraction: float = 0.1
-    eval_every: int = 50
-    checkpoint_every: int = 25
+    budget: int = setting(200, COUNT, loop=True)
+    n_parallel: int = setting(16, COUNT, loop=True)
+    max_episode_steps: int = setting(100, COUNT, loop=True)
+    utd_ratio: int = setting(10, STEPS, loop=True)
+    initial_conf_pct: float = setting(0.1, SHARE, loop=True)
+    batch_size: int = setting(32, COUNT, loop=True)
+    conf_optimizer: str = setting("lbfgs-golf", None, loop=True)
+    cadence: str = setting("block", one_of(CADENCES), loop=True)
+    max_pending: int = setting(0, STEPS, loop=True)
+    max_force_norm: float = setting(MAX_FORCE_NORM, POSITIVE, loop=True)
+    max_surrogate_energy: float = setting(MAX_SURROGATE_ENERGY, NUMBER, loop=True)
+    max_unlabelled_episodes: int = setting(1000, COUNT, loop=True)
+    seed: int = setting(0, INTEGER, loop=True)
+    trigger: str = setting("surrogate", one_of(TRIGGERS), loop=True)
+    signal_threshold: float = setting(SIGNAL_THRESHOLD, NONNEGATIVE, loop=True)
+    lr: float = setting(1e-4, POSITIVE)  # the official run_training_GOLF_10k.sh --lr 1e-4: GOLF fine-tunes
+    lr_min: float | None = setting(None, NONNEGATIVE)
+    clip: float = setting(1.0, NONNEGATIVE)
+    w_energy: float = setting(0.01, NONNEGATIVE)
+    w_forces: float = setting(0.99, NONNEGATIVE)
+    generic_share: float = setting(0.0, SHARE)
+    eval_fraction: float = setting(0.1, FRACTION)
+    eval_every: int = setting(50, COUNT)
+    checkpoint_every: int = setting(25, COUNT)
     snapshots: tuple[int, ...] = ()
-    device: str = "cpu"
+    device: str = setting("cpu", DEVICE)
 
-    #: the fields that are ``GolfConfig`` knobs
-    LOOP_KNOBS = ("budget", "n_parallel", "max_episode_steps", "utd_ratio", "initial_conf_pct", "batch_size",
-                  "seed", "conf_optimizer", "cadence", "max_pending", "max_force_norm", "max_surrogate_energy",
-                  "trigger", "signal_threshold")
+    def __post_init__(self) -> None:
+        check_settings(self)
+        if any(not isinstance(n, numbers.Integral) or n < 1 for n in self.snapshots):
+            raise SettingError("snapshots", f"oracle-call counts must be at least 1, got {self.snapshots}")
+        if self.generic_share > 1.0 - self.initial_conf_pct:
+            raise SettingError("generic_share", f"must be at most 1 - initial_conf_pct = "
+                               f"{1.0 - self.initial_conf_pct:g}, got {self.generic_share:g}")
+
+    def loop_settings(self) -> dict[str, Any]:
+        """The settings the loop reads (the ``golf`` entry of a run's config.json), by name."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("loop")}
 
 
 _PAPER_TRAIN = TRAIN_PRESETS["paper"]
-#: "paper": Tsypin et al. 2024 (GOLF-10k). "quick": the default (the loop's own defaults).
+#: "paper": Tsypin et al. 2024 (GOLF-10k). "quick": the default (the defaults above).
 GOLF_PRESETS: dict[str, GolfTraining] = {
     "paper": GolfTraining(budget=10000, n_parallel=120, max_episode_steps=100, utd_ratio=50, initial_conf_pct=0.1,
                           batch_size=_PAPER_TRAIN.batch_size, lr=_PAPER_TRAIN.lr),
@@ -205,12 +406,17 @@ class Evaluation:
 
     steps: tuple[int, ...] = DEFAULT_STEPS
     optimizer: str = "lbfgs-golf"  # the paper's evaluation
-    fmax: float | None = None
-    batch_size: int | None = None
-    device: str = "cpu"
-    threads: int | None = None
-    limit: int | None = None
+    fmax: float | None = setting(None, FORCE)
+    batch_size: int | None = setting(None, COUNT)
+    device: str = setting("cpu", DEVICE)
+    threads: int | None = setting(None, COUNT)
+    limit: int | None = setting(None, COUNT)
     mmff: bool = False
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        if not self.steps or any(not isinstance(t, numbers.Integral) or t < 1 for t in self.steps):
+            raise SettingError("steps", f"expected integers >= 1, got {self.steps}")
 
 
 # ------------------------------------------------------------------------------------------ golf run
@@ -265,7 +471,7 @@ class Experiment:
 
     def __post_init__(self) -> None:
         if not self.seeds or self.seeds[0] != 0 or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            raise ValueError(f"seeds must be distinct offsets >= 0 starting with 0, got {self.seeds}")
+            raise SettingError("seeds", f"must be distinct offsets >= 0 starting with 0, got {self.seeds}")
 
 
 _PAPER_GOLF = GOLF_PRESETS["paper"]

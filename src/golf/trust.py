@@ -58,10 +58,10 @@ def _mol_and_props(conf: Conformation, cache: dict[str, Any]) -> tuple[Any, Any]
 
 
 def _fell_apart(conf: Conformation, mol: Any) -> bool:
-    """More fragments at the coordinates than the bond graph has (``golf.evaluate``'s criterion)."""
+    """More fragments at the coordinates than the bond graph has (``golf.evaluation.scoring``'s criterion)."""
     from rdkit import Chem
 
-    from golf.evaluate import n_fragments
+    from golf.conformation import n_fragments
 
     return n_fragments(conf.numbers, conf.positions) > len(Chem.GetMolFrags(mol))
 

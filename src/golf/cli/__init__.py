@@ -2,14 +2,15 @@
 each with ``add_arguments(parser)`` and ``run(args) -> int``. Heavy imports (torch, RDKit,
 oracle backends) happen inside ``run`` so ``golf --help`` is instant.
 
-Before a command runs, ``golf.runs.guard`` refuses an output that is one of its inputs or is given
+Before a command runs, ``golf.runs.guard`` (given the command's paths by ``golf.cli._paths``) refuses an output that is one of its inputs or is given
 twice, or that would replace (or append to) an existing database of another kind, checks the
 databases it reads, and locks its outputs, the implicit ones (summaries, failure logs, run
 directories) included, against a second golf process until it ends. Outputs are written atomically;
 an output that is a symlink is written through to its target (the link stays), and a replaced file
 keeps its mode.
 A ``GolfError`` raised anywhere becomes one line on stderr and exit code 2, as does a bad option
-(validated where it is parsed, the same in every command: ``golf.cli._types``) and an output the
+(validated where it is parsed by the check of the settings field it sets, the same in every command,
+or reported on its option when a settings object refuses it later: ``golf.cli._types``) and an output the
 machine will not take (disk full, quota, read-only, no permission: ``golf.io.writing``, or caught
 here when a writer did not name its path); Ctrl-C exits 130.
 Batch commands (``predict``, ``optimize``) report each structure they skip or fail on one stderr line,
@@ -39,7 +40,7 @@ TORCH_COMMANDS = frozenset({"predict", "optimize", "train", "evaluate", "run", "
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from golf.cli._types import GolfArgumentParser, install
+    from golf.cli._types import LEGACY_COMMANDS, GolfArgumentParser, install
 
     parser = GolfArgumentParser(
         prog="golf",
@@ -56,13 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
-    install(parser)
+        p.set_defaults(_run=module.run, _paths=getattr(module, "paths", None))
+        if name in LEGACY_COMMANDS:
+            install(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from golf.errors import GolfError
+    from golf.errors import GolfError, RunExists, SettingError
 
     parser = build_parser()
     try:
@@ -86,10 +88,18 @@ def main(argv: list[str] | None = None) -> int:
 
         tune_cpu_allocator()  # long CPU jobs: keep freed pair tensors instead of re-faulting them
     try:
-        from golf.runs.guard import guard_command
+        from golf.cli._paths import guard
 
-        with guard_command(args):  # output != input, intact databases, one process per output
+        with guard(args):  # output != input, intact databases, one process per output
             return int(args._run(args) or 0)
+    except RunExists as exc:  # the library names the run; how to go on is the command line's
+        print(f"golf {args.command}: error: {exc}; continue it with --resume or choose another --out", file=sys.stderr)
+        return 2
+    except SettingError as exc:  # a settings field: reported on its option
+        from golf.cli._types import setting_error
+
+        print(setting_error(args.command, exc, args), file=sys.stderr)
+        return 2
     except GolfError as exc:
         print(f"golf {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -111,7 +121,7 @@ def _failed_write(args: argparse.Namespace, exc: BaseException, cause: str) -> s
     filename = getattr(exc, "filename", None)
     if filename:
         return f"{filename}: {cause}"
-    from golf.runs.guard import command_paths
+    from golf.cli._paths import command_paths
 
     outputs = [o.path for o in command_paths(args)[1]]
     return f"cannot write {' or '.join(outputs) or 'the output'}: {cause}"

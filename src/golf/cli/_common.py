@@ -11,7 +11,8 @@ import json
 import math
 from typing import Any, TypeVar
 
-from golf.presets import EXECUTORS, Molecules, OracleRun, Relaxation
+from golf.cli._types import nonnegative_float, setting_type
+from golf.presets import EXECUTORS, MAX_DISPLACEMENT, GolfTraining, Molecules, OracleRun, Relaxation
 
 T = TypeVar("T")
 
@@ -41,25 +42,25 @@ def add_molecule_args(p: argparse.ArgumentParser, defaults: Molecules, default_m
                      help="SMILES file (.smi/.txt: SMILES [id] per line; .csv with a 'smiles' column); "
                           "a line without an integer id gets one that no line of the file uses")
     src.add_argument("--input", metavar="FILE", help="structures: .sdf/.mol, .xyz/.extxyz (bonds perceived), .db (ASE), or SMILES")
-    g.add_argument("--molecules", type=int, default=None, metavar="N",
+    g.add_argument("--molecules", type=setting_type(Molecules, "molecules"), default=None, metavar="N",
                    help=f"number of pool molecules (default: {default_molecules})")
-    g.add_argument("--min-heavy", type=int, default=None, metavar="K",
+    g.add_argument("--min-heavy", type=setting_type(Molecules, "min_heavy"), default=None, metavar="K",
                    help=f"pool: minimum heavy atoms (default {defaults.min_heavy})")
-    g.add_argument("--max-heavy", type=int, default=None, metavar="K",
+    g.add_argument("--max-heavy", type=setting_type(Molecules, "max_heavy"), default=None, metavar="K",
                    help=f"pool: maximum heavy atoms (default {defaults.max_heavy})")
     g.add_argument("--split", choices=("train", "test", "all"), default=None,
                    help=f"pool: which split (by molecule) to draw from (default {defaults.split})")
-    g.add_argument("--test-fraction", type=float, default=None,
+    g.add_argument("--test-fraction", type=setting_type(Molecules, "test_fraction"), default=None,
                    help=f"pool: fraction of molecules in the test split (default {defaults.test_fraction})")
-    g.add_argument("--conformers", type=int, default=None, metavar="K",
+    g.add_argument("--conformers", type=setting_type(Molecules, "conformers"), default=None, metavar="K",
                    help=f"ETKDGv3 conformers per molecule for SMILES/pool input (default {defaults.conformers})")
-    g.add_argument("--displacement", type=float, default=None, metavar="A",
+    g.add_argument("--displacement", type=setting_type(Molecules, "displacement"), default=None, metavar="A",
                    help="std (Angstrom) of a random Gaussian displacement of generated conformers "
-                        f"(default {defaults.displacement:g})")
-    g.add_argument("--seed", type=int, default=None,
+                        f"(at most {MAX_DISPLACEMENT:g}; default {defaults.displacement:g})")
+    g.add_argument("--seed", type=setting_type(Molecules, "seed"), default=None,
                    help=f"seed of the split, molecule order, ETKDG and displacement (default {defaults.seed})")
-    g.add_argument("--charge", type=int, default=None, help="total charge (required for charged molecules; XYZ bonds perceived with it)")
-    g.add_argument("--multiplicity", type=int, default=None, help="spin multiplicity 2S+1 (required for radicals)")
+    g.add_argument("--charge", type=setting_type(Molecules, "charge"), default=None, help="total charge (required for charged molecules; XYZ bonds perceived with it)")
+    g.add_argument("--multiplicity", type=setting_type(Molecules, "multiplicity"), default=None, help="spin multiplicity 2S+1 (required for radicals)")
 
 
 def add_oracle_args(p: argparse.ArgumentParser, default: str | None = OracleRun.oracle) -> None:
@@ -68,7 +69,7 @@ def add_oracle_args(p: argparse.ArgumentParser, default: str | None = OracleRun.
                    help=f"mmff, xtb (GFN2-xTB via tblite) or dft (PySCF){f' (default {default})' if default else ''}")
     g.add_argument("--xtb-method", default=None, help="xtb: GFN2-xTB (default) or GFN1-xTB")
     g.add_argument("--xtb-accuracy", type=float, default=None, help="xtb: tblite accuracy (default 1.0)")
-    g.add_argument("--xtb-temperature", type=float, default=None, help="xtb: electronic temperature in K (default 300)")
+    g.add_argument("--xtb-temperature", type=nonnegative_float, default=None, help="xtb: electronic temperature in K (default 300)")
     g.add_argument("--dft-xc", default=None, help="dft: functional (default wb97x-d: wB97X-D with its Chai-Head-Gordon dispersion; wb97x-d3bj also)")
     g.add_argument("--dft-basis", default=None, help="dft: basis set (default def2-svp)")
     g.add_argument("--oracle-option", action="append", default=[], metavar="KEY=VALUE",
@@ -80,20 +81,20 @@ def add_executor_args(p: argparse.ArgumentParser, threads: bool = True) -> None:
     g = p.add_argument_group("execution")
     g.add_argument("--executor", choices=EXECUTORS, default=None,
                    help=f"local: spawned process pool; serial: in this process; dask: a Dask cluster (default {d.executor})")
-    g.add_argument("--workers", type=int, default=None, help=f"number of worker processes (default {d.workers})")
+    g.add_argument("--workers", type=setting_type(OracleRun, "workers"), default=None, help=f"number of worker processes (default {d.workers})")
     if threads:
-        g.add_argument("--threads-per-worker", type=int, default=None,
+        g.add_argument("--threads-per-worker", type=setting_type(OracleRun, "threads_per_worker"), default=None,
                        help=f"OpenMP threads per worker (default {d.threads_per_worker})")
-    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+    g.add_argument("--scheduler", type=setting_type(OracleRun, "scheduler"), default=None, metavar="ADDRESS",
                    help="dask scheduler address (default: $DASK_SCHEDULER_ADDRESS or a local cluster)")
-    g.add_argument("--timeout", type=float, default=None, metavar="S", help="per-call timeout in seconds")
+    g.add_argument("--timeout", type=setting_type(OracleRun, "timeout"), default=None, metavar="S", help="per-call timeout in seconds")
 
 
 def add_relax_args(p: argparse.ArgumentParser) -> None:
     d = Relaxation()
     g = p.add_argument_group("relaxation")
-    g.add_argument("--fmax", type=float, default=None, help=f"convergence: max |force| in eV/A (default {d.fmax})")
-    g.add_argument("--max-steps", type=int, default=None, help=f"optimizer step limit (default {d.max_steps})")
+    g.add_argument("--fmax", type=setting_type(Relaxation, "fmax"), default=None, help=f"convergence: max |force| in eV/A (default {d.fmax})")
+    g.add_argument("--max-steps", type=setting_type(Relaxation, "max_steps"), default=None, help=f"optimizer step limit (default {d.max_steps})")
 
 
 def parse_value(text: str) -> Any:
@@ -140,6 +141,6 @@ def add_trigger_args(g: argparse._ArgumentGroup) -> None:
                    help="what sends a conformation to the oracle: surrogate (official: MMFF energy rose, or the step "
                         "limit), signal (episodes run to the step limit; labelled when the trust signal reaches "
                         "--signal-threshold), both (the surrogate rule; step-limit labels only when the signal reaches it)")
-    g.add_argument("--signal-threshold", type=float, default=None, metavar="EV",
+    g.add_argument("--signal-threshold", type=setting_type(GolfTraining, "signal_threshold"), default=None, metavar="EV",
                    help=f"trust signal (MMFF94 energy drop, eV) from which the signal/both triggers label "
                         f"(default {SIGNAL_THRESHOLD:.4f} eV = 2 kcal/mol)")

@@ -1,10 +1,16 @@
 """Option values checked where they are parsed, the same way in every command.
 
-``install(parser)`` gives every option whose destination is in ``TYPES`` its validator (argparse
-``type=``), whichever command defines it, so ``--workers 0`` or ``--fmax nan`` is refused by
-``optimize``, ``train``, ``data ...`` alike, before any work; every other ``type=float`` option gets
-``finite_float``: no option takes NaN or infinity. ``GolfArgumentParser`` prints an
-argparse error as one line, ``golf CMD: error: argument --fmax: ...``, and exits 2.
+An option that sets a field of a ``golf.presets`` settings dataclass is declared with
+``type=setting_type(SettingsClass, "field")``: its text is parsed to the field's kind and checked by the
+field's own check (declared once, in the dataclass), so ``--workers 0`` is refused by every command that
+has it, before any work. That declaration is the map from fields to options: a ``SettingError`` raised
+later (a check across fields, a settings object built by the command) is reported on the option whose dest
+is the field (``setting_error``). ``GolfArgumentParser`` parses every ``type=float`` option with
+``finite_float`` (no option takes NaN or infinity) and prints an argparse error as one line,
+``golf CMD: error: argument --fmax: ...``, exiting 2.
+
+``install`` is the older mechanism, kept for the commands that do not declare settings yet
+(``LEGACY_COMMANDS``): it gives their options whose dest is in ``TYPES`` a validator by name.
 """
 from __future__ import annotations
 
@@ -12,10 +18,10 @@ import argparse
 import math
 from typing import Any, Callable, NoReturn
 
-#: Largest ``--displacement`` (standard deviation in Angstrom of the Gaussian noise added to generated
-#: conformers). The paper perturbs by a few tenths of an Angstrom; beyond 1 Angstrom bonds break and
-#: the labels are MeV-scale energies of fragments, not training data.
-MAX_DISPLACEMENT = 1.0
+from golf.presets import check_value, field_check
+
+#: Commands whose options are still checked by name (``install``); they declare settings in their rework.
+LEGACY_COMMANDS = ("optimize", "predict", "conformers")
 
 
 def _number(text: str, kind: type) -> Any:
@@ -57,32 +63,6 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
-def fraction(text: str) -> float:
-    """A fraction of the data: 0 <= value < 1."""
-    value = _number(text, float)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {value:g}")
-    return value
-
-
-def _positive(text: str, must: str) -> float:
-    """A finite number > 0; ``must`` opens the message when it is not."""
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{must}, got {value:g}")
-    return value
-
-
-def force_threshold(text: str) -> float:
-    """A convergence threshold on the largest atomic force: finite, > 0, in eV/Angstrom."""
-    return _positive(text, "must be a positive force in eV/A")
-
-
-def seconds(text: str) -> float:
-    """A time limit in seconds: finite and > 0."""
-    return _positive(text, "must be a positive number of seconds")
-
-
 def call_counts(text: str) -> tuple[int, ...]:
     """Comma-separated oracle-call counts, each >= 1 (``--snapshots 16,32``)."""
     try:
@@ -94,112 +74,77 @@ def call_counts(text: str) -> tuple[int, ...]:
     return calls
 
 
-def displacement(text: str) -> float:
-    """A displacement standard deviation in Angstrom, 0 <= value <= ``MAX_DISPLACEMENT``."""
-    value = _number(text, float)
-    if not 0.0 <= value <= MAX_DISPLACEMENT:
-        raise argparse.ArgumentTypeError(
-            f"must be between 0 and {MAX_DISPLACEMENT:g} Angstrom, got {value:g} "
-            "(larger displacements break bonds)")
-    return value
+def setting_type(cls: type, name: str) -> Callable[[str], Any]:
+    """The argparse ``type`` of an option that sets field ``name`` of settings class ``cls``: the text
+    parsed to the field's kind, then the field's check (its message becomes the option's error)."""
+    from golf.errors import SettingError
+
+    check = field_check(cls, name)
+    kind = getattr(check, "kind", str)
+
+    def parse(text: str) -> Any:
+        value = _number(text, kind) if kind in (int, float) else getattr(check, "normalize", str)(text)
+        try:
+            return check_value(cls, name, value)
+        except SettingError as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+
+    parse.__name__ = f"{cls.__name__}.{name}"
+    parse.setting = (cls, name)  # type: ignore[attr-defined]
+    return parse
 
 
-def device(text: str) -> str:
-    """A torch device that exists here: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
-
-    torch is imported only for a device other than ``auto``/``cpu``.
-    """
-    name = text.strip().lower()
-    if name in ("auto", "cpu"):
-        return name
-    import torch
-
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"unknown device {text!r} (use auto, cpu, cuda, cuda:N)") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine (use cpu)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise argparse.ArgumentTypeError(
-                f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif dev.type == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine (use cpu)")
-    elif dev.type != "cpu":
-        raise argparse.ArgumentTypeError(f"unsupported device {text!r} (use auto, cpu, cuda, cuda:N)")
-    return name
+def setting_error(command: str, exc: Any, args: argparse.Namespace) -> str:
+    """The one line of a ``SettingError``: on the option whose dest is the field when the command has
+    one (as argparse reports a bad value), else on the field."""
+    if exc.field in vars(args):
+        flag = "--" + exc.field.replace("_", "-")
+        return f"golf {command}: error: argument {flag}: {exc.message} (see golf {command} --help)"
+    return f"golf {command}: error: {exc}"
 
 
-def scheduler_address(text: str) -> str:
-    """A Dask scheduler address, ``[tcp://]HOST[:PORT]`` (form only; see
-    ``golf.oracles.executors.dask.check_scheduler_address``)."""
-    from golf.errors import InputError
-    from golf.oracles.executors.dask import check_scheduler_address
+def _legacy_types() -> dict[str, Callable[[str], Any]]:
+    """argparse dest -> validator of the ``LEGACY_COMMANDS``' own options: the settings fields' checks
+    where a field of that name exists, plain number checks for the rest."""
+    from golf.presets import Molecules, OracleRun, Relaxation, Training
 
-    try:
-        return check_scheduler_address(text)
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-#: argparse destination -> validator, for every command that has the option.
-TYPES: dict[str, Callable[[str], Any]] = {
-    "workers": positive_int,
-    "threads_per_worker": positive_int,
-    "batch_size": positive_int,
-    "conformers": positive_int,
-    "molecules": positive_int,
-    "budget": positive_int,
-    "epochs": positive_int,
-    "n_parallel": positive_int,
-    "seeds": positive_int,
-    "max_steps": nonnegative_int,
-    "fmax": force_threshold,
-    "refine_fmax": force_threshold,
-    "rmsd": nonnegative_float,
-    "energy_threshold": nonnegative_float,
-    "window": nonnegative_float,
-    "signal_threshold": nonnegative_float,
-    "xtb_temperature": nonnegative_float,
-    "test_fraction": fraction,
-    "val_fraction": fraction,
-    "timeout": seconds,
-    "displacement": displacement,
-    "device": device,
-    "scheduler": scheduler_address,
-}
-
-#: the plain argparse type each validator replaces (an option of another kind keeps its own type)
-_REPLACES: dict[Callable[[str], Any], tuple[Any, ...]] = {
-    positive_int: (int,), nonnegative_int: (int,), force_threshold: (float,),
-    seconds: (float, int), displacement: (float,), device: (None, str), nonnegative_float: (float,),
-    fraction: (float,), scheduler_address: (None, str),
-}
+    return {
+        "workers": setting_type(OracleRun, "workers"),
+        "threads_per_worker": setting_type(OracleRun, "threads_per_worker"),
+        "timeout": setting_type(OracleRun, "timeout"),
+        "scheduler": setting_type(OracleRun, "scheduler"),
+        "batch_size": setting_type(Training, "batch_size"),
+        "device": setting_type(Training, "device"),
+        "conformers": setting_type(Molecules, "conformers"),
+        "molecules": setting_type(Molecules, "molecules"),
+        "max_steps": setting_type(Relaxation, "max_steps"),
+        "fmax": setting_type(Relaxation, "fmax"),
+        "refine_fmax": setting_type(Relaxation, "fmax"),
+        "rmsd": nonnegative_float,
+        "energy_threshold": nonnegative_float,
+        "window": nonnegative_float,
+    }
 
 
 def install(parser: argparse.ArgumentParser) -> None:
-    """Give the options of ``parser`` and of all its subcommands their validators from ``TYPES``."""
+    """Give the options of ``parser`` (a ``LEGACY_COMMANDS`` parser) whose dest has a validator in
+    ``_legacy_types`` that validator, where the option is a plain ``int``/``float``/string one."""
+    types = _legacy_types()
     for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in set(action.choices.values()):
-                install(sub)
+        check = types.get(action.dest)
+        if check is None or action.choices is not None or action.nargs not in (None, "?"):
             continue
-        check = TYPES.get(action.dest)
-        if check is None or action.type not in _REPLACES[check]:
-            check = finite_float if action.type is float else None  # no float option takes NaN/inf
-        if check is None or action.choices is not None:
-            continue
-        if check is not finite_float and action.nargs not in (None, "?"):  # flags and lists keep their own handling
-            continue
-        action.type = check
-        if check is displacement and action.help and "at most" not in action.help:
-            action.help = action.help.replace("(default", f"(at most {MAX_DISPLACEMENT:g}; default", 1)
+        if action.type in (None, str, int, float):
+            action.type = check
 
 
 class GolfArgumentParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line: ``golf CMD: error: MSG (see golf CMD --help)``."""
+    """An ``ArgumentParser`` whose errors are one line: ``golf CMD: error: MSG (see golf CMD --help)``,
+    and whose ``type=float`` options refuse NaN and infinity (``finite_float``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("type", float, finite_float)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -15,6 +15,7 @@ import argparse
 
 from golf.cli._batch import PARTIAL
 from golf.cli._common import add_executor_args, add_molecule_args, add_oracle_args, add_relax_args
+from golf.cli._types import positive_int
 from golf.presets import (
     BUILD_MOLECULES,
     BUILD_POOL_MOLECULES,
@@ -67,12 +68,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_molecule_args(p, TRAJECTORY_MOLECULES, "all of the split or file")
     add_oracle_args(p)
     add_relax_args(p)
-    p.add_argument("--budget", type=int, required=True, metavar="N",
+    p.add_argument("--budget", type=positive_int, required=True, metavar="N",
                    help="number of trajectory conformations (oracle calls) to write")
     add_executor_args(p)
     _add_output_args(p, "output trajectory database (.db)")
     p.set_defaults(_data_run=_run_trajectories)
     parser.set_defaults(_data_parser=parser)
+
+
+def paths(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list]:
+    """What a data command reads and writes (``golf.cli._paths``)."""
+    from golf.cli._paths import given
+    from golf.runs.data import DB_KIND, implicit_outputs
+    from golf.runs.guard import Output
+
+    if not getattr(args, "_data_run", None):
+        return [], []
+    inputs = [(p, o) for p, o in ((given(args, "smiles"), "--smiles"), (given(args, "input"), "--input")) if p]
+    out, sub = given(args, "out"), getattr(args, "data_command", None) or ""
+    if not out:
+        return inputs, []
+    return inputs, [Output(out, option="--out", db=DB_KIND.get(sub), append=True), *implicit_outputs(sub, out)]
 
 
 def run(args: argparse.Namespace) -> int:

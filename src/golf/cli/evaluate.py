@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from golf.cli._types import setting_type
 from golf.presets import EXECUTORS, Evaluation, OracleRun
 
 DEFAULT_STEPS = ",".join(str(t) for t in Evaluation.steps)
@@ -34,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mmff", action="store_true", help="also evaluate the RDKit MMFF94 relaxation reference row"
     )
     parser.add_argument("--name", default=None, help="label of the model (default: checkpoint file stem)")
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate only the first N conformations")
+    parser.add_argument("--limit", type=setting_type(Evaluation, "limit"), default=None, metavar="N", help="evaluate only the first N conformations")
     g = parser.add_argument_group("genuine oracle")
     g.add_argument(
         "--oracle", default=None,
@@ -42,12 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--executor", default=None, choices=EXECUTORS,
                    help=f"where oracle calls run (default {OracleRun.executor})")
-    g.add_argument("--workers", type=int, default=None,
+    g.add_argument("--workers", type=setting_type(OracleRun, "workers"), default=None,
                    help=f"oracle worker processes (local/dask; default {OracleRun.workers})")
-    g.add_argument("--threads-per-worker", type=int, default=None,
+    g.add_argument("--threads-per-worker", type=setting_type(OracleRun, "threads_per_worker"), default=None,
                    help=f"threads per oracle worker (default {OracleRun.threads_per_worker})")
-    g.add_argument("--scheduler", default=None, metavar="ADDR", help="Dask scheduler address (--executor dask)")
-    g.add_argument("--timeout", type=float, default=None, help="seconds per oracle call before it is retried/failed")
+    g.add_argument("--scheduler", type=setting_type(OracleRun, "scheduler"), default=None, metavar="ADDR", help="Dask scheduler address (--executor dask)")
+    g.add_argument("--timeout", type=setting_type(OracleRun, "timeout"), default=None, help="seconds per oracle call before it is retried/failed")
     o = parser.add_argument_group("model optimizer")
     o.add_argument(
         "--optimizer", default=None,
@@ -55,12 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "iterations, in Hartree), lbfgs-precon, lbfgs, lbfgs-ase, fire, gd",
     )
     o.add_argument(
-        "--fmax", type=float, default=None,
+        "--fmax", type=setting_type(Evaluation, "fmax"), default=None,
         help="force threshold eV/A (default: tiny, so relaxations run all max(--steps) steps)",
     )
-    o.add_argument("--batch-size", type=int, default=None, help="molecules per optimizer batch")
-    o.add_argument("--device", default=None, help=f"torch device for the model (default {Evaluation.device})")
-    o.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    o.add_argument("--batch-size", type=setting_type(Evaluation, "batch_size"), default=None, help="molecules per optimizer batch")
+    o.add_argument("--device", type=setting_type(Evaluation, "device"), default=None, help=f"torch device for the model (default {Evaluation.device})")
+    o.add_argument("--threads", type=setting_type(Evaluation, "threads"), default=None, help="torch intra-op threads")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -74,6 +75,16 @@ def parse_steps(text: str) -> list[int]:
     if not steps or any(t < 1 for t in steps):
         raise InputError(f"--steps: expected integers >= 1, got {text!r}")
     return sorted(set(steps))
+
+
+def paths(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list]:
+    """What ``golf evaluate`` reads and writes (``golf.cli._paths``): its output directory."""
+    from golf.cli._paths import given
+    from golf.runs.guard import Output
+
+    inputs = [(given(args, "model"), "--model"), (given(args, "reference"), "--reference")]
+    out = given(args, "out")
+    return [(i, o) for i, o in inputs if i], [Output(out, "dir", option="--out")] if out else []
 
 
 def run(args: argparse.Namespace) -> int:

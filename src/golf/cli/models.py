@@ -61,11 +61,18 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "register":
         if not args.name or not args.path:
             raise InputError("register needs NAME and PATH")
-        entry = registry.register_model(args.name, args.path, description=args.description, overwrite=args.force)
+        from golf.errors import CheckpointError
+        from golf.runs.models import register_model
+
+        if not args.force and args.name in registry.registered_models():
+            raise CheckpointError(f"model name {args.name!r} is already registered; use --force to replace it")
+        entry = register_model(args.name, args.path, description=args.description, overwrite=args.force)
         print(f"registered {args.name} -> {entry['path']} (elements {' '.join(entry['elements'])})", file=sys.stderr)
         return 0
     if not args.name:
         raise InputError("unregister needs a model name")
-    registry.unregister_model(args.name)
+    from golf.runs.models import unregister_model
+
+    unregister_model(args.name)
     print(f"unregistered {args.name}", file=sys.stderr)
     return 0

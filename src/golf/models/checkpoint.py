@@ -82,7 +82,7 @@ def save_model(
     extra: dict[str, Any] | None = None,
 ) -> None:
     """Write a self-describing golf checkpoint atomically (temp file in the same directory + rename)."""
-    from golf import __version__
+    from golf._version import __version__
 
     path = Path(path)
     cfg = model.config

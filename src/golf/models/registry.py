@@ -13,9 +13,10 @@ Three kinds of names:
   ``~/.cache/golf/models``); ``GOLF_MODELS_URL`` replaces the download base URL (a mirror of the
   repository layout, e.g. ``file:///srv/golf-mirror``);
 * registered: a checkpoint of the user's own (e.g. from ``golf train``) recorded under a name in
-  ``registry.json`` in the cache directory (:func:`register_model`, ``golf models register``).
+  ``registry.json`` in the cache directory (``golf.runs.models.register_model``, ``golf models register``).
 
-This module itself imports no torch (only registering a model loads it once to check it).
+This module imports no torch and no other golf.models module (registering a model, which loads it once
+to check it, is ``golf.runs.models``).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from golf.io import atomic_write_text
 
 __all__ = [
     "PretrainedModel", "PRETRAINED", "OFFICIAL_REPO", "OFFICIAL_COMMIT", "models_dir", "resolve_model",
-    "fetch_model", "register_model", "unregister_model", "registered_models", "list_models", "sha256_file",
+    "fetch_model", "registered_models", "list_models", "sha256_file",
     "model_info",
 ]
 
@@ -321,47 +322,6 @@ def _write_registry(entries: dict[str, Any]) -> None:
 def _stamp(path: Path) -> dict[str, int]:
     st = path.stat()
     return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
-
-
-def register_model(name: str, path: str | os.PathLike, description: str = "", overwrite: bool = False) -> dict:
-    """Register a golf checkpoint under ``name`` (after loading it once to check it).
-
-    The absolute path, the model's elements, the file's sha256, size and modification time are
-    recorded in ``registry.json`` (written atomically). Official names cannot be taken. Loading the
-    name later refuses a file whose contents changed since (see :func:`resolve_model`).
-
-    Returns the registry entry. Raises CheckpointError for a bad name, an unloadable file or a
-    registry that cannot be written.
-    """
-    if not _NAME_RE.match(name) or name.endswith(".pt"):
-        raise CheckpointError(f"invalid model name {name!r} (letters, digits, _ . + -; no .pt suffix)")
-    if name in PRETRAINED:
-        raise CheckpointError(f"{name!r} is an official model name; choose another")
-    path = Path(path).expanduser().resolve()
-    entries = _read_registry()  # a damaged entry of another name is kept as it is; this one may replace it
-    if name in entries and not overwrite:
-        old = entries[name].get("path") if isinstance(entries[name], dict) else None
-        raise CheckpointError(f"model name {name!r} is already registered ({old}); use --force")
-    from golf.models.checkpoint import load_model  # torch only here
-
-    model = load_model(path)
-    from ase.data import chemical_symbols
-
-    stamp = _stamp(path)
-    entry = dict(path=str(path), description=description,
-                 elements=[chemical_symbols[int(z)] for z in model.elements], sha256=sha256_file(path), **stamp)
-    entries[name] = entry
-    _write_registry(entries)
-    return entry
-
-
-def unregister_model(name: str) -> None:
-    """Forget a registered name (the checkpoint file is left alone); works on a damaged entry too."""
-    entries = _read_registry()
-    if name not in entries:
-        raise CheckpointError(f"no registered model {name!r}")
-    del entries[name]
-    _write_registry(entries)
 
 
 def _changed(entry: dict[str, Any]) -> str | None:

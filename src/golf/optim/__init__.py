@@ -8,7 +8,7 @@ from golf.optim.fire import FIREConfig, FIREState, fire_init, fire_step
 from golf.optim.gd import GDConfig, GDState, gd_init, gd_step
 from golf.optim.lbfgs import LBFGS_PRESETS, LBFGSConfig, LBFGSState, lbfgs_config, lbfgs_init, lbfgs_step
 from golf.optim.providers import LennardJones, Morse, OracleEnergyForces, Quadratic
-from golf.optim.relax import DEFAULT_FMAX, DEFAULT_MAX_STEPS, METHODS, RelaxRecord, get_optimizer, relax
+from golf.optim.driver import DEFAULT_FMAX, DEFAULT_MAX_STEPS, METHODS, RelaxRecord, get_optimizer, relax
 from golf.optim.state import OptimConfig, OptimState, concat, evaluate, select
 
 __all__ = [

@@ -23,6 +23,7 @@ from typing import Any, Sequence, TypeVar
 import torch
 
 from golf.batch import Batch, EnergyForces
+from golf.thresholds import NNP_FMAX
 
 MOL = {"dim": "mol"}
 ATOM = {"dim": "atom"}
@@ -45,7 +46,7 @@ class OptimConfig:
         max_force: a molecule fails (reason "exploding forces") when any |F| exceeds this (eV/A).
     """
 
-    fmax: float = 0.05
+    fmax: float = NNP_FMAX
     max_steps: int = 1000
     max_force: float = 1.0e3
 

@@ -14,6 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from golf.conformation import Conformation
+from golf.oracles.relax import RelaxResult, relax_with_oracle
+from golf.thresholds import ORACLE_FMAX
 
 
 @dataclass
@@ -39,36 +41,6 @@ class OracleResult:
         return cls(ok=False, reason=reason, seconds=seconds)
 
 
-@dataclass
-class RelaxResult:
-    """An oracle relaxation of one conformation to its own minimum.
-
-    Attributes:
-        ok: whether the relaxation produced a valid final structure (converged or not).
-        converged: whether max |force| < fmax was reached within the step limit.
-        positions: final coordinates in Angstrom [n, 3].
-        energy: final energy in eV.
-        forces: final forces in eV/Angstrom [n, 3].
-        n_steps: optimizer steps taken.
-        trajectory_positions: coordinates at every step [T, n, 3] (Angstrom), first = start.
-        trajectory_energies: energies at every step [T] (eV).
-        trajectory_forces: forces at every step [T, n, 3] (eV/Angstrom).
-        reason: failure reason when not ok.
-    """
-
-    ok: bool
-    converged: bool = False
-    positions: np.ndarray | None = None
-    energy: float | None = None
-    forces: np.ndarray | None = None
-    n_steps: int = 0
-    trajectory_positions: np.ndarray | None = None
-    trajectory_energies: np.ndarray | None = None
-    trajectory_forces: np.ndarray | None = None
-    reason: str = ""
-    seconds: float = 0.0
-
-
 @dataclass(frozen=True)
 class OracleSpec:
     """A picklable description of an oracle: its registry name and settings."""
@@ -77,7 +49,7 @@ class OracleSpec:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> "Oracle":
-        from golf.oracles import make_oracle
+        from golf.oracles.factory import make_oracle
 
         return make_oracle(self.name, **self.settings)
 
@@ -142,9 +114,7 @@ class Oracle(ABC):
         return [self.compute(c) for c in confs]
 
     def relax(
-        self, conf: Conformation, fmax: float = 0.01, max_steps: int = 500
+        self, conf: Conformation, fmax: float = ORACLE_FMAX, max_steps: int = 500
     ) -> RelaxResult:
         """Relax to this oracle's own minimum (see ``golf.oracles.relax``)."""
-        from golf.oracles.relax import relax_with_oracle
-
         return relax_with_oracle(self, conf, fmax=fmax, max_steps=max_steps)

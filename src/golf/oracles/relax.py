@@ -4,7 +4,7 @@ Optimizer: ASE's ``LBFGS`` (no line search). Why L-BFGS: it is the optimizer the
 its reference optima and for the batched model relaxations golf evaluates, so reference and model
 minima are found the same way; it needs exactly one oracle call per step (the trajectory below is one
 entry per oracle call) and its memory is bounded, unlike BFGS's dense 3N x 3N Hessian.
-Convergence criterion: max per-atom |force| < ``fmax`` (eV/A, default 0.01 eV/A), within
+Convergence criterion: max per-atom |force| < ``fmax`` (eV/A, default ``golf.thresholds.ORACLE_FMAX``), within
 ``max_steps`` optimizer steps.
 
 The oracle sits behind a small ASE ``Calculator`` adapter; an oracle failure mid-way (SCF not
@@ -14,11 +14,46 @@ with everything computed so far (last good geometry, trajectory).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from golf.conformation import Conformation
-from golf.oracles.base import Oracle, RelaxResult
+from golf.thresholds import ORACLE_FMAX
+
+if TYPE_CHECKING:  # annotations only: golf.oracles.base imports this module
+    from golf.oracles.base import Oracle
+
+
+@dataclass
+class RelaxResult:
+    """An oracle relaxation of one conformation to its own minimum.
+
+    Attributes:
+        ok: whether the relaxation produced a valid final structure (converged or not).
+        converged: whether max |force| < fmax was reached within the step limit.
+        positions: final coordinates in Angstrom [n, 3].
+        energy: final energy in eV.
+        forces: final forces in eV/Angstrom [n, 3].
+        n_steps: optimizer steps taken.
+        trajectory_positions: coordinates at every step [T, n, 3] (Angstrom), first = start.
+        trajectory_energies: energies at every step [T] (eV).
+        trajectory_forces: forces at every step [T, n, 3] (eV/Angstrom).
+        reason: failure reason when not ok.
+    """
+
+    ok: bool
+    converged: bool = False
+    positions: np.ndarray | None = None
+    energy: float | None = None
+    forces: np.ndarray | None = None
+    n_steps: int = 0
+    trajectory_positions: np.ndarray | None = None
+    trajectory_energies: np.ndarray | None = None
+    trajectory_forces: np.ndarray | None = None
+    reason: str = ""
+    seconds: float = 0.0
 
 
 class OracleFailed(RuntimeError):
@@ -54,7 +89,7 @@ def _make_calculator(oracle: Oracle, conf: Conformation):
 
 
 def relax_with_oracle(
-    oracle: Oracle, conf: Conformation, fmax: float = 0.01, max_steps: int = 500
+    oracle: Oracle, conf: Conformation, fmax: float = ORACLE_FMAX, max_steps: int = 500
 ) -> RelaxResult:
     """Relax ``conf`` with ASE LBFGS on ``oracle``'s energy surface.
 

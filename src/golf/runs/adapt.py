@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from golf.errors import GolfError, InputError
-from golf.presets import GolfTraining, Molecules, OracleRun
+from golf.errors import GolfError, InputError, RunExists
+from golf.presets import COUNT, FRACTION, GolfTraining, Molecules, OracleRun, check_settings, one_of, setting
 
 START_DB = "start.db"
 GENERIC_DB = "generic.db"
@@ -66,26 +66,17 @@ class Adaptation:
     """
 
     model: str = "GOLF-10k"
-    budget: int = 300
-    conformers: int = 2
+    budget: int = setting(300, COUNT)
+    conformers: int = setting(2, COUNT)
     generic: str = "auto"
-    generic_molecules: int = 200
-    generic_share: float = 0.2
-    refit_offsets: str = "auto"
+    generic_molecules: int = setting(200, COUNT)
+    generic_share: float = setting(0.2, FRACTION)
+    refit_offsets: str = setting("auto", one_of(REFIT_CHOICES))
     name: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.budget < 1:
-            raise InputError(f"budget must be >= 1, got {self.budget}")
-        if self.conformers < 1:
-            raise InputError(f"conformers must be >= 1, got {self.conformers}")
-        if self.generic_molecules < 1:
-            raise InputError(f"generic_molecules must be >= 1, got {self.generic_molecules}")
-        if not 0.0 <= self.generic_share < 1.0:
-            raise InputError(f"generic_share must be in [0, 1), got {self.generic_share}")
-        if self.refit_offsets not in REFIT_CHOICES:
-            raise InputError(f"refit_offsets must be one of {REFIT_CHOICES}, got {self.refit_offsets!r}")
+        check_settings(self)
 
 
 #: The GOLF settings of an adaptation: the official fine-tuning learning rate (``GolfTraining.lr``,
@@ -125,21 +116,12 @@ def model_level(path: Path, info: dict[str, Any] | None) -> str | None:
     return None
 
 
-def adapt(
-    molecules: Molecules,
-    out: str | os.PathLike,
-    settings: Adaptation = Adaptation(),
-    golf: GolfTraining = ADAPT_GOLF,
-    oracle: OracleRun = OracleRun(),
-    resume: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Adapt ``settings.model`` to ``molecules`` with GOLF; returns the path of the adapted model
-    (``out/model.pt``). See the module docstring for the stages and files."""
+def adapt_identity(molecules: Molecules, settings: Adaptation, golf: GolfTraining, oracle: OracleRun) -> dict[str, Any]:
+    """What defines an adaptation (adapt.json): the model, the oracle, the series, the settings and the
+    GOLF settings but its budget; a resume must find the same (``_check_identity``)."""
     from golf.models.registry import resolve_model
-    from golf.runs.data import choose_conformations, oracle_spec
+    from golf.runs.data import oracle_spec
 
-    out = Path(out)
     spec = oracle_spec(oracle)
     model_path, info = resolve_model(settings.model)
     oracle_level, start_level = level_of_theory(spec), model_level(model_path, info)
@@ -159,6 +141,30 @@ def adapt(
                     oracle_settings=spec.settings, molecules=dataclasses.asdict(series),
                     adaptation=dataclasses.asdict(settings), generic=generic, refit=refit,
                     golf={k: v for k, v in dataclasses.asdict(golf).items() if k not in ("budget", "generic_share")})
+    return identity
+
+
+def adapt(
+    molecules: Molecules,
+    out: str | os.PathLike,
+    settings: Adaptation = Adaptation(),
+    golf: GolfTraining = ADAPT_GOLF,
+    oracle: OracleRun = OracleRun(),
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Adapt ``settings.model`` to ``molecules`` with GOLF; returns the path of the adapted model
+    (``out/model.pt``). See the module docstring for the stages and files."""
+    from golf.models.registry import resolve_model
+    from golf.runs.data import choose_conformations, oracle_spec
+
+    out = Path(out)
+    identity = adapt_identity(molecules, settings, golf, oracle)
+    spec = oracle_spec(oracle)
+    model_path, generic, refit = Path(identity["model_file"]), identity["generic"], identity["refit"]
+    series = dataclasses.replace(molecules, conformers=settings.conformers, seed=settings.seed)
+    start_level = model_level(model_path, resolve_model(settings.model)[1])
+    oracle_level = level_of_theory(spec)
     _check_identity(out, identity, resume)
 
     confs, _ = choose_conformations(series)
@@ -220,36 +226,27 @@ def _same_level(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-_GOLF_DEFAULTS = dataclasses.asdict(GolfTraining())
-
-
 def _check_identity(out: Path, identity: dict[str, Any], resume: bool) -> None:
-    path = out / CONFIG
+    """Refuse to write into a directory that is not this adaptation (``golf.runs.rundir`` rules: settings
+    added to golf after the run began, or stored as null by an older golf, are read at their default)."""
+    from golf.runs.rundir import RunDir
+
     if not out.exists() or not any(out.iterdir()):
         return
-    if not path.exists():
+    rundir = RunDir(out, CONFIG)
+    if not rundir.config_path.exists():
         raise GolfError(f"{out} exists and is not a golf adapt directory; choose another output directory")
     if not resume:
-        raise GolfError(f"{out} holds an adaptation; continue it with --resume or choose another output directory")
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable adaptation settings ({exc})") from None
-    now = json.loads(json.dumps(identity, default=str))
-    # Settings added to golf after a run began are read at their default there (the run used it).
-    added = {k: v for k, v in now.get("golf", {}).items()
-             if k not in stored.get("golf", {}) and v == _GOLF_DEFAULTS.get(k, object())}
-    now["golf"] = {k: v for k, v in now.get("golf", {}).items() if k not in added}
-    diffs = [k for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
-    if diffs:
-        raise GolfError(f"{out} was started with other settings ({', '.join(diffs)} differ); resume it with the "
-                        "original ones or choose another output directory")
+        raise RunExists(f"{out} holds an adaptation")
+    defaults = {k: v for k, v in dataclasses.asdict(GolfTraining()).items() if k not in ("budget", "generic_share")}
+    rundir.check_identity(identity, defaults={"golf": defaults})
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
     from golf.io import atomic_write_json
+    from golf.runs.rundir import as_json
 
-    atomic_write_json(path, json.loads(json.dumps(doc, default=str)))
+    atomic_write_json(path, as_json(doc))
 
 
 def _calls(db: Path) -> int:
@@ -337,7 +334,7 @@ def _finish(out: Path, trained: Path, settings: Adaptation, identity: dict[str, 
                    heldout_forces_mae_mev_a_start=float(first[key]) if first else None,
                    heldout_forces_mae_mev_a_end=float(last[key]) if last else None)
     if settings.name:
-        from golf.models.registry import register_model
+        from golf.runs.models import register_model
 
         register_model(settings.name, out / MODEL, description=f"{settings.model} adapted by golf adapt "
                        f"({identity['oracle']}, {settings.budget} oracle calls)", overwrite=True)

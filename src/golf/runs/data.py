@@ -22,6 +22,30 @@ from golf.conformation import Conformation
 from golf.errors import InputError
 from golf.oracles.base import OracleSpec
 from golf.presets import Molecules, OracleRun
+from golf.runs.guard import Output
+
+
+#: the kind of database each data command writes (``golf.db.DB_KINDS``)
+DB_KIND = {"build": "dataset", "reference": "reference", "trajectories": "trajectories"}
+
+
+def failures_path(out: str | os.PathLike) -> str:
+    """The failure log of a data command writing ``out``: ``OUT.failures.jsonl``."""
+    return os.fspath(out) + ".failures.jsonl"
+
+
+def arrived_path(out: str | os.PathLike) -> str:
+    """Where ``trajectories`` keeps relaxations not yet in ``out``: ``OUT.arrived/``."""
+    return os.fspath(out) + ".arrived"
+
+
+def implicit_outputs(command: str, out: str | os.PathLike) -> list[Output]:
+    """What the data command ``command`` ("build", "reference", "trajectories") writes beside its
+    database ``out`` without being told: the failure log, and for trajectories the arrived relaxations."""
+    outputs = [Output(failures_path(out), option=f"the failure log beside {os.fspath(out)}")]
+    if command == "trajectories":
+        outputs.append(Output(arrived_path(out), "dir", option=f"the arrived relaxations beside {os.fspath(out)}"))
+    return outputs
 
 
 def oracle_spec(run: OracleRun) -> OracleSpec:
@@ -32,11 +56,9 @@ def oracle_spec(run: OracleRun) -> OracleSpec:
 
 
 def open_executor(run: OracleRun, spec: OracleSpec) -> Any:
-    """An open-able ``OracleExecutor`` for ``spec`` where ``run`` says (InputError on bad numbers)."""
+    """An open-able ``OracleExecutor`` for ``spec`` where ``run`` says (its numbers checked by ``OracleRun``)."""
     from golf.oracles.executors import make_executor
 
-    if run.workers < 1:
-        raise InputError(f"--workers must be >= 1, got {run.workers}")
     return make_executor(spec, kind=run.executor, n_workers=run.workers, threads_per_worker=run.threads_per_worker,
                          scheduler=run.scheduler, timeout=run.timeout)
 
@@ -69,11 +91,7 @@ def choose_conformations(m: Molecules, default_molecules: int | None = None) -> 
                     keep.append(c)
             confs = keep
         return confs, stats
-    if m.conformers < 1:
-        raise InputError(f"--conformers must be >= 1, got {m.conformers}")
-    n = m.molecules if m.molecules is not None else default_molecules
-    if n is not None and n < 1:
-        raise InputError(f"--molecules must be >= 1, got {n}")
+    n = m.molecules if m.molecules is not None else default_molecules  # counts checked by ``Molecules``
     lo, hi = m.min_heavy, m.max_heavy
     ordered = pool.select_pool_molecules(
         None, split=m.split, test_fraction=m.test_fraction, seed=m.seed, min_heavy=lo, max_heavy=hi,
@@ -111,30 +129,29 @@ def check_out(out: str, spec: OracleSpec, kind: str) -> None:
     from golf.formats import check_writable
 
     if not out.lower().endswith(".db"):
-        raise InputError(f"--out {out}: must be an ASE SQLite database ending in .db")
+        raise InputError(f"{out}: the output must be an ASE SQLite database ending in .db")
     if os.path.isdir(out):
-        raise InputError(f"--out {out}: is a directory")
-    check_writable(out, (".db",), option="--out")  # before any oracle call
-    check_db_output(Output(out, option="--out", db=kind, append=True))
+        raise InputError(f"{out}: the output is a directory")
+    check_writable(out, (".db",), option="output")  # before any oracle call
+    check_db_output(Output(out, option="output", db=kind, append=True))
     if os.path.exists(out) and os.path.getsize(out) > 0:
         try:
             prev = db_oracle(out)
         except Exception as exc:
-            raise InputError(f"--out {out}: exists and is not a readable ASE database ({exc})") from None
+            raise InputError(f"{out}: exists and is not a readable ASE database ({exc})") from None
         if prev is not None:
             name, settings = prev
             if name != spec.name or not same_settings(name, settings, spec.settings):
                 given = json.loads(json.dumps(spec.settings, sort_keys=True, default=str))
                 raise InputError(
-                    f"--out {out} already holds records labelled with {name} {settings}; "
-                    f"not mixing with {spec.name} {given} (choose another --out)"
+                    f"{out} already holds records labelled with {name} {settings}; "
+                    f"not mixing with {spec.name} {given} (choose another output)"
                 )
 
 
 def log_failure(out: str, conf: Conformation, key: str, task: str, reason: str) -> None:
     """Append one failed call to ``OUT.failures.jsonl`` (fsynced)."""
     from golf.io import append_jsonl
-    from golf.runs.guard import failures_path
 
     append_jsonl(failures_path(out), dict(key=key, mol_id=conf.mol_id, conf_id=conf.conf_id, smiles=conf.smiles,
                                                task=task, reason=reason, time=time.strftime("%Y-%m-%dT%H:%M:%S")))
@@ -252,8 +269,6 @@ def stream(ex: Any, items: list, task: str, task_kwargs: dict, handle: Callable[
 
 def report_failures(cmd: str, out: str, n_failed: int, n_done: int, first_reason: str) -> None:
     """One stderr line on the failed oracle calls of a run: their count and the first reason."""
-    from golf.runs.guard import failures_path
-
     if n_failed:
         print(f"golf data {cmd}: {n_failed} of {n_done} oracle calls failed (first: {first_reason or 'unknown'}); "
               f"all in {failures_path(out)} (retried on re-run)", file=sys.stderr)

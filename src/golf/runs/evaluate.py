@@ -1,5 +1,5 @@
 """An evaluation on disk (``golf evaluate``): the paper's relaxation metrics of a model and/or RDKit
-MMFF on a reference set, written to OUT/metrics.json and OUT/metrics.png (``golf.evaluate`` is the
+MMFF on a reference set, written to OUT/metrics.json and OUT/metrics.png (``golf.evaluation.scoring`` is the
 computation)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from golf.evaluate import EvaluationResult
+from golf.evaluation.scoring import EvaluationResult
 from golf.presets import Evaluation, OracleRun
 
 
@@ -28,17 +28,13 @@ def evaluate_run(
     match it (its executor settings say where the calls run). Prints one table per result and
     returns the results. InputError (one line) for bad input.
     """
-    from golf.errors import InputError
-    from golf.evaluate import DEFAULT_FMAX, evaluate_mmff, evaluate_model, load_reference, reference_oracle, \
+    from golf.errors import InputError, SettingError
+    from golf.evaluation.scoring import DEFAULT_FMAX, evaluate_mmff, evaluate_model, load_reference, reference_oracle, \
         write_metrics
     from golf.runs.data import open_executor, oracle_spec
 
     oracle = oracle or OracleRun(oracle="")
-    steps = sorted({int(t) for t in settings.steps})
-    if not steps or steps[0] < 1:
-        raise InputError(f"--steps: expected integers >= 1, got {settings.steps}")
-    if settings.limit is not None and settings.limit < 1:
-        raise InputError("--limit must be >= 1")
+    steps = sorted({int(t) for t in settings.steps})  # checked by ``Evaluation``
     model_arg = str(model)
     mmff_only = model_arg.lower() == "mmff"
     if mmff_only:
@@ -66,7 +62,7 @@ def evaluate_run(
         from golf.optim import METHODS
 
         if settings.optimizer not in METHODS:
-            raise InputError(f"--optimizer: unknown method {settings.optimizer!r}; choose one of {', '.join(METHODS)}")
+            raise SettingError("optimizer", f"unknown method {settings.optimizer!r}; choose one of {', '.join(METHODS)}")
         import torch
 
         from golf.models.checkpoint import load_model
@@ -107,7 +103,7 @@ def evaluate_run(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_metrics(out / "metrics.json", results, run_settings)
-    from golf.plots import plot_metrics
+    from golf.evaluation.plots import plot_metrics
 
     plot_metrics(
         {r.name: r.aggregate for r in results},

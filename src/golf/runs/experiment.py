@@ -8,7 +8,7 @@ Stages (each cached in OUT and skipped when finished; an interrupted stage resum
                           ``traj_molecules`` training molecules
     data/traj-<N>.db      N conformations drawn at random from them (the paper's D-traj-N)
     models/init.pt        with ``--init MODEL`` only: that pretrained model with its per-element
-                          energy offsets refit to D0 (``golf.train.refit_offsets``)
+                          energy offsets refit to D0 (``golf.trainer.refit_offsets``)
     models/baseline.pt    NNP trained on D0 (with ``--init``: init.pt fine-tuned on D0)
     models/traj-<N>.pt    NNP fine-tuned from the baseline on traj-<N>.db alone (the official protocol)
     golf/model.pt         GOLF from the baseline with the oracle budget
@@ -37,18 +37,24 @@ from typing import Any, Callable
 from golf.errors import GolfError
 from golf.io import atomic_write_json
 from golf.presets import (
+    COUNT,
     DEFAULT_EXPERIMENT_PRESET,
+    DEVICE,
     EXPERIMENT_PRESETS,
     REFERENCE_MOLECULES,
     TRAIN_PRESETS,
     TRAJECTORY_MOLECULES,
     Evaluation,
     Experiment as ExperimentPreset,
+    INTEGER,
     GolfTraining,
     Molecules,
     OracleRun,
     Relaxation,
     Training,
+    check_settings,
+    one_of,
+    setting,
 )
 from golf.runs.naming import seed_name
 
@@ -79,14 +85,17 @@ class ExperimentSettings:
     """
 
     out: str = "golf-run"
-    preset: str = DEFAULT_EXPERIMENT_PRESET
+    preset: str = setting(DEFAULT_EXPERIMENT_PRESET, one_of(tuple(EXPERIMENT_PRESETS)))
     oracle: OracleRun = OracleRun()
-    budget: int | None = None
+    budget: int | None = setting(None, COUNT)
     init: str | None = None
-    seed: int = 0
-    seeds: int | None = None
-    device: str = "cpu"
+    seed: int = setting(0, INTEGER)
+    seeds: int | None = setting(None, COUNT)
+    device: str = setting("cpu", DEVICE)
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 class Experiment:
@@ -97,9 +106,7 @@ class Experiment:
         p = EXPERIMENT_PRESETS[settings.preset]
         if settings.budget is not None:
             p = dataclasses.replace(p, budget=int(settings.budget))
-        if settings.seeds is not None:
-            if settings.seeds < 1:
-                raise GolfError(f"--seeds must be >= 1, got {settings.seeds}")
+        if settings.seeds is not None:  # >= 1: checked by ExperimentSettings
             p = dataclasses.replace(p, seeds=tuple(range(int(settings.seeds))))
         self.p: ExperimentPreset = p
         self.out = Path(settings.out)
@@ -316,7 +323,7 @@ class Experiment:
             self.stage(f"eval-{name}", lambda name=name, model=model: eval_stage(name, model))
 
     def report(self) -> None:
-        from golf.report import write_report
+        from golf.evaluation.report import write_report
 
         write_report(self.out, self.models(), dataclasses.asdict(self.p), self.timings,
                      preset_name=self.settings.preset, oracle=self.oracle.oracle)
@@ -331,9 +338,7 @@ class Experiment:
             resolve_model(self.settings.init)  # an unknown model too
         marker = self.path("stages/baseline.json")
         if marker.exists() and json.loads(marker.read_text()).get("init") != self.settings.init:
-            raise GolfError(f"{self.out} holds a run with another start (--init); use another --out")
-        if self.budget < 1 or self.oracle.workers < 1:
-            raise GolfError("--budget and --workers must be >= 1")
+            raise GolfError(f"{self.out} holds a run with another start (init); choose another output directory")
         self.out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         self.build_data()

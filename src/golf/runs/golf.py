@@ -30,17 +30,16 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
-from golf.errors import GolfError, InputError
-from golf.io import append_csv_row, append_jsonl, atomic_path, atomic_write_json, count_lines
-from golf.loop import GolfConfig, GolfLoop, GolfStats, LabelRequest
+from golf.errors import GolfError, InputError, RunExists
+from golf.io import append_jsonl, atomic_write_json, count_lines
+from golf.loop import GolfLoop, GolfStats, LabelRequest
 from golf.presets import GolfTraining, OracleRun
+from golf.runs.rundir import RunDir
 
 ORACLE_DB = "oracle.db"
 FAILURES = "failures.jsonl"
@@ -52,16 +51,18 @@ CONFIG = "config.json"
 #: config.json entries that define a run: resuming with other values would mix two runs in one buffer
 RUN_IDENTITY = ("oracle", "oracle_settings", "golf", "baseline", "data", "data_rows", "lr", "lr_min", "clip",
                 "w_energy", "w_forces", "eval_fraction", "generic", "generic_rows", "generic_share")
-#: loop knobs a resume may change: how much work is done per label (oracle calls in flight, NNP
+#: loop settings a resume may change: how much work is done per label (oracle calls in flight, NNP
 #: updates per label), not what is labelled or by whom
 RESUMABLE_KNOBS = ("max_pending", "utd_ratio")
 
 
-class RunStore:
-    """Files of one GOLF run (see the module docstring)."""
+class RunStore(RunDir):
+    """Files of one GOLF run (see the module docstring); config, checkpoint and log as every run
+    directory's (``golf.runs.rundir``)."""
 
     def __init__(self, run_dir: str | os.PathLike, oracle_spec: Any) -> None:
-        self.dir = Path(run_dir)  # made by the first file written into it
+        super().__init__(run_dir, CONFIG)
+        self.dir = self.path  # made by the first file written into it
         self.oracle_spec = oracle_spec
 
     def record(self, call: int, request: LabelRequest, result: Any, used: bool) -> None:
@@ -104,81 +105,43 @@ class RunStore:
     def n_failures(self) -> int:
         return count_lines(self.dir / FAILURES)
 
-    def log(self, row: dict[str, Any]) -> None:
-        append_csv_row(self.dir / LOG, row)
-
     def has_state(self) -> bool:
         return any((self.dir / f).exists() for f in (ORACLE_DB, FAILURES, CHECKPOINT))
 
 
-def golf_config(settings: GolfTraining) -> GolfConfig:
-    """The loop's ``GolfConfig`` from the run settings (InputError on impossible values); knobs left
-    None keep ``GolfConfig``'s defaults."""
-    knobs = {k: getattr(settings, k) for k in GolfTraining.LOOP_KNOBS if getattr(settings, k) is not None}
-    config = GolfConfig(**knobs)
-    for name in ("budget", "n_parallel", "max_episode_steps", "batch_size"):
-        if getattr(config, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be >= 1")
-    if config.utd_ratio < 0 or not 0.0 <= config.initial_conf_pct <= 1.0:
-        raise InputError("--utd-ratio must be >= 0 and --initial-conf-pct in [0, 1]")
-    return config
-
-
 def check_resume(run_dir: Path, current: dict[str, Any]) -> None:
     """GolfError unless the run in ``run_dir`` was started with the ``RUN_IDENTITY`` entries of
-    ``current`` (a config.json dict); entries an older config.json lacks are not compared."""
-    import json
-
+    ``current`` (a config.json dict), under the run-directory rules (``golf.runs.rundir``): entries an
+    older config.json lacks are not compared, loop settings it lacks are read at their default, and
+    ``RESUMABLE_KNOBS`` may change."""
     from golf.oracles import same_settings
     from golf.runs.guard import same_path
 
-    path = run_dir / CONFIG
-    try:
-        stored = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GolfError(f"{path} is missing: cannot check what --resume would continue; choose another --out") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable run configuration ({exc})") from None
-    now = json.loads(json.dumps(current, default=str))
-    diffs = []
-    for key in RUN_IDENTITY:
-        if key not in stored:
-            continue
-        old, new = stored[key], now.get(key)
-        if key == "golf":
-            diffs += [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-                      if k not in RESUMABLE_KNOBS and k in old and old.get(k) != new.get(k)]
-        elif key == "oracle_settings":
-            if stored.get("oracle") == now.get("oracle") and not same_settings(now["oracle"], old or {}, new or {}):
-                diffs.append(f"oracle settings {old} -> {new}")
-        elif key == "baseline":
-            if old != new and not same_path(old, new):
-                diffs.append(f"baseline {old} -> {new}")
-        elif key in ("data", "generic"):
-            if len(old) != len(new) or not all(a == b or same_path(a, b) for a, b in zip(old, new)):
-                diffs.append(f"data {old} -> {new}")
-        elif old != new:
-            diffs.append(f"{key} {old!r} -> {new!r}")
-    if diffs:
-        raise GolfError(f"{run_dir} was started with other settings ({'; '.join(diffs)}); resume it with the "
-                        "original ones or choose another --out")
+    rundir = RunDir(run_dir, CONFIG)
+    stored = rundir.stored_config()
+    if stored is None:
+        raise GolfError(f"{rundir.config_path} is missing: cannot check what a resume would continue; "
+                        "choose another output directory")
+    now_oracle = current.get("oracle")
+
+    def same_paths(old: Any, new: Any) -> bool:
+        return len(old) == len(new) and all(a == b or same_path(a, b) for a, b in zip(old, new))
+
+    rundir.check_identity(
+        current, keys=RUN_IDENTITY, defaults={"golf": GolfTraining().loop_settings()},
+        skip={"golf": RESUMABLE_KNOBS},
+        compare={"oracle_settings": lambda old, new: stored.get("oracle") != now_oracle
+                 or same_settings(now_oracle, old or {}, new or {}),
+                 "baseline": lambda old, new: old == new or same_path(old, new),
+                 "data": same_paths, "generic": same_paths})
 
 
-def _load_run_checkpoint(path: Path, device: Any) -> dict[str, Any]:
+def _load_run_checkpoint(store: RunStore, device: Any) -> dict[str, Any]:
     """checkpoint.pt of a run, verified (CheckpointError naming it when damaged or unreadable)."""
-    from golf.errors import CheckpointError
-    from golf.io import zip_damage
-
-    damage = zip_damage(path)
-    if damage:
-        raise CheckpointError(f"{path}: {damage}; not resuming from it")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
+    def complete(ckpt: Any) -> None:
         _ = ckpt["trainer"], ckpt["stats"], int(ckpt["calls_done"])
-        return ckpt
-    except Exception as exc:  # noqa: BLE001 - truncated or foreign file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise CheckpointError(f"{path}: unreadable GOLF checkpoint ({first})") from None
+
+    return store.load_checkpoint(CHECKPOINT, device, what="GOLF checkpoint", check=complete)
 
 
 def train_golf(
@@ -225,16 +188,16 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
     from golf.models import ModelEnergyForces, load_model, save_model
     from golf.runs.data import open_executor, oracle_spec
     from golf.replay import ReplayBuffer
-    from golf.train import Trainer
+    from golf.trainer import Trainer
 
-    config = golf_config(settings)
+    config = settings  # the loop takes the run's settings (checked when they were made)
     device = settings.device
     spec = oracle_spec(oracle)
     store = RunStore(run_dir, spec)
     if (run_dir / MODEL).exists() and not resume:
-        raise GolfError(f"{run_dir} already holds a finished GOLF run; use --resume or another --out")
+        raise RunExists(f"{run_dir} already holds a finished GOLF run")
     if store.has_state() and not resume:
-        raise GolfError(f"{run_dir} holds an unfinished GOLF run; continue it with --resume")
+        raise RunExists(f"{run_dir} holds an unfinished GOLF run")
 
     model = load_model(baseline, device=device)
     d0 = LabelledData.from_db(list(data))
@@ -249,8 +212,6 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
         raise InputError("a generic share needs generic conformations (none given or the databases are empty)")
     if generic_data is not None and len(generic_data):
         model.check_elements(np.unique(generic_data.numbers))
-    if not 0.0 <= settings.generic_share <= 1.0 - config.initial_conf_pct:
-        raise InputError(f"generic share must be in [0, 1 - initial_conf_pct], got {settings.generic_share}")
     buffer = ReplayBuffer(train_data, initial_conf_pct=config.initial_conf_pct, generic=generic_data,
                           generic_pct=settings.generic_share)
     s = settings
@@ -258,7 +219,7 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
     trainer = Trainer(model, lr=s.lr, lr_min=lr_min, total_steps=config.budget * config.utd_ratio, clip=s.clip,
                       w_energy=s.w_energy, w_forces=s.w_forces, device=device, seed=config.seed)
     run_config = dict(
-        golf=asdict(config), baseline=str(baseline), data=[str(d) for d in data], data_rows=len(d0),
+        golf=config.loop_settings(), baseline=str(baseline), data=[str(d) for d in data], data_rows=len(d0),
         oracle=oracle.oracle, oracle_settings=spec.settings, lr=s.lr, lr_min=lr_min, clip=s.clip,
         w_energy=s.w_energy, w_forces=s.w_forces, eval_fraction=eval_fraction, executor=oracle.executor,
         workers=oracle.workers, generic=[str(g) for g in generic],
@@ -266,7 +227,7 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
     if resume and store.has_state():
         check_resume(run_dir, run_config)
     d0.check_level(spec.name, spec.settings, "the GOLF oracle labels")  # D0 is part of every replay batch
-    ckpt = _load_run_checkpoint(run_dir / CHECKPOINT, device) if resume and (run_dir / CHECKPOINT).exists() else None
+    ckpt = _load_run_checkpoint(store, device) if resume and (run_dir / CHECKPOINT).exists() else None
     stored = store.stored_results()
     n_failed = store.n_failures()
     if ckpt is not None:
@@ -276,7 +237,7 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
                 f"{run_dir / CHECKPOINT} counts {seen.calls_ok} results and {seen.calls_failed} failures but "
                 f"{ORACLE_DB} holds {len(stored)} and {FAILURES} {n_failed}: missing or truncated; not resuming "
                 "(that would restart the budget)")
-    atomic_write_json(run_dir / CONFIG, run_config)
+    store.write_config(run_config)
 
     # ---- resume: checkpoint first, then every stored result it has not seen
     stats = GolfStats()
@@ -314,9 +275,8 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
 
     def save_checkpoint() -> None:
         payload = dict(trainer=trainer.state_dict(), stats=stats.as_dict(), calls_done=stats.calls_done,
-                       config=asdict(config))
-        with atomic_path(run_dir / CHECKPOINT) as tmp:
-            torch.save(payload, tmp)
+                       config=config.loop_settings())
+        store.save_checkpoint(CHECKPOINT, payload)
 
     first_failure = [store.first_failure()]
 
@@ -330,7 +290,7 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
         if held_out is not None and len(held_out):
             ev = trainer.evaluate(held_out, batch_size=config.batch_size)
             row.update(heldout_energy_mae_mev=ev["energy_mae_mev"], heldout_forces_mae_mev_a=ev["forces_mae_mev_a"])
-        store.log(row)
+        store.log(LOG, row)
 
     # calls_done jumps by a whole round under the block cadence, so act when it crosses a multiple
     last = {"checkpoint": stats.calls_done, "eval": stats.calls_done, "snapshot": stats.calls_done}

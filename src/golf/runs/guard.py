@@ -3,12 +3,12 @@ an output is what it should be (a file or a directory), an existing database is 
 to only by a command that writes its kind, the SQLite databases it reads or appends to are intact,
 and no second golf process writes the same output at the same time.
 
-``guard_command(args)`` does all of it for a parsed ``golf`` command line and holds the output locks
-until the command ends. ``command_paths`` says which paths of which command are inputs and outputs,
-the implicit outputs included: every file or directory a command writes without the user naming it
-(a summary beside ``-o``, ``OUT.failures.jsonl``, ``OUT.arrived/``, a training run directory) is
-named by the functions below (``summary_path``, ``failures_path``, ``arrived_path``, ``train_run_dir``),
-which the commands themselves use, so what is checked and locked is what is written.
+``guarded_outputs(inputs, outputs)`` does all of it for the paths a command reads and writes, given by
+its caller, and holds the output locks until the block ends. This module knows no command: the command
+line passes every path a command will write, the implicit outputs included (every file or directory a
+command writes without the user naming it, e.g. ``OUT.failures.jsonl``, a training run directory), which
+each ``golf.runs`` module declares next to the function that writes them (``implicit_outputs``), so what
+is checked and locked is what is written.
 
 A lock is ``OUTPUT.golf-lock`` beside the output (beside the file a symlinked output points to),
 holding the owner's pid, locked with ``flock``: the kernel drops it when the process dies (even by
@@ -18,7 +18,6 @@ Torch-free and quick: it runs before any heavy import.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import fcntl
@@ -40,7 +39,7 @@ class Output:
     Attributes:
         path: where it is written.
         kind: ``"file"`` or ``"dir"``.
-        option: how the user names it, for messages (``"-o"``, ``"--summary"``, or how an implicit
+        option: how the user names it, for messages (an option the caller gives, or how an implicit
             output is derived, e.g. ``"the summary (-o with .csv)"``).
         db: the kind of golf database the command writes there (``golf.db.DB_KINDS``), or None for
             anything else: an existing database of another kind is never replaced or appended to.
@@ -61,22 +60,6 @@ class Output:
 def summary_path(output: str | os.PathLike) -> str:
     """The default per-molecule summary of ``golf conformers -o OUTPUT``: OUTPUT with ``.csv``."""
     return os.fspath(Path(output).with_suffix(".csv"))
-
-
-def failures_path(out: str | os.PathLike) -> str:
-    """The failure log of a data command writing ``out``: ``OUT.failures.jsonl``."""
-    return os.fspath(out) + ".failures.jsonl"
-
-
-def arrived_path(out: str | os.PathLike) -> str:
-    """Where ``golf data trajectories`` keeps relaxations not yet in ``out``: ``OUT.arrived/``."""
-    return os.fspath(out) + ".arrived"
-
-
-def train_run_dir(out: str | os.PathLike) -> str:
-    """The default run directory of ``golf train --out MODEL``: ``MODEL.d``."""
-    p = Path(out)
-    return os.fspath(p.with_name(p.name + ".d"))
 
 
 def _real(path: str | os.PathLike) -> str:
@@ -278,66 +261,3 @@ def guarded_outputs(inputs: Sequence[str | os.PathLike | tuple[str | os.PathLike
             if out.kind == "file":
                 check_db_output(out)
         yield
-
-
-def command_paths(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[Output]]:
-    """([(input path, option)], [Output]) of a parsed golf command line: every path it reads and
-    every path it writes, the implicit outputs (derived from the named ones) included."""
-    def get(name: str) -> str | None:
-        value = getattr(args, name, None)
-        return os.fspath(value) if value else None
-
-    cmd = args.command
-    inputs: list[tuple[str | None, str]] = []
-    outputs: list[Output] = []
-    if cmd == "data" and getattr(args, "_data_run", None):
-        inputs = [(get("smiles"), "--smiles"), (get("input"), "--input")]
-        out = get("out")
-        sub = getattr(args, "data_command", None)
-        kind = {"build": "dataset", "reference": "reference", "trajectories": "trajectories"}.get(sub or "")
-        if out:
-            outputs = [Output(out, option="--out", db=kind, append=True),
-                       Output(failures_path(out), option="the failure log, --out + .failures.jsonl")]
-            if sub == "trajectories":
-                outputs.append(Output(arrived_path(out), "dir", option="the arrived relaxations, --out + .arrived"))
-    elif cmd in ("predict", "optimize"):
-        inputs = [(get("input"), ""), (get("model"), "--model")]
-        if get("output"):
-            outputs = [Output(get("output"), option="-o", db=cmd)]  # type: ignore[arg-type]
-    elif cmd == "conformers":
-        inputs = [(get("input"), ""), (get("model"), "--model")]
-        out = get("output")
-        if out:
-            outputs = [Output(out, option="-o")]
-            summary = get("summary")
-            outputs.append(Output(summary, option="--summary") if summary else
-                           Output(summary_path(out), option="the summary, -o with .csv unless --summary is given"))
-    elif cmd == "train":
-        inputs = [*((d, "--data") for d in (getattr(args, "data", None) or [])), (get("init"), "--init"),
-                  (get("from_model"), "--from")]
-        out = get("out")
-        if out and getattr(args, "golf", False):
-            outputs = [Output(out, "dir", option="--out")]
-        elif out:
-            log_dir = get("log_dir")
-            outputs = [Output(out, option="--out"),
-                       Output(log_dir, "dir", option="--log-dir") if log_dir else
-                       Output(train_run_dir(out), "dir", option="the run directory, --out + .d unless --log-dir is given")]
-    elif cmd == "evaluate":
-        inputs = [(get("model"), "--model"), (get("reference"), "--reference")]
-        if get("out"):
-            outputs = [Output(get("out"), "dir", option="--out")]  # type: ignore[arg-type]
-    elif cmd == "run":
-        if get("out"):
-            outputs = [Output(get("out"), "dir", option="--out")]  # type: ignore[arg-type]
-    elif cmd == "adapt":
-        inputs = [(get("series"), ""), (get("model"), "--model")]
-        if get("out"):
-            outputs = [Output(get("out"), "dir", option="--out")]  # type: ignore[arg-type]
-    return [(i, o) for i, o in inputs if i], outputs
-
-
-def guard_command(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
-    """``guarded_outputs`` for the inputs and outputs of a parsed golf command line."""
-    inputs, outputs = command_paths(args)
-    return guarded_outputs(inputs, outputs)

@@ -10,7 +10,6 @@ TensorBoard and CSV logs, best/last checkpoints and the trainer state written af
 """
 from __future__ import annotations
 
-import io
 import os
 import sys
 from pathlib import Path
@@ -19,10 +18,11 @@ from typing import Any, Sequence
 import torch
 
 from golf.dataset import LabelledData
-from golf.errors import CheckpointError
-from golf.io import atomic_write_bytes, atomic_write_json, write_csv
+from golf.errors import SettingError
+from golf.io import atomic_write_json
 from golf.presets import Training
-from golf.train import Trainer
+from golf.runs.rundir import RunDir
+from golf.trainer import Trainer
 
 TRAINER_STATE_FILE = "trainer_state.pt"
 LAST_CHECKPOINT_FILE = "last.pt"
@@ -32,28 +32,31 @@ CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 
 
+def train_run_dir(out: str | os.PathLike) -> str:
+    """The default run directory of a training writing the model ``out``: ``OUT.d``."""
+    p = Path(out)
+    return os.fspath(p.with_name(p.name + ".d"))
+
+
+def implicit_outputs(out: str | os.PathLike, log_dir: str | os.PathLike | None = None) -> list[Any]:
+    """What ``train`` writes besides the model ``out``: its run directory (``log_dir``, default ``OUT.d``)."""
+    from golf.runs.guard import Output
+
+    if log_dir:
+        return [Output(os.fspath(log_dir), "dir", option="the run directory")]
+    return [Output(train_run_dir(out), "dir", option=f"the run directory beside {os.fspath(out)}")]
+
+
 def save_trainer_state(trainer: Trainer, path: str | os.PathLike) -> None:
-    """Write ``trainer.state_dict()`` atomically to ``path``."""
-    buf = io.BytesIO()
-    torch.save(trainer.state_dict(), buf)
-    atomic_write_bytes(path, buf.getvalue())
+    """Write ``trainer.state_dict()`` atomically to ``path`` (``golf.runs.rundir``)."""
+    path = Path(path)
+    RunDir(path.parent).save_checkpoint(path.name, trainer.state_dict())
 
 
 def load_trainer_state(trainer: Trainer, path: str | os.PathLike) -> None:
     """Restore a trainer state written by ``save_trainer_state`` (CheckpointError if unreadable)."""
-    from golf.io import zip_damage
-
     path = Path(path)
-    damage = zip_damage(path) if path.exists() else None
-    if damage:
-        raise CheckpointError(f"{path}: {damage}; not resuming from it")
-    try:
-        state = torch.load(path, map_location=trainer.device, weights_only=False)
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"{path}: no such trainer state") from exc
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"{path}: unreadable trainer state ({exc})") from exc
-    trainer.load_state_dict(state)
+    trainer.load_state_dict(RunDir(path.parent).load_checkpoint(path.name, trainer.device, what="trainer state"))
 
 
 def _tensorboard_writer(log_dir: Path) -> Any:
@@ -137,7 +140,7 @@ def fit_run(
         if last_path is not None:
             save_model(t.model, last_path, provenance, extra)
         if log_dir is not None:
-            write_csv(log_dir / METRICS_FILE, t.history)
+            RunDir(log_dir).write_log(METRICS_FILE, t.history)
             save_trainer_state(t, state_path)  # last: a kill before this re-runs the epoch
 
     try:
@@ -152,7 +155,7 @@ def fit_run(
 
 def refit_pretrained(init: str | os.PathLike, data: Sequence[str | os.PathLike], out: str | os.PathLike) -> dict:
     """A pretrained model (file or name) with its per-element energy offsets refit to the labelled
-    databases ``data`` (``golf.train.refit_offsets``: forces unchanged), saved as ``out``.
+    databases ``data`` (``golf.trainer.refit_offsets``: forces unchanged), saved as ``out``.
 
     Returns the fit's energy MAE before/after (meV per conformation).
     """
@@ -160,7 +163,7 @@ def refit_pretrained(init: str | os.PathLike, data: Sequence[str | os.PathLike],
 
     from golf.models.checkpoint import load_model, save_model
     from golf.models.registry import resolve_model
-    from golf.train import refit_offsets
+    from golf.trainer import refit_offsets
 
     path, info = resolve_model(init)
     model = load_model(path)
@@ -187,7 +190,7 @@ def train(
 
     ``init`` fine-tunes that model (its architecture wins over ``settings``; ``refit_offsets``
     first refits its per-element energy offsets to the training data, for a model trained at another
-    level of theory: ``golf.train.refit_offsets``); ``resume`` continues
+    level of theory: ``golf.trainer.refit_offsets``); ``resume`` continues
     the run in ``log_dir`` (default ``<out>.d``) with its saved architecture, schedule and split.
     ``preset`` is only recorded. InputError (one line) for bad settings or data.
     """
@@ -202,24 +205,16 @@ def train(
     from golf.errors import GolfError, InputError
     from golf.models import build_model
     from golf.models.checkpoint import load_model, save_model
-    from golf.runs.guard import train_run_dir
 
     out = Path(out)
     if out.suffix == "" or out.is_dir():
-        raise InputError(f"--out {out}: give a model file name such as model.pt")
+        raise InputError(f"{out}: the output is a model file; give a file name such as model.pt")
     run_dir = Path(log_dir) if log_dir else Path(train_run_dir(out))
-    for key in ("epochs", "batch_size", "features", "interactions", "n_rbf"):
-        if int(getattr(settings, key)) < 1:
-            raise InputError(f"--{key.replace('_', '-')} must be >= 1")
-    if not 0.0 <= settings.val_fraction < 1.0:
-        raise InputError("--val-fraction must be in [0, 1)")
-    if settings.cutoff <= 0 or settings.lr <= 0:
-        raise InputError("--cutoff and --lr must be positive")
-    try:
+    try:  # the settings checked their values when they were made; this is whether the device works here
         device = torch.device(settings.device)
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as exc:
-        raise InputError(f"--device {settings.device}: not available ({exc})") from exc
+        raise SettingError("device", f"{settings.device}: not available ({exc})") from exc
 
     labelled = LabelledData.from_db(list(data))
     train_data, val = labelled.split_by_molecule(settings.val_fraction, seed=settings.seed)
@@ -227,18 +222,18 @@ def train(
         raise InputError("no training conformations after the validation split")
 
     if (run_dir / TRAINER_STATE_FILE).exists() and not resume:
-        raise InputError(f"{run_dir} already holds a training run: use --resume, or another --out/--log-dir")
-    config_path = run_dir / CONFIG_FILE
-    if resume and config_path.exists():
-        import json
+        from golf.errors import RunExists
 
-        stored = json.loads(config_path.read_text())
+        raise RunExists(f"{run_dir} already holds a training run")
+    rundir = RunDir(run_dir, CONFIG_FILE)
+    stored = rundir.stored_config() if resume else None
+    if stored is not None:
         saved = stored["settings"]
         given = [os.path.abspath(p) for p in data]
         n_stored = stored.get("n_train", 0) + stored.get("n_val", 0)
         if stored.get("data", given) != given or n_stored not in (0, len(labelled)):
             raise InputError(f"{run_dir} trained on {stored.get('data')} ({n_stored} conformations), not on "
-                             f"{given} ({len(labelled)}): --resume with the same data or choose another --out")
+                             f"{given} ({len(labelled)}): resume it with the same data or choose another output")
         keep = ("model", "features", "interactions", "cutoff", "n_rbf", "batch_size", "lr", "lr_min",
                 "clip", "weight_decay", "w_energy", "w_forces", "val_fraction", "seed")
         # a resumed run keeps its architecture, schedule and split
@@ -257,7 +252,7 @@ def train(
             interactions=hparams.get("n_interactions", s.interactions), n_rbf=hparams.get("n_rbf", s.n_rbf),
             cutoff=hparams.get("cutoff", s.cutoff))
         if refit_offsets and not resume:
-            from golf.train import refit_offsets as refit
+            from golf.trainer import refit_offsets as refit
 
             fit = refit(model, train_data)
             print(f"golf train: energy offsets of {init} refit to the training data: energy MAE "
@@ -285,7 +280,7 @@ def train(
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
-    atomic_write_json(config_path, config)
+    rundir.write_config(config)
     provenance = {"command": "golf train", "data": config["data"], "settings": recorded,
                   "init": None if init is None else str(init), "refit_offsets": bool(init and refit_offsets),
                   "n_train": len(train_data), "n_val": len(val),

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from golf.errors import InputError
+from golf.errors import SettingError
 from golf.presets import TRAJECTORY_MOLECULES, Molecules, OracleRun, Relaxation
 from golf.runs.data import bar, check_out, choose_conformations, log_failure, open_executor, oracle_spec, summary
 
@@ -31,7 +31,7 @@ _ARRAYS = ("trajectory_positions", "trajectory_energies", "trajectory_forces", "
 
 def arrived_dir(out: str) -> Path:
     """Where relaxations that arrived but are not in the db yet wait (``OUT.arrived/``)."""
-    from golf.runs.guard import arrived_path
+    from golf.runs.data import arrived_path
 
     return Path(arrived_path(out))
 
@@ -95,7 +95,7 @@ def trajectories(out: str, budget: int, molecules: Molecules = TRAJECTORY_MOLECU
     from golf import db as D
 
     if budget < 1:
-        raise InputError(f"--budget must be >= 1, got {budget}")
+        raise SettingError("budget", f"must be at least 1, got {budget}")
     spec = oracle_spec(oracle)
     check_out(out, spec, "trajectories")
     confs, stats = choose_conformations(molecules)

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 from golf.errors import GolfError
 from golf.oracles.base import OracleSpec
-from golf.oracles.executors.base import OracleExecutor
+from golf.oracles.executors.executor import OracleExecutor
 from golf.oracles.executors.dask import DaskExecutor
 from golf.oracles.executors.local import LocalExecutor, SerialExecutor
 

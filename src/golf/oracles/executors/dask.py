@@ -10,7 +10,7 @@ from typing import Any, Hashable
 
 from golf.errors import GolfError, InputError
 from golf.oracles.base import OracleSpec
-from golf.oracles.executors.base import Call, OracleExecutor
+from golf.oracles.executors.executor import Call, OracleExecutor
 from golf.oracles.executors.worker import THREAD_VARS, HiddenMain, failure, run_task
 
 

@@ -9,7 +9,7 @@ from typing import Any, Hashable
 
 from golf.errors import GolfError
 from golf.oracles.base import OracleSpec
-from golf.oracles.executors.base import Call, OracleExecutor
+from golf.oracles.executors.executor import Call, OracleExecutor
 from golf.oracles.executors.worker import TORCH_INCOMPATIBLE, HiddenMain, failure, init_worker, run_task
 
 

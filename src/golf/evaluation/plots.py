@@ -43,7 +43,7 @@ def _save(fig: Any, path: str | os.PathLike, dpi: int = 120) -> Path:
 
 
 def _rows(aggregate: Any) -> list[dict[str, float]]:
-    """Accept a list of aggregate rows (``golf.metrics.aggregate``) or a dict holding one under
+    """Accept a list of aggregate rows (``golf.evaluation.metrics.aggregate``) or a dict holding one under
     ``"aggregate"`` (the layout of metrics.json)."""
     if isinstance(aggregate, Mapping):
         if "aggregate" in aggregate:
@@ -67,7 +67,7 @@ def plot_metrics(
 
     Args:
         results_by_model: model name -> its aggregate rows (list of dicts with keys ``T``,
-            ``pct_median``, ``pct_q25``, ``pct_q75``, ``e_res_mean``, ``pct_success``; see ``golf.metrics.aggregate``)
+            ``pct_median``, ``pct_q25``, ``pct_q75``, ``e_res_mean``, ``pct_success``; see ``golf.evaluation.metrics.aggregate``)
             or a dict with those rows under ``"aggregate"``.
         path: output PNG path; written atomically (temp file in the same directory, then rename).
         title: optional figure title.
@@ -126,7 +126,7 @@ def plot_metrics(
 
 def _seed_curve(ax: Any, x: np.ndarray, spreads: Sequence[Mapping[str, Any]], marker: str, label: str) -> None:
     """The seed mean at each x with a min-max band and a dot per seed (``spreads``: one
-    ``golf.report`` spread summary per x, with ``mean``, ``min``, ``max`` and ``per_seed``)."""
+    ``golf.evaluation.report`` spread summary per x, with ``mean``, ``min``, ``max`` and ``per_seed``)."""
     mean, lo, hi = (np.array([float(s[k]) for s in spreads], dtype=float) for k in ("mean", "min", "max"))
     n = max(int(s["n"]) for s in spreads)
     (line,) = ax.plot(x, mean, marker=marker, label=f"{label} (mean of {n} seed{'s' * (n != 1)}, min-max band)")
@@ -146,11 +146,11 @@ def plot_cost_quality(
     """The paper's central claim as a figure: quality at step T against genuine-oracle calls beyond D0.
 
     Args:
-        points: model name -> (its bootstrap intervals at T, ``golf.stats.bootstrap_intervals``; its
+        points: model name -> (its bootstrap intervals at T, ``golf.evaluation.stats.bootstrap_intervals``; its
             oracle calls beyond D0). Names ``traj-*`` and ``GOLF-*`` form the two curves (log x axis);
             ``baseline`` (0 calls) and ``MMFF`` are drawn as horizontal lines.
         path: output PNG (written atomically); T: the step the intervals are at.
-        spread: models trained with several seeds (``golf.report``'s ``spread_over_seeds`` models:
+        spread: models trained with several seeds (``golf.evaluation.report``'s ``spread_over_seeds`` models:
             name -> metric -> ``per_seed`` values and their mean, min, max). GOLF's curve is then the seed
             mean with a min-max band and a dot per seed, the baseline's line the seed mean with a min-max
             band; traj-N and MMFF keep their bootstrap intervals. None: one seed, intervals everywhere.

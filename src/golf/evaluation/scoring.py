@@ -11,7 +11,7 @@ genuine oracle's own optimum energy ``E_opt``):
    genuine oracle never runs in this torch process; "serial" only for MMFF as a stand-in oracle in
    tests), and collect them as they finish. ``E_0`` is computed by the same executor (not read from
    the db) so that start and optimum energies always come from identical oracle settings;
-3. compute the metrics of ``golf.metrics`` per conformation and aggregated per T.
+3. compute the metrics of ``golf.evaluation.metrics`` per conformation and aggregated per T.
 
 A relaxation that stopped before T (converged, or failed and kept its last good structure) uses
 the structure of its last step for every later T; identical structures are sent to the oracle once.
@@ -45,14 +45,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from golf import metrics as _metrics
-from golf.conformation import Conformation
+from golf.evaluation import metrics as _metrics
+from golf.conformation import FRAGMENT_BOND_SCALE, Conformation, n_fragments
 from golf.db import ReferenceRecord
 from golf.errors import InputError
 from golf.optim.state import NON_FINITE
+from golf.thresholds import EVAL_FMAX
 
-#: Default force threshold (eV/A) for model relaxations: tiny, so they run for the full step budget.
-DEFAULT_FMAX: float = 1e-6
+#: Default force threshold (eV/A) for model relaxations (``golf.thresholds.EVAL_FMAX``): tiny, so they run
+#: for the full step budget.
+DEFAULT_FMAX: float = EVAL_FMAX
 
 JSON_FORMAT = "golf-metrics/1"
 
@@ -86,7 +88,7 @@ class EvaluationResult:
         name: label of the model ("GOLF-10k", "mmff", ...).
         steps: the evaluated T.
         records: one dict per conformation (see ``evaluate_model``).
-        aggregate: one dict per T (``golf.metrics.aggregate``).
+        aggregate: one dict per T (``golf.evaluation.metrics.aggregate``).
         settings: how it was computed (optimizer, fmax, oracle, ...).
     """
 
@@ -301,26 +303,6 @@ def mmff_trajectories(confs: Sequence[Conformation], steps: Sequence[int]) -> li
 # ----------------------------------------------------------------------------------------------
 # genuine oracle on the trajectories
 
-#: Atoms closer than this multiple of the sum of their covalent radii count as connected when
-#: fragments are counted; 2x flags only molecules that really fell apart (a C-C bond beyond 3 A).
-FRAGMENT_BOND_SCALE: float = 2.0
-
-
-def n_fragments(numbers: np.ndarray, positions: np.ndarray, scale: float = FRAGMENT_BOND_SCALE) -> int:
-    """Connected components of the graph "d_ij < scale * (r_cov,i + r_cov,j)".
-
-    Args:
-        numbers: atomic numbers [n]; positions: [n, 3] Angstrom (ASE covalent radii, Angstrom).
-    """
-    from ase.data import covalent_radii
-    from scipy.sparse.csgraph import connected_components
-
-    x = np.asarray(positions, dtype=np.float64)
-    r = covalent_radii[np.asarray(numbers, dtype=np.int64)]
-    d = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=-1)
-    return int(connected_components(d < scale * (r[:, None] + r[None, :]), directed=False)[0])
-
-
 def dissociation(conf: Conformation, frame: np.ndarray, start: int | None = None) -> str | None:
     """Why ``frame`` [n, 3] (A) of ``conf``'s molecule is not scored by the oracle, or None: the
     molecule fell apart into more fragments than ``start`` (default: those of ``conf`` itself).
@@ -328,7 +310,7 @@ def dissociation(conf: Conformation, frame: np.ndarray, start: int | None = None
     A relaxation that pulled the molecule into more pieces than it started with produced no
     conformation of that molecule: the oracle's energy of scattered atoms is meaningless (and SCF
     codes take seconds to fail on them). Such a structure counts as diverged and not successful
-    (see ``golf.metrics``), exactly as a failed oracle call does.
+    (see ``golf.evaluation.metrics``), exactly as a failed oracle call does.
     """
     if start is None:
         start = n_fragments(conf.numbers, conf.positions)
@@ -394,7 +376,7 @@ def _evaluate_trajectories(
                          for traj in trajectories], dtype=bool).reshape(n_conf, len(steps))
     aggregate = _metrics.aggregate(e0, et, eopt, steps, excluded=excluded)
 
-    from golf.stats import roc_auc
+    from golf.evaluation.stats import roc_auc
     from golf.trust import mmff_energy_drop
     from golf.units import EV_TO_KCAL_MOL
 
@@ -479,7 +461,7 @@ def evaluate_model(
         EvaluationResult. ``records[c]`` has: mol_id, conf_id, smiles, n_atoms, E_0, E_opt (eV),
         E_T / pct_T / E_res_T (kcal/mol) / success_T / diverged_T (lists aligned with ``steps``,
         NaN for failed oracle calls), n_steps, converged, stop_reason, n_oracle_calls,
-        n_oracle_failures, oracle_failure_reasons. ``aggregate`` is ``golf.metrics.aggregate``.
+        n_oracle_failures, oracle_failure_reasons. ``aggregate`` is ``golf.evaluation.metrics.aggregate``.
     """
     steps = _check_steps(steps)
     confs = [r.conf for r in reference]

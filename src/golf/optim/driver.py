@@ -20,9 +20,10 @@ from golf.optim.gd import gd_init, gd_step
 from golf.optim.lbfgs import LBFGS_PRESETS, lbfgs_init, lbfgs_step
 from golf.optim.providers import as_provider
 from golf.optim.state import NON_FINITE_POSITIONS, OptimState, concat, segment_sum, select
+from golf.thresholds import NNP_FMAX
 
-#: Default convergence threshold (eV/A): ASE's default and the usual one for molecular relaxations.
-DEFAULT_FMAX = 0.05
+#: Default convergence threshold (eV/A): ``golf.thresholds.NNP_FMAX``.
+DEFAULT_FMAX = NNP_FMAX
 #: Default step limit per molecule.
 DEFAULT_MAX_STEPS = 1000
 

@@ -15,7 +15,8 @@ import torch
 from golf.batch import Batch
 from golf.conformation import Conformation
 from golf.dataset import LabelledData
-from golf.loop import MAX_FORCE_NORM, MAX_SURROGATE_ENERGY, GolfConfig, GolfLoop, GolfStalled, LabelRequest
+from golf.loop import GolfLoop, GolfStalled, LabelRequest
+from golf.presets import MAX_FORCE_NORM, MAX_SURROGATE_ENERGY, GolfTraining
 from golf.oracles.base import OracleResult
 from golf.replay import ReplayBuffer
 from golf.units import HARTREE_TO_EV, KCAL_MOL_TO_EV
@@ -123,7 +124,7 @@ def _d0(n: int = 20) -> LabelledData:
 
 
 def _loop(pool, energies, *, executor=None, provider=None, signal=None, **cfg) -> tuple[GolfLoop, Scripted, StubTrainer]:
-    config = GolfConfig(**{**dict(budget=1, n_parallel=1, max_episode_steps=10, utd_ratio=1, batch_size=1,
+    config = GolfTraining(**{**dict(budget=1, n_parallel=1, max_episode_steps=10, utd_ratio=1, batch_size=1,
                                   seed=0), **cfg})
     buffer = ReplayBuffer(_d0(), initial_conf_pct=config.initial_conf_pct)
     trainer = StubTrainer(buffer)
@@ -344,7 +345,17 @@ def test_both_trigger_keeps_the_surrogate_rule_and_filters_limit_labels():
 
 
 def test_unknown_trigger_is_refused():
-    with pytest.raises(ValueError, match="trigger"):
-        GolfConfig(trigger="sometimes")
-    with pytest.raises(ValueError, match="signal_threshold"):
-        GolfConfig(trigger="signal", signal_threshold=float("nan"))
+    """Impossible loop settings are refused where they are declared, naming the field (SettingError)."""
+    from golf.errors import SettingError
+
+    with pytest.raises(SettingError, match="trigger") as info:
+        GolfTraining(trigger="sometimes")
+    assert info.value.field == "trigger" and "--" not in str(info.value)
+    with pytest.raises(SettingError, match="signal_threshold"):
+        GolfTraining(trigger="signal", signal_threshold=float("nan"))
+    for bad in (dict(budget=0), dict(n_parallel=0), dict(max_episode_steps=0), dict(batch_size=0),
+                dict(utd_ratio=-1), dict(initial_conf_pct=1.5), dict(cadence="often"), dict(lr=float("inf")),
+                dict(generic_share=0.95)):
+        with pytest.raises(SettingError) as info:
+            GolfTraining(**bad)
+        assert info.value.field == next(iter(bad)) and "--" not in str(info.value)

@@ -18,11 +18,11 @@ from typing import Any, Sequence
 
 from golf.io import atomic_write_text
 from golf.runs.naming import seed_name, split_seed
-from golf.stats import LEVEL, N_BOOTSTRAP, bootstrap_intervals, columns_at, paired_difference
+from golf.evaluation.stats import LEVEL, N_BOOTSTRAP, bootstrap_intervals, columns_at, paired_difference
 
 #: Early steps shown beside the final one in the markdown table.
 EARLY_STEPS = (1, 5, 21)
-#: ``golf.metrics.aggregate`` keys whose spread over training seeds is reported (at the last T).
+#: ``golf.evaluation.metrics.aggregate`` keys whose spread over training seeds is reported (at the last T).
 SPREAD_METRICS = ("e_res_median", "pct_success")
 
 def _fmt(x: Any, nd: int = 1) -> str:
@@ -37,9 +37,9 @@ def _row_at(aggregate: list[dict[str, Any]], T: int) -> dict[str, Any] | None:
 def write_report(out: Path, models: dict[str, tuple[Any, int]], preset: dict[str, Any], timings: dict[str, float],
                  preset_name: str = "", oracle: str = "xtb", **_: Any) -> None:
     """Collect ``out/eval/<name>/metrics.json`` of every model and write the report files atomically."""
-    from golf.evaluate import json_clean, read_metrics
+    from golf.evaluation.scoring import json_clean, read_metrics
     from golf.io import atomic_write_json
-    from golf.plots import plot_cost_quality, plot_metrics
+    from golf.evaluation.plots import plot_cost_quality, plot_metrics
 
     results: dict[str, Any] = {}
     for name, (_, calls) in models.items():
@@ -214,7 +214,7 @@ def _spread(results: dict[str, tuple[Any, int]], paired: dict[str, Any], T: int)
 
     Returns:
         ``seeds``; ``models``: seed-0 name (``baseline``, ``GOLF-<calls>``) -> ``calls`` and, per
-        ``SPREAD_METRICS`` key (E_res kcal/mol, pct_success percent; ``golf.metrics.aggregate`` values),
+        ``SPREAD_METRICS`` key (E_res kcal/mol, pct_success percent; ``golf.evaluation.metrics.aggregate`` values),
         ``per_seed`` (seed -> value) with its ``_summary`` over seeds; ``paired_vs_baseline``: GOLF
         seed-0 name -> ``per_seed`` paired differences GOLF - the same seed's baseline (``_paired``'s,
         with bootstrap intervals) and the ``_summary`` of their values per key.
@@ -296,9 +296,9 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def plot_learning_curves(out: Path, path: Path, seeds: Sequence[int] = (0,)) -> Path:
-    """The run's learning curves (``golf.plots.plot_learning_curves``) from its models' metrics.csv files
+    """The run's learning curves (``golf.evaluation.plots.plot_learning_curves``) from its models' metrics.csv files
     and the log.csv of the GOLF run of each training seed in ``seeds``."""
-    from golf.plots import plot_learning_curves as plot
+    from golf.evaluation.plots import plot_learning_curves as plot
 
     curves = {}
     for csv_path in sorted((out / "models").glob("*.pt.d/metrics.csv")):

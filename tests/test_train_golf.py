@@ -29,7 +29,7 @@ def d0_and_baseline(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny MMFF-labelled D0 (displaced ETKDG conformers) and a baseline PaiNN trained briefly on it."""
     from golf.dataset import LabelledData
     from golf.models import build_model, save_model
-    from golf.train import Trainer, prepare_model
+    from golf.trainer import Trainer, prepare_model
 
     root = tmp_path_factory.mktemp("golf")
     d0 = root / "d0.db"

@@ -1,7 +1,7 @@
 """Bootstrap confidence intervals of the relaxation metrics, pure NumPy, no I/O.
 
 The unit of resampling is the test conformation: a resample draws C conformations with replacement
-and recomputes the metric with exactly the rules of ``golf.metrics.aggregate`` (E_res statistics
+and recomputes the metric with exactly the rules of ``golf.evaluation.metrics.aggregate`` (E_res statistics
 over the valid pairs; pct_success and pct_div over the scored pairs, a broken structure counting as
 unsuccessful and diverged). Intervals are percentile intervals (Efron & Tibshirani 1993, ch. 13).
 
@@ -47,7 +47,7 @@ STATISTICS: dict[str, _Stat] = {
 
 
 def columns_at(records: Sequence[Mapping[str, Any]], k: int) -> dict[str, np.ndarray]:
-    """Per-conformation columns at the k-th evaluated step from ``golf.evaluate`` records.
+    """Per-conformation columns at the k-th evaluated step from ``golf.evaluation.scoring`` records.
 
     Returns ``e_res`` (kcal/mol, NaN = not valid), ``pct`` (percent), ``success``, ``diverged`` and
     ``scored`` (bool), each [C].
@@ -120,7 +120,7 @@ def paired_difference(
     """Paired bootstrap interval of ``metric(A) - metric(B)`` at the k-th step on shared conformations.
 
     Args:
-        a, b: ``golf.evaluate`` records of two models on the same reference set; conformations are
+        a, b: ``golf.evaluation.scoring`` records of two models on the same reference set; conformations are
             matched by ``(mol_id, conf_id)`` and only those in both are used.
         k: index of the step T in the records' step lists.
 

@@ -198,7 +198,7 @@ def test_fit_atomrefs_recovers_true_values():
 
 
 def test_prepare_model_sets_atomrefs_and_elements(data):
-    from golf.train import prepare_model
+    from golf.trainer import prepare_model
 
     model = tiny_model()
     prepare_model(model, data)
@@ -211,7 +211,7 @@ def test_prepare_model_sets_atomrefs_and_elements(data):
 
 # ---------------------------------------------------------------------------- loss / trainer
 def test_loss_definition(data):
-    from golf.train import ENERGY_SCALE, FORCE_SCALE, loss
+    from golf.trainer import ENERGY_SCALE, FORCE_SCALE, loss
 
     model = tiny_model()
     batch, energy, forces = data.collate(np.arange(6))
@@ -230,7 +230,7 @@ def test_loss_definition(data):
 
 def test_training_lowers_validation_force_error(data, tmp_path):
     from golf.runs.train import fit_run
-    from golf.train import Trainer, prepare_model
+    from golf.trainer import Trainer, prepare_model
 
     train, val = data.split_by_molecule(0.25, seed=0)
     model = tiny_model()
@@ -268,7 +268,7 @@ def _params(model) -> torch.Tensor:
 
 def test_resume_equals_uninterrupted(data, tmp_path):
     from golf.runs.train import fit_run
-    from golf.train import Trainer
+    from golf.trainer import Trainer
 
     train, val = data.split_by_molecule(0.25, seed=0)
     train = train.subset(range(24))
@@ -297,7 +297,7 @@ def test_resume_equals_uninterrupted(data, tmp_path):
 
 
 def test_update_skips_non_finite(data):
-    from golf.train import Trainer
+    from golf.trainer import Trainer
 
     trainer = Trainer(tiny_model(), lr=1e-3, total_steps=10)
     batch, energy, forces = data.collate(np.arange(4))
@@ -310,7 +310,7 @@ def test_update_skips_non_finite(data):
 
 
 def test_state_dict_roundtrip(data):
-    from golf.train import Trainer
+    from golf.trainer import Trainer
 
     t1 = Trainer(tiny_model(), lr=1e-3, total_steps=20, seed=1)
     for i in range(3):
