@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from golf import conformers as gc
+from golf import conformer_search as gc
 from golf.cli import main
 from golf.chem import generate_conformers
 

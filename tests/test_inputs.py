@@ -95,7 +95,7 @@ def test_a_model_that_takes_charged_molecules_relaxes_them(tiny_charged, tmp_pat
     (mol,) = _sdf(out)
     assert mol.GetIntProp("charge") == 1
     # conformers: the relaxed conformers (which an oracle refinement receives) carry the charge
-    from golf import conformers as gc
+    from golf import conformer_search as gc
     from golf.models import load_model
 
     model = load_model(tiny_charged)
@@ -105,7 +105,7 @@ def test_a_model_that_takes_charged_molecules_relaxes_them(tiny_charged, tmp_pat
 
 
 def test_refinement_oracle_gets_charge_and_multiplicity(tiny_charged, tmp_path, monkeypatch):
-    from golf import conformers as gc
+    from golf import conformer_search as gc
     from golf.models import load_model
 
     p = tmp_path / "c.smi"
@@ -414,7 +414,7 @@ def test_optimize_counts_a_racemate_as_one_input_molecule(tiny, tmp_path):
 
 
 def test_mirror_images_are_duplicates_in_a_racemic_group():
-    from golf import conformers as gc
+    from golf import conformer_search as gc
     from golf.chem import generate_conformers
 
     (c,) = generate_conformers("CC(O)CC", 1, 3)
@@ -431,7 +431,7 @@ def test_mirror_images_are_duplicates_in_a_racemic_group():
 
 
 def test_runs_functions_are_callable_from_python(tiny, tmp_path, capsys):
-    from golf.conformers import ConformerSettings
+    from golf.conformer_search import ConformerSettings
     from golf.runs.conformers import ConformersSettings, conformers
     from golf.runs.optimize import OptimizeSettings, optimize
     from golf.runs.predict import PredictSettings, predict
@@ -452,9 +452,9 @@ def test_runs_functions_are_callable_from_python(tiny, tmp_path, capsys):
     (lambda: __import__("golf.runs.optimize", fromlist=["x"]).OptimizeSettings(model="m", fmax=-1.0), "fmax"),
     (lambda: __import__("golf.runs.optimize", fromlist=["x"]).OptimizeSettings(model="m", oracle="xtb"), "oracle"),
     (lambda: __import__("golf.runs.predict", fromlist=["x"]).PredictSettings(batch_size=0), "batch_size"),
-    (lambda: __import__("golf.conformers", fromlist=["x"]).ConformerSettings(top_k=0), "top_k"),
-    (lambda: __import__("golf.conformers", fromlist=["x"]).ConformerSettings(window=-1.0), "window"),
-    (lambda: __import__("golf.conformers", fromlist=["x"]).ConformerSettings(temperature=0.0), "temperature"),
+    (lambda: __import__("golf.conformer_search", fromlist=["x"]).ConformerSettings(top_k=0), "top_k"),
+    (lambda: __import__("golf.conformer_search", fromlist=["x"]).ConformerSettings(window=-1.0), "window"),
+    (lambda: __import__("golf.conformer_search", fromlist=["x"]).ConformerSettings(temperature=0.0), "temperature"),
     (lambda: __import__("golf.runs.conformers", fromlist=["x"]).ConformersSettings(refine_opt=True), "refine"),
 ])
 def test_settings_are_validated_naming_the_field(make, field):

@@ -95,7 +95,7 @@ def test_optimize_goes_on_past_bad_sdf_fields(tiny_model, tmp_path, capsys):
 
 
 def test_conformers_reads_the_sdf_charge_field(tmp_path):
-    from golf import conformers as gc
+    from golf import conformer_search as gc
 
     p = _sdf(tmp_path / "c.sdf", [("C[NH3+]", {"charge": "1"}), ("CCO", {"charge": "1"}),
                                  ("CCO", {"mol_id": "ZINC7"})], embed=False)
@@ -124,7 +124,7 @@ def test_neutral_only_is_model_metadata(tmp_path):
 
 
 def test_conformers_refuses_a_cation_for_a_neutral_only_model(tiny_model, tmp_path, capsys):
-    from golf import conformers as gc
+    from golf import conformer_search as gc
     from golf.models import load_model
 
     p = tmp_path / "c.smi"
@@ -180,7 +180,7 @@ def test_implicit_ids_avoid_explicit_ones(tmp_path):
 
 
 def test_conformers_names_avoid_explicit_ones(tmp_path):
-    from golf import conformers as gc
+    from golf import conformer_search as gc
 
     p = tmp_path / "m.smi"
     p.write_text("CCO\nCCN mol1\n")
@@ -188,7 +188,7 @@ def test_conformers_names_avoid_explicit_ones(tmp_path):
 
 
 def test_byte_order_mark_is_stripped(tmp_path):
-    from golf import conformers as gc
+    from golf import conformer_search as gc
     from golf.formats import read_conformations
 
     bom = "\ufeff"
@@ -215,7 +215,7 @@ def test_byte_order_mark_is_stripped(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
 def test_directory_and_fifo_inputs(tiny_model, tmp_path, capsys):
-    from golf import conformers as gc
+    from golf import conformer_search as gc
     from golf.formats import read_conformations
 
     d = tmp_path / "dir.smi"
@@ -299,7 +299,7 @@ def test_oracle_option_nan_is_refused(tmp_path, capsys):
 
 
 def test_conformer_settings_refuse_nan():
-    from golf.conformers import ConformerSettings
+    from golf.conformer_search import ConformerSettings
 
     for bad in (dict(window=float("nan")), dict(rmsd_threshold=float("nan")), dict(fmax=float("inf"))):
         with pytest.raises(InputError):
@@ -374,7 +374,7 @@ def test_optimize_shows_an_embedding_status_line(tiny_model, tmp_path, capsys):
 def test_multi_fragment_molecules_are_stripped_or_refused(tiny_model, tmp_path, capsys):
     """Salts are stripped to their largest organic fragment on reading (one line each); fragments kept
     on purpose are never handed to an NNP relaxation (one line each), nor embedded without asking."""
-    from golf import conformers as gc
+    from golf import conformer_search as gc
     from golf.chem import generate_conformers
 
     message = "has 2 disconnected fragments; an NNP relaxes single molecules"

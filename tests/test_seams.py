@@ -261,8 +261,7 @@ def test_module_names_do_not_collide():
     counts = Counter(p.name for p in SRC.rglob("*.py") if p.name != "__init__.py")
     repeated = {n for n, k in counts.items() if k > 1}
     paired = {n for n in repeated if (SRC / "cli" / n).exists() and (SRC / "runs" / n).exists() and counts[n] == 2}
-    # golf/conformers.py (the library of ``golf conformers``) moves under runs/ with that command's rework
-    assert repeated - paired <= {"conformers.py"}
+    assert repeated - paired == set()
 
 
 def test_library_errors_name_settings_not_options():
@@ -270,8 +269,7 @@ def test_library_errors_name_settings_not_options():
     the path, and the CLI maps a setting to its option (``golf.cli._types.setting_error``)."""
     import ast
 
-    # chem.py and conformers.py: the conformers/optimize rework moves their checks into settings
-    pending = {"chem.py", "conformers.py"}
+    pending: set[str] = set()
     offenders = []
     for p in SRC.rglob("*.py"):
         rel = p.relative_to(SRC)

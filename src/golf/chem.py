@@ -367,7 +367,7 @@ def perceive_bonds(
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise InputError(
                     f"{where}: could not assign bond orders with total charge {charge} ({reason}); "
-                    "a charged or radical structure needs --charge/--multiplicity"
+                    "a charged or radical structure needs its charge and multiplicity given"
                 ) from None
     return mol
 

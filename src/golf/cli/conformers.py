@@ -25,10 +25,10 @@ from golf.runs.conformers import OPTIMIZERS  # noqa: F401 - re-exported
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from golf.runs.batch import EXIT_CODES
+    from golf.runs.batch_run import EXIT_CODES
 
     from golf.chem import MAX_ATOMS
-    from golf.conformers import ConformerSettings
+    from golf.conformer_search import ConformerSettings
     from golf.runs.conformers import ConformersSettings
 
     e, r0 = ConformerSettings(), ConformersSettings()  # the defaults, declared there
@@ -92,7 +92,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from golf.conformers import ConformerSettings
+    from golf.conformer_search import ConformerSettings
     from golf.errors import InputError
     from golf.formats import check_writable
     from golf.runs.conformers import ConformersSettings, conformers

@@ -23,7 +23,7 @@ from golf.runs.optimize import METHODS  # noqa: F401 - re-exported
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from golf.chem import MAX_ATOMS
-    from golf.runs.batch import EXIT_CODES
+    from golf.runs.batch_run import EXIT_CODES
     import dataclasses
 
     from golf.runs.optimize import METHODS, OptimizeSettings

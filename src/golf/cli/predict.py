@@ -12,7 +12,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from golf.runs.batch import EXIT_CODES
+    from golf.runs.batch_run import EXIT_CODES
     from golf.runs.predict import PredictSettings
 
     d = PredictSettings()

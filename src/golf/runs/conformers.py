@@ -1,10 +1,10 @@
 """``golf conformers``: low-energy conformer ensembles of molecules, ready for drug design.
 
-    from golf.conformers import ConformerSettings
+    from golf.conformer_search import ConformerSettings
     from golf.runs.conformers import ConformersSettings, conformers
     outcome = conformers("mols.smi", "confs.sdf", ConformersSettings(ensemble=ConformerSettings(top_k=5)))
 
-Per input molecule (``golf.conformers``): salts stripped, an ETKDG ensemble embedded (or a 3D SDF's
+Per input molecule (``golf.conformer_search``): salts stripped, an ETKDG ensemble embedded (or a 3D SDF's
 own coordinates taken), relaxed in one batched stream by the model, conformers whose bonds or
 stereochemistry changed dropped, duplicates removed, the lowest kept, ranked and Boltzmann-weighted,
 optionally refined with an oracle. Output: SDF (``golf.outputs``) and a per-molecule CSV summary.
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from golf.conformers import ConformerSettings, MoleculeResult
+from golf.conformer_search import ConformerSettings, MoleculeResult
 from golf.errors import InputError
-from golf.runs.batch import check_settings
+from golf.runs.batch_run import check_settings
 
 OPTIMIZERS = ("lbfgs-precon", "lbfgs", "lbfgs-golf", "lbfgs-ase", "fire", "gd")
 EXECUTORS = ("local", "dask")
@@ -33,7 +33,7 @@ class ConformersSettings:
         model: NNP: model name, checkpoint path or a loaded ``golf.models.Potential``.
         device, dtype: of the model.
         threads: torch threads (None: torch's).
-        ensemble: embedding, relaxation and selection (``golf.conformers.ConformerSettings``).
+        ensemble: embedding, relaxation and selection (``golf.conformer_search.ConformerSettings``).
         refine: oracle of the kept conformers (xtb, dft, mmff or module:Class), None: none.
         refine_opt: re-relax with the oracle instead of single points.
         refine_fmax: oracle re-relaxation fmax (eV/A).
@@ -80,7 +80,7 @@ class ConformersOutcome:
 
     @property
     def exit_code(self) -> int:
-        from golf.runs.batch import PARTIAL
+        from golf.runs.batch_run import PARTIAL
 
         return PARTIAL if any(not r.ok for r in self.results) or self.n_refine_failed else 0
 
@@ -93,10 +93,10 @@ def conformers(input: str, output: str, settings: ConformersSettings = Conformer
     import torch
     from tqdm import tqdm
 
-    from golf import conformers as gc
+    from golf import conformer_search as gc
     from golf.errors import OutputError
     from golf.progress import progress_bar
-    from golf.runs.batch import load_nnp
+    from golf.runs.batch_run import load_nnp
     from golf.runs.guard import summary_path
 
     s, ens = settings, settings.ensemble

@@ -8,7 +8,7 @@ kept, the input's own SDF fields passed through), .extxyz/.xyz or .db, with the 
 ``golf.outputs`` (``golf_energy_eV``, ``golf_fmax_eV_A``, ``golf_steps``, ``golf_converged``,
 ``golf_model``, ``golf_energy_reference``...). Oracles run in spawned worker processes.
 
-One structure never aborts the batch (``golf.runs.batch``): a structure that cannot be read, that the
+One structure never aborts the batch (``golf.runs.batch_run``): a structure that cannot be read, that the
 method cannot handle (an NNP: unseen elements, charged or open-shell for a neutral-only model,
 fragments kept with ``keep_fragments``, more than ``golf.chem.MAX_ATOMS`` atoms; MMFF: bond orders
 that cannot be assigned) or whose relaxation fails is reported on one stderr line and left out.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from golf.errors import InputError
-from golf.runs.batch import check_settings
+from golf.runs.batch_run import check_settings
 from golf.runs.predict import BatchOutcome
 
 METHODS = ("lbfgs", "lbfgs-precon", "lbfgs-golf", "lbfgs-ase", "fire", "gd")
@@ -86,7 +86,7 @@ def optimize(input: str, output: str, settings: OptimizeSettings) -> BatchOutcom
     from golf.optim.state import MAX_STEPS
     from golf.outputs import model_energy_reference, oracle_energy_reference
     from golf.progress import progress_bar
-    from golf.runs.batch import describe, load_nnp, read_batch, report_stripped, split_supported
+    from golf.runs.batch_run import describe, load_nnp, read_batch, report_stripped, split_supported
 
     s = settings
     if s.model is not None:

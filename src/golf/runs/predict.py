@@ -3,7 +3,7 @@
     from golf.runs.predict import PredictSettings, predict
     outcome = predict("in.sdf", "out.extxyz", PredictSettings(model="GOLF-10k"))
 
-One structure never aborts the batch (``golf.runs.batch``): an unreadable structure, an element the
+One structure never aborts the batch (``golf.runs.batch_run``): an unreadable structure, an element the
 model never saw, or a charged/open-shell structure for a neutral-only model is reported on one
 stderr line and left out. Salts are stripped to their largest organic fragment unless
 ``keep_fragments`` (a single point needs no single molecule). Bond orders are not needed.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from golf.runs.batch import check_settings
+from golf.runs.batch_run import check_settings
 
 #: conformations per forward pass when ``batch_size`` is None (automatic sizing lives in golf.batch).
 _CHUNK = 64
@@ -51,7 +51,7 @@ class BatchOutcome:
 
     @property
     def exit_code(self) -> int:
-        from golf.runs.batch import PARTIAL
+        from golf.runs.batch_run import PARTIAL
 
         return PARTIAL if self.skipped else 0
 
@@ -63,7 +63,7 @@ def predict(input: str, output: str, settings: PredictSettings = PredictSettings
     from golf.formats import write_conformations
     from golf.models.potential import ModelEnergyForces
     from golf.outputs import model_energy_reference
-    from golf.runs.batch import load_nnp, read_batch, report_stripped, split_supported
+    from golf.runs.batch_run import load_nnp, read_batch, report_stripped, split_supported
 
     model, device, _, name = load_nnp(settings.model, settings.device, settings.dtype)
     confs, skipped = read_batch("predict", input, bond_orders=False, neutral_only=model.neutral_only,

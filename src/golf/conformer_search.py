@@ -100,7 +100,7 @@ class ConformerSettings:
 
     def check(self) -> None:
         """InputError naming the field for impossible values."""
-        from golf.runs.batch import check_settings
+        from golf.runs.batch_run import check_settings
 
         check_settings(self)
         for name in ("rmsd_threshold", "energy_threshold", "window"):
@@ -584,7 +584,7 @@ def generate_conformer_ensembles(
         if item.error is not None:
             error = item.error
             if item.charge_spin is not None and getattr(model, "neutral_only", True):
-                from golf.runs.batch import neutral_only_refusal
+                from golf.runs.batch_run import neutral_only_refusal
 
                 error = neutral_only_refusal(item.charge_spin)  # no advice to pass a charge the model cannot take
             results.append(MoleculeResult(item.name, item.smiles, item.where, error=error, input_name=item.name))
@@ -598,7 +598,7 @@ def generate_conformer_ensembles(
             try:
                 model.check_charge(item.charge, item.multiplicity)
             except InputError as exc:
-                from golf.runs.batch import neutral_only_refusal
+                from golf.runs.batch_run import neutral_only_refusal
 
                 raise InputError(neutral_only_refusal(exc)) from None
         except InputError as exc:
