@@ -8,7 +8,8 @@ Methods (``--methods``), each given the same molecules and the same number of ET
     entry point on one molecule at a time; its ranking is the model's energy.
 ``rdkit-mmff``
     RDKit ETKDGv3 (seed 1: seed 0 gives identical starts in RDKit) + MMFF94 relaxation of every start
-    (RDKit, 2000 iterations), duplicates removed as golf does (``golf.conformers.deduplicate``: heavy-atom RMSD 0.3 A and 1 kcal/mol), ranked by MMFF94.
+    (RDKit, 2000 iterations), duplicates removed as golf does (``golf.conformers.deduplicate``: heavy-atom
+    RMSD 0.3 A and 1 kcal/mol), ranked by MMFF94.
 ``rdkit-mmff-xtb``
     The ``--xtb-pool`` (default 2 K) MMFF94-lowest unique conformers of ``rdkit-mmff`` re-relaxed with
     GFN2-xTB (golf's ``xtb`` oracle, fmax 0.05 eV/A, 300 steps), deduplicated again and ranked by xTB; its

@@ -169,7 +169,8 @@ def dft_charge_check() -> dict[str, Any]:
                     for r in out["rows"]) and res["charge+1"].ok and not res["charge0"].ok
     out["summary"] = ("golf's dft oracle passes Conformation.charge to PySCF (closed-shell ions, RKS), and the "
                       "charge reaches oracle worker processes"
-                      if out["ok"] else "the conformation's charge does NOT reach PySCF or the worker process: see rows / worker_process")
+                      if out["ok"] else
+                      "the conformation's charge does NOT reach PySCF or the worker process: see rows / worker_process")
     return out
 
 
