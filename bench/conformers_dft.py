@@ -357,6 +357,11 @@ def set_meta(con: sqlite3.Connection, key: str, value: Any) -> None:
     con.commit()
 
 
+def get_meta(con: sqlite3.Connection, key: str, default: Any = None) -> Any:
+    row = con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return default if row is None else json.loads(row[0])
+
+
 def assign_representatives(con: sqlite3.Connection, name: str, same_rmsd: float) -> dict[int, int]:
     """Map every conformer of a molecule to a representative (the first stored conformer within
     ``same_rmsd`` A all-atom RMSD, hydrogens included, symmetry-aware); stored in ``same_as`` so every
@@ -501,8 +506,7 @@ def stage_report(con: sqlite3.Connection, args: argparse.Namespace) -> dict[str,
         benchmark="conformers_dft", date=now(), oracle=args.oracle,
         oracle_settings=DFT_SETTINGS if args.oracle == "dft" else "golf defaults (test mode, not DFT)",
         oracle_note="golf's oracle API computes energy and gradient together (no energy-only call)",
-        top_k=json.loads(con.execute("SELECT value FROM meta WHERE key='top_k'").fetchone()[0] or "5")
-        if con.execute("SELECT 1 FROM meta WHERE key='top_k'").fetchone() else args.top_k,
+        top_k=get_meta(con, "top_k", args.top_k),
         same_rmsd_A=args.same_rmsd, tie_kcal=0.5, molecules_total=len(mol_rows), molecules_complete=len(complete),
         conformers=n_conf, unique_geometries=n_unique, summary=summary, per_molecule=per_mol,
     )
