@@ -502,13 +502,17 @@ def stage_report(con: sqlite3.Connection, args: argparse.Namespace) -> dict[str,
         )
     n_conf = con.execute("SELECT COUNT(*) FROM conformers").fetchone()[0]
     n_unique = con.execute("SELECT COUNT(DISTINCT rep_id) FROM same_as").fetchone()[0]
+    n_done = con.execute("SELECT COUNT(*) FROM singles WHERE oracle = ? AND ok = 1", (okey,)).fetchone()[0]
+    n_unassigned = con.execute("SELECT COUNT(*) FROM conformers WHERE id NOT IN (SELECT conf_id FROM same_as)"
+                               ).fetchone()[0]
     doc = dict(
         benchmark="conformers_dft", date=now(), oracle=args.oracle,
         oracle_settings=DFT_SETTINGS if args.oracle == "dft" else "golf defaults (test mode, not DFT)",
         oracle_note="golf's oracle API computes energy and gradient together (no energy-only call)",
         top_k=get_meta(con, "top_k", args.top_k),
         same_rmsd_A=args.same_rmsd, tie_kcal=0.5, molecules_total=len(mol_rows), molecules_complete=len(complete),
-        conformers=n_conf, unique_geometries=n_unique, summary=summary, per_molecule=per_mol,
+        conformers=n_conf, unique_geometries=n_unique, single_points_done=n_done,
+        conformers_not_yet_grouped=n_unassigned, summary=summary, per_molecule=per_mol,
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -516,7 +520,8 @@ def stage_report(con: sqlite3.Connection, args: argparse.Namespace) -> dict[str,
     tmp.write_text(json.dumps(doc, indent=1, default=float) + "\n")
     os.replace(tmp, out)
     print(f"{len(complete)}/{len(mol_rows)} molecules complete ({args.oracle}); "
-          f"{n_conf} conformers, {n_unique} unique geometries")
+          f"{n_conf} conformers, {n_unique} unique geometries ({n_unassigned} not grouped yet), "
+          f"{n_done} single points stored")
     print("| method | top within 0.5 kcal/mol | top above union min, kcal/mol (median/mean/max) "
           "| median Spearman | wall s | CPU s | failed |")
     print("|---|---|---|---|---|---|---|")
