@@ -65,7 +65,7 @@ def pick_molecules(n: int, seed: int) -> list[tuple[str, str]]:
     and only ANI2xt's elements (H C N O F S Cl)."""
     from rdkit import Chem
 
-    from golf.conformers import expand_stereoisomers
+    from golf.conformer_search import expand_stereoisomers
     from golf.pool import select_pool_molecules
 
     out = []
@@ -180,7 +180,7 @@ def oracle_jobs(jobs: dict, oracle: str, task: str, workers: int, settings: dict
 
 def process_chunk(mols: list[tuple[str, str]], work: Path, args, use_auto3d: bool) -> dict:
     """Both tools on one chunk of molecules, then xTB single points / re-relaxations of their output."""
-    from golf.conformers import (_mol_of, bond_graph, heavy_atom_rmsd_matrix, perceived_bonds, stereo_key)
+    from golf.conformer_search import (_mol_of, bond_graph, heavy_atom_rmsd_matrix, perceived_bonds, stereo_key)
     from rdkit import Chem
 
     work.mkdir(parents=True, exist_ok=True)

@@ -1,14 +1,14 @@
 """Conformer search judged at the model's level of theory: DFT single points on every method's kept conformers.
 
 Methods (``--methods``), each given the same molecules and the same number of ETKDGv3 starts per molecule
-(golf's automatic count, ``golf.conformers.default_n_conformers``: 5 x (rotatable bonds + 1), 10..50):
+(golf's automatic count, ``golf.conformer_search.default_n_conformers``: 5 x (rotatable bonds + 1), 10..50):
 
 ``golf``
     ``golf conformers`` with its defaults and GOLF-10k (``--threads`` torch threads), run through golf's CLI
     entry point on one molecule at a time; its ranking is the model's energy.
 ``rdkit-mmff``
     RDKit ETKDGv3 (seed 1: seed 0 gives identical starts in RDKit) + MMFF94 relaxation of every start
-    (RDKit, 2000 iterations), duplicates removed as golf does (``golf.conformers.deduplicate``: heavy-atom
+    (RDKit, 2000 iterations), duplicates removed as golf does (``golf.conformer_search.deduplicate``: heavy-atom
     RMSD 0.3 A and 1 kcal/mol), ranked by MMFF94.
 ``rdkit-mmff-xtb``
     The ``--xtb-pool`` (default 2 K) MMFF94-lowest unique conformers of ``rdkit-mmff`` re-relaxed with
@@ -177,7 +177,7 @@ def store_run(con: sqlite3.Connection, name: str, method: str, confs: list, ener
 def _mol_and_starts(smiles: str):
     from rdkit import Chem
 
-    from golf.conformers import default_n_conformers
+    from golf.conformer_search import default_n_conformers
 
     mol = Chem.MolFromSmiles(smiles)
     return mol, default_n_conformers(mol)
@@ -217,7 +217,7 @@ def mmff_ensemble(smiles: str, n_starts: int, seed: int = ETKDG_SEED) -> tuple[l
     from rdkit.Chem import AllChem, rdDistGeom
 
     from golf.chem import mol_to_conformations
-    from golf.conformers import deduplicate
+    from golf.conformer_search import deduplicate
 
     mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
     params = rdDistGeom.ETKDGv3()
@@ -240,7 +240,7 @@ def run_rdkit_mmff(name: str, smiles: str, n_starts: int, args) -> tuple[list, l
 
 
 def run_rdkit_mmff_xtb(name: str, smiles: str, n_starts: int, args) -> tuple[list, list[float], dict]:
-    from golf.conformers import deduplicate
+    from golf.conformer_search import deduplicate
     from golf.oracles import OracleSpec
     from golf.oracles.executors import make_executor
 

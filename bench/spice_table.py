@@ -13,7 +13,7 @@ the reference relaxation would end at the neutral tautomer and E_res would not m
 What the models see: the SPICE checkpoints have no charge input (schnetpack PaiNN: atomic numbers and
 positions only), were most likely trained on neutral molecules only, and golf refuses charged molecules
 for such models (``Potential.check_charge``). This script therefore calls the models directly through
-``golf.evaluate.model_trajectories`` (no charge check), so **the model never sees the charge**: C[NH3+]
+``golf.evaluation.scoring.model_trajectories`` (no charge check), so **the model never sees the charge**: C[NH3+]
 and a neutral CH3NH3 radical are the same input to it. The DFT references and scores do get the charge:
 every molecule is stored with its net charge and golf's ``dft`` oracle builds the PySCF molecule with
 ``Conformation.charge`` (the ``check`` stage verifies this without an SCF and records it in the JSON).
@@ -76,7 +76,7 @@ PAPER_SPICE: dict[str, tuple[float, float, float, float, float]] = {
 
 NOTES = [
     "The SPICE models have no charge input: they see atomic numbers and positions only, so the model never "
-    "sees the net charge (golf's charge guard is bypassed on purpose by calling golf.evaluate.model_trajectories).",
+    "sees the net charge (golf's charge guard is bypassed on purpose by calling golf.evaluation.scoring.model_trajectories).",
     "DFT references and scores use the net charge: golf's dft oracle builds the PySCF molecule with "
     "Conformation.charge (see dft_charge_check).",
     "Gas-phase zwitterions are excluded: without solvent they are not minima (the proton returns), so the "

@@ -141,7 +141,7 @@ def run_torchsim(model, confs, opt_name: str, opt_kwargs: dict[str, Any], fmax: 
 def run_golf(model, confs, fmax: float, max_steps: int) -> dict[str, Any]:
     """Relax ``confs`` with ``golf.optim.relax.relax`` at its defaults (only fmax and the cap given)."""
     from golf.models import ModelEnergyForces
-    from golf.optim.relax import relax
+    from golf.optim import relax
 
     recs = relax(ModelEnergyForces(model), confs, fmax=fmax, max_steps=max_steps)
     calls = np.asarray([r.n_force_calls for r in recs], dtype=float)
