@@ -378,6 +378,8 @@ def main() -> None:
                     help="ten marketed drugs: golf default vs --batch-size 256 vs RDKit+MMFF (bench/conformers_drugs.py)")
     ap.add_argument("--before-src", default=None,
                     help="--drugs: a golf src directory to run as 'golf before' (default: this tree, --batch-size 256)")
+    ap.add_argument("--before-timeout", type=float, default=None,
+                    help="--drugs: stop 'golf before' after this many seconds and report its usage as a lower bound")
     ap.add_argument("--n-molecules", type=int, default=50)
     ap.add_argument("--chunk", type=int, default=10, help="molecules per round (golf, Auto3D, xTB); JSON after each")
     ap.add_argument("--n-conformers", type=int, default=10)
@@ -407,7 +409,7 @@ def main() -> None:
 
         out = Path(args.out) if args.out != str(HERE / "results" / "conformers.json") else \
             HERE / "results" / "conformers_drugs.json"
-        print(drugs_table(run(Path(args.work) / "drugs", out, args.before_src)))
+        print(drugs_table(run(Path(args.work) / "drugs", out, args.before_src, args.before_timeout)))
         return
     args.dft_left = args.dft
     if args.analyze:

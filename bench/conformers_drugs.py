@@ -45,7 +45,7 @@ DRUGS = [
     ("penicillin G", "CC1(C)S[C@@H]2[C@H](NC(=O)Cc3ccccc3)C(=O)N2[C@H]1C(=O)O"),
 ]
 
-METHODS = {"golf default": [], "golf before": ["--batch-size", "256"], "RDKit+MMFF": None}
+METHODS = {"golf default": [], "RDKit+MMFF": None, "golf before": ["--batch-size", "256"]}
 #: source tree (a ``src`` directory) of "golf before" (None: this one): e.g. an export of the commit before the
 #: change, so "before" is the code of then with its default batch size (256) rather than today's code
 BEFORE_SRC: str | None = None
@@ -70,6 +70,27 @@ def _run_golf(smi: Path, out: Path, extra: list[str]) -> dict:
         return orig(self, batch)
 
     potential.ModelEnergyForces.__call__ = counted
+    emulated = False
+    if "--batch-size" not in extra:
+        import argparse
+
+        from golf.cli import conformers as cli_conformers
+
+        p = argparse.ArgumentParser()
+        cli_conformers.add_arguments(p)
+        if p.get_default("batch_size") is not None:
+            # the CLI still defaults to a fixed batch size: relax with golf.optim's default (sized by memory)
+            import golf.optim
+
+            orig_relax = golf.optim.relax
+
+            def relax_default(*args, **kwargs):
+                kwargs["batch_size"] = None
+                return orig_relax(*args, **kwargs)
+
+            golf.optim.relax = relax_default
+            emulated = True
+    calls["batch_size_default_emulated"] = emulated
     rc = main(["conformers", str(smi), "-o", str(out), "--no-progress", *extra])
     if rc != 0:
         raise SystemExit(f"golf conformers failed ({rc})")
@@ -119,14 +140,41 @@ def child(method: str, smi: str, out: str, result: str) -> None:
     Path(result).write_text(json.dumps(r))
 
 
-def measure(method: str, work: Path) -> dict:
+def _proc_usage(pid: int) -> dict | None:
+    """CPU seconds and peak resident size so far of a running process (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        user, system = int(fields[11]) / tick, int(fields[12]) / tick
+        hwm = [ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("VmHWM:")]
+        peak = int(hwm[0].split()[1]) / 2**20 if hwm else float("nan")
+    except (OSError, IndexError, ValueError):
+        return None
+    return dict(cpu_s=user + system, user_s=user, sys_s=system, peak_rss_gb=peak)
+
+
+def measure(method: str, work: Path, timeout: float | None = None) -> dict:
     smi = work / "drugs.smi"
     res = work / f"{method.replace(' ', '_')}.json"
     cmd = [sys.executable, str(HERE / "bench_conformers.py"), "--_child", method, str(smi),
            str(work / f"{method.replace(' ', '_').replace('+', '')}.sdf"), str(res)]
     t0 = time.perf_counter()
     src = BEFORE_SRC if (method == "golf before" and BEFORE_SRC) else str(HERE.parent / "src")
-    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": src})
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": src})
+    last = None
+    while proc.poll() is None:
+        last = _proc_usage(proc.pid) or last
+        if timeout is not None and time.perf_counter() - t0 > timeout:
+            proc.kill()
+            proc.wait()
+            if last is None:
+                raise SystemExit(f"{method}: timed out before any measurement")
+            # a lower bound: CPU and peak so far; its kept conformers are those of the same run without a limit
+            return dict(last, timed_out=True, wall_s=time.perf_counter() - t0, force_calls=None, model_calls=None,
+                        kept={}, n_kept=None, source=src != str(HERE.parent / "src") and "before-src" or "this tree")
+        time.sleep(2.0)
+    if proc.returncode != 0:
+        raise SystemExit(f"{method} failed ({proc.returncode})")
     r = json.loads(res.read_text())
     r["wall_outer_s"] = time.perf_counter() - t0
     r["source"] = "before-src" if src != str(HERE.parent / "src") else "this tree"
@@ -136,7 +184,7 @@ def measure(method: str, work: Path) -> dict:
     return r
 
 
-def run(work: Path, out_json: Path, before_src: str | None = None) -> dict:
+def run(work: Path, out_json: Path, before_src: str | None = None, before_timeout: float | None = None) -> dict:
     global BEFORE_SRC
     BEFORE_SRC = before_src
     work.mkdir(parents=True, exist_ok=True)
@@ -144,15 +192,19 @@ def run(work: Path, out_json: Path, before_src: str | None = None) -> dict:
     results = {}
     for method in METHODS:
         print(f"{method} ... (load average {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
-        results[method] = measure(method, work)
+        results[method] = measure(method, work, before_timeout if method == "golf before" else None)
         print(f"  {results[method]['cpu_s']:.1f} CPU s, {results[method]['peak_rss_gb']:.2f} GB", file=sys.stderr)
     new, old = results["golf default"], results["golf before"]
+    if old.get("timed_out"):  # same conformers as the default run: divide by its kept count (a lower bound)
+        old["n_kept"] = new["n_kept"]
+        old["cpu_s_per_kept"] = old["cpu_s"] / max(1, new["n_kept"])
     dmax = {m: max((abs(a - b) for a, b in zip(new["kept"].get(m, []), old["kept"].get(m, []))), default=None)
             for m in old["kept"]}
     out = dict(
         drugs=DRUGS, results=results,
         ratios={"cpu_per_kept_before_over_default": old["cpu_s_per_kept"] / new["cpu_s_per_kept"],
                 "peak_before_over_default": old["peak_rss_gb"] / new["peak_rss_gb"],
+                "before_timed_out (ratios are lower bounds)": bool(old.get("timed_out")),
                 "cpu_per_kept_default_over_mmff": new["cpu_s_per_kept"] / results["RDKit+MMFF"]["cpu_s_per_kept"]},
         same_kept_counts={m: len(new["kept"].get(m, [])) == len(v) for m, v in old["kept"].items()},
         max_abs_dE_kcal_default_vs_before=dmax,
@@ -173,8 +225,9 @@ def table(out: dict) -> str:
             "|---|---|---|---|---|---|---|"]
     for method, r in out["results"].items():
         fc = "-" if r["force_calls"] is None else str(r["force_calls"])
-        rows.append(f"| {method} | {r['n_kept']} | {r['cpu_s']:.1f} | {r['cpu_s_per_kept']:.3f} | "
-                    f"{r['peak_rss_gb']:.2f} | {fc} | {r['wall_s']:.1f} |")
+        more = ">= " if r.get("timed_out") else ""
+        rows.append(f"| {method} | {r['n_kept']} | {more}{r['cpu_s']:.1f} | {more}{r['cpu_s_per_kept']:.3f} | "
+                    f"{more}{r['peak_rss_gb']:.2f} | {fc} | {more}{r['wall_s']:.1f} |")
     q = out["ratios"]
     d = [v for v in out["max_abs_dE_kcal_default_vs_before"].values() if v is not None]
     rows.append("")
