@@ -25,7 +25,8 @@ Quality, judged by oracles neither model was trained on:
 
     nice -n 10 python bench/bench_conformers.py --n-molecules 50 --n-conformers 10 --top-k 5 --threads 2
 
-Writes bench/results/conformers.json and prints a markdown table. Auto3D (PyPI ``auto3d``, with
+Writes bench/results/conformers.json and prints a markdown table. ``--drugs``: ten marketed drugs, golf's
+default vs its former batch size vs RDKit ETKDGv3 + MMFF94 (bench/conformers_drugs.py). Auto3D (PyPI ``auto3d``, with
 ``torchani`` for ANI2xt) is a benchmark-only dependency.
 """
 from __future__ import annotations
@@ -368,7 +369,19 @@ def analysis(result: dict) -> dict:
 
 
 def main() -> None:
+    if len(sys.argv) == 6 and sys.argv[1] == "--_child":  # one measured method of --drugs
+        sys.path.insert(0, str(HERE))
+        from conformers_drugs import child
+
+        child(*sys.argv[2:])
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--drugs", action="store_true",
+                    help="ten marketed drugs: golf default vs --batch-size 256 vs RDKit+MMFF (bench/conformers_drugs.py)")
+    ap.add_argument("--before-src", default=None,
+                    help="--drugs: a golf src directory to run as 'golf before' (default: this tree, --batch-size 256)")
+    ap.add_argument("--before-timeout", type=float, default=None,
+                    help="--drugs: stop 'golf before' after this many seconds and report its usage as a lower bound")
     ap.add_argument("--n-molecules", type=int, default=50)
     ap.add_argument("--chunk", type=int, default=10, help="molecules per round (golf, Auto3D, xTB); JSON after each")
     ap.add_argument("--n-conformers", type=int, default=10)
@@ -392,6 +405,14 @@ def main() -> None:
                     help="reuse each chunk's tool outputs and timings.json in --work (redo only the oracle stages)")
     ap.add_argument("--analyze", default=None, help="only add the head-to-head analysis to this results JSON")
     args = ap.parse_args()
+    if args.drugs:
+        sys.path.insert(0, str(HERE))
+        from conformers_drugs import run, table as drugs_table
+
+        out = Path(args.out) if args.out != str(HERE / "results" / "conformers.json") else \
+            HERE / "results" / "conformers_drugs.json"
+        print(drugs_table(run(Path(args.work) / "drugs", out, args.before_src, args.before_timeout)))
+        return
     args.dft_left = args.dft
     if args.analyze:
         res = json.loads(Path(args.analyze).read_text())

@@ -160,6 +160,37 @@ def _problems(batch: Batch) -> dict[int, str]:
     return out
 
 
+def _model_of(provider: Any) -> torch.nn.Module | None:
+    """The torch model behind a provider (``ModelEnergyForces``), or None (an oracle, a test potential)."""
+    model = getattr(provider, "model", None)
+    return model if isinstance(model, torch.nn.Module) else None
+
+
+def _auto_size(provider: Any, batch: Batch, todo: list[int]) -> int:
+    """Molecules at once when the caller gave no batch size: sized by memory for a torch model (its
+    pair count at the start positions), all at once for other providers."""
+    model = _model_of(provider)
+    if model is None or not todo:
+        return max(1, len(todo))
+    from golf.batch import auto_batch_size, count_pairs, memory_scale
+
+    cutoff = float(getattr(model, "cutoff", 5.0))
+    pairs = count_pairs(batch, cutoff)
+    atoms = batch.n_atoms.tolist()
+    device = getattr(model, "device", batch.device)
+    return auto_batch_size([atoms[i] for i in todo], [pairs[i] for i in todo], device=device,
+                           scale=memory_scale(model))
+
+
+def _tell_concurrency(progress: Any, n: int) -> None:
+    """Tell a golf progress bar (or the bar of a bound ``update``) how many molecules run at once."""
+    for obj in (progress, getattr(progress, "__self__", None)):
+        setter = getattr(obj, "set_concurrency", None)
+        if callable(setter):
+            setter(n)
+            return
+
+
 def _failed_record(positions: np.ndarray, reason: str, trajectory: bool) -> RelaxRecord:
     """The record of a molecule that never entered the optimizer."""
     nan = float("nan")
@@ -201,10 +232,14 @@ def relax(
         fmax: convergence threshold on max over atoms of |F| (eV/A).
         max_steps: step limit per molecule.
         batch_size: at most this many molecules are optimized at once (others wait and stream in as
-            molecules finish); None: all at once.
+            molecules finish). None: for a torch model, as many as fit a memory budget
+            (``golf.batch.auto_batch_size``: measured PaiNN memory per pair and atom, the default budget,
+            half the available memory); for other providers (oracles), all at once.
         trajectory: keep positions, energies and fmax at the start and after every step.
         device, dtype: where and in which precision the optimizer runs.
-        progress: called with the number of molecules that just finished (for a progress bar).
+        progress: called with the number of molecules that just finished (for a progress bar). A bar of
+            ``golf.progress.progress_bar`` (or its bound ``update``) is also told how many molecules run
+            at once, so its time estimate is sensible from the first finished molecule.
         **cfg: optimizer settings (``LBFGSConfig``, ``FIREConfig``, ``GDConfig`` fields).
 
     A molecule that cannot be relaxed fails alone (``converged`` False, ``reason`` says why) and never
@@ -232,8 +267,19 @@ def relax(
         if progress is not None:
             progress(len(problems))
     todo = [i for i in range(n) if i not in problems]  # input indices, ascending: the molecules' ids
+    model = _model_of(provider)
+    if model is not None and getattr(model, "device", torch.device("cpu")).type == "cpu":
+        # every model call allocates and frees pair tensors of tens of MB; served by fresh mmaps they cost
+        # page faults and zeroing (measured: 2x the user time of a 128-conformer batch in system time)
+        from golf.models.ops import tune_cpu_allocator
+
+        tune_cpu_allocator()
     n_todo = len(todo)
-    size = max(1, n_todo) if batch_size is None else max(1, int(batch_size))
+    if batch_size is not None:
+        size = max(1, int(batch_size))
+    else:
+        size = _auto_size(provider, batch, todo)
+    _tell_concurrency(progress, min(size, n_todo))
     refill = max(1, size // 8)  # add newcomers in chunks so each join costs one call for several
     kwargs = dict(preset, fmax=fmax, max_steps=max_steps, **cfg)
     next_id = 0  # position in todo
