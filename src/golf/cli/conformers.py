@@ -116,11 +116,9 @@ def paths(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from golf.cli._common import override
-    from golf.conformer_search import ConformerSettings
     from golf.errors import InputError
     from golf.formats import check_writable
-    from golf.runs.conformers import ConformersSettings, conformers
+    from golf.runs.conformers import conformers
     from golf.runs.guard import summary_path
 
     out = Path(args.output)
@@ -131,6 +129,15 @@ def run(args: argparse.Namespace) -> int:
     check_writable(summary, None, option="--summary")
     if args.refine_opt and not args.refine:
         raise InputError("--refine-opt needs --refine xtb|dft")
+    return conformers(args.input, str(out), resolve_settings(args), summary=str(summary)).exit_code
+
+
+def resolve_settings(args: argparse.Namespace) -> Any:
+    """The ``ConformersSettings`` of a ``golf conformers`` command line: the options given over the
+    dataclasses' defaults."""
+    from golf.cli._common import override
+    from golf.conformer_search import ConformerSettings
+    from golf.runs.conformers import ConformersSettings
+
     ensemble = dataclasses.replace(override(ConformerSettings(), args), top_k=args.top_k)
-    settings = override(ConformersSettings(ensemble=ensemble, progress=not args.no_progress), args)
-    return conformers(args.input, str(out), settings, summary=str(summary)).exit_code
+    return override(ConformersSettings(ensemble=ensemble, progress=not args.no_progress), args)

@@ -17,6 +17,7 @@ code is then 3. Salts are stripped to their largest organic fragment unless --ke
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from golf.runs.optimize import METHODS  # noqa: F401 - re-exported
 
@@ -76,11 +77,18 @@ def paths(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list]:
     return [(i, o) for i, o in inputs if i], outputs
 
 
-def run(args: argparse.Namespace) -> int:
+def resolve_settings(args: argparse.Namespace) -> Any:
+    """The ``OptimizeSettings`` of a ``golf optimize`` command line: the options given over the defaults."""
     from golf.cli._common import override
-    from golf.formats import check_writable
-    from golf.runs.optimize import OptimizeSettings, optimize
+    from golf.runs.optimize import OptimizeSettings
 
-    settings = override(OptimizeSettings(model=args.model, oracle=args.oracle, progress=not args.no_progress), args)
+    return override(OptimizeSettings(model=args.model, oracle=args.oracle, progress=not args.no_progress), args)
+
+
+def run(args: argparse.Namespace) -> int:
+    from golf.formats import check_writable
+    from golf.runs.optimize import optimize
+
+    settings = resolve_settings(args)
     check_writable(args.output)  # before any work
     return optimize(args.input, args.output, settings).exit_code
