@@ -62,6 +62,9 @@ OPTIMIZERS = ("lbfgs-precon", "lbfgs", "lbfgs-golf", "lbfgs-ase", "fire", "gd")
 class ConformerSettings:
     """Settings of :func:`generate_conformer_ensembles`.
 
+    Each field is checked by the check declared with it (``golf.presets.setting``): an impossible
+    value raises ``golf.errors.SettingError`` naming the field.
+
     Attributes:
         n_conformers: ETKDG conformers per molecule; None = :func:`default_n_conformers`.
         max_conformers: cap of the automatic count.

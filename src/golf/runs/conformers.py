@@ -31,6 +31,9 @@ EXECUTORS = ("local", "dask")
 class ConformersSettings:
     """Settings of :func:`conformers`.
 
+    Each field is checked by the check declared with it (``golf.presets.setting``): an impossible
+    value raises ``golf.errors.SettingError`` naming the field.
+
     Attributes:
         model: NNP: model name, checkpoint path or a loaded ``golf.models.Potential``.
         device, dtype: of the model.

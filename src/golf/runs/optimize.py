@@ -33,6 +33,9 @@ METHODS = ("lbfgs", "lbfgs-precon", "lbfgs-golf", "lbfgs-ase", "fire", "gd")
 class OptimizeSettings:
     """Settings of :func:`optimize`.
 
+    Each field is checked by the check declared with it (``golf.presets.setting``): an impossible
+    value raises ``golf.errors.SettingError`` naming the field.
+
     Attributes:
         model: NNP (model name, checkpoint path or a loaded ``golf.models.Potential``); or
         oracle: relax with this oracle instead (xtb, mmff, dft): exactly one of the two.
@@ -100,7 +103,6 @@ def optimize(input: str, output: str, settings: OptimizeSettings) -> BatchOutcom
         reference = model_energy_reference(name)
     else:
         from golf.oracles import oracle_class
-        from golf.presets import OracleRun
         from golf.runs.data import oracle_spec
 
         oracle = OracleRun(oracle=s.oracle, workers=s.workers)

@@ -23,6 +23,9 @@ _CHUNK = 64
 class PredictSettings:
     """Settings of :func:`predict`.
 
+    Each field is checked by the check declared with it (``golf.presets.setting``): an impossible
+    value raises ``golf.errors.SettingError`` naming the field.
+
     Attributes:
         model: model name (``golf models``), checkpoint path, or a loaded ``golf.models.Potential``.
         device: cpu, cuda, cuda:N or auto.
