@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from golf.runs.conformers import EXECUTORS, ConformersSettings as R
 
     # Every option sets a field of E (the ensemble) or R (the run); left out it stays None and the field
-    # keeps the default declared there (--top-k: 0 stands for the field's None, no limit).
+    # keeps the default declared there. --top-k defaults to the field's default itself: its None (no
+    # limit) is the option's 0.
     def opt(g: Any, *flags: str, cls: type, field: str, **kw: Any) -> None:
         kw.setdefault("dest", field)
         g.add_argument(*flags, type=setting_type(cls, field), default=None, **kw)
