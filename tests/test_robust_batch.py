@@ -202,6 +202,17 @@ BAD_OPTIONS = {
     "build --timeout 0": (["data", "build", "--out", "b.db", "--timeout", "0"], "--timeout"),
     "train --timeout -3": (["train", "--golf", "--timeout", "-3"], "--timeout"),
     "conformers --batch-size 0": (["conformers", "x.smi", "-o", "y.sdf", "--batch-size", "0"], "--batch-size"),
+    # each by the check of the settings field it sets, where it is parsed, before any settings object
+    "optimize --ph 20": (["optimize", "x.smi", "-o", "y.sdf", "--model", "m", "--ph", "20"], "--ph"),
+    "optimize --multiplicity 0": (["optimize", "x.smi", "-o", "y.sdf", "--oracle", "xtb", "--multiplicity", "0"],
+                                  "--multiplicity"),
+    "predict --batch-size 0": (["predict", "x.xyz", "-o", "y.sdf", "--model", "m", "--batch-size", "0"], "--batch-size"),
+    "conformers --top-k -1": (["conformers", "x.smi", "-o", "y.sdf", "--top-k", "-1"], "--top-k"),
+    "conformers --temperature 0": (["conformers", "x.smi", "-o", "y.sdf", "--temperature", "0"], "--temperature"),
+    "conformers --threads 0": (["conformers", "x.smi", "-o", "y.sdf", "--threads", "0"], "--threads"),
+    "conformers --max-stereoisomers 0": (["conformers", "x.smi", "-o", "y.sdf", "--max-stereoisomers", "0"],
+                                         "--max-stereoisomers"),
+    "conformers --timeout 0": (["conformers", "x.smi", "-o", "y.sdf", "--timeout", "0"], "--timeout"),
 }
 
 
@@ -235,6 +246,55 @@ def test_every_command_validates_its_options():
     walk(build_parser())
     assert {"golf optimize", "golf train", "golf data build", "golf run"} <= seen["workers"]
     assert {"golf optimize", "golf predict", "golf train", "golf evaluate"} <= seen["device"]
+
+
+def _batch_settings():
+    from golf.conformer_search import ConformerSettings
+    from golf.runs.conformers import ConformersSettings
+    from golf.runs.optimize import OptimizeSettings
+    from golf.runs.predict import PredictSettings
+
+    return {"optimize": (OptimizeSettings,), "predict": (PredictSettings,),
+            "conformers": (ConformerSettings, ConformersSettings)}
+
+
+@pytest.mark.parametrize("command", ["optimize", "predict", "conformers"])
+def test_batch_options_are_their_settings_fields(command):
+    """Every option of a checked settings field is parsed by that field's check and defaults to the
+    field's default (None: left to the dataclass), so each default and check is declared once."""
+    import argparse
+    import dataclasses
+
+    from golf.cli import build_parser
+    from golf.presets import field_check
+
+    classes = _batch_settings()[command]
+    sub = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)][0].choices[command]
+    checked = {(cls, f.name) for cls in classes for f in dataclasses.fields(cls) if field_check(cls, f.name)}
+    declared = {getattr(a.type, "setting", None): a for a in sub._actions}
+    assert checked <= set(declared), sorted(f for _, f in checked - set(declared))
+    for cls, name in checked:
+        assert declared[(cls, name)].default in (None, getattr(cls, name)), name
+
+
+def test_batch_settings_from_the_command_line():
+    """Options left out keep the dataclasses' defaults; given ones land on their fields."""
+    from golf.cli import build_parser
+    from golf.cli.conformers import resolve_settings as conformers_settings
+    from golf.cli.optimize import resolve_settings as optimize_settings
+    from golf.conformer_search import ConformerSettings
+    from golf.runs.conformers import ConformersSettings
+    from golf.runs.optimize import OptimizeSettings
+
+    parse = build_parser().parse_args
+    assert conformers_settings(parse(["conformers", "x.smi", "-o", "y.sdf"])) == ConformersSettings()
+    got = conformers_settings(parse(["conformers", "x.smi", "-o", "y.sdf", "--top-k", "0", "--rmsd", "0.5",
+                                     "--refine-fmax", "0.1", "--no-progress"]))
+    assert got == ConformersSettings(ensemble=ConformerSettings(top_k=None, rmsd_threshold=0.5), refine_fmax=0.1,
+                                     progress=False)
+    assert optimize_settings(parse(["optimize", "x.smi", "-o", "y.sdf", "--model", "m"])) == OptimizeSettings(model="m")
+    assert optimize_settings(parse(["optimize", "x.smi", "-o", "y.sdf", "--oracle", "mmff", "--workers", "1"])) == \
+        OptimizeSettings(oracle="mmff", workers=1)
 
 
 def test_displacement_maximum_is_documented():

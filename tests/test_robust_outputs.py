@@ -74,6 +74,9 @@ def _parse(*argv: str):
 
 @pytest.mark.parametrize("argv, implicit", [
     (["conformers", "m.csv", "-o", "m.sdf"], [("m.csv", "file")]),
+    (["conformers", "m.smi", "-o", "m.sdf", "--summary", "s.csv"], [("m.sdf", "file"), ("s.csv", "file")]),
+    (["predict", "m.sdf", "--model", "x.pt", "-o", "p.db"], [("p.db", "file")]),
+    (["optimize", "m.sdf", "--model", "x.pt", "-o", "o.sdf"], [("o.sdf", "file")]),
     (["data", "build", "--out", "d.db"], [("d.db.failures.jsonl", "file")]),
     (["data", "reference", "--out", "r.db"], [("r.db.failures.jsonl", "file")]),
     (["data", "trajectories", "--out", "t.db", "--budget", "3"],
@@ -95,6 +98,23 @@ def test_conformers_default_summary_is_never_the_input(tmp_path, monkeypatch):
     one_line_error(*golf("conformers", "mols.csv", "-o", "mols.sdf"), "mols.csv is both an input",
                    "the summary", "--summary")
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_conformers_summary_is_locked(tmp_path, named):
+    """The summary (OUT.csv, or --summary) is locked like -o: a second golf process is refused before any work."""
+    from golf.runs.guard import OutputLock, summary_path
+
+    out = tmp_path / "c.sdf"
+    summary = tmp_path / "s.csv" if named else Path(summary_path(out))
+    lock = OutputLock(summary)
+    lock.acquire()
+    try:
+        one_line_error(*golf("conformers", DATA / "tiny.smi", "-o", out, *(["--summary", summary] if named else [])),
+                       summary.name, "another golf process", f"pid {os.getpid()}")
+    finally:
+        lock.release()
+    assert not out.exists() and not summary.exists()
 
 
 def test_data_failure_log_is_checked_and_locked(tmp_path):

@@ -302,6 +302,20 @@ def test_a_setting_error_is_reported_on_its_option(capsys, tmp_path):
     assert not (tmp_path / "d.db").exists()
 
 
+def test_a_setting_error_is_reported_on_the_option_declared_for_its_field():
+    """The option that sets a field (``setting_type``) reports its SettingError, whatever its name:
+    ``golf conformers --rmsd`` sets ``rmsd_threshold``."""
+    from golf.cli import build_parser
+    from golf.cli._types import setting_error
+
+    args = build_parser().parse_args(["conformers", "x.smi", "-o", "y.sdf"])
+    assert setting_error("conformers", SettingError("rmsd_threshold", "too close"), args) == \
+        "golf conformers: error: argument --rmsd: too close (see golf conformers --help)"
+    assert setting_error("conformers", SettingError("top_k", "none left"), args) == \
+        "golf conformers: error: argument --top-k: none left (see golf conformers --help)"
+    assert setting_error("conformers", SettingError("nothing", "x"), args) == "golf conformers: error: nothing: x"
+
+
 def test_help_is_import_light():
     """``golf --help`` (every command's parser, its settings and their checks) imports neither torch nor RDKit."""
     import subprocess

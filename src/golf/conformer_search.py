@@ -39,6 +39,8 @@ from golf.conformation import Conformation
 from golf.errors import InputError
 from golf.io import atomic_write_text
 from golf.outputs import ROOM_TEMPERATURE_K, SUMMARY_COLUMNS, boltzmann_weights, model_energy_reference
+from golf.presets import COUNT, FORCE, INTEGER, NONNEGATIVE, PH, POSITIVE, STEPS, OracleRun, check_settings, one_of, setting
+from golf.thresholds import NNP_FMAX
 from golf.units import EV_TO_KCAL_MOL
 
 __all__ = [
@@ -52,9 +54,16 @@ __all__ = [
 BOND_FACTOR = 1.25
 
 
+#: The ``golf.optim.relax`` methods an ensemble is relaxed with.
+OPTIMIZERS = ("lbfgs-precon", "lbfgs", "lbfgs-golf", "lbfgs-ase", "fire", "gd")
+
+
 @dataclass
 class ConformerSettings:
     """Settings of :func:`generate_conformer_ensembles`.
+
+    Each field is checked by the check declared with it (``golf.presets.setting``): an impossible
+    value raises ``golf.errors.SettingError`` naming the field.
 
     Attributes:
         n_conformers: ETKDG conformers per molecule; None = :func:`default_n_conformers`.
@@ -76,37 +85,31 @@ class ConformerSettings:
         temperature: of the Boltzmann weights (K).
     """
 
-    n_conformers: int | None = None
-    max_conformers: int = 50
+    n_conformers: int | None = setting(None, COUNT)
+    max_conformers: int = setting(50, COUNT)
     enumerate_stereo: bool = False
-    max_stereoisomers: int = 8
-    optimizer: str = "lbfgs-precon"
-    fmax: float = 0.05
-    max_steps: int = 500
-    batch_size: int | None = None
-    rmsd_threshold: float = 0.3
-    energy_threshold: float = 1.0
-    top_k: int | None = 10
-    window: float | None = None
-    seed: int = 0
-    charge: int | None = None
-    multiplicity: int | None = None
+    max_stereoisomers: int = setting(8, COUNT)
+    optimizer: str = setting("lbfgs-precon", one_of(OPTIMIZERS))
+    fmax: float = setting(NNP_FMAX, FORCE)
+    max_steps: int = setting(500, STEPS)
+    batch_size: int | None = setting(None, COUNT)
+    rmsd_threshold: float = setting(0.3, NONNEGATIVE)
+    energy_threshold: float = setting(1.0, NONNEGATIVE)
+    top_k: int | None = setting(10, COUNT)
+    window: float | None = setting(None, NONNEGATIVE)
+    seed: int = setting(0, INTEGER)
+    charge: int | None = setting(None, INTEGER)
+    multiplicity: int | None = setting(None, COUNT)
     embed: bool = False
-    ph: float | None = None
-    temperature: float = ROOM_TEMPERATURE_K
+    ph: float | None = setting(None, PH)
+    temperature: float = setting(ROOM_TEMPERATURE_K, POSITIVE)
 
     def __post_init__(self) -> None:
         self.check()
 
     def check(self) -> None:
-        """InputError naming the field for impossible values."""
-        from golf.runs.batch_run import check_settings
-
+        """SettingError naming the field for an impossible value (again after a field was changed)."""
         check_settings(self)
-        for name in ("rmsd_threshold", "energy_threshold", "window"):
-            v = getattr(self, name)
-            if v is not None and not 0 <= v < math.inf:
-                raise InputError(f"ConformerSettings.{name} must be a finite number >= 0 (got {v!r})")
 
 
 @dataclass
@@ -388,7 +391,7 @@ def _has_unassigned_stereo(mol: Any) -> bool:
     return any(si.specified != Chem.StereoSpecified.Specified for si in Chem.FindPotentialStereo(m))
 
 
-def default_n_conformers(mol: Any, cap: int = 50) -> int:
+def default_n_conformers(mol: Any, cap: int = ConformerSettings.max_conformers) -> int:
     """ETKDG conformers for a molecule: ``5 * (rotatable bonds + 1)``, at least 10, at most ``cap``
     (0 rotors: 10, 3: 20, 5: 30, >= 9: 50 with the default cap)."""
     from rdkit.Chem import rdMolDescriptors
@@ -481,8 +484,9 @@ def heavy_atom_rmsd_matrix(confs: Sequence[Conformation], pairs: Sequence[tuple[
 
 
 def deduplicate(
-    confs: Sequence[Conformation], energies_ev: Sequence[float], rmsd_threshold: float = 0.3,
-    energy_threshold_kcal: float = 1.0, mirror: bool = False,
+    confs: Sequence[Conformation], energies_ev: Sequence[float],
+    rmsd_threshold: float = ConformerSettings.rmsd_threshold,
+    energy_threshold_kcal: float = ConformerSettings.energy_threshold, mirror: bool = False,
 ) -> tuple[list[int], dict[int, int]]:
     """Greedy deduplication in order of increasing energy.
 
@@ -742,10 +746,10 @@ def refine(
     results: Sequence[MoleculeResult],
     oracle: str,
     optimize: bool = False,
-    fmax: float = 0.05,
+    fmax: float = NNP_FMAX,
     max_steps: int = 300,
     executor: str = "local",
-    n_workers: int = 2,
+    n_workers: int = OracleRun.workers,
     scheduler: str | None = None,
     timeout: float | None = None,
     oracle_settings: dict[str, Any] | None = None,

@@ -76,6 +76,13 @@ def one_of(choices: tuple[str, ...]) -> Check:
     return _check(str, lambda v: v in choices, f"unknown value {{value!r}}; choose one of {', '.join(choices)}")
 
 
+#: a pH (protonation of embedded molecules)
+PH = _check(float, lambda v: 0 <= v <= 14, "must be a pH between 0 and 14, got {value:g}")
+#: the float precisions a model runs in
+DTYPES = ("float32", "float64")
+DTYPE = one_of(DTYPES)
+
+
 def _device_problem(text: Any) -> str | None:
     """Why ``text`` is not a torch device of this machine (torch imported only for a GPU name)."""
     name = str(text).strip().lower()

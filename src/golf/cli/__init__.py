@@ -40,7 +40,7 @@ TORCH_COMMANDS = frozenset({"predict", "optimize", "train", "evaluate", "run", "
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from golf.cli._types import LEGACY_COMMANDS, GolfArgumentParser, install
+    from golf.cli._types import GolfArgumentParser, setting_options
 
     parser = GolfArgumentParser(
         prog="golf",
@@ -57,9 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run, _paths=getattr(module, "paths", None))
-        if name in LEGACY_COMMANDS:
-            install(p)
+        p.set_defaults(_run=module.run, _paths=getattr(module, "paths", None), _setting_options=setting_options(p))
     return parser
 
 

@@ -4,8 +4,7 @@ never one of its inputs, is what it should be, and is locked against a second go
 A command module declares ``paths(args) -> (inputs, outputs)``: the inputs as (path, option) and the
 outputs as ``golf.runs.guard.Output`` s, the ones the user names with the option that names them and the
 implicit ones from its ``golf.runs`` module's ``implicit_outputs`` (so what is locked is what is written).
-``legacy_paths`` covers the commands that do not declare theirs yet (``predict``, ``optimize``,
-``conformers``).
+A command without ``paths`` (``golf models``) reads and writes no path the guard checks.
 """
 from __future__ import annotations
 
@@ -23,28 +22,10 @@ def given(args: argparse.Namespace, name: str) -> str | None:
     return os.fspath(value) if value else None
 
 
-def legacy_paths(args: argparse.Namespace) -> Paths:
-    """(inputs, outputs) of ``predict``, ``optimize`` and ``conformers``."""
-    from golf.runs.guard import Output, summary_path
-
-    cmd = args.command
-    inputs: list[tuple[str | None, str]] = [(given(args, "input"), ""), (given(args, "model"), "--model")]
-    outputs: list[Output] = []
-    out = given(args, "output")
-    if cmd in ("predict", "optimize") and out:
-        outputs = [Output(out, option="-o", db=cmd)]
-    elif cmd == "conformers" and out:
-        outputs = [Output(out, option="-o")]
-        summary = given(args, "summary")
-        outputs.append(Output(summary, option="--summary") if summary else
-                       Output(summary_path(out), option="the summary, -o with .csv unless --summary is given"))
-    return [(i, o) for i, o in inputs if i], outputs
-
-
 def command_paths(args: argparse.Namespace) -> Paths:
-    """(inputs, outputs) of a parsed golf command line (its module's ``paths``, or ``legacy_paths``)."""
+    """(inputs, outputs) of a parsed golf command line (its module's ``paths``)."""
     paths = getattr(args, "_paths", None)
-    return paths(args) if paths is not None else legacy_paths(args)
+    return paths(args) if paths is not None else ([], [])
 
 
 def guard(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:

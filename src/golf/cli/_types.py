@@ -1,16 +1,13 @@
 """Option values checked where they are parsed, the same way in every command.
 
-An option that sets a field of a ``golf.presets`` settings dataclass is declared with
-``type=setting_type(SettingsClass, "field")``: its text is parsed to the field's kind and checked by the
-field's own check (declared once, in the dataclass), so ``--workers 0`` is refused by every command that
-has it, before any work. That declaration is the map from fields to options: a ``SettingError`` raised
-later (a check across fields, a settings object built by the command) is reported on the option whose dest
-is the field (``setting_error``). ``GolfArgumentParser`` parses every ``type=float`` option with
-``finite_float`` (no option takes NaN or infinity) and prints an argparse error as one line,
-``golf CMD: error: argument --fmax: ...``, exiting 2.
-
-``install`` is the older mechanism, kept for the commands that do not declare settings yet
-(``LEGACY_COMMANDS``): it gives their options whose dest is in ``TYPES`` a validator by name.
+An option that sets a field of a settings dataclass (``golf.presets``, or the settings of a ``golf.runs``
+function) is declared with ``type=setting_type(SettingsClass, "field")``: its text is parsed to the field's
+kind and checked by the field's own check (declared once, in the dataclass), so ``--workers 0`` is refused
+by every command that has it, before any work. That declaration is the map from fields to options: a
+``SettingError`` raised later (a check across fields, a settings object built by the command) is reported
+on the option declared for the field, else on the option whose dest is the field (``setting_error``).
+``GolfArgumentParser`` parses every ``type=float`` option with ``finite_float`` (no option takes NaN or
+infinity) and prints an argparse error as one line, ``golf CMD: error: argument --fmax: ...``, exiting 2.
 """
 from __future__ import annotations
 
@@ -19,10 +16,6 @@ import math
 from typing import Any, Callable, NoReturn
 
 from golf.presets import check_value, field_check
-
-#: Commands whose options are still checked by name (``install``); they declare settings in their rework.
-LEGACY_COMMANDS = ("optimize", "predict", "conformers")
-
 
 def _number(text: str, kind: type) -> Any:
     try:
@@ -74,9 +67,10 @@ def call_counts(text: str) -> tuple[int, ...]:
     return calls
 
 
-def setting_type(cls: type, name: str) -> Callable[[str], Any]:
+def setting_type(cls: type, name: str, *, means_none: Any = None) -> Callable[[str], Any]:
     """The argparse ``type`` of an option that sets field ``name`` of settings class ``cls``: the text
-    parsed to the field's kind, then the field's check (its message becomes the option's error)."""
+    parsed to the field's kind, then the field's check (its message becomes the option's error).
+    ``means_none``: the option value that stands for the field's None (``--top-k 0``: no limit)."""
     from golf.errors import SettingError
 
     check = field_check(cls, name)
@@ -84,58 +78,39 @@ def setting_type(cls: type, name: str) -> Callable[[str], Any]:
 
     def parse(text: str) -> Any:
         value = _number(text, kind) if kind in (int, float) else getattr(check, "normalize", str)(text)
+        if means_none is not None and value == means_none:
+            return None
         try:
             return check_value(cls, name, value)
         except SettingError as exc:
-            raise argparse.ArgumentTypeError(exc.message) from None
+            allowed = f" (or {means_none})" if means_none is not None else ""
+            raise argparse.ArgumentTypeError(exc.message + allowed) from None
 
     parse.__name__ = f"{cls.__name__}.{name}"
     parse.setting = (cls, name)  # type: ignore[attr-defined]
     return parse
 
 
+def setting_options(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Settings field -> the option of ``parser`` declared to set it (``setting_type``)."""
+    options = {}
+    for action in parser._actions:
+        setting = getattr(action.type, "setting", None)
+        if setting is not None and action.option_strings:
+            options[setting[1]] = max(action.option_strings, key=len)
+    return options
+
+
 def setting_error(command: str, exc: Any, args: argparse.Namespace) -> str:
-    """The one line of a ``SettingError``: on the option whose dest is the field when the command has
-    one (as argparse reports a bad value), else on the field."""
-    if exc.field in vars(args):
+    """The one line of a ``SettingError``: on the option declared for the field (``setting_options``,
+    which ``golf.cli.build_parser`` stores in ``args``) or whose dest is the field, as argparse reports
+    a bad value; else on the field."""
+    flag = (getattr(args, "_setting_options", None) or {}).get(exc.field)
+    if flag is None and exc.field in vars(args):
         flag = "--" + exc.field.replace("_", "-")
+    if flag is not None:
         return f"golf {command}: error: argument {flag}: {exc.message} (see golf {command} --help)"
     return f"golf {command}: error: {exc}"
-
-
-def _legacy_types() -> dict[str, Callable[[str], Any]]:
-    """argparse dest -> validator of the ``LEGACY_COMMANDS``' own options: the settings fields' checks
-    where a field of that name exists, plain number checks for the rest."""
-    from golf.presets import Molecules, OracleRun, Relaxation, Training
-
-    return {
-        "workers": setting_type(OracleRun, "workers"),
-        "threads_per_worker": setting_type(OracleRun, "threads_per_worker"),
-        "timeout": setting_type(OracleRun, "timeout"),
-        "scheduler": setting_type(OracleRun, "scheduler"),
-        "batch_size": setting_type(Training, "batch_size"),
-        "device": setting_type(Training, "device"),
-        "conformers": setting_type(Molecules, "conformers"),
-        "molecules": setting_type(Molecules, "molecules"),
-        "max_steps": setting_type(Relaxation, "max_steps"),
-        "fmax": setting_type(Relaxation, "fmax"),
-        "refine_fmax": setting_type(Relaxation, "fmax"),
-        "rmsd": nonnegative_float,
-        "energy_threshold": nonnegative_float,
-        "window": nonnegative_float,
-    }
-
-
-def install(parser: argparse.ArgumentParser) -> None:
-    """Give the options of ``parser`` (a ``LEGACY_COMMANDS`` parser) whose dest has a validator in
-    ``_legacy_types`` that validator, where the option is a plain ``int``/``float``/string one."""
-    types = _legacy_types()
-    for action in parser._actions:
-        check = types.get(action.dest)
-        if check is None or action.choices is not None or action.nargs not in (None, "?"):
-            continue
-        if action.type in (None, str, int, float):
-            action.type = check
 
 
 class GolfArgumentParser(argparse.ArgumentParser):

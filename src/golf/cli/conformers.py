@@ -19,19 +19,28 @@ A molecule that fails is reported on one line and the others go on.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 from golf.runs.conformers import OPTIMIZERS  # noqa: F401 - re-exported
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from golf.runs.batch_run import EXIT_CODES
-
     from golf.chem import MAX_ATOMS
-    from golf.conformer_search import ConformerSettings
-    from golf.runs.conformers import ConformersSettings
+    from golf.cli._types import setting_type
+    from golf.conformer_search import ConformerSettings as E
+    from golf.presets import DTYPES
+    from golf.runs.batch_run import EXIT_CODES
+    from golf.runs.conformers import EXECUTORS, ConformersSettings as R
 
-    e, r0 = ConformerSettings(), ConformersSettings()  # the defaults, declared there
+    # Every option sets a field of E (the ensemble) or R (the run); left out it stays None and the field
+    # keeps the default declared there. --top-k defaults to the field's default itself: its None (no
+    # limit) is the option's 0.
+    def opt(g: Any, *flags: str, cls: type, field: str, **kw: Any) -> None:
+        kw.setdefault("dest", field)
+        g.add_argument(*flags, type=setting_type(cls, field), default=None, **kw)
+
     p.epilog = EXIT_CODES
 
     p.add_argument("input", help="molecules: SMILES (.smi .txt .csv) or SDF (.sdf .mol); one molecule per "
@@ -40,62 +49,77 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                  "are (default; --embed re-embeds)")
     p.add_argument("-o", "--output", required=True, help="conformers (.sdf)")
     p.add_argument("--summary", help="per-molecule CSV summary (default: OUTPUT with .csv)")
-    p.add_argument("--model", default=r0.model, help="NNP: a model name (golf models) or a checkpoint path "
-                                                     f"(default {r0.model})")
+    p.add_argument("--model", default=None, help="NNP: a model name (golf models) or a checkpoint path "
+                                                 f"(default {R.model})")
     g = p.add_argument_group("ensemble")
-    g.add_argument("--n-conformers", type=int, default=None,
-                   help="ETKDG conformers per molecule (default: 5 x (rotatable bonds + 1), 10..--max-conformers)")
-    g.add_argument("--max-conformers", type=int, default=e.max_conformers,
-                   help=f"cap of the automatic count (default {e.max_conformers})")
-    g.add_argument("--enumerate-stereo", action="store_true", help="enumerate unassigned stereocentres/double bonds")
-    g.add_argument("--max-stereoisomers", type=int, default=e.max_stereoisomers,
-                   help=f"per input molecule (default {e.max_stereoisomers})")
-    g.add_argument("--seed", type=int, default=e.seed, help=f"ETKDG seed (default {e.seed})")
-    g.add_argument("--embed", action="store_true",
+    opt(g, "--n-conformers", cls=E, field="n_conformers",
+        help="ETKDG conformers per molecule (default: 5 x (rotatable bonds + 1), 10..--max-conformers)")
+    opt(g, "--max-conformers", cls=E, field="max_conformers", help=f"cap of the automatic count (default {E.max_conformers})")
+    g.add_argument("--enumerate-stereo", action="store_true", default=None,
+                   help="enumerate unassigned stereocentres/double bonds")
+    opt(g, "--max-stereoisomers", cls=E, field="max_stereoisomers", help=f"per input molecule (default {E.max_stereoisomers})")
+    opt(g, "--seed", cls=E, field="seed", help=f"ETKDG seed (default {E.seed})")
+    g.add_argument("--embed", action="store_true", default=None,
                    help="embed new ETKDG conformers even for a 3D SDF (default: a 3D SDF's own coordinates are "
                         "relaxed, nothing embedded; 2D SDF and SMILES are always embedded)")
-    g.add_argument("--ph", type=float, default=None,
-                   help="protonate embedded molecules at this pH (needs the optional package dimorphite-dl); "
-                        "default: the protonation state as given")
-    g.add_argument("--charge", type=int, default=None,
-                   help="net charge of charged molecules (default: an SDF record's charge field, else neutral); "
-                        "a model trained on neutral molecules only (every official one) refuses them one by one")
-    g.add_argument("--multiplicity", type=int, default=None, help="accept radicals with this multiplicity")
+    opt(g, "--ph", cls=E, field="ph",
+        help="protonate embedded molecules at this pH (needs the optional package dimorphite-dl); "
+             "default: the protonation state as given")
+    opt(g, "--charge", cls=E, field="charge",
+        help="net charge of charged molecules (default: an SDF record's charge field, else neutral); "
+             "a model trained on neutral molecules only (every official one) refuses them one by one")
+    opt(g, "--multiplicity", cls=E, field="multiplicity", help="accept radicals with this multiplicity")
     o = p.add_argument_group("relaxation")
-    o.add_argument("--optimizer", choices=OPTIMIZERS, default=e.optimizer, help=f"(default {e.optimizer})")
-    o.add_argument("--fmax", type=float, default=e.fmax, help=f"convergence, max |F| in eV/A (default {e.fmax})")
-    o.add_argument("--max-steps", type=int, default=e.max_steps, help=f"steps per conformer (default {e.max_steps})")
-    o.add_argument("--batch-size", type=int, default=None, help="conformers relaxed at once (default: automatic)")
-    o.add_argument("--device", default=r0.device, help=f"torch device (default {r0.device})")
-    o.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    o.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    opt(o, "--optimizer", cls=E, field="optimizer", choices=OPTIMIZERS, help=f"(default {E.optimizer})")
+    opt(o, "--fmax", cls=E, field="fmax", help=f"convergence, max |F| in eV/A (default {E.fmax})")
+    opt(o, "--max-steps", cls=E, field="max_steps", help=f"steps per conformer (default {E.max_steps})")
+    opt(o, "--batch-size", cls=E, field="batch_size", help="conformers relaxed at once (default: automatic)")
+    opt(o, "--device", cls=R, field="device", help=f"torch device (default {R.device})")
+    opt(o, "--dtype", cls=R, field="dtype", choices=DTYPES, help=f"(default {R.dtype})")
+    opt(o, "--threads", cls=R, field="threads", help="torch threads (default: torch's)")
     s = p.add_argument_group("selection")
-    s.add_argument("--rmsd", type=float, default=e.rmsd_threshold,
-                   help=f"duplicate heavy-atom RMSD threshold, A (default {e.rmsd_threshold})")
-    s.add_argument("--energy-threshold", type=float, default=e.energy_threshold,
-                   help=f"duplicates also differ by less than this, kcal/mol (default {e.energy_threshold})")
-    s.add_argument("--top-k", type=int, default=e.top_k, help=f"keep the k lowest per molecule (default {e.top_k}; 0 = all)")
-    s.add_argument("--window", type=float, default=None, help="keep those within this many kcal/mol of the lowest")
-    s.add_argument("--temperature", type=float, default=e.temperature,
-                   help=f"K, of the Boltzmann weights (default {e.temperature})")
+    opt(s, "--rmsd", cls=E, field="rmsd_threshold", metavar="RMSD",
+        help=f"duplicate heavy-atom RMSD threshold, A (default {E.rmsd_threshold})")
+    opt(s, "--energy-threshold", cls=E, field="energy_threshold",
+        help=f"duplicates also differ by less than this, kcal/mol (default {E.energy_threshold})")
+    s.add_argument("--top-k", type=setting_type(E, "top_k", means_none=0), default=E.top_k,
+                   help=f"keep the k lowest per molecule (default {E.top_k}; 0 = all)")
+    opt(s, "--window", cls=E, field="window", help="keep those within this many kcal/mol of the lowest")
+    opt(s, "--temperature", cls=E, field="temperature", help=f"K, of the Boltzmann weights (default {E.temperature})")
     r = p.add_argument_group("refinement")
     r.add_argument("--refine", default=None, metavar="ORACLE",
                    help="oracle single points of kept conformers: xtb, dft, mmff or a plugin module:Class")
-    r.add_argument("--refine-opt", action="store_true", help="re-relax with the oracle instead of single points")
-    r.add_argument("--refine-fmax", type=float, default=r0.refine_fmax,
-                   help=f"oracle re-relaxation fmax, eV/A (default {r0.refine_fmax})")
-    r.add_argument("--workers", type=int, default=r0.workers, help=f"oracle worker processes (default {r0.workers})")
-    r.add_argument("--executor", choices=("local", "dask"), default="local", help="(default local)")
-    r.add_argument("--scheduler", default=None, help="Dask scheduler address (--executor dask)")
-    r.add_argument("--timeout", type=float, default=None, help="seconds per oracle call")
+    r.add_argument("--refine-opt", action="store_true", default=None,
+                   help="re-relax with the oracle instead of single points")
+    opt(r, "--refine-fmax", cls=R, field="refine_fmax", help=f"oracle re-relaxation fmax, eV/A (default {R.refine_fmax})")
+    opt(r, "--workers", cls=R, field="workers", help=f"oracle worker processes (default {R.workers})")
+    opt(r, "--executor", cls=R, field="executor", choices=EXECUTORS, help=f"(default {R.executor})")
+    opt(r, "--scheduler", cls=R, field="scheduler", help="Dask scheduler address (--executor dask)")
+    opt(r, "--timeout", cls=R, field="timeout", help="seconds per oracle call")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def paths(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list]:
+    """What ``golf conformers`` reads and writes (``golf.cli._paths``): the conformers and the summary
+    (named with --summary, else the one ``golf.runs.conformers.implicit_outputs`` declares)."""
+    from golf.cli._paths import given
+    from golf.runs.conformers import implicit_outputs
+    from golf.runs.guard import Output
+
+    inputs = [(given(args, "input"), ""), (given(args, "model"), "--model")]
+    out, summary = given(args, "output"), given(args, "summary")
+    outputs = []
+    if out:
+        named = [Output(summary, option="--summary")] if summary else []
+        implicit = [dataclasses.replace(o, option=f"{o.option}; another with --summary") for o in implicit_outputs(out)]
+        outputs = [Output(out, option="-o"), *(named or implicit)]
+    return [(i, o) for i, o in inputs if i], outputs
+
+
 def run(args: argparse.Namespace) -> int:
-    from golf.conformer_search import ConformerSettings
     from golf.errors import InputError
     from golf.formats import check_writable
-    from golf.runs.conformers import ConformersSettings, conformers
+    from golf.runs.conformers import conformers
     from golf.runs.guard import summary_path
 
     out = Path(args.output)
@@ -106,16 +130,15 @@ def run(args: argparse.Namespace) -> int:
     check_writable(summary, None, option="--summary")
     if args.refine_opt and not args.refine:
         raise InputError("--refine-opt needs --refine xtb|dft")
-    ensemble = ConformerSettings(
-        n_conformers=args.n_conformers, max_conformers=args.max_conformers, enumerate_stereo=args.enumerate_stereo,
-        max_stereoisomers=args.max_stereoisomers, optimizer=args.optimizer, fmax=args.fmax,
-        max_steps=args.max_steps, batch_size=args.batch_size, rmsd_threshold=args.rmsd,
-        energy_threshold=args.energy_threshold, top_k=None if args.top_k == 0 else args.top_k,
-        window=args.window, seed=args.seed, charge=args.charge, multiplicity=args.multiplicity, embed=args.embed,
-        ph=args.ph, temperature=args.temperature,
-    )
-    settings = ConformersSettings(
-        model=args.model, device=args.device, dtype=args.dtype, threads=args.threads, ensemble=ensemble,
-        refine=args.refine, refine_opt=args.refine_opt, refine_fmax=args.refine_fmax, workers=args.workers,
-        executor=args.executor, scheduler=args.scheduler, timeout=args.timeout, progress=not args.no_progress)
-    return conformers(args.input, str(out), settings, summary=str(summary)).exit_code
+    return conformers(args.input, str(out), resolve_settings(args), summary=str(summary)).exit_code
+
+
+def resolve_settings(args: argparse.Namespace) -> Any:
+    """The ``ConformersSettings`` of a ``golf conformers`` command line: the options given over the
+    dataclasses' defaults."""
+    from golf.cli._common import override
+    from golf.conformer_search import ConformerSettings
+    from golf.runs.conformers import ConformersSettings
+
+    ensemble = dataclasses.replace(override(ConformerSettings(), args), top_k=args.top_k)
+    return override(ConformersSettings(ensemble=ensemble, progress=not args.no_progress), args)

@@ -17,18 +17,21 @@ code is then 3. Salts are stripped to their largest organic fragment unless --ke
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from golf.runs.optimize import METHODS  # noqa: F401 - re-exported
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from golf.chem import MAX_ATOMS
+    from golf.cli._types import setting_type
+    from golf.presets import DTYPES
     from golf.runs.batch_run import EXIT_CODES
-    import dataclasses
+    from golf.runs.optimize import METHODS, OptimizeSettings as S
 
-    from golf.runs.optimize import METHODS, OptimizeSettings
+    def opt(*flags: str, field: str, **kw) -> None:  # an option of a settings field; its default is the field's
+        p.add_argument(*flags, type=setting_type(S, field), default=None, **kw)
 
-    d = {f.name: f.default for f in dataclasses.fields(OptimizeSettings)}  # the defaults, declared there
     p.epilog = EXIT_CODES
     p.add_argument("input", help="structures or SMILES (.smi .txt .csv .sdf .mol .xyz .extxyz .db); salts and "
                                  "mixtures are stripped to the largest organic fragment; an NNP relaxes single "
@@ -38,41 +41,54 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="NNP checkpoint (golf or official GOLF/schnetpack) or model name")
     src.add_argument("--oracle", help="relax with an oracle instead (xtb, mmff, dft), in worker processes")
-    p.add_argument("--conformers", type=int, default=d["conformers"], help=f"ETKDG conformers per SMILES (default {d['conformers']})")
-    p.add_argument("--seed", type=int, default=d["seed"], help=f"conformer generation seed (default {d['seed']})")
-    p.add_argument("--optimizer", choices=METHODS, default=d["optimizer"],
-                   help="lbfgs-precon: robust L-BFGS preconditioned with Lindh's model Hessian (default; "
-                        "about half the force evaluations of lbfgs); lbfgs: the same without preconditioner; "
-                        "lbfgs-golf: the GOLF paper's torch L-BFGS setting (5 evaluations per step); "
-                        "lbfgs-ase: ASE's LBFGS; fire; gd")
-    p.add_argument("--fmax", type=float, default=d["fmax"], help=f"convergence: max |force| in eV/A (default {d['fmax']})")
-    p.add_argument("--max-steps", type=int, default=d["max_steps"], help=f"step limit per conformation (default {d['max_steps']})")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="conformations optimized at once (default: automatic; others stream in)")
-    p.add_argument("--device", default=d["device"], help=f"torch device for the model: cpu, cuda, cuda:N or auto (default {d['device']})")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                   help="model precision (default float32; oracle runs use float64)")
-    p.add_argument("--workers", type=int, default=d["workers"], help=f"oracle worker processes (default {d['workers']})")
-    p.add_argument("--charge", type=int, default=None,
-                   help="total charge of charged molecules (default: an SDF record's charge field, else neutral); "
-                        "a model trained on neutral molecules only (every official one) refuses them one by one")
-    p.add_argument("--multiplicity", type=int, default=None, help="spin multiplicity 2S+1 of radicals")
-    p.add_argument("--keep-fragments", action="store_true",
+    opt("--conformers", field="conformers", help=f"ETKDG conformers per SMILES (default {S.conformers})")
+    opt("--seed", field="seed", help=f"conformer generation seed (default {S.seed})")
+    opt("--optimizer", field="optimizer", choices=METHODS,
+        help=f"lbfgs-precon: robust L-BFGS preconditioned with Lindh's model Hessian (default {S.optimizer}; "
+             "about half the force evaluations of lbfgs); lbfgs: the same without preconditioner; "
+             "lbfgs-golf: the GOLF paper's torch L-BFGS setting (5 evaluations per step); "
+             "lbfgs-ase: ASE's LBFGS; fire; gd")
+    opt("--fmax", field="fmax", help=f"convergence: max |force| in eV/A (default {S.fmax})")
+    opt("--max-steps", field="max_steps", help=f"step limit per conformation (default {S.max_steps})")
+    opt("--batch-size", field="batch_size", help="conformations optimized at once (default: automatic; others stream in)")
+    opt("--device", field="device", help=f"torch device for the model: cpu, cuda, cuda:N or auto (default {S.device})")
+    opt("--dtype", field="dtype", choices=DTYPES, help=f"model precision (default {S.dtype}; oracle runs use float64)")
+    opt("--workers", field="workers", help=f"oracle worker processes (default {S.workers})")
+    opt("--charge", field="charge",
+        help="total charge of charged molecules (default: an SDF record's charge field, else neutral); "
+             "a model trained on neutral molecules only (every official one) refuses them one by one")
+    opt("--multiplicity", field="multiplicity", help="spin multiplicity 2S+1 of radicals")
+    p.add_argument("--keep-fragments", action="store_true", default=None,
                    help="keep counter-ions and solvents (for --oracle; an NNP refuses several fragments)")
-    p.add_argument("--ph", type=float, default=None,
-                   help="protonate SMILES/2D input at this pH (needs the optional package dimorphite-dl); "
-                        "default: the protonation state as given")
+    opt("--ph", field="ph", help="protonate SMILES/2D input at this pH (needs the optional package dimorphite-dl); "
+                                 "default: the protonation state as given")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def paths(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list]:
+    """What ``golf optimize`` reads and writes (``golf.cli._paths``)."""
+    from golf.cli._paths import given
+    from golf.runs.guard import Output
+    from golf.runs.optimize import implicit_outputs
+
+    inputs = [(given(args, "input"), ""), (given(args, "model"), "--model")]
+    out = given(args, "output")
+    outputs = [Output(out, option="-o", db="optimize"), *implicit_outputs(out)] if out else []
+    return [(i, o) for i, o in inputs if i], outputs
+
+
+def resolve_settings(args: argparse.Namespace) -> Any:
+    """The ``OptimizeSettings`` of a ``golf optimize`` command line: the options given over the defaults."""
+    from golf.cli._common import override
+    from golf.runs.optimize import OptimizeSettings
+
+    return override(OptimizeSettings(model=args.model, oracle=args.oracle, progress=not args.no_progress), args)
 
 
 def run(args: argparse.Namespace) -> int:
     from golf.formats import check_writable
-    from golf.runs.optimize import OptimizeSettings, optimize
+    from golf.runs.optimize import optimize
 
-    settings = OptimizeSettings(
-        model=args.model, oracle=args.oracle, optimizer=args.optimizer, fmax=args.fmax, max_steps=args.max_steps,
-        batch_size=args.batch_size, conformers=args.conformers, seed=args.seed, device=args.device,
-        dtype=args.dtype, workers=args.workers, charge=args.charge, multiplicity=args.multiplicity,
-        keep_fragments=args.keep_fragments, ph=args.ph, progress=not args.no_progress)
+    settings = resolve_settings(args)
     check_writable(args.output)  # before any work
     return optimize(args.input, args.output, settings).exit_code

@@ -160,33 +160,6 @@ def split_supported(model: Any, confs: list[Any], skipped: Skipped, relax: bool 
     return keep
 
 
-def check_settings(obj: Any) -> None:
-    """``ValueError``-free validation shared by the settings of the NNP runs: InputError naming the field."""
-    import math
-
-    def bad(field: str, must: str) -> InputError:
-        return InputError(f"{type(obj).__name__}.{field} {must} (got {getattr(obj, field)!r})")
-
-    for name in ("fmax", "temperature"):
-        v = getattr(obj, name, None)
-        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise bad(name, "must be a positive finite number")
-    for name in ("batch_size", "conformers", "workers", "max_conformers", "max_stereoisomers", "n_conformers",
-                 "top_k"):
-        v = getattr(obj, name, None)
-        if v is not None and not (isinstance(v, int) and v >= 1):
-            raise bad(name, "must be an integer >= 1")
-    v = getattr(obj, "max_steps", None)
-    if v is not None and not (isinstance(v, int) and v >= 0):
-        raise bad("max_steps", "must be an integer >= 0")
-    v = getattr(obj, "ph", None)
-    if v is not None and not (isinstance(v, (int, float)) and 0 <= v <= 14):
-        raise bad("ph", "must be a pH between 0 and 14")
-    v = getattr(obj, "dtype", None)
-    if v is not None and v not in ("float32", "float64"):
-        raise bad("dtype", "must be float32 or float64")
-
-
 def load_nnp(model: Any, device: str, dtype: str) -> tuple[Any, Any, Any, str]:
     """``(Potential, torch device, torch dtype, model name)`` of a model name, checkpoint path or an
     already loaded ``golf.models.Potential``; InputError (one line) for a device torch cannot use."""

@@ -11,23 +11,28 @@ optionally refined with an oracle. Output: SDF (``golf.outputs``) and a per-mole
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from golf.conformer_search import ConformerSettings, MoleculeResult
-from golf.errors import InputError
-from golf.runs.batch_run import check_settings
+from golf.conformer_search import OPTIMIZERS, ConformerSettings, MoleculeResult  # noqa: F401 - OPTIMIZERS re-exported
+from golf.errors import InputError, SettingError
+from golf.presets import COUNT, DEVICE, DTYPE, FORCE, SCHEDULER, SECONDS, OracleRun, check_settings, one_of, setting
+from golf.thresholds import NNP_FMAX
 
-OPTIMIZERS = ("lbfgs-precon", "lbfgs", "lbfgs-golf", "lbfgs-ase", "fire", "gd")
+#: Where the oracle refinement runs.
 EXECUTORS = ("local", "dask")
 
 
 @dataclass(frozen=True)
 class ConformersSettings:
     """Settings of :func:`conformers`.
+
+    Each field is checked by the check declared with it (``golf.presets.setting``): an impossible
+    value raises ``golf.errors.SettingError`` naming the field.
 
     Attributes:
         model: NNP: model name, checkpoint path or a loaded ``golf.models.Potential``.
@@ -42,30 +47,32 @@ class ConformersSettings:
     """
 
     model: Any = "GOLF-10k"
-    device: str = "cpu"
-    dtype: str = "float32"
-    threads: int | None = None
+    device: str = setting("cpu", DEVICE)
+    dtype: str = setting("float32", DTYPE)
+    threads: int | None = setting(None, COUNT)
     ensemble: ConformerSettings = field(default_factory=ConformerSettings)
     refine: str | None = None
     refine_opt: bool = False
-    refine_fmax: float = 0.05
-    workers: int = 2
-    executor: str = "local"
-    scheduler: str | None = None
-    timeout: float | None = None
+    refine_fmax: float = setting(NNP_FMAX, FORCE)
+    workers: int = setting(OracleRun.workers, COUNT)
+    executor: str = setting("local", one_of(EXECUTORS))
+    scheduler: str | None = setting(None, SCHEDULER)
+    timeout: float | None = setting(None, SECONDS)
     progress: bool = True
 
     def __post_init__(self) -> None:
         check_settings(self)
-        if self.ensemble.optimizer not in OPTIMIZERS:
-            raise InputError(f"ConformerSettings.optimizer {self.ensemble.optimizer!r} is none of "
-                             f"{', '.join(OPTIMIZERS)}")
+        self.ensemble.check()
         if self.refine_opt and not self.refine:
-            raise InputError("ConformersSettings.refine_opt needs an oracle in ConformersSettings.refine")
-        if self.executor not in EXECUTORS:
-            raise InputError(f"ConformersSettings.executor {self.executor!r} is none of {', '.join(EXECUTORS)}")
-        if not self.refine_fmax > 0:
-            raise InputError(f"ConformersSettings.refine_fmax must be positive (got {self.refine_fmax!r})")
+            raise SettingError("refine_opt", "needs an oracle to refine with (refine)")
+
+
+def implicit_outputs(output: str | os.PathLike) -> list[Any]:
+    """What :func:`conformers` writes besides ``output`` unless told where: the per-molecule summary,
+    ``output`` with .csv (``golf.runs.guard.summary_path``)."""
+    from golf.runs.guard import Output, summary_path
+
+    return [Output(summary_path(output), option=f"the summary beside {os.fspath(output)}")]
 
 
 @dataclass

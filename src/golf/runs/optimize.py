@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from golf.errors import InputError
-from golf.runs.batch_run import check_settings
+from golf.errors import InputError, SettingError
+from golf.presets import COUNT, DEVICE, DTYPE, FORCE, INTEGER, PH, STEPS, OracleRun, check_settings, one_of, setting
 from golf.runs.predict import BatchOutcome
+from golf.thresholds import NNP_FMAX
 
 METHODS = ("lbfgs", "lbfgs-precon", "lbfgs-golf", "lbfgs-ase", "fire", "gd")
 
@@ -31,6 +32,9 @@ METHODS = ("lbfgs", "lbfgs-precon", "lbfgs-golf", "lbfgs-ase", "fire", "gd")
 @dataclass(frozen=True)
 class OptimizeSettings:
     """Settings of :func:`optimize`.
+
+    Each field is checked by the check declared with it (``golf.presets.setting``): an impossible
+    value raises ``golf.errors.SettingError`` naming the field.
 
     Attributes:
         model: NNP (model name, checkpoint path or a loaded ``golf.models.Potential``); or
@@ -51,27 +55,31 @@ class OptimizeSettings:
 
     model: Any = None
     oracle: str | None = None
-    optimizer: str = "lbfgs-precon"
-    fmax: float = 0.05
-    max_steps: int = 1000
-    batch_size: int | None = None
-    conformers: int = 1
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-    workers: int = 2
-    charge: int | None = None
-    multiplicity: int | None = None
+    optimizer: str = setting("lbfgs-precon", one_of(METHODS))
+    fmax: float = setting(NNP_FMAX, FORCE)
+    max_steps: int = setting(1000, STEPS)
+    batch_size: int | None = setting(None, COUNT)
+    conformers: int = setting(1, COUNT)
+    seed: int = setting(0, INTEGER)
+    device: str = setting("cpu", DEVICE)
+    dtype: str = setting("float32", DTYPE)
+    workers: int = setting(OracleRun.workers, COUNT)
+    charge: int | None = setting(None, INTEGER)
+    multiplicity: int | None = setting(None, COUNT)
     keep_fragments: bool = False
-    ph: float | None = None
+    ph: float | None = setting(None, PH)
     progress: bool = True
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.oracle is None):
-            raise InputError("OptimizeSettings: give exactly one of model and oracle")
-        if self.optimizer not in METHODS:
-            raise InputError(f"OptimizeSettings.optimizer {self.optimizer!r} is none of {', '.join(METHODS)}")
+            raise SettingError("oracle" if self.model is None else "model",
+                               "give exactly one of model and oracle")
         check_settings(self)
+
+
+def implicit_outputs(output: str) -> list[Any]:
+    """What :func:`optimize` writes besides ``output``: nothing."""
+    return []
 
 
 def optimize(input: str, output: str, settings: OptimizeSettings) -> BatchOutcome:
@@ -95,7 +103,6 @@ def optimize(input: str, output: str, settings: OptimizeSettings) -> BatchOutcom
         reference = model_energy_reference(name)
     else:
         from golf.oracles import oracle_class
-        from golf.presets import OracleRun
         from golf.runs.data import oracle_spec
 
         oracle = OracleRun(oracle=s.oracle, workers=s.workers)

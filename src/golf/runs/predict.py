@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from golf.runs.batch_run import check_settings
+from golf.presets import COUNT, DEVICE, DTYPE, check_settings, setting
 
 #: conformations per forward pass when ``batch_size`` is None (automatic sizing lives in golf.batch).
 _CHUNK = 64
@@ -22,6 +22,9 @@ _CHUNK = 64
 @dataclass(frozen=True)
 class PredictSettings:
     """Settings of :func:`predict`.
+
+    Each field is checked by the check declared with it (``golf.presets.setting``): an impossible
+    value raises ``golf.errors.SettingError`` naming the field.
 
     Attributes:
         model: model name (``golf models``), checkpoint path, or a loaded ``golf.models.Potential``.
@@ -32,13 +35,18 @@ class PredictSettings:
     """
 
     model: Any = "GOLF-10k"
-    device: str = "auto"
-    dtype: str = "float32"
-    batch_size: int | None = None
+    device: str = setting("auto", DEVICE)
+    dtype: str = setting("float32", DTYPE)
+    batch_size: int | None = setting(None, COUNT)
     keep_fragments: bool = False
 
     def __post_init__(self) -> None:
         check_settings(self)
+
+
+def implicit_outputs(output: str) -> list[Any]:
+    """What :func:`predict` writes besides ``output``: nothing."""
+    return []
 
 
 @dataclass
