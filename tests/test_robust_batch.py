@@ -147,7 +147,7 @@ def test_charged_input_gets_right_advice(tiny_model, tmp_path, capsys):
     assert main(["optimize", "--oracle", "mmff", str(acetate), "-o", str(tmp_path / "o.sdf")]) == 2
     assert "pass --charge -1" in capsys.readouterr().err
     assert main(["optimize", "--oracle", "mmff", str(ammonium), "-o", str(tmp_path / "o.sdf")]) == 2
-    assert "--charge" in capsys.readouterr().err
+    assert "needs its charge and multiplicity given" in capsys.readouterr().err
     assert main(["optimize", "--oracle", "mmff", str(ammonium), "--charge", "1", "-o", str(tmp_path / "o.sdf"),
                  "--workers", "1", "--no-progress"]) == 0
     assert main(["optimize", "--model", str(tiny_model), str(ammonium), "--charge", "1",
