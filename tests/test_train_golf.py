@@ -187,7 +187,8 @@ def test_ctrl_c_stops_a_golf_run_without_worker_tracebacks(d0_and_baseline, tmp_
     d0, baseline = d0_and_baseline
     run = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    args = _golf_args(d0, baseline, run, budget=40, oracle="flaky_oracle:SlowMMFF",
+    budget = 400  # far more than the seconds before the signal can spend: it must land mid-run, not at exit
+    args = _golf_args(d0, baseline, run, budget=budget, oracle="flaky_oracle:SlowMMFF",
                       extra=["--oracle-option", "delay=0.05", "--no-progress"])
     args[args.index("serial")] = "local"
     log = tmp_path / "err.log"
@@ -197,6 +198,7 @@ def test_ctrl_c_stops_a_golf_run_without_worker_tracebacks(d0_and_baseline, tmp_
             stalled = _wait_while_progressing(proc, run, log, until=lambda: len(_calls(run)) >= 1)
             assert not stalled and proc.poll() is None, log.read_text()
             time.sleep(3)  # the parent relaxes its episodes and trains; the workers wait
+            assert proc.poll() is None and len(_calls(run)) < budget, "the run ended before the signal"
             os.killpg(proc.pid, signal.SIGINT)
             rc = proc.wait(timeout=120)
         finally:
