@@ -108,3 +108,26 @@ def test_relax_tells_its_bar_how_many_molecules_run_at_once():
     assert bars[-1].concurrency == 5 and bars[-1].n == 5
     for b in [bar, *bars]:
         b.close()
+
+
+def test_golf_conformers_tells_its_relax_bar_how_many_conformers_run_at_once(tmp_path, monkeypatch):
+    """The relax bar of ``golf conformers`` is made once the conformers are embedded; the relaxation
+    must still reach it with its concurrency, or the first time estimate counts conformers one by one."""
+    import golf.progress
+    from golf.conformer_search import ConformerSettings
+    from golf.runs.conformers import ConformersSettings, conformers
+
+    made = []
+
+    def recording_bar(*args, **kwargs):
+        bar = progress_bar(*args, **{**kwargs, "file": io.StringIO()})
+        made.append(bar)
+        return bar
+
+    monkeypatch.setattr(golf.progress, "progress_bar", recording_bar)
+    smi = tmp_path / "m.smi"
+    smi.write_text("CCO ethanol\nCCCO propanol\n")
+    conformers(str(smi), str(tmp_path / "out.sdf"),
+               ConformersSettings(ensemble=ConformerSettings(n_conformers=3), progress=True))
+    relax_bar = next(b for b in made if b.desc == "relax")
+    assert relax_bar.concurrency == relax_bar.total == 6

@@ -326,3 +326,34 @@ def test_help_is_import_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**__import__("os").environ, "PYTHONPATH": str(SRC.parent)})
     assert out.stdout.strip() == "[]"
+
+
+def test_commands_agree_on_device_step_limit_and_threads():
+    """Every command's model runs on the same default device ("auto": a GPU when there is one); every NNP
+    relaxation has the same step limit; every command that runs a model takes --threads."""
+    import golf.cli as cli
+    from golf.conformer_search import ConformerSettings
+    from golf.optim import DEFAULT_MAX_STEPS
+    from golf.optim.state import OptimConfig
+    from golf.presets import DEFAULT_DEVICE, Evaluation, Training
+    from golf.runs.conformers import ConformersSettings
+    from golf.runs.experiment import ExperimentSettings
+    from golf.runs.optimize import OptimizeSettings
+    from golf.runs.predict import PredictSettings
+    from golf.thresholds import NNP_MAX_STEPS
+
+    with_device = [Training, GolfTraining, Evaluation, ExperimentSettings, OptimizeSettings, PredictSettings,
+                   ConformersSettings]
+    assert DEFAULT_DEVICE == "auto"
+    from golf.presets import DEFAULT_MODEL
+    from golf.runs.adapt import Adaptation
+
+    assert ConformersSettings.model == PredictSettings.model == Adaptation.model == DEFAULT_MODEL == "GOLF-10k"
+    assert {cls.__name__: cls.device for cls in with_device} == {cls.__name__: DEFAULT_DEVICE for cls in with_device}
+    assert OptimizeSettings.max_steps == ConformerSettings.max_steps == DEFAULT_MAX_STEPS == \
+        OptimConfig.max_steps == NNP_MAX_STEPS
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices
+    for name in ("optimize", "predict", "conformers", "evaluate"):
+        flags = {f for a in sub[name]._actions for f in a.option_strings}
+        assert {"--device", "--threads"} <= flags, name

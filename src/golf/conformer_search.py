@@ -40,7 +40,7 @@ from golf.errors import InputError
 from golf.io import atomic_write_text
 from golf.outputs import ROOM_TEMPERATURE_K, SUMMARY_COLUMNS, boltzmann_weights, model_energy_reference
 from golf.presets import COUNT, FORCE, INTEGER, NONNEGATIVE, PH, POSITIVE, STEPS, OracleRun, check_settings, one_of, setting
-from golf.thresholds import NNP_FMAX
+from golf.thresholds import NNP_FMAX, NNP_MAX_STEPS, ORACLE_MAX_STEPS
 from golf.units import EV_TO_KCAL_MOL
 
 __all__ = [
@@ -91,7 +91,7 @@ class ConformerSettings:
     max_stereoisomers: int = setting(8, COUNT)
     optimizer: str = setting("lbfgs-precon", one_of(OPTIMIZERS))
     fmax: float = setting(NNP_FMAX, FORCE)
-    max_steps: int = setting(500, STEPS)
+    max_steps: int = setting(NNP_MAX_STEPS, STEPS)
     batch_size: int | None = setting(None, COUNT)
     rmsd_threshold: float = setting(0.3, NONNEGATIVE)
     energy_threshold: float = setting(1.0, NONNEGATIVE)
@@ -747,7 +747,7 @@ def refine(
     oracle: str,
     optimize: bool = False,
     fmax: float = NNP_FMAX,
-    max_steps: int = 300,
+    max_steps: int = ORACLE_MAX_STEPS,
     executor: str = "local",
     n_workers: int = OracleRun.workers,
     scheduler: str | None = None,

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from golf.errors import SettingError
 from golf.evaluation.metrics import DEFAULT_STEPS
-from golf.thresholds import ORACLE_FMAX
+from golf.thresholds import ORACLE_FMAX, ORACLE_MAX_STEPS
 from golf.trust import SIGNAL_THRESHOLD, TRIGGERS
 from golf.units import HARTREE_TO_EV, KCAL_MOL_TO_EV
 
@@ -122,6 +122,11 @@ def _scheduler_problem(text: Any) -> str | None:
 DEVICE: Check = _device_problem
 DEVICE.kind = str  # type: ignore[attr-defined]
 DEVICE.normalize = lambda text: text.strip().lower()  # type: ignore[attr-defined]
+#: the model of every command that takes one, unless told otherwise (``golf models`` lists the names)
+DEFAULT_MODEL = "GOLF-10k"
+#: the device of every command's model unless told otherwise: a CUDA GPU when there is one, else the CPU
+#: (``golf.models.checkpoint.resolve_device``)
+DEFAULT_DEVICE = "auto"
 SCHEDULER: Check = _scheduler_problem
 SCHEDULER.kind = str  # type: ignore[attr-defined]
 SCHEDULER.normalize = str.strip  # type: ignore[attr-defined]
@@ -246,7 +251,7 @@ class Relaxation:
     """Oracle relaxations (reference optima, trajectories): converged when max |F| < ``fmax`` eV/A."""
 
     fmax: float = setting(ORACLE_FMAX, FORCE)
-    max_steps: int = setting(500, STEPS)
+    max_steps: int = setting(ORACLE_MAX_STEPS, STEPS)
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -281,7 +286,7 @@ class Training:
     w_forces: float = setting(0.99, NONNEGATIVE)
     val_fraction: float = setting(0.1, FRACTION)
     seed: int = setting(0, INTEGER)
-    device: str = setting("cpu", DEVICE)
+    device: str = setting(DEFAULT_DEVICE, DEVICE)
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -372,7 +377,7 @@ class GolfTraining:
     eval_every: int = setting(50, COUNT)
     checkpoint_every: int = setting(25, COUNT)
     snapshots: tuple[int, ...] = ()
-    device: str = setting("cpu", DEVICE)
+    device: str = setting(DEFAULT_DEVICE, DEVICE)
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -415,7 +420,7 @@ class Evaluation:
     optimizer: str = "lbfgs-golf"  # the paper's evaluation
     fmax: float | None = setting(None, FORCE)
     batch_size: int | None = setting(None, COUNT)
-    device: str = setting("cpu", DEVICE)
+    device: str = setting(DEFAULT_DEVICE, DEVICE)
     threads: int | None = setting(None, COUNT)
     limit: int | None = setting(None, COUNT)
     mmff: bool = False

@@ -1,7 +1,8 @@
-"""The force thresholds (eV/Angstrom) at which a relaxation counts as converged, declared once.
+"""The force thresholds (eV/Angstrom) at which a relaxation counts as converged, and the step limits of
+relaxations, declared once.
 
 A relaxation converges when the largest atomic force, max_i |F_i|, falls below ``fmax``. Every default
-``fmax`` of golf (options, settings, function arguments) is one of these constants. Plain constants:
+``fmax`` and step limit of golf (options, settings, function arguments) is one of these constants. Plain constants:
 imported by oracle workers, so no torch, no RDKit.
 """
 from __future__ import annotations
@@ -15,3 +16,11 @@ ORACLE_FMAX: float = 0.01
 #: The paper's evaluation (``golf evaluate``): so small that no relaxation converges, so every model
 #: relaxation runs its full step budget T, as the paper's fixed-length trajectories do.
 EVAL_FMAX: float = 1e-6
+
+#: Step limit of every NNP relaxation (``golf optimize``, ``golf conformers``, ``golf.optim.relax``): far
+#: above what a converging relaxation needs (drug-sized molecules converge in tens of steps with
+#: ``lbfgs-precon``), so it only stops relaxations that wander.
+NNP_MAX_STEPS: int = 1000
+#: Step limit of oracle relaxations (``Oracle.relax``, ``golf.presets.Relaxation``, the oracle
+#: re-relaxation of ``golf conformers --refine-opt``).
+ORACLE_MAX_STEPS: int = 500

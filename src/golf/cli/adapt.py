@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-episode-steps", type=setting_type(GolfTraining, "max_episode_steps"), default=None,
                    help=f"NNP optimizer steps per episode (default {ADAPT_GOLF.max_episode_steps or 100})")
     add_trigger_args(g)
-    g.add_argument("--device", type=setting_type(GolfTraining, "device"), default=None, help="cpu, cuda, ... (default cpu)")
+    g.add_argument("--device", type=setting_type(GolfTraining, "device"), default=None, help=f"auto, cpu, cuda, cuda:N (default {GolfTraining.device})")
     g.add_argument("--resume", action="store_true", help="continue an interrupted adaptation in --out")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_oracle_args(parser)

@@ -52,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt("--max-steps", field="max_steps", help=f"step limit per conformation (default {S.max_steps})")
     opt("--batch-size", field="batch_size", help="conformations optimized at once (default: automatic; others stream in)")
     opt("--device", field="device", help=f"torch device for the model: cpu, cuda, cuda:N or auto (default {S.device})")
+    opt("--threads", field="threads", help="torch threads (default: torch's)")
     opt("--dtype", field="dtype", choices=DTYPES, help=f"model precision (default {S.dtype}; oracle runs use float64)")
     opt("--workers", field="workers", help=f"oracle worker processes (default {S.workers})")
     opt("--charge", field="charge",

@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"cpu, cuda, cuda:N or auto (default: {S.device})")
     parser.add_argument("--dtype", type=setting_type(S, "dtype"), default=None, choices=DTYPES,
                         help=f"(default {S.dtype})")
+    parser.add_argument("--threads", type=setting_type(S, "threads"), default=None, help="torch threads (default: torch's)")
     parser.add_argument("--batch-size", type=setting_type(S, "batch_size"), default=None,
                         help="molecules per forward pass (default: automatic)")
     parser.add_argument("--keep-fragments", action="store_true", default=None,

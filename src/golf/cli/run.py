@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train the baseline and GOLF with N training seeds (0 .. N-1; traj-N: seed 0 only; "
                              "default: the preset's: " + ", ".join(f"{name} {len(x.seeds)}" for name, x in
                                                                     sorted(EXPERIMENT_PRESETS.items())) + ")")
-    parser.add_argument("--device", type=setting_type(ExperimentSettings, "device"), default=e.device)
+    parser.add_argument("--device", type=setting_type(ExperimentSettings, "device"), default=e.device,
+                        help=f"auto, cpu, cuda, cuda:N (default {e.device})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

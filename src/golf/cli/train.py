@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--val-fraction", type=setting_type(Training, "val_fraction"), default=None,
                    help=f"fraction of molecules held out for validation ({Training.val_fraction})")
     t.add_argument("--seed", type=setting_type(Training, "seed"), default=None)
-    t.add_argument("--device", type=setting_type(Training, "device"), default=None, help="cpu, cuda, cuda:0 ... (cpu)")
+    t.add_argument("--device", type=setting_type(Training, "device"), default=None, help=f"auto, cpu, cuda, cuda:N (default {Training.device})")
     t.add_argument("--init", default=None, metavar="MODEL",
                    help="start from this model (file or pretrained name such as baseline-NNP): its weights and "
                         "atomrefs (fine-tuning, e.g. traj-N from the baseline); its architecture overrides the model "

@@ -20,12 +20,12 @@ from golf.optim.gd import gd_init, gd_step
 from golf.optim.lbfgs import LBFGS_PRESETS, lbfgs_init, lbfgs_step
 from golf.optim.providers import as_provider
 from golf.optim.state import NON_FINITE_POSITIONS, OptimState, concat, segment_sum, select
-from golf.thresholds import NNP_FMAX
+from golf.thresholds import NNP_FMAX, NNP_MAX_STEPS
 
 #: Default convergence threshold (eV/A): ``golf.thresholds.NNP_FMAX``.
 DEFAULT_FMAX = NNP_FMAX
-#: Default step limit per molecule.
-DEFAULT_MAX_STEPS = 1000
+#: Default step limit per molecule: ``golf.thresholds.NNP_MAX_STEPS``.
+DEFAULT_MAX_STEPS = NNP_MAX_STEPS
 
 METHODS = tuple(LBFGS_PRESETS) + ("fire", "gd")
 

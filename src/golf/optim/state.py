@@ -23,7 +23,7 @@ from typing import Any, Sequence, TypeVar
 import torch
 
 from golf.batch import Batch, EnergyForces
-from golf.thresholds import NNP_FMAX
+from golf.thresholds import NNP_FMAX, NNP_MAX_STEPS
 
 MOL = {"dim": "mol"}
 ATOM = {"dim": "atom"}
@@ -47,7 +47,7 @@ class OptimConfig:
     """
 
     fmax: float = NNP_FMAX
-    max_steps: int = 1000
+    max_steps: int = NNP_MAX_STEPS
     max_force: float = 1.0e3
 
 

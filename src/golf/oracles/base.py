@@ -15,7 +15,7 @@ import numpy as np
 
 from golf.conformation import Conformation
 from golf.oracles.relax import RelaxResult, relax_with_oracle
-from golf.thresholds import ORACLE_FMAX
+from golf.thresholds import ORACLE_FMAX, ORACLE_MAX_STEPS
 
 
 @dataclass
@@ -114,7 +114,7 @@ class Oracle(ABC):
         return [self.compute(c) for c in confs]
 
     def relax(
-        self, conf: Conformation, fmax: float = ORACLE_FMAX, max_steps: int = 500
+        self, conf: Conformation, fmax: float = ORACLE_FMAX, max_steps: int = ORACLE_MAX_STEPS
     ) -> RelaxResult:
         """Relax to this oracle's own minimum (see ``golf.oracles.relax``)."""
         return relax_with_oracle(self, conf, fmax=fmax, max_steps=max_steps)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from golf.conformation import Conformation
-from golf.thresholds import ORACLE_FMAX
+from golf.thresholds import ORACLE_FMAX, ORACLE_MAX_STEPS
 
 if TYPE_CHECKING:  # annotations only: golf.oracles.base imports this module
     from golf.oracles.base import Oracle
@@ -89,7 +89,7 @@ def _make_calculator(oracle: Oracle, conf: Conformation):
 
 
 def relax_with_oracle(
-    oracle: Oracle, conf: Conformation, fmax: float = ORACLE_FMAX, max_steps: int = 500
+    oracle: Oracle, conf: Conformation, fmax: float = ORACLE_FMAX, max_steps: int = ORACLE_MAX_STEPS
 ) -> RelaxResult:
     """Relax ``conf`` with ASE LBFGS on ``oracle``'s energy surface.
 

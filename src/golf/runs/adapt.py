@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from golf.errors import GolfError, InputError, RunExists
-from golf.presets import COUNT, FRACTION, GolfTraining, Molecules, OracleRun, check_settings, one_of, setting
+from golf.presets import COUNT, DEFAULT_MODEL, FRACTION, GolfTraining, Molecules, OracleRun, check_settings, one_of, setting
 
 START_DB = "start.db"
 GENERIC_DB = "generic.db"
@@ -65,7 +65,7 @@ class Adaptation:
         seed: conformer generation and the generic set's molecule order.
     """
 
-    model: str = "GOLF-10k"
+    model: str = DEFAULT_MODEL
     budget: int = setting(300, COUNT)
     conformers: int = setting(2, COUNT)
     generic: str = "auto"

@@ -160,9 +160,10 @@ def split_supported(model: Any, confs: list[Any], skipped: Skipped, relax: bool 
     return keep
 
 
-def load_nnp(model: Any, device: str, dtype: str) -> tuple[Any, Any, Any, str]:
+def load_nnp(model: Any, device: str, dtype: str, threads: int | None = None) -> tuple[Any, Any, Any, str]:
     """``(Potential, torch device, torch dtype, model name)`` of a model name, checkpoint path or an
-    already loaded ``golf.models.Potential``; InputError (one line) for a device torch cannot use."""
+    already loaded ``golf.models.Potential``; InputError (one line) for a device torch cannot use.
+    ``threads``: torch's intra-op threads for this process (None: torch's own choice)."""
     from pathlib import Path
 
     import torch
@@ -177,6 +178,8 @@ def load_nnp(model: Any, device: str, dtype: str) -> tuple[Any, Any, Any, str]:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r}: CUDA is not available")
     dt = resolve_dtype(dtype)
+    if threads:
+        torch.set_num_threads(int(threads))
     if isinstance(model, torch.nn.Module):
         pot = model.to(device=dev, dtype=dt)
         name = str((getattr(pot, "provenance", None) or {}).get("name") or type(pot).__name__)

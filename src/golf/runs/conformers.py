@@ -20,7 +20,7 @@ from typing import Any
 
 from golf.conformer_search import OPTIMIZERS, ConformerSettings, MoleculeResult  # noqa: F401 - OPTIMIZERS re-exported
 from golf.errors import InputError, SettingError
-from golf.presets import COUNT, DEVICE, DTYPE, FORCE, SCHEDULER, SECONDS, OracleRun, check_settings, one_of, setting
+from golf.presets import COUNT, DEFAULT_DEVICE, DEFAULT_MODEL, DEVICE, DTYPE, FORCE, SCHEDULER, SECONDS, OracleRun, check_settings, one_of, setting
 from golf.thresholds import NNP_FMAX
 
 #: Where the oracle refinement runs.
@@ -46,8 +46,8 @@ class ConformersSettings:
         progress: show progress bars.
     """
 
-    model: Any = "GOLF-10k"
-    device: str = setting("cpu", DEVICE)
+    model: Any = DEFAULT_MODEL
+    device: str = setting(DEFAULT_DEVICE, DEVICE)
     dtype: str = setting("float32", DTYPE)
     threads: int | None = setting(None, COUNT)
     ensemble: ConformerSettings = field(default_factory=ConformerSettings)
@@ -97,12 +97,11 @@ def conformers(input: str, output: str, settings: ConformersSettings = Conformer
     """Conformer ensembles of the molecules of ``input`` written to ``output`` (.sdf) and the summary
     CSV ``summary`` (default: ``output`` with .csv). Per-molecule problems go to stderr (one line
     each); InputError when no molecule produced conformers."""
-    import torch
     from tqdm import tqdm
 
     from golf import conformer_search as gc
     from golf.errors import OutputError
-    from golf.progress import progress_bar
+    from golf.progress import ProgressHook, progress_bar
     from golf.runs.batch_run import load_nnp
     from golf.runs.guard import summary_path
 
@@ -113,11 +112,9 @@ def conformers(input: str, output: str, settings: ConformersSettings = Conformer
         from golf.oracles import validated_spec
 
         validated_spec(s.refine, local=s.executor != "dask")  # unknown or missing backend: before any work
-    if s.threads:
-        torch.set_num_threads(int(s.threads))
     molecules = gc.read_molecules(input, charge=ens.charge, multiplicity=ens.multiplicity, embed=ens.embed,
                                   ph=ens.ph)
-    model, device, dtype, model_name = load_nnp(s.model, s.device, s.dtype)
+    model, device, dtype, model_name = load_nnp(s.model, s.device, s.dtype, s.threads)
 
     def log(msg: str) -> None:
         tqdm.write(f"golf conformers: {msg}", file=sys.stderr)
@@ -133,7 +130,7 @@ def conformers(input: str, output: str, settings: ConformersSettings = Conformer
     t0 = time.perf_counter()
     try:
         results = gc.generate_conformer_ensembles(molecules, model, ens, device=device, dtype=dtype,
-                                                  progress=lambda k: bars[-1].update(k), on_total=total, log=log,
+                                                  progress=ProgressHook(lambda: bars[-1]), on_total=total, log=log,
                                                   embedded=ebar.update)
     finally:
         for b in bars:

@@ -39,6 +39,7 @@ from golf.io import atomic_write_json
 from golf.presets import (
     COUNT,
     DEFAULT_EXPERIMENT_PRESET,
+    DEFAULT_DEVICE,
     DEVICE,
     EXPERIMENT_PRESETS,
     REFERENCE_MOLECULES,
@@ -91,7 +92,7 @@ class ExperimentSettings:
     init: str | None = None
     seed: int = setting(0, INTEGER)
     seeds: int | None = setting(None, COUNT)
-    device: str = setting("cpu", DEVICE)
+    device: str = setting(DEFAULT_DEVICE, DEVICE)
     progress: bool = True
 
     def __post_init__(self) -> None:

@@ -188,10 +188,11 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
     from golf.models import ModelEnergyForces, load_model, save_model
     from golf.runs.data import open_executor, oracle_spec
     from golf.replay import ReplayBuffer
+    from golf.models.checkpoint import resolve_device
     from golf.trainer import Trainer
 
     config = settings  # the loop takes the run's settings (checked when they were made)
-    device = settings.device
+    device = resolve_device(settings.device)
     spec = oracle_spec(oracle)
     store = RunStore(run_dir, spec)
     if (run_dir / MODEL).exists() and not resume:

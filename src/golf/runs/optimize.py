@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from golf.errors import InputError, SettingError
-from golf.presets import COUNT, DEVICE, DTYPE, FORCE, INTEGER, PH, STEPS, OracleRun, check_settings, one_of, setting
+from golf.presets import COUNT, DEFAULT_DEVICE, DEVICE, DTYPE, FORCE, INTEGER, PH, STEPS, OracleRun, check_settings, one_of, setting
 from golf.runs.predict import BatchOutcome
-from golf.thresholds import NNP_FMAX
+from golf.thresholds import NNP_FMAX, NNP_MAX_STEPS
 
 METHODS = ("lbfgs", "lbfgs-precon", "lbfgs-golf", "lbfgs-ase", "fire", "gd")
 
@@ -45,7 +45,7 @@ class OptimizeSettings:
         batch_size: conformations optimized at once (None: automatic).
         conformers: ETKDG conformers per SMILES / 2D record.
         seed: conformer generation seed.
-        device, dtype: of the model (oracle runs use float64).
+        device, dtype: of the model (oracle runs use float64); threads: torch threads (None: torch's).
         workers: oracle worker processes.
         charge, multiplicity: of charged/open-shell input (None: an SDF record's fields, else neutral).
         keep_fragments: keep counter-ions/solvents (oracle relaxations only; an NNP refuses them).
@@ -57,12 +57,13 @@ class OptimizeSettings:
     oracle: str | None = None
     optimizer: str = setting("lbfgs-precon", one_of(METHODS))
     fmax: float = setting(NNP_FMAX, FORCE)
-    max_steps: int = setting(1000, STEPS)
+    max_steps: int = setting(NNP_MAX_STEPS, STEPS)
     batch_size: int | None = setting(None, COUNT)
     conformers: int = setting(1, COUNT)
     seed: int = setting(0, INTEGER)
-    device: str = setting("cpu", DEVICE)
+    device: str = setting(DEFAULT_DEVICE, DEVICE)
     dtype: str = setting("float32", DTYPE)
+    threads: int | None = setting(None, COUNT)
     workers: int = setting(OracleRun.workers, COUNT)
     charge: int | None = setting(None, INTEGER)
     multiplicity: int | None = setting(None, COUNT)
@@ -98,7 +99,7 @@ def optimize(input: str, output: str, settings: OptimizeSettings) -> BatchOutcom
 
     s = settings
     if s.model is not None:
-        model, device, dtype, name = load_nnp(s.model, s.device, s.dtype)  # before reading: what it can take
+        model, device, dtype, name = load_nnp(s.model, s.device, s.dtype, s.threads)  # before reading: what it can take
         bond_orders, neutral_only = False, model.neutral_only
         reference = model_energy_reference(name)
     else:

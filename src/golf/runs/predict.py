@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from golf.presets import COUNT, DEVICE, DTYPE, check_settings, setting
+from golf.presets import COUNT, DEFAULT_DEVICE, DEFAULT_MODEL, DEVICE, DTYPE, check_settings, setting
 
 #: conformations per forward pass when ``batch_size`` is None (automatic sizing lives in golf.batch).
 _CHUNK = 64
@@ -30,13 +30,15 @@ class PredictSettings:
         model: model name (``golf models``), checkpoint path, or a loaded ``golf.models.Potential``.
         device: cpu, cuda, cuda:N or auto.
         dtype: float32 or float64.
+        threads: torch threads (None: torch's).
         batch_size: conformations per forward pass (None: automatic).
         keep_fragments: keep counter-ions/solvents (default: strip to the largest organic fragment).
     """
 
-    model: Any = "GOLF-10k"
-    device: str = setting("auto", DEVICE)
+    model: Any = DEFAULT_MODEL
+    device: str = setting(DEFAULT_DEVICE, DEVICE)
     dtype: str = setting("float32", DTYPE)
+    threads: int | None = setting(None, COUNT)
     batch_size: int | None = setting(None, COUNT)
     keep_fragments: bool = False
 
@@ -73,7 +75,7 @@ def predict(input: str, output: str, settings: PredictSettings = PredictSettings
     from golf.outputs import model_energy_reference
     from golf.runs.batch_run import load_nnp, read_batch, report_stripped, split_supported
 
-    model, device, _, name = load_nnp(settings.model, settings.device, settings.dtype)
+    model, device, _, name = load_nnp(settings.model, settings.device, settings.dtype, settings.threads)
     confs, skipped = read_batch("predict", input, bond_orders=False, neutral_only=model.neutral_only,
                                 fragments="keep" if settings.keep_fragments else "strip")
     confs = split_supported(model, confs, skipped)

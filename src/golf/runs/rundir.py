@@ -6,7 +6,7 @@ keep on disk to be resumed.
   configuration lacks is not compared (it was added to golf after the run began); within a nested entry
   (e.g. the GOLF loop's settings) a setting the stored entry lacks, or stores as null (older golf stored
   a loop setting left to the loop's default as null), is read at its default: it matches when the
-  resume uses the default.
+  resume uses the default. Where the run computes (``device``) is never compared.
 * its checkpoints: written atomically (a temporary file in the directory, then a rename), verified when
   read back (a damaged or foreign file is a ``CheckpointError`` naming it).
 * its log: CSV rows appended (fsynced) or rewritten whole.
@@ -24,11 +24,21 @@ from golf.errors import CheckpointError, GolfError, InputError
 
 #: entry -> equal(stored, now) for entries that are not compared by value (e.g. paths)
 Comparers = Mapping[str, Callable[[Any, Any], bool]]
+#: settings that say where a run computes, not what it computes: never compared (a run started on a GPU
+#: may go on on the CPU), at the top level or within a nested entry
+WHERE_IT_RUNS = frozenset({"device"})
 
 
 def as_json(doc: Any) -> Any:
     """``doc`` as it reads back from JSON (tuples as lists, paths and other objects as strings)."""
     return json.loads(json.dumps(doc, default=str))
+
+
+def _what(value: Any) -> Any:
+    """``value`` without the ``WHERE_IT_RUNS`` settings of any mapping in it."""
+    if isinstance(value, dict):
+        return {k: _what(v) for k, v in value.items() if k not in WHERE_IT_RUNS}
+    return value
 
 
 class RunDir:
@@ -80,13 +90,13 @@ class RunDir:
         names = list(keys) if keys is not None else sorted(set(stored) | set(now))
         diffs = []
         for key in names:
-            if key not in stored:
-                continue  # added to golf after this run began
+            if key not in stored or key in WHERE_IT_RUNS:
+                continue  # added to golf after this run began, or not what the run computes
             old, new = stored[key], now.get(key)
             if key in defaults and isinstance(old, dict) and isinstance(new, dict):
                 fill = as_json(dict(defaults[key]))
                 for k in sorted(set(old) | set(new)):
-                    if k in set(skip.get(key, ())):
+                    if k in set(skip.get(key, ())) or k in WHERE_IT_RUNS:
                         continue
                     was = old.get(k) if old.get(k) is not None else fill.get(k)
                     if k not in old and new.get(k) == fill.get(k, object()):
@@ -96,7 +106,7 @@ class RunDir:
             elif key in compare:
                 if not compare[key](old, new):
                     diffs.append(f"{key.replace('_', ' ')} {old!r} -> {new!r}")
-            elif old != new:
+            elif _what(old) != _what(new):
                 diffs.append(f"{key.replace('_', ' ')} {old!r} -> {new!r}")
         return diffs
 

@@ -204,14 +204,14 @@ def train(
     from golf import __version__
     from golf.errors import GolfError, InputError
     from golf.models import build_model
-    from golf.models.checkpoint import load_model, save_model
+    from golf.models.checkpoint import load_model, resolve_device, save_model
 
     out = Path(out)
     if out.suffix == "" or out.is_dir():
         raise InputError(f"{out}: the output is a model file; give a file name such as model.pt")
     run_dir = Path(log_dir) if log_dir else Path(train_run_dir(out))
     try:  # the settings checked their values when they were made; this is whether the device works here
-        device = torch.device(settings.device)
+        device = resolve_device(settings.device)
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as exc:
         raise SettingError("device", f"{settings.device}: not available ({exc})") from exc
