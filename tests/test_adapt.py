@@ -267,8 +267,78 @@ def test_resume_accepts_an_adapt_json_written_before_the_golf_settings_were_merg
     assert doc["golf"]["max_episode_steps"] is None and "max_unlabelled_episodes" not in doc["golf"]
     doc["model_file"] = now["model_file"]  # the shipped model of this checkout
     (run / "adapt.json").write_text(json.dumps(doc))
+    # that run did not refit GOLF-10k's offsets at its own level of theory (golf then did not know that the
+    # official checkpoints have none): its labels mix two energy scales, so it is not resumed
+    assert doc["refit"] is False and now["refit"] is True
+    with pytest.raises(GolfError, match="refit False -> True"):
+        _check_identity(run, now, resume=True)
+    doc["refit"] = True
+    (run / "adapt.json").write_text(json.dumps(doc))
     _check_identity(run, now, resume=True)
     changed = adapt_identity(molecules, settings, dataclasses.replace(ADAPT_GOLF, max_episode_steps=50),
                              OracleRun(oracle="dft"))
     with pytest.raises(GolfError, match="golf"):
         _check_identity(run, changed, resume=True)
+
+
+@pytest.mark.parametrize("offsets", ["zero", "fitted"])
+def test_a_model_without_energy_offsets_is_refit_even_at_the_oracles_level(series, tmp_path, offsets):
+    """The official checkpoints predict total energies minus per-element references the repository does
+    not hold (their atomrefs are zero): at their own level of theory their energies still sit far from the
+    oracle's, so "auto" refits the offsets, and the teacher labels of the generic set come from the refit
+    model (the energy scale of the oracle's labels). A model with fitted offsets at the oracle's level
+    is not refit."""
+    import dataclasses
+
+    from golf.batch import Batch
+    from golf.models import load_model, save_model
+    from golf.oracles import make_oracle
+    from golf.presets import Molecules, OracleRun
+    from golf.runs.adapt import ADAPT_GOLF, Adaptation, adapt
+
+    model = load_model(MODEL[0])
+    if offsets == "zero":
+        with torch.no_grad():
+            model.atomrefs.zero_()
+    spec = make_oracle("mmff").spec
+    path = tmp_path / "at-mmff.pt"
+    save_model(model, path, provenance={"kind": "test-model", "oracle": spec.name, "oracle_settings": spec.settings})
+    out = tmp_path / "ad"
+    golf = dataclasses.replace(ADAPT_GOLF, n_parallel=2, batch_size=4, utd_ratio=1, max_episode_steps=4,
+                               eval_every=1000, checkpoint_every=1000)
+    adapt(Molecules(smiles=str(series)), out, Adaptation(model=str(path), budget=6, conformers=1, generic_molecules=4),
+          golf, OracleRun(oracle="mmff", executor="serial"), progress=False)
+    doc = json.loads((out / "adapt.json").read_text())
+    assert doc["generic"] == "teacher" and doc["refit"] == (offsets == "zero")
+    assert (out / "init.pt").exists() == (offsets == "zero")
+    labeller = load_model(out / "init.pt" if offsets == "zero" else path)
+    rows = list(iter_rows(out / "generic.db"))
+    confs = [r["conformation"] for r in rows]
+    energy, _ = labeller.energy_and_forces(Batch.from_conformations(confs, dtype=labeller.dtype))
+    np.testing.assert_allclose([r["energy"] for r in rows], energy.detach().double().numpy(), atol=1e-3)
+
+
+def test_a_golf_run_warns_when_the_start_models_energy_offsets_are_not_the_labels(tmp_path):
+    """GOLF-10k's energies (no per-element offsets) on MMFF labels: tens of keV apart, a warning; the same
+    model with its offsets refit to those labels: no warning."""
+    import warnings
+
+    from golf.chem import generate_conformers
+    from golf.dataset import LabelledData
+    from golf.errors import GolfWarning
+    from golf.models import load_model
+    from golf.oracles import make_oracle
+    from golf.runs.golf import ENERGY_SCALE_GAP_EV, warn_energy_scale
+    from golf.trainer import refit_offsets
+
+    mmff = make_oracle("mmff")
+    confs = [c for i, smi in enumerate(["CC(=S)N", "CCO", "CSC"]) for c in generate_conformers(smi, 2, seed=1, mol_id=i)]
+    results = [mmff.compute(c) for c in confs]
+    data = LabelledData.from_conformations(confs, [r.energy for r in results], [r.forces for r in results])
+    model = load_model("GOLF-10k")
+    with pytest.warns(GolfWarning, match="energy offsets are not the labels'"):
+        assert warn_energy_scale(model, data, "GOLF-10k") > ENERGY_SCALE_GAP_EV
+    refit_offsets(model, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GolfWarning)
+        assert warn_energy_scale(model, data, "GOLF-10k refit") < ENERGY_SCALE_GAP_EV

@@ -6,14 +6,17 @@ prepared for a series of molecules:
 
 1. ``start.db``: ETKDGv3 conformers of the series labelled by the genuine oracle (``golf.runs.build``):
    the episodes' starts and the replay buffer's D0.
-2. ``init.pt``: the pretrained model with its per-element energy offsets refit to ``start.db`` and the
-   generic set when the oracle's level of theory is not the model's (as ``golf train --init --refit-offsets``); forces and
-   the rest of the weights are unchanged.
+2. ``init.pt``: the pretrained model with its per-element energy offsets refit to ``start.db`` and an
+   oracle-labelled generic set (as ``golf train --init --refit-offsets``) when the oracle's level of theory
+   is not the model's, or when the model's energies have no per-element offsets (``energy_offsets_known``:
+   the official checkpoints predict total energies minus reference energies that are not in the
+   repository, so even at their own level of theory their energies sit tens of keV from an oracle's
+   total energies); forces and the rest of the weights are unchanged.
 3. ``generic.db``: generic conformations mixed into every replay batch (``Adaptation.generic_share``),
    so the adapted model stays good outside the series (golf's option; the official loop has no such
-   source). ``teacher``: NCI-pool conformations labelled by the starting model itself (no oracle
-   calls; only when the oracle is at the model's level of theory, else the labels would mix two
-   levels); ``oracle``: the same conformations labelled by the oracle (they cost calls); ``none``;
+   source). ``teacher``: NCI-pool conformations labelled by the starting model itself (``init.pt``
+   when its offsets were refit; no oracle calls; only when the oracle is at the model's level of theory,
+   else the labels would mix two levels); ``oracle``: the same conformations labelled by the oracle (they cost calls); ``none``;
    or a labelled database of the user's.
 4. ``golf/``: the GOLF run directory (``golf.runs.golf``) with what is left of the budget.
 5. ``model.pt``: the adapted model, registered under ``Adaptation.name`` when given.
@@ -60,7 +63,8 @@ class Adaptation:
             "teacher", "oracle", "none", or the path of a labelled database.
         generic_molecules: NCI-pool molecules (training split, one conformer each) of the generic set.
         generic_share: fraction of every replay batch drawn from the generic set.
-        refit_offsets: "auto" (when the levels of theory differ), "always" or "never".
+        refit_offsets: "auto" (when the levels of theory differ or the model's energies have no
+            per-element offsets, as the official checkpoints'), "always" or "never".
         name: register the adapted model under this name (None: not registered).
         seed: conformer generation and the generic set's molecule order.
     """
@@ -116,6 +120,15 @@ def model_level(path: Path, info: dict[str, Any] | None) -> str | None:
     return None
 
 
+def energy_offsets_known(path: Path) -> bool:
+    """Whether the model's energies include per-element reference energies (atomrefs), so that they are an
+    oracle's total energies. golf-trained models fit theirs to their data; the official GOLF checkpoints
+    carry none (their training energies had references subtracted that the repository does not hold)."""
+    from golf.models import load_model
+
+    return bool((load_model(path).atomrefs != 0).any())
+
+
 def adapt_identity(molecules: Molecules, settings: Adaptation, golf: GolfTraining, oracle: OracleRun) -> dict[str, Any]:
     """What defines an adaptation (adapt.json): the model, the oracle, the series, the settings and the
     GOLF settings but its budget; a resume must find the same (``_check_identity``)."""
@@ -135,7 +148,8 @@ def adapt_identity(molecules: Molecules, settings: Adaptation, golf: GolfTrainin
                          "use 'oracle', 'none' or a labelled database")
     if generic not in GENERIC_KINDS and not Path(generic).is_file():
         raise InputError(f"generic: {generic}: no such labelled database (or one of {GENERIC_KINDS})")
-    refit = settings.refit_offsets == "always" or (settings.refit_offsets == "auto" and not same_level)
+    refit = settings.refit_offsets == "always" or (
+        settings.refit_offsets == "auto" and not (same_level and energy_offsets_known(model_path)))
     series = dataclasses.replace(molecules, conformers=settings.conformers, seed=settings.seed)
     identity = dict(model=str(settings.model), model_file=str(model_path), oracle=spec.name,
                     oracle_settings=spec.settings, molecules=dataclasses.asdict(series),
@@ -184,15 +198,13 @@ def adapt(
     build(str(start), series, oracle, quiet=not progress)
     calls = _calls(start)
     generic_dbs: list[str] = []
-    if generic == "teacher":
-        generic_dbs = [str(_teacher_set(out / GENERIC_DB, model_path, settings, confs, say))]
-    elif generic == "oracle":
+    if generic == "oracle":
         say(f"generic set: {settings.generic_molecules} NCI molecules labelled by {spec.name}")
         build(str(out / GENERIC_DB), _generic_molecules(out, settings, model_path, confs), oracle,
               quiet=not progress)
         generic_dbs = [str(out / GENERIC_DB)]
         calls += _calls(out / GENERIC_DB)
-    elif generic != "none":
+    elif generic not in ("none", "teacher"):
         generic_dbs = [str(generic)]
     left = settings.budget - calls
     if left < 1:
@@ -205,12 +217,14 @@ def adapt(
         if not (out / INIT).exists():
             # the generic set too: its elements may be absent from the series, and an element whose offset
             # stays at the model's level would put its labels hundreds of eV away (training diverges)
-            # (not teacher labels: they are the model's own level, which the refit leaves)
-            fit = refit_pretrained(model_path, [str(start), *(generic_dbs if generic != "teacher" else [])],
-                                   out / INIT)
-            say(f"energy offsets of {settings.model} refit to the start and generic sets ({start_level} -> {oracle_level}): "
+            # (teacher labels come after the refit, from the refit model)
+            fit = refit_pretrained(model_path, [str(start), *generic_dbs], out / INIT)
+            say(f"energy offsets of {settings.model} refit to the start{' and generic' if generic_dbs else ''} "
+                f"set{'s' if generic_dbs else ''} ({start_level or 'level unknown'} -> {oracle_level}): "
                 f"energy MAE {fit['energy_mae_mev_before']:.0f} -> {fit['energy_mae_mev_after']:.0f} meV")
         baseline = out / INIT
+    if generic == "teacher":  # labelled by the model GOLF starts from: the oracle's energy scale after a refit
+        generic_dbs = [str(_teacher_set(out / GENERIC_DB, model_path, baseline, settings, confs, say))]
     run = dataclasses.replace(golf, budget=left, generic_share=settings.generic_share if generic_dbs else 0.0)
     from golf.runs.golf import train_golf
 
@@ -287,9 +301,9 @@ def _generic_molecules(out: Path, settings: Adaptation, model_path: Path, series
     return Molecules(smiles=str(path), conformers=1, seed=settings.seed)
 
 
-def _teacher_set(path: Path, model_path: Path, settings: Adaptation, series: list, say) -> Path:
-    """NCI-pool conformations (training split, not the series' molecules) labelled by the starting
-    model, written once (atomically) to ``path``."""
+def _teacher_set(path: Path, model_path: Path, labeller: Path, settings: Adaptation, series: list, say) -> Path:
+    """NCI-pool conformations (training split, not the series' molecules; chosen for ``model_path``'s
+    elements) labelled by ``labeller`` (the model GOLF starts from), written once (atomically) to ``path``."""
     if path.exists():
         return path
 
@@ -301,8 +315,9 @@ def _teacher_set(path: Path, model_path: Path, settings: Adaptation, series: lis
     from golf.runs.data import choose_conformations
 
     confs, _ = choose_conformations(_generic_molecules(path.parent, settings, model_path, series))
-    model = load_model(model_path)
-    say(f"generic set: {len(confs)} NCI conformations labelled by {settings.model} (no oracle calls)")
+    model = load_model(labeller)
+    say(f"generic set: {len(confs)} NCI conformations labelled by {settings.model}"
+        f"{' (offsets refit)' if labeller != model_path else ''} (no oracle calls)")
     with atomic_path(path, suffix=".db") as tmp:
         for lo in range(0, len(confs), 32):
             chunk = confs[lo:lo + 32]

@@ -136,6 +136,37 @@ def check_resume(run_dir: Path, current: dict[str, Any]) -> None:
                  "data": same_paths, "generic": same_paths})
 
 
+#: eV per conformation: a start model whose energies are further than this from D0's labels on average has
+#: other per-element energy offsets (another level of theory, or none: the official checkpoints); a
+#: model's own errors are a few tenths of an eV
+ENERGY_SCALE_GAP_EV = 10.0
+
+
+def warn_energy_scale(model: Any, data: Any, name: Any, sample: int = 64) -> float:
+    """Warn (``GolfWarning``) when ``model``'s energies on up to ``sample`` conformations of ``data`` are on
+    average more than ``ENERGY_SCALE_GAP_EV`` from their labels: its per-element energy offsets do not
+    match the labels', and with the paper's energy loss weight the first updates would go to the offsets,
+    not the forces. Returns that mean absolute error (eV)."""
+    import warnings
+
+    import numpy as np
+
+    from golf.errors import GolfWarning
+    from golf.models import ModelEnergyForces
+
+    idx = np.linspace(0, len(data) - 1, min(sample, len(data))).astype(int)
+    batch, energy, _ = data.collate(idx, model.device, model.dtype)
+    pred = ModelEnergyForces(model)(batch)[0].detach().double().cpu().numpy()
+    gap = float(np.abs(pred - energy.double().cpu().numpy()).mean())
+    if gap > ENERGY_SCALE_GAP_EV:
+        warnings.warn(GolfWarning(
+            f"the energies of {name} are {gap:.4g} eV per conformation from the training labels: its per-element "
+            "energy offsets are not the labels' (another level of theory, or none, as in the official "
+            "checkpoints); refit them first (refit_offsets), or training will spend its first updates on them"),
+            stacklevel=2)
+    return gap
+
+
 def _load_run_checkpoint(store: RunStore, device: Any) -> dict[str, Any]:
     """checkpoint.pt of a run, verified (CheckpointError naming it when damaged or unreadable)."""
     def complete(ckpt: Any) -> None:
@@ -228,7 +259,10 @@ def _train_golf(baseline: str | os.PathLike, data: Sequence[str | os.PathLike], 
     if resume and store.has_state():
         check_resume(run_dir, run_config)
     d0.check_level(spec.name, spec.settings, "the GOLF oracle labels")  # D0 is part of every replay batch
-    ckpt = _load_run_checkpoint(store, device) if resume and (run_dir / CHECKPOINT).exists() else None
+    resuming = resume and (run_dir / CHECKPOINT).exists()
+    if not resuming:  # a checkpoint's model has already trained on these labels
+        warn_energy_scale(model, d0, baseline)
+    ckpt = _load_run_checkpoint(store, device) if resuming else None
     stored = store.stored_results()
     n_failed = store.n_failures()
     if ckpt is not None:
