@@ -45,8 +45,7 @@ DRUGS = [
     ("penicillin G", "CC1(C)S[C@@H]2[C@H](NC(=O)Cc3ccccc3)C(=O)N2[C@H]1C(=O)O"),
 ]
 
-METHODS = {"golf default": [], "RDKit+MMFF": None, "golf before": ["--batch-size", "256"],
-           "golf compiled": ["--compile"]}
+METHODS = {"golf default": [], "RDKit+MMFF": None, "golf before": ["--batch-size", "256"]}
 #: source tree (a ``src`` directory) of "golf before" (None: this one): e.g. an export of the commit before the
 #: change, so "before" is the code of then with its default batch size (256) rather than today's code
 BEFORE_SRC: str | None = None
@@ -99,9 +98,8 @@ def _run_golf(smi: Path, out: Path, extra: list[str]) -> dict:
 
     kept: dict[str, list[float]] = {}
     for m in Chem.SDMolSupplier(str(out), removeHs=False):
-        name = m.GetProp("golf_molecule") if m.HasProp("golf_molecule") else m.GetProp("molecule")  # older golf
-        energy = m.GetProp("golf_energy_eV") if m.HasProp("golf_energy_eV") else m.GetProp("model_energy_eV")
-        kept.setdefault(name, []).append(float(energy) * KCAL)
+        kept.setdefault(m.GetProp("molecule"), []).append(
+            float(m.GetProp("model_energy_eV")) * KCAL)
     return dict(calls, kept={k: sorted(v) for k, v in kept.items()})
 
 
@@ -162,8 +160,7 @@ def measure(method: str, work: Path, timeout: float | None = None) -> dict:
            str(work / f"{method.replace(' ', '_').replace('+', '')}.sdf"), str(res)]
     t0 = time.perf_counter()
     src = BEFORE_SRC if (method == "golf before" and BEFORE_SRC) else str(HERE.parent / "src")
-    # compile in this process (no Inductor worker pool), so that its CPU time is counted
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": src, "TORCHINDUCTOR_COMPILE_THREADS": "1"})
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": src})
     last = None
     while proc.poll() is None:
         last = _proc_usage(proc.pid) or last
@@ -193,7 +190,7 @@ def run(work: Path, out_json: Path, before_src: str | None = None, before_timeou
     work.mkdir(parents=True, exist_ok=True)
     (work / "drugs.smi").write_text("".join(f"{s} {n.replace(' ', '_')}\n" for n, s in DRUGS))
     results = {}
-    for method in ("golf default", "RDKit+MMFF", "golf before"):
+    for method in METHODS:
         print(f"{method} ... (load average {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
         results[method] = measure(method, work, before_timeout if method == "golf before" else None)
         print(f"  {results[method]['cpu_s']:.1f} CPU s, {results[method]['peak_rss_gb']:.2f} GB", file=sys.stderr)

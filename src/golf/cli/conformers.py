@@ -77,8 +77,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt(o, "--device", cls=R, field="device", help=f"torch device (default {R.device})")
     opt(o, "--dtype", cls=R, field="dtype", choices=DTYPES, help=f"(default {R.dtype})")
     opt(o, "--threads", cls=R, field="threads", help="torch threads (default: torch's)")
-    o.add_argument("--compile", action="store_true", default=None,
-                   help="compile the model's message blocks with torch.compile: 1.7x faster force calls after 10-30 s of compilation, for runs of minutes (default: off)")
     s = p.add_argument_group("selection")
     opt(s, "--rmsd", cls=E, field="rmsd_threshold", metavar="RMSD",
         help=f"duplicate heavy-atom RMSD threshold, A (default {E.rmsd_threshold})")

@@ -59,8 +59,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="total charge of charged molecules (default: an SDF record's charge field, else neutral); "
              "a model trained on neutral molecules only (every official one) refuses them one by one")
     opt("--multiplicity", field="multiplicity", help="spin multiplicity 2S+1 of radicals")
-    p.add_argument("--compile", action="store_true", default=None,
-                   help="compile the model's message blocks with torch.compile: 1.7x faster force calls after 10-30 s of compilation, for runs of minutes (default: off)")
     p.add_argument("--keep-fragments", action="store_true", default=None,
                    help="keep counter-ions and solvents (for --oracle; an NNP refuses several fragments)")
     opt("--ph", field="ph", help="protonate SMILES/2D input at this pH (needs the optional package dimorphite-dl); "

@@ -160,12 +160,10 @@ def split_supported(model: Any, confs: list[Any], skipped: Skipped, relax: bool 
     return keep
 
 
-def load_nnp(model: Any, device: str, dtype: str, threads: int | None = None,
-             compile: bool = False) -> tuple[Any, Any, Any, str]:
+def load_nnp(model: Any, device: str, dtype: str, threads: int | None = None) -> tuple[Any, Any, Any, str]:
     """``(Potential, torch device, torch dtype, model name)`` of a model name, checkpoint path or an
     already loaded ``golf.models.Potential``; InputError (one line) for a device torch cannot use.
-    ``threads``: torch's intra-op threads for this process (None: torch's own choice); ``compile``: compile
-    the model's message-passing blocks (``golf.models.compile``: faster for runs of minutes)."""
+    ``threads``: torch's intra-op threads for this process (None: torch's own choice)."""
     from pathlib import Path
 
     import torch
@@ -188,8 +186,4 @@ def load_nnp(model: Any, device: str, dtype: str, threads: int | None = None,
     else:
         pot = load_model(model, device=dev, dtype=dt)
         name = str((pot.provenance or {}).get("name") or Path(str(model)).stem)
-    if compile:
-        from golf.models.compile import compile_blocks
-
-        compile_blocks(pot)
     return pot, dev, dt, name

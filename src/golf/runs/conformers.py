@@ -38,7 +38,6 @@ class ConformersSettings:
         model: NNP: model name, checkpoint path or a loaded ``golf.models.Potential``.
         device, dtype: of the model.
         threads: torch threads (None: torch's).
-        compile: compile the model's message blocks (``golf.models.compile``; for runs of minutes).
         ensemble: embedding, relaxation and selection (``golf.conformer_search.ConformerSettings``).
         refine: oracle of the kept conformers (xtb, dft, mmff or module:Class), None: none.
         refine_opt: re-relax with the oracle instead of single points.
@@ -51,7 +50,6 @@ class ConformersSettings:
     device: str = setting(DEFAULT_DEVICE, DEVICE)
     dtype: str = setting("float32", DTYPE)
     threads: int | None = setting(None, COUNT)
-    compile: bool = False
     ensemble: ConformerSettings = field(default_factory=ConformerSettings)
     refine: str | None = None
     refine_opt: bool = False
@@ -116,7 +114,7 @@ def conformers(input: str, output: str, settings: ConformersSettings = Conformer
         validated_spec(s.refine, local=s.executor != "dask")  # unknown or missing backend: before any work
     molecules = gc.read_molecules(input, charge=ens.charge, multiplicity=ens.multiplicity, embed=ens.embed,
                                   ph=ens.ph)
-    model, device, dtype, model_name = load_nnp(s.model, s.device, s.dtype, s.threads, s.compile)
+    model, device, dtype, model_name = load_nnp(s.model, s.device, s.dtype, s.threads)
 
     def log(msg: str) -> None:
         tqdm.write(f"golf conformers: {msg}", file=sys.stderr)

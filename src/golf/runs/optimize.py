@@ -45,8 +45,7 @@ class OptimizeSettings:
         batch_size: conformations optimized at once (None: automatic).
         conformers: ETKDG conformers per SMILES / 2D record.
         seed: conformer generation seed.
-        device, dtype: of the model (oracle runs use float64); threads: torch threads (None: torch's);
-        compile: compile the model's message blocks (``golf.models.compile``; for runs of minutes).
+        device, dtype: of the model (oracle runs use float64); threads: torch threads (None: torch's).
         workers: oracle worker processes.
         charge, multiplicity: of charged/open-shell input (None: an SDF record's fields, else neutral).
         keep_fragments: keep counter-ions/solvents (oracle relaxations only; an NNP refuses them).
@@ -65,7 +64,6 @@ class OptimizeSettings:
     device: str = setting(DEFAULT_DEVICE, DEVICE)
     dtype: str = setting("float32", DTYPE)
     threads: int | None = setting(None, COUNT)
-    compile: bool = False
     workers: int = setting(OracleRun.workers, COUNT)
     charge: int | None = setting(None, INTEGER)
     multiplicity: int | None = setting(None, COUNT)
@@ -101,7 +99,7 @@ def optimize(input: str, output: str, settings: OptimizeSettings) -> BatchOutcom
 
     s = settings
     if s.model is not None:
-        model, device, dtype, name = load_nnp(s.model, s.device, s.dtype, s.threads, s.compile)  # before reading: what it can take
+        model, device, dtype, name = load_nnp(s.model, s.device, s.dtype, s.threads)  # before reading: what it can take
         bond_orders, neutral_only = False, model.neutral_only
         reference = model_energy_reference(name)
     else:
