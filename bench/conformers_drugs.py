@@ -98,8 +98,9 @@ def _run_golf(smi: Path, out: Path, extra: list[str]) -> dict:
 
     kept: dict[str, list[float]] = {}
     for m in Chem.SDMolSupplier(str(out), removeHs=False):
-        kept.setdefault(m.GetProp("molecule"), []).append(
-            float(m.GetProp("model_energy_eV")) * KCAL)
+        name = m.GetProp("golf_molecule") if m.HasProp("golf_molecule") else m.GetProp("molecule")  # older golf
+        energy = m.GetProp("golf_energy_eV") if m.HasProp("golf_energy_eV") else m.GetProp("model_energy_eV")
+        kept.setdefault(name, []).append(float(energy) * KCAL)
     return dict(calls, kept={k: sorted(v) for k, v in kept.items()})
 
 
