@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"fraction of every training batch from the generic set (default {d.generic_share})")
     parser.add_argument("--refit-offsets", type=setting_type(Adaptation, "refit_offsets"), choices=REFIT_CHOICES, default=None,
                         help=f"refit the model's per-element energy offsets to the start set (default {d.refit_offsets}: "
-                             "when the oracle's level of theory differs from the model's)")
+                             "when the oracle's level of theory differs from the model's, or the model has no offsets, "
+                             "as the official checkpoints)")
     parser.add_argument("--seed", type=int, default=None, help=f"conformer and generic-set seed (default {d.seed})")
     g = parser.add_argument_group("GOLF loop (see golf train --golf)")
     g.add_argument("--n-parallel", type=setting_type(GolfTraining, "n_parallel"), default=None, help=f"parallel episodes (default {ADAPT_GOLF.n_parallel})")
