@@ -84,19 +84,22 @@ class RunDir:
             skip: entry -> settings of a nested entry a resume may change (not compared).
             compare: entry -> equal(stored, now) for entries not compared by value.
         """
-        stored = self.stored_config() or {}
-        now = as_json(dict(now))
         defaults, skip, compare = defaults or {}, skip or {}, compare or {}
+
+        def what(config: Mapping[str, Any]) -> dict[str, Any]:  # WHERE_IT_RUNS left out, but inside compared entries
+            return {k: v if k in compare else _what(v) for k, v in config.items() if k not in WHERE_IT_RUNS}
+
+        stored, now = what(self.stored_config() or {}), what(as_json(dict(now)))
         names = list(keys) if keys is not None else sorted(set(stored) | set(now))
         diffs = []
         for key in names:
-            if key not in stored or key in WHERE_IT_RUNS:
-                continue  # added to golf after this run began, or not what the run computes
+            if key not in stored:
+                continue  # added to golf after this run began
             old, new = stored[key], now.get(key)
             if key in defaults and isinstance(old, dict) and isinstance(new, dict):
                 fill = as_json(dict(defaults[key]))
                 for k in sorted(set(old) | set(new)):
-                    if k in set(skip.get(key, ())) or k in WHERE_IT_RUNS:
+                    if k in set(skip.get(key, ())):
                         continue
                     was = old.get(k) if old.get(k) is not None else fill.get(k)
                     if k not in old and new.get(k) == fill.get(k, object()):
@@ -106,7 +109,7 @@ class RunDir:
             elif key in compare:
                 if not compare[key](old, new):
                     diffs.append(f"{key.replace('_', ' ')} {old!r} -> {new!r}")
-            elif _what(old) != _what(new):
+            elif old != new:
                 diffs.append(f"{key.replace('_', ' ')} {old!r} -> {new!r}")
         return diffs
 
