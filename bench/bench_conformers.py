@@ -42,7 +42,6 @@ from pathlib import Path
 
 import numpy as np
 
-from golf.thresholds import NNP_FMAX
 
 HERE = Path(__file__).resolve().parent
 KCAL = 23.060547830619026  # kcal/mol per eV
@@ -386,6 +385,8 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=10, help="molecules per round (golf, Auto3D, xTB); JSON after each")
     ap.add_argument("--n-conformers", type=int, default=10)
     ap.add_argument("--top-k", type=int, default=5)
+    from golf.thresholds import NNP_FMAX  # here, not at the top: the --drugs child may run an older golf tree
+
     ap.add_argument("--fmax", type=float, default=NNP_FMAX)
     ap.add_argument("--max-steps", type=int, default=500)
     ap.add_argument("--rmsd", type=float, default=0.3)

@@ -33,7 +33,7 @@ def child(model_name: str, names: str, k: int) -> None:
 
     from golf.batch import Batch, count_pairs
     from golf.chem import generate_conformers
-    from golf.conformers import default_n_conformers
+    from golf.conformer_search import default_n_conformers
     from golf.models import load_model
     from rdkit import Chem
 

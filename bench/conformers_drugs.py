@@ -1,9 +1,12 @@
 """``bench/bench_conformers.py --drugs``: ``golf conformers`` on ten marketed drugs against RDKit ETKDGv3 + MMFF94.
 
-Methods, each in a fresh subprocess (peak resident size and CPU seconds of that process alone, from its own
-``getrusage(RUSAGE_SELF)``; model loading, embedding, relaxation, checks, deduplication and writing included):
+Methods, each in a fresh subprocess (CPU seconds of that process and its relaxation processes, from
+``getrusage``; peak resident size of the whole process tree, sampled every 0.5 s and never below the process's own
+exact peak; model loading, embedding, relaxation, checks, deduplication and writing included):
 
-* ``golf default``: ``golf conformers drugs.smi`` with every default (the batch size is then sized by memory);
+* ``golf default``: ``golf conformers drugs.smi`` with every default (the batch size is then sized by memory, the
+  relaxation runs in one process per core);
+* ``golf one process``: the same with ``--processes 1`` (the default before relaxation processes: torch's threads);
 * ``golf before``: the same with ``--batch-size 256`` (the former default), all else equal;
 * ``RDKit+MMFF``: the same ETKDGv3 conformers (golf's embedding: same counts and seed), each relaxed with
   RDKit's MMFF94 (500 iterations), then golf's deduplication (heavy-atom RMSD 0.3 A, 1 kcal/mol) and the
@@ -45,15 +48,35 @@ DRUGS = [
     ("penicillin G", "CC1(C)S[C@@H]2[C@H](NC(=O)Cc3ccccc3)C(=O)N2[C@H]1C(=O)O"),
 ]
 
-METHODS = {"golf default": [], "RDKit+MMFF": None, "golf before": ["--batch-size", "256"]}
+METHODS = {"golf default": [], "golf one process": ["--processes", "1"], "RDKit+MMFF": None,
+           "golf before": ["--batch-size", "256"]}
 #: source tree (a ``src`` directory) of "golf before" (None: this one): e.g. an export of the commit before the
 #: change, so "before" is the code of then with its default batch size (256) rather than today's code
 BEFORE_SRC: str | None = None
 
 
 def _usage() -> dict:
+    """CPU of this process and of its ended children (golf's relaxation processes), peak resident size of this one
+    (the whole tree's is sampled by ``measure``)."""
     r = resource.getrusage(resource.RUSAGE_SELF)
-    return dict(cpu_s=r.ru_utime + r.ru_stime, user_s=r.ru_utime, sys_s=r.ru_stime, peak_rss_gb=r.ru_maxrss / 2**20)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    user, system = r.ru_utime + c.ru_utime, r.ru_stime + c.ru_stime
+    return dict(cpu_s=user + system, user_s=user, sys_s=system, peak_rss_gb=r.ru_maxrss / 2**20)
+
+
+def _tree_rss_gb(pid: int) -> float:
+    """Resident size now of ``pid`` and all its descendants (Linux /proc), GB."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text().splitlines()
+            total += int(next(ln for ln in status if ln.startswith("VmRSS:")).split()[1])
+            for t in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (t / "children").read_text().split())
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total / 2**20
 
 
 def _run_golf(smi: Path, out: Path, extra: list[str]) -> dict:
@@ -66,10 +89,24 @@ def _run_golf(smi: Path, out: Path, extra: list[str]) -> dict:
 
     def counted(self, batch):
         calls["force_calls"] += int(batch.n_mols)
-        calls["model_calls"] += 1
+        calls["model_calls"] = None if calls["model_calls"] is None else calls["model_calls"] + 1
         return orig(self, batch)
 
     potential.ModelEnergyForces.__call__ = counted
+    try:  # relaxations in worker processes: their records count the force calls
+        from golf.runs import relax_pool
+    except ImportError:  # an older tree ("golf before")
+        relax_pool = None
+    if relax_pool is not None:
+        orig_pool = relax_pool.relax_in_processes
+
+        def counted_pool(*args, **kwargs):
+            recs = orig_pool(*args, **kwargs)
+            calls["force_calls"] += sum(r.n_force_calls for r in recs)
+            calls["model_calls"] = None  # batches of the workers are not seen here
+            return recs
+
+        relax_pool.relax_in_processes = counted_pool
     emulated = False
     if "--batch-size" not in extra:
         import argparse
@@ -111,7 +148,7 @@ def _run_mmff(smi: Path) -> dict:
     from rdkit.Chem import AllChem
 
     from golf.chem import quiet_rdkit
-    from golf.conformers import ConformerSettings, _embed, deduplicate, read_molecules, select_conformers
+    from golf.conformer_search import ConformerSettings, _embed, deduplicate, read_molecules, select_conformers
 
     settings = ConformerSettings()
     kept: dict[str, list[float]] = {}
@@ -163,8 +200,10 @@ def measure(method: str, work: Path, timeout: float | None = None) -> dict:
     src = BEFORE_SRC if (method == "golf before" and BEFORE_SRC) else str(HERE.parent / "src")
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": src})
     last = None
+    tree_peak = 0.0
     while proc.poll() is None:
         last = _proc_usage(proc.pid) or last
+        tree_peak = max(tree_peak, _tree_rss_gb(proc.pid))
         if timeout is not None and time.perf_counter() - t0 > timeout:
             proc.kill()
             proc.wait()
@@ -173,10 +212,12 @@ def measure(method: str, work: Path, timeout: float | None = None) -> dict:
             # a lower bound: CPU and peak so far; its kept conformers are those of the same run without a limit
             return dict(last, timed_out=True, wall_s=time.perf_counter() - t0, force_calls=None, model_calls=None,
                         kept={}, n_kept=None, source=src != str(HERE.parent / "src") and "before-src" or "this tree")
-        time.sleep(2.0)
+        time.sleep(0.5)
     if proc.returncode != 0:
         raise SystemExit(f"{method} failed ({proc.returncode})")
     r = json.loads(res.read_text())
+    # the peak of the whole process tree (sampled every 0.5 s), never below the process's own exact peak
+    r["peak_rss_gb"] = max(r["peak_rss_gb"], tree_peak)
     r["wall_outer_s"] = time.perf_counter() - t0
     r["source"] = "before-src" if src != str(HERE.parent / "src") else "this tree"
     r["load_average_after"] = os.getloadavg()
@@ -204,6 +245,9 @@ def run(work: Path, out_json: Path, before_src: str | None = None, before_timeou
     out = dict(
         drugs=DRUGS, results=results,
         ratios={"cpu_per_kept_before_over_default": old["cpu_s_per_kept"] / new["cpu_s_per_kept"],
+                "cpu_per_kept_one_process_over_default":
+                    results["golf one process"]["cpu_s_per_kept"] / new["cpu_s_per_kept"],
+                "wall_one_process_over_default": results["golf one process"]["wall_s"] / new["wall_s"],
                 "peak_before_over_default": old["peak_rss_gb"] / new["peak_rss_gb"],
                 "before_timed_out (ratios are lower bounds)": bool(old.get("timed_out")),
                 "cpu_per_kept_default_over_mmff": new["cpu_s_per_kept"] / results["RDKit+MMFF"]["cpu_s_per_kept"]},

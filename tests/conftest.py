@@ -51,3 +51,21 @@ def one_line_error(rc: int, err: str, *expected: str) -> str:
     for text in expected:
         assert text in lines[0], lines[0]
     return lines[0]
+
+
+def interrupt_like_a_terminal(proc, log: Path) -> str:
+    """Ctrl-C as a terminal sends it (SIGINT to the whole process group of ``proc``, started with
+    ``start_new_session=True``), then check golf's contract: exit 130, one last "interrupted" line, no traceback
+    from the parent or its workers. Returns the stderr written to ``log``."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        rc = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    stderr = log.read_text()
+    assert rc == 130 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].endswith("interrupted"), stderr
+    return stderr

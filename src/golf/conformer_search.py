@@ -557,6 +557,7 @@ def generate_conformer_ensembles(
     on_total: Callable[[int], None] | None = None,
     log: Callable[[str], None] | None = None,
     embedded: Callable[[int], None] | None = None,
+    relax_fn: Callable[..., list[Any]] | None = None,
 ) -> list[MoleculeResult]:
     """Conformer ensembles of molecules with an NNP (``golf.models.Potential``); one result per
     (stereoisomer group of an) input molecule, in input order (``input_name`` names the input).
@@ -568,6 +569,10 @@ def generate_conformer_ensembles(
     (bad input, unseen element, a charge the model does not take, embedding failure, every conformer
     dropped) gets ``error`` set; the others go on. Molecules with ``conformers`` (a 3D SDF) are relaxed
     from those coordinates, nothing embedded.
+
+    ``relax_fn(confs, progress=..., method=..., fmax=..., max_steps=..., batch_size=...)`` relaxes instead of
+    ``golf.optim.relax`` in this process (e.g. ``golf.runs.relax_pool.relax_in_processes`` bound to the model);
+    it returns one ``golf.optim.RelaxRecord`` per conformation, in order.
     """
     import torch
     from rdkit import Chem
@@ -663,9 +668,12 @@ def generate_conformer_ensembles(
         on_total(len(confs))
     if not confs:
         return results
-    recs = relax(ModelEnergyForces(model), confs, method=settings.optimizer, fmax=settings.fmax,
-                 max_steps=settings.max_steps, batch_size=settings.batch_size, device=device, dtype=dtype,
-                 progress=progress)
+    how = dict(method=settings.optimizer, fmax=settings.fmax, max_steps=settings.max_steps,
+               batch_size=settings.batch_size, progress=progress)
+    if relax_fn is not None:
+        recs = relax_fn(confs, **how)
+    else:
+        recs = relax(ModelEnergyForces(model), confs, device=device, dtype=dtype, **how)
     by_mol: dict[int, list[ConformerRecord]] = {}
     for c, r, k in zip(confs, recs, owner):
         res = results[k]

@@ -33,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from golf.presets import DTYPES
     from golf.runs.batch_run import EXIT_CODES
     from golf.runs.conformers import EXECUTORS, ConformersSettings as R
+    from golf.runs.relax_pool import MIN_CONFORMATIONS_PER_PROCESS
 
     # Every option sets a field of E (the ensemble) or R (the run); left out it stays None and the field
     # keeps the default declared there. --top-k defaults to the field's default itself: its None (no
@@ -76,7 +77,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt(o, "--batch-size", cls=E, field="batch_size", help="conformers relaxed at once (default: automatic)")
     opt(o, "--device", cls=R, field="device", help=f"torch device (default {R.device})")
     opt(o, "--dtype", cls=R, field="dtype", choices=DTYPES, help=f"(default {R.dtype})")
-    opt(o, "--threads", cls=R, field="threads", help="torch threads (default: torch's)")
+    opt(o, "--threads", cls=R, field="threads",
+        help="torch threads (default: torch's in one process, 1 per process when several relax)")
+    opt(o, "--processes", cls=R, field="processes",
+        help=f"processes relaxing side by side (default: one per core on the CPU, with at least "
+             f"{MIN_CONFORMATIONS_PER_PROCESS} conformers each, else 1)")
     s = p.add_argument_group("selection")
     opt(s, "--rmsd", cls=E, field="rmsd_threshold", metavar="RMSD",
         help=f"duplicate heavy-atom RMSD threshold, A (default {E.rmsd_threshold})")

@@ -166,9 +166,9 @@ def _model_of(provider: Any) -> torch.nn.Module | None:
     return model if isinstance(model, torch.nn.Module) else None
 
 
-def _auto_size(provider: Any, batch: Batch, todo: list[int]) -> int:
+def _auto_size(provider: Any, batch: Batch, todo: list[int], budget: int | None = None) -> int:
     """Molecules at once when the caller gave no batch size: sized by memory for a torch model (its
-    pair count at the start positions), all at once for other providers."""
+    pair count at the start positions, ``budget`` bytes), all at once for other providers."""
     model = _model_of(provider)
     if model is None or not todo:
         return max(1, len(todo))
@@ -179,7 +179,7 @@ def _auto_size(provider: Any, batch: Batch, todo: list[int]) -> int:
     atoms = batch.n_atoms.tolist()
     device = getattr(model, "device", batch.device)
     return auto_batch_size([atoms[i] for i in todo], [pairs[i] for i in todo], device=device,
-                           scale=memory_scale(model))
+                           budget_bytes=budget, scale=memory_scale(model))
 
 
 def _tell_concurrency(progress: Any, n: int) -> None:
@@ -214,6 +214,7 @@ def relax(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     progress: Callable[[int], None] | None = None,
+    memory_budget: int | None = None,
     **cfg: Any,
 ) -> list[RelaxRecord]:
     """Relax every conformation with a batched optimizer; one record per input, in input order.
@@ -240,6 +241,8 @@ def relax(
         progress: called with the number of molecules that just finished (for a progress bar). A bar of
             ``golf.progress.progress_bar`` (or its bound ``update``) is also told how many molecules run
             at once, so its time estimate is sensible from the first finished molecule.
+        memory_budget: bytes for one batch when ``batch_size`` is None (None:
+            ``golf.batch.DEFAULT_MEMORY_BUDGET``); processes relaxing side by side share one.
         **cfg: optimizer settings (``LBFGSConfig``, ``FIREConfig``, ``GDConfig`` fields).
 
     A molecule that cannot be relaxed fails alone (``converged`` False, ``reason`` says why) and never
@@ -278,7 +281,7 @@ def relax(
     if batch_size is not None:
         size = max(1, int(batch_size))
     else:
-        size = _auto_size(provider, batch, todo)
+        size = _auto_size(provider, batch, todo, memory_budget)
     _tell_concurrency(progress, min(size, n_todo))
     refill = max(1, size // 8)  # add newcomers in chunks so each join costs one call for several
     kwargs = dict(preset, fmax=fmax, max_steps=max_steps, **cfg)

@@ -37,7 +37,10 @@ class ConformersSettings:
     Attributes:
         model: NNP: model name, checkpoint path or a loaded ``golf.models.Potential``.
         device, dtype: of the model.
-        threads: torch threads (None: torch's).
+        threads: torch threads (None: torch's in one process, 1 per process when several relax).
+        processes: processes relaxing the conformers side by side (None: automatic,
+            ``golf.runs.relax_pool.auto_processes``: one per usable core on the CPU when there are enough
+            conformers, else 1).
         ensemble: embedding, relaxation and selection (``golf.conformer_search.ConformerSettings``).
         refine: oracle of the kept conformers (xtb, dft, mmff or module:Class), None: none.
         refine_opt: re-relax with the oracle instead of single points.
@@ -50,6 +53,7 @@ class ConformersSettings:
     device: str = setting(DEFAULT_DEVICE, DEVICE)
     dtype: str = setting("float32", DTYPE)
     threads: int | None = setting(None, COUNT)
+    processes: int | None = setting(None, COUNT)
     ensemble: ConformerSettings = field(default_factory=ConformerSettings)
     refine: str | None = None
     refine_opt: bool = False
@@ -127,11 +131,25 @@ def conformers(input: str, output: str, settings: ConformersSettings = Conformer
         ebar.close()
         bars.append(progress_bar(total=n, unit="conf", disable=not s.progress, desc="relax"))
 
+    used = {"processes": 1}
+
+    def relax_fn(confs: list, **how: Any) -> list:
+        from golf.models import ModelEnergyForces
+        from golf.optim import relax
+        from golf.runs.relax_pool import auto_processes, relax_in_processes, usable_cores
+
+        n = s.processes or auto_processes(len(confs), device)
+        used["processes"] = n
+        if n <= 1:
+            return relax(ModelEnergyForces(model), confs, device=device, dtype=dtype, **how)
+        threads = s.threads or max(1, usable_cores() // n)
+        return relax_in_processes(s.model, confs, n, threads=threads, device=str(device), dtype=s.dtype, **how)
+
     t0 = time.perf_counter()
     try:
         results = gc.generate_conformer_ensembles(molecules, model, ens, device=device, dtype=dtype,
                                                   progress=ProgressHook(lambda: bars[-1]), on_total=total, log=log,
-                                                  embedded=ebar.update)
+                                                  embedded=ebar.update, relax_fn=relax_fn)
     finally:
         for b in bars:
             b.close()
@@ -152,7 +170,7 @@ def conformers(input: str, output: str, settings: ConformersSettings = Conformer
     except OutputError as exc:  # the conformers themselves are saved: say so
         raise OutputError(exc.path, exc.cause, f"{exc.note}; the {n_written} conformers are in {out}") from None
     refine_failed = _report_refine_failures(results, s.refine) if s.refine else 0
-    print(_summary_line(results, model_name, seconds, n_written, out, summary), file=sys.stderr)
+    print(_summary_line(results, model_name, seconds, n_written, out, summary, used["processes"]), file=sys.stderr)
     if s.refine and refine_failed and not any(rec.refined for r in results if r.ok for rec in r.conformers):
         first = next((rec.refine_reason for r in results if r.ok for rec in r.conformers if rec.refine_reason), "")
         print(f"golf conformers: every {s.refine} refinement failed ({refine_failed} calls; first: {first}); "
@@ -171,14 +189,15 @@ def input_counts(results: list[MoleculeResult]) -> tuple[int, int, int]:
 
 
 def _summary_line(results: list[MoleculeResult], model_name: str, seconds: float, n_written: int, out: Path,
-                  summary: str) -> str:
+                  summary: str, processes: int = 1) -> str:
     n_in, n_done, n_groups = input_counts(results)
     n_relaxed = sum(r.n_embedded for r in results)
     dropped = sum(r.n_graph_changed + r.n_stereo_changed for r in results)
     failed = [r for r in results if not r.ok]
     groups = f" ({n_groups} stereoisomer groups)" if n_groups != n_in else ""
     return (f"golf conformers: {n_done}/{n_in} molecules{groups}, {n_relaxed} conformers relaxed with {model_name} "
-            f"in {seconds:.1f} s ({n_relaxed / max(seconds, 1e-9):.1f} conformers/s), {dropped} dropped (bonds/stereo "
+            f"in {seconds:.1f} s{f' by {processes} processes' if processes > 1 else ''} "
+            f"({n_relaxed / max(seconds, 1e-9):.1f} conformers/s), {dropped} dropped (bonds/stereo "
             f"changed), {n_written} kept -> {out}, {summary}"
             + (f"; {len(failed)} failed: {', '.join(r.name for r in failed[:5])}{' ...' if len(failed) > 5 else ''}"
                if failed else ""))
