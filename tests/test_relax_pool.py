@@ -2,8 +2,6 @@
 workers, the automatic process count, and ``golf conformers --processes`` end to end."""
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 import torch
@@ -72,22 +70,6 @@ def test_automatic_process_count(n, cores, device, expected):
     assert relax_pool.auto_processes(n, device, cores=cores) == expected
 
 
-def test_golf_conformers_gives_the_same_ensembles_with_two_processes(tmp_path):
-    from golf.cli import main
-
-    smi = tmp_path / "m.smi"
-    smi.write_text("CC(=O)Nc1ccc(O)cc1 paracetamol\nCCOC(=O)C(C)N alanine_ester\n")
-    rows = {}
-    for n in (1, 2):
-        out = tmp_path / f"p{n}.sdf"
-        assert main(["conformers", str(smi), "-o", str(out), "--n-conformers", "6", "--processes", str(n),
-                     "--no-progress"]) == 0
-        rows[n] = list(csv.DictReader(open(out.with_suffix(".csv"))))
-    assert [r["n_kept"] for r in rows[1]] == [r["n_kept"] for r in rows[2]]
-    for a, b in zip(rows[1], rows[2]):
-        assert abs(float(a["lowest_energy_eV"]) - float(b["lowest_energy_eV"])) < 1e-4
-
-
 def test_processes_is_checked_like_every_count():
     from golf.errors import SettingError
     from golf.runs.conformers import ConformersSettings
@@ -144,3 +126,25 @@ def test_processes_share_the_memory_budget_of_one_less_their_fixed_size():
     assert 2 * two + PROCESS_BYTES == DEFAULT_MEMORY_BUDGET  # two workers: about one process's footprint
     assert relax_pool.worker_budget(2, 2 * 2**30) == (2 * 2**30 - PROCESS_BYTES) // 2
     assert relax_pool.worker_budget(64) == 1  # never zero: a batch holds at least one conformer
+
+
+
+@pytest.mark.parametrize("command, options", [
+    ("conformers", ["--n-conformers", "6"]),
+    ("optimize", ["--model", "GOLF-10k", "--conformers", "3"]),
+])
+def test_nnp_commands_give_the_same_results_with_two_processes(tmp_path, command, options):
+    from rdkit import Chem
+
+    from golf.cli import main
+
+    smi = tmp_path / "m.smi"
+    smi.write_text("CC(=O)Nc1ccc(O)cc1 paracetamol\nCCOC(=O)C(C)N alanine_ester\n")
+    records = {}
+    for n in (1, 2):
+        out = tmp_path / f"{command}{n}.sdf"
+        assert main([command, str(smi), "-o", str(out), *options, "--processes", str(n), "--no-progress"]) == 0
+        records[n] = [(m.GetProp("_Name"), float(m.GetProp("golf_energy_eV")))
+                      for m in Chem.SDMolSupplier(str(out), removeHs=False)]
+    assert [name for name, _ in records[1]] == [name for name, _ in records[2]]  # same records, same order
+    assert np.allclose([e for _, e in records[1]], [e for _, e in records[2]], atol=1e-4)

@@ -144,3 +144,13 @@ def add_trigger_args(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--signal-threshold", type=setting_type(GolfTraining, "signal_threshold"), default=None, metavar="EV",
                    help=f"trust signal (MMFF94 energy drop, eV) from which the signal/both triggers label "
                         f"(default {SIGNAL_THRESHOLD:.4f} eV = 2 kcal/mol)")
+
+
+def nnp_process_help() -> tuple[str, str]:
+    """Help of ``--threads`` and ``--processes`` for the commands that relax with an NNP (optimize, conformers)."""
+    from golf.runs.relax_pool import MIN_CONFORMATIONS_PER_PROCESS
+
+    return ("torch threads (default: torch's in one process; with several processes, the cores shared among "
+            "them)",
+            "NNP relaxation processes side by side, one torch thread each (default: one per core on the CPU, "
+            f"with at least {MIN_CONFORMATIONS_PER_PROCESS} conformations each, else 1)")

@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from golf.presets import DTYPES
     from golf.runs.batch_run import EXIT_CODES
     from golf.runs.conformers import EXECUTORS, ConformersSettings as R
-    from golf.runs.relax_pool import MIN_CONFORMATIONS_PER_PROCESS
+    from golf.cli._common import nnp_process_help
 
     # Every option sets a field of E (the ensemble) or R (the run); left out it stays None and the field
     # keeps the default declared there. --top-k defaults to the field's default itself: its None (no
@@ -77,11 +77,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt(o, "--batch-size", cls=E, field="batch_size", help="conformers relaxed at once (default: automatic)")
     opt(o, "--device", cls=R, field="device", help=f"torch device (default {R.device})")
     opt(o, "--dtype", cls=R, field="dtype", choices=DTYPES, help=f"(default {R.dtype})")
-    opt(o, "--threads", cls=R, field="threads",
-        help="torch threads (default: torch's in one process, 1 per process when several relax)")
-    opt(o, "--processes", cls=R, field="processes",
-        help=f"processes relaxing side by side (default: one per core on the CPU, with at least "
-             f"{MIN_CONFORMATIONS_PER_PROCESS} conformers each, else 1)")
+    threads_help, processes_help = nnp_process_help()
+    opt(o, "--threads", cls=R, field="threads", help=threads_help)
+    opt(o, "--processes", cls=R, field="processes", help=processes_help)
     s = p.add_argument_group("selection")
     opt(s, "--rmsd", cls=E, field="rmsd_threshold", metavar="RMSD",
         help=f"duplicate heavy-atom RMSD threshold, A (default {E.rmsd_threshold})")

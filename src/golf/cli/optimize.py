@@ -25,6 +25,7 @@ from golf.runs.optimize import METHODS  # noqa: F401 - re-exported
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from golf.chem import MAX_ATOMS
     from golf.cli._types import setting_type
+    from golf.cli._common import nnp_process_help
     from golf.presets import DTYPES
     from golf.runs.batch_run import EXIT_CODES
     from golf.runs.optimize import METHODS, OptimizeSettings as S
@@ -52,7 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt("--max-steps", field="max_steps", help=f"step limit per conformation (default {S.max_steps})")
     opt("--batch-size", field="batch_size", help="conformations optimized at once (default: automatic; others stream in)")
     opt("--device", field="device", help=f"torch device for the model: cpu, cuda, cuda:N or auto (default {S.device})")
-    opt("--threads", field="threads", help="torch threads (default: torch's)")
+    threads_help, processes_help = nnp_process_help()
+    opt("--threads", field="threads", help=threads_help)
+    opt("--processes", field="processes", help=processes_help)
     opt("--dtype", field="dtype", choices=DTYPES, help=f"model precision (default {S.dtype}; oracle runs use float64)")
     opt("--workers", field="workers", help=f"oracle worker processes (default {S.workers})")
     opt("--charge", field="charge",

@@ -134,16 +134,10 @@ def conformers(input: str, output: str, settings: ConformersSettings = Conformer
     used = {"processes": 1}
 
     def relax_fn(confs: list, **how: Any) -> list:
-        from golf.models import ModelEnergyForces
-        from golf.optim import relax
-        from golf.runs.relax_pool import auto_processes, relax_in_processes, usable_cores
+        from golf.runs.relax_pool import relax_nnp
 
-        n = s.processes or auto_processes(len(confs), device)
-        used["processes"] = n
-        if n <= 1:
-            return relax(ModelEnergyForces(model), confs, device=device, dtype=dtype, **how)
-        threads = s.threads or max(1, usable_cores() // n)
-        return relax_in_processes(s.model, confs, n, threads=threads, device=str(device), dtype=s.dtype, **how)
+        recs, used["processes"] = relax_nnp(s.model, model, confs, s.processes, s.threads, device, dtype, **how)
+        return recs
 
     t0 = time.perf_counter()
     try:

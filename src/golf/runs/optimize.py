@@ -45,7 +45,9 @@ class OptimizeSettings:
         batch_size: conformations optimized at once (None: automatic).
         conformers: ETKDG conformers per SMILES / 2D record.
         seed: conformer generation seed.
-        device, dtype: of the model (oracle runs use float64); threads: torch threads (None: torch's).
+        device, dtype: of the model (oracle runs use float64); threads: torch threads (None: torch's in one
+            process, the cores shared when several relax).
+        processes: NNP relaxation processes (None: automatic, ``golf.runs.relax_pool.auto_processes``).
         workers: oracle worker processes.
         charge, multiplicity: of charged/open-shell input (None: an SDF record's fields, else neutral).
         keep_fragments: keep counter-ions/solvents (oracle relaxations only; an NNP refuses them).
@@ -64,6 +66,7 @@ class OptimizeSettings:
     device: str = setting(DEFAULT_DEVICE, DEVICE)
     dtype: str = setting("float32", DTYPE)
     threads: int | None = setting(None, COUNT)
+    processes: int | None = setting(None, COUNT)
     workers: int = setting(OracleRun.workers, COUNT)
     charge: int | None = setting(None, INTEGER)
     multiplicity: int | None = setting(None, COUNT)
@@ -127,13 +130,13 @@ def optimize(input: str, output: str, settings: OptimizeSettings) -> BatchOutcom
                                 fragments="keep" if s.keep_fragments else "strip", ph=s.ph)
     t0 = time.perf_counter()
     if s.model is not None:
-        from golf.models import ModelEnergyForces
+        from golf.runs.relax_pool import relax_nnp
 
         confs = split_supported(model, confs, skipped, relax=True)
         report_stripped("optimize", confs)
         with progress_bar(total=len(confs), unit="conf", desc="optimize", disable=not s.progress) as bar:
-            recs = relax(ModelEnergyForces(model), confs, device=device, dtype=dtype, method=s.optimizer,
-                         fmax=s.fmax, max_steps=s.max_steps, batch_size=s.batch_size, progress=bar.update)
+            recs, _ = relax_nnp(s.model, model, confs, s.processes, s.threads, device, dtype, method=s.optimizer,
+                                fmax=s.fmax, max_steps=s.max_steps, batch_size=s.batch_size, progress=bar.update)
     else:
         from golf.optim import OracleEnergyForces
         from golf.runs.data import open_executor

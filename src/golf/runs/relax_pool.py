@@ -27,7 +27,8 @@ MIN_CONFORMATIONS_PER_PROCESS = 32
 #: batches of the memory-sized width.
 CHUNK = 24
 
-__all__ = ["MIN_CONFORMATIONS_PER_PROCESS", "usable_cores", "auto_processes", "worker_budget", "relax_in_processes"]
+__all__ = ["MIN_CONFORMATIONS_PER_PROCESS", "usable_cores", "auto_processes", "worker_budget", "relax_in_processes",
+           "relax_nnp"]
 
 
 def usable_cores() -> int:
@@ -132,6 +133,7 @@ def relax_in_processes(
     """
     import multiprocessing as mp
     import queue as queue_mod
+    import time
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
@@ -145,20 +147,32 @@ def relax_in_processes(
     n_chunks = max(processes, math.ceil(len(items) / max(1, int(chunk))))
     bounds = [round(k * len(items) / n_chunks) for k in range(n_chunks + 1)]
     widths: dict[int, int] = {}
+    reported = [0]
 
-    def drain() -> None:
+    def drain(wait: float = 0.0) -> None:
+        """Pass the workers' reports on; with ``wait``, until every conformation is reported (a report can arrive
+        after its chunk's result: the queue's feeder thread and the result pipe are not ordered)."""
+        deadline = time.monotonic() + wait
         while True:
+            left = deadline - time.monotonic()
             try:
-                kind, pid, n = reports.get_nowait()
+                if wait and reported[0] < len(items) and left > 0:
+                    kind, pid, n = reports.get(timeout=left)
+                else:
+                    kind, pid, n = reports.get_nowait()
             except (queue_mod.Empty, OSError, EOFError):
                 return
             if kind == "width":
                 widths[pid] = n
-                setter = getattr(progress, "set_concurrency", None)
-                if callable(setter):
-                    setter(sum(widths.values()))
-            elif progress is not None:
-                progress(n)
+                for obj in (progress, getattr(progress, "__self__", None)):  # a bar, or its bound update
+                    setter = getattr(obj, "set_concurrency", None)
+                    if callable(setter):
+                        setter(sum(widths.values()))
+                        break
+            else:
+                reported[0] += n
+                if progress is not None:
+                    progress(n)
 
     pool = ProcessPoolExecutor(max_workers=processes, mp_context=ctx, initializer=_init,
                                initargs=(int(threads), os.getpid(), reports, model, str(device), str(dtype), budget))
@@ -173,7 +187,7 @@ def relax_in_processes(
                 start = futures[fut]
                 for k, rec in enumerate(fut.result()):
                     records[start + k] = rec
-        drain()
+        drain(wait=10.0)
     except BrokenProcessPool:
         raise GolfError("a relaxation process died (out of memory or killed); try fewer processes or a smaller "
                         "batch size") from None
@@ -181,6 +195,34 @@ def relax_in_processes(
         _shutdown(pool)
         reports.close()
     return records
+
+
+def relax_nnp(model: Any, potential: Any, confs: Sequence[Conformation], processes: int | None = None,
+              threads: int | None = None, device: Any = "cpu", dtype: Any = None,
+              **relax_kwargs: Any) -> tuple[list[Any], int]:
+    """Relax ``confs`` with an NNP in this process, or in ``processes`` workers (None: ``auto_processes``);
+    ``(records, processes used)``.
+
+    Args:
+        model: what workers load (a name, a path or the ``Potential`` itself); potential: the loaded model, for a
+            relaxation in this process.
+        threads: torch threads per worker (None: the usable cores shared among the workers); in this process the
+            caller's setting stands.
+        device, dtype: torch device and dtype of ``potential``.
+        **relax_kwargs: ``golf.optim.relax`` settings, ``progress`` included.
+    """
+    import torch
+
+    from golf.models import ModelEnergyForces
+    from golf.optim import relax
+
+    dtype = dtype or torch.float32
+    n = processes or auto_processes(len(confs), device)
+    if n <= 1:
+        return relax(ModelEnergyForces(potential), confs, device=device, dtype=dtype, **relax_kwargs), 1
+    per = threads or max(1, usable_cores() // n)
+    name = str(dtype).rsplit(".", 1)[-1]  # torch.float32 -> "float32"
+    return relax_in_processes(model, confs, n, threads=per, device=str(device), dtype=name, **relax_kwargs), n
 
 
 def _shutdown(pool: Any) -> None:
