@@ -149,14 +149,14 @@ def relax_in_processes(
     widths: dict[int, int] = {}
     reported = [0]
 
-    def drain(wait: float = 0.0) -> None:
-        """Pass the workers' reports on; with ``wait``, until every conformation is reported (a report can arrive
+    def drain(patience: float = 0.0) -> None:
+        """Pass the workers' reports on; for up to ``patience`` seconds, until every conformation is reported (a report can arrive
         after its chunk's result: the queue's feeder thread and the result pipe are not ordered)."""
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + patience
         while True:
             left = deadline - time.monotonic()
             try:
-                if wait and reported[0] < len(items) and left > 0:
+                if patience and reported[0] < len(items) and left > 0:
                     kind, pid, n = reports.get(timeout=left)
                 else:
                     kind, pid, n = reports.get_nowait()
@@ -187,7 +187,7 @@ def relax_in_processes(
                 start = futures[fut]
                 for k, rec in enumerate(fut.result()):
                     records[start + k] = rec
-        drain(wait=10.0)
+        drain(patience=10.0)
     except BrokenProcessPool:
         raise GolfError("a relaxation process died (out of memory or killed); try fewer processes or a smaller "
                         "batch size") from None
