@@ -152,5 +152,5 @@ def nnp_process_help() -> tuple[str, str]:
 
     return ("torch threads (default: torch's in one process; with several processes, the cores shared among "
             "them)",
-            "NNP relaxation processes side by side, one torch thread each (default: one per core on the CPU, "
+            "NNP relaxation processes side by side, sharing the cores (default: one per core on the CPU, "
             f"with at least {MIN_CONFORMATIONS_PER_PROCESS} conformations each, else 1)")

@@ -182,7 +182,7 @@ def _auto_size(provider: Any, batch: Batch, todo: list[int], budget: int | None 
                            budget_bytes=budget, scale=memory_scale(model))
 
 
-def _tell_concurrency(progress: Any, n: int) -> None:
+def tell_concurrency(progress: Any, n: int) -> None:
     """Tell a golf progress bar (or the bar of a bound ``update``) how many molecules run at once."""
     for obj in (progress, getattr(progress, "__self__", None)):
         setter = getattr(obj, "set_concurrency", None)
@@ -282,7 +282,7 @@ def relax(
         size = max(1, int(batch_size))
     else:
         size = _auto_size(provider, batch, todo, memory_budget)
-    _tell_concurrency(progress, min(size, n_todo))
+    tell_concurrency(progress, min(size, n_todo))
     refill = max(1, size // 8)  # add newcomers in chunks so each join costs one call for several
     kwargs = dict(preset, fmax=fmax, max_steps=max_steps, **cfg)
     next_id = 0  # position in todo

@@ -37,7 +37,7 @@ class ConformersSettings:
     Attributes:
         model: NNP: model name, checkpoint path or a loaded ``golf.models.Potential``.
         device, dtype: of the model.
-        threads: torch threads (None: torch's in one process, 1 per process when several relax).
+        threads: torch threads (None: torch's in one process; with several, the usable cores shared among them).
         processes: processes relaxing the conformers side by side (None: automatic,
             ``golf.runs.relax_pool.auto_processes``: one per usable core on the CPU when there are enough
             conformers, else 1).

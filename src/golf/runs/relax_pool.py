@@ -137,6 +137,9 @@ def relax_in_processes(
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
+    from golf.optim.driver import tell_concurrency
+    from golf.oracles.executors.local import kill_pool
+
     if not confs:
         return []
     processes = max(1, int(processes))
@@ -147,16 +150,17 @@ def relax_in_processes(
     n_chunks = max(processes, math.ceil(len(items) / max(1, int(chunk))))
     bounds = [round(k * len(items) / n_chunks) for k in range(n_chunks + 1)]
     widths: dict[int, int] = {}
-    reported = [0]
+    reported = 0  # conformations whose progress arrived
 
     def drain(patience: float = 0.0) -> None:
-        """Pass the workers' reports on; for up to ``patience`` seconds, until every conformation is reported (a report can arrive
-        after its chunk's result: the queue's feeder thread and the result pipe are not ordered)."""
+        """Pass the workers' reports on; for up to ``patience`` seconds, until every conformation is reported (a
+        report can arrive after its chunk's result: the queue's feeder thread and the result pipe are not ordered)."""
+        nonlocal reported
         deadline = time.monotonic() + patience
         while True:
             left = deadline - time.monotonic()
             try:
-                if patience and reported[0] < len(items) and left > 0:
+                if patience and reported < len(items) and left > 0:
                     kind, pid, n = reports.get(timeout=left)
                 else:
                     kind, pid, n = reports.get_nowait()
@@ -164,13 +168,9 @@ def relax_in_processes(
                 return
             if kind == "width":
                 widths[pid] = n
-                for obj in (progress, getattr(progress, "__self__", None)):  # a bar, or its bound update
-                    setter = getattr(obj, "set_concurrency", None)
-                    if callable(setter):
-                        setter(sum(widths.values()))
-                        break
+                tell_concurrency(progress, sum(widths.values()))
             else:
-                reported[0] += n
+                reported += n
                 if progress is not None:
                     progress(n)
 
@@ -192,7 +192,7 @@ def relax_in_processes(
         raise GolfError("a relaxation process died (out of memory or killed); try fewer processes or a smaller "
                         "batch size") from None
     finally:
-        _shutdown(pool)
+        kill_pool(pool)  # after Ctrl-C or an error; after a normal end the workers are idle
         reports.close()
     return records
 
@@ -223,15 +223,3 @@ def relax_nnp(model: Any, potential: Any, confs: Sequence[Conformation], process
     per = threads or max(1, usable_cores() // n)
     name = str(dtype).rsplit(".", 1)[-1]  # torch.float32 -> "float32"
     return relax_in_processes(model, confs, n, threads=per, device=str(device), dtype=name, **relax_kwargs), n
-
-
-def _shutdown(pool: Any) -> None:
-    """End the pool now: pending chunks cancelled, running workers terminated (after Ctrl-C or an error; after a
-    normal end they have already gone idle)."""
-    procs = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for p in procs:
-        if p.is_alive():
-            p.terminate()
-    for p in procs:
-        p.join(timeout=5)

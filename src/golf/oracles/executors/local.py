@@ -90,25 +90,8 @@ class LocalExecutor(OracleExecutor):
     def _kill_pool(self) -> None:
         """Terminate the pool's worker processes (stuck or broken) and drop the pool."""
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        procs = list(getattr(pool, "_processes", {}) .values()) if getattr(pool, "_processes", None) else []
-        for p in procs:
-            try:
-                p.terminate()
-            except Exception:
-                pass
-        try:
-            pool.shutdown(wait=False, cancel_futures=True)
-        except Exception:
-            pass
-        for p in procs:
-            try:
-                p.join(timeout=5)
-                if p.is_alive():
-                    p.kill()
-            except Exception:
-                pass
+        if pool is not None:
+            kill_pool(pool)
 
     def _submit(self, call: Call) -> None:
         self._queue.append(call.key)
@@ -261,3 +244,25 @@ class LocalExecutor(OracleExecutor):
                 pool, self._pool = self._pool, None
                 pool.shutdown(wait=True)
         self._pending.clear()
+
+
+def kill_pool(pool: Any) -> None:
+    """End a ``ProcessPoolExecutor`` now: its worker processes terminated (killed if they do not go within 5 s),
+    pending calls cancelled. For stuck or broken pools, and after Ctrl-C."""
+    procs = list(getattr(pool, "_processes", {}) .values()) if getattr(pool, "_processes", None) else []
+    for p in procs:
+        try:
+            p.terminate()
+        except Exception:
+            pass
+    try:
+        pool.shutdown(wait=False, cancel_futures=True)
+    except Exception:
+        pass
+    for p in procs:
+        try:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+        except Exception:
+            pass
