@@ -102,8 +102,9 @@ OPTIM_BYTES_PER_ATOM = 2 * 100 * 3 * 8
 OPTIM_BYTES_PER_DOF2 = 4 * 8
 #: Default memory budget of one batch (bytes), beyond the process's fixed cost (libraries, model).
 DEFAULT_MEMORY_BUDGET = 768 * 2**20
-#: Resident size of a process that has imported torch and loaded a PaiNN, before any batch (measured 233 MB on
-#: Linux, CPU build of torch 2.13): what each relaxation process beyond the first adds (golf.runs.relax_pool).
+#: Resident size of a process that has imported torch and loaded a PaiNN, before any batch (233 MiB by
+#: bench/bench_memory.py on Linux, CPU build of torch 2.13): what each relaxation process beyond the first adds
+#: (golf.runs.relax_pool).
 PROCESS_BYTES = 240 * 2**20
 #: At most this fraction of the memory currently available on the device is planned for.
 AVAILABLE_FRACTION = 0.5
