@@ -71,6 +71,9 @@ JSON_PATH = HERE / "results" / "conformers_dft.json"
 KCAL = 23.060547830619026  # kcal/mol per eV
 HARTREE_EV = 27.211386245988
 METHODS = ("golf", "rdkit-mmff", "rdkit-mmff-xtb", "auto3d")
+#: Methods run or stored only when named in ``--methods``: ``golf-etkdg-start`` is ``golf conformers --mmff-start 0``,
+#: the default before the MMFF start (its rows were generated as "golf" at commit 3369f64 and renamed).
+OPTIONAL_METHODS = ("golf-etkdg-start",)
 
 #: Known drugs, neutral, H C N O F S Cl, 20-27 heavy atoms (33-50 atoms with H), stereo fully specified.
 DRUGS: dict[str, str] = {
@@ -140,13 +143,14 @@ def oracle_key(name: str) -> str:
     return f"{name}:{hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]}"
 
 
-def load_conformers(con: sqlite3.Connection, name: str) -> list[dict[str, Any]]:
+def load_conformers(con: sqlite3.Connection, name: str, methods: Any = METHODS) -> list[dict[str, Any]]:
+    """The stored conformers of a molecule by ``methods``' (default: the standard methods)."""
     from golf.conformation import Conformation
 
     out = []
     for cid, method, rank, e, z, p, mb in con.execute(
             "SELECT id, method, rank, own_energy_eV, numbers, positions, molblock FROM conformers WHERE name = ? "
-            "ORDER BY method, rank", (name,)):
+            "AND method IN (%s) ORDER BY method, rank" % ",".join("?" * len(methods)), (name, *methods)):
         conf = Conformation(numbers=json.loads(z), positions=np.asarray(json.loads(p)), molblock=mb,
                             conf_id=cid, mol_id=0)
         out.append(dict(id=cid, method=method, rank=rank, own_eV=e, conf=conf))
@@ -183,7 +187,8 @@ def _mol_and_starts(smiles: str):
     return mol, default_n_conformers(mol)
 
 
-def run_golf(name: str, smiles: str, n_starts: int, args: argparse.Namespace) -> tuple[list, list[float], dict]:
+def run_golf(name: str, smiles: str, n_starts: int, args: argparse.Namespace,
+             extra: tuple[str, ...] = ()) -> tuple[list, list[float], dict]:
     from rdkit import Chem
 
     from golf.chem import mol_to_conformations
@@ -193,14 +198,14 @@ def run_golf(name: str, smiles: str, n_starts: int, args: argparse.Namespace) ->
         smi, out = Path(tmp) / "in.smi", Path(tmp) / "out.sdf"
         smi.write_text(f"{smiles} {name}\n")
         argv = ["conformers", str(smi), "-o", str(out), "--model", args.model, "--threads", str(args.threads),
-                "--no-progress"]
+                "--no-progress", *extra]
         rc = golf_main(argv)
         if rc != 0:
             raise RuntimeError(f"golf conformers exited with {rc}")
         recs = []
         for m in Chem.SDMolSupplier(str(out), removeHs=False):
             if m is not None:
-                recs.append((m.GetDoubleProp("model_energy_eV"), mol_to_conformations(m, mol_id=0)[0]))
+                recs.append((m.GetDoubleProp("golf_energy_eV"), mol_to_conformations(m, mol_id=0)[0]))
     recs.sort(key=lambda r: r[0])
     recs = recs[: args.top_k]
     return [c for _, c in recs], [e for e, _ in recs], dict(argv=argv[5:], n_starts="golf default (same count)")
@@ -296,7 +301,8 @@ def run_auto3d(name: str, smiles: str, n_starts: int, args) -> tuple[list, list[
 
 
 RUNNERS = {"golf": run_golf, "rdkit-mmff": run_rdkit_mmff, "rdkit-mmff-xtb": run_rdkit_mmff_xtb,
-           "auto3d": run_auto3d}
+           "auto3d": run_auto3d,
+           "golf-etkdg-start": lambda *a: run_golf(*a, extra=("--mmff-start", "0"))}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -362,10 +368,11 @@ def get_meta(con: sqlite3.Connection, key: str, default: Any = None) -> Any:
     return default if row is None else json.loads(row[0])
 
 
-def assign_representatives(con: sqlite3.Connection, name: str, same_rmsd: float) -> dict[int, int]:
-    """Map every conformer of a molecule to a representative (the first stored conformer within
-    ``same_rmsd`` A all-atom RMSD, hydrogens included, symmetry-aware); stored in ``same_as`` so every
-    shard and rerun agrees."""
+def assign_representatives(con: sqlite3.Connection, name: str, same_rmsd: float,
+                           methods: Any = METHODS) -> dict[int, int]:
+    """Map every conformer of a molecule (of ``methods``) to a representative (the first stored conformer of
+    those methods within ``same_rmsd`` A all-atom RMSD, hydrogens included, symmetry-aware); stored in
+    ``same_as`` so every shard and rerun agrees."""
     from rdkit import Chem
     from rdkit.Chem import rdMolAlign
 
@@ -376,10 +383,11 @@ def assign_representatives(con: sqlite3.Connection, name: str, same_rmsd: float)
             return float(rdMolAlign.GetBestRMS(Chem.Mol(conformation_to_mol(b)), conformation_to_mol(a),
                                                maxMatches=2000))
 
-    recs = load_conformers(con, name)
+    recs = load_conformers(con, name, methods)
     stored = dict(con.execute("SELECT conf_id, rep_id FROM same_as WHERE conf_id IN (%s)" %
                               ",".join("?" * len(recs)), [r["id"] for r in recs]).fetchall()) if recs else {}
-    if len(stored) == len(recs):
+    ids = {r["id"] for r in recs}
+    if len(stored) == len(recs) and set(stored.values()) <= ids:
         return stored
     reps: list[dict[str, Any]] = []
     out: dict[int, int] = {}
@@ -416,8 +424,8 @@ def stage_dft(con: sqlite3.Connection, args: argparse.Namespace) -> None:
     with make_executor(OracleSpec(args.oracle, settings), kind="local", n_workers=1,
                        threads_per_worker=args.threads, timeout=args.timeout) as ex:
         for name in names:
-            rep = assign_representatives(con, name, args.same_rmsd)
-            recs = {r["id"]: r for r in load_conformers(con, name)}
+            rep = assign_representatives(con, name, args.same_rmsd, args.methods)
+            recs = {r["id"]: r for r in load_conformers(con, name, args.methods)}
             done = {r[0] for r in con.execute("SELECT rep_id FROM singles WHERE oracle = ? AND ok = 1", (okey,))}
             # each method's top conformer first, then rank 1 of each, ...: partial molecules are still telling
             todo = sorted({rep[c] for c in recs} - done, key=lambda c: (recs[c]["rank"], c))
@@ -454,13 +462,13 @@ def _stats(x: list[float]) -> dict[str, float | None]:
 def stage_report(con: sqlite3.Connection, args: argparse.Namespace) -> dict[str, Any]:
     okey = oracle_key(args.oracle)
     mol_rows = con.execute("SELECT name, smiles, n_heavy, n_atoms, n_starts FROM molecules ORDER BY idx").fetchall()
-    methods = [m for m in METHODS if con.execute("SELECT 1 FROM runs WHERE method = ?", (m,)).fetchone()]
+    methods = [m for m in args.methods if con.execute("SELECT 1 FROM runs WHERE method = ?", (m,)).fetchone()]
     energies = dict(con.execute("SELECT rep_id, energy_eV FROM singles WHERE oracle = ? AND ok = 1", (okey,)))
     per_mol, complete = [], []
     for name, smi, nh, na, ns in mol_rows:
         rep = dict(con.execute("SELECT s.conf_id, s.rep_id FROM same_as s JOIN conformers c ON c.id = s.conf_id "
                                "WHERE c.name = ?", (name,)))
-        recs = load_conformers(con, name)
+        recs = load_conformers(con, name, methods)
         row: dict[str, Any] = dict(molecule=name, smiles=smi, n_heavy=nh, n_atoms=na, n_starts=ns, methods={})
         scored = [energies.get(rep.get(r["id"])) for r in recs]
         row["complete"] = bool(recs) and all(e is not None for e in scored)
@@ -547,9 +555,10 @@ def _shard(text: str) -> tuple[int, int]:
 
 def _methods(text: str) -> list[str]:
     out = [m for m in text.split(",") if m]
-    bad = [m for m in out if m not in METHODS]
+    known = METHODS + OPTIONAL_METHODS
+    bad = [m for m in out if m not in known]
     if bad or not out:
-        raise argparse.ArgumentTypeError(f"unknown method {bad[0] if bad else text!r} (known: {', '.join(METHODS)})")
+        raise argparse.ArgumentTypeError(f"unknown method {bad[0] if bad else text!r} (known: {', '.join(known)})")
     return out
 
 

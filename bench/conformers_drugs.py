@@ -6,6 +6,8 @@ exact peak; model loading, embedding, relaxation, checks, deduplication and writ
 
 * ``golf default``: ``golf conformers drugs.smi`` with every default (the batch size is then sized by memory, the
   relaxation runs in one process per core);
+* ``golf ETKDG start``: the same with ``--mmff-start 0`` (the model relaxes the ETKDG conformers themselves, as
+  before the MMFF start became the default);
 * ``golf one process``: the same with ``--processes 1`` (the default before relaxation processes: torch's threads);
 * ``golf before``: the same with ``--batch-size 256`` (the former default), all else equal;
 * ``RDKit+MMFF``: the same ETKDGv3 conformers (golf's embedding: same counts and seed), each relaxed with
@@ -48,8 +50,8 @@ DRUGS = [
     ("penicillin G", "CC1(C)S[C@@H]2[C@H](NC(=O)Cc3ccccc3)C(=O)N2[C@H]1C(=O)O"),
 ]
 
-METHODS = {"golf default": [], "golf one process": ["--processes", "1"], "RDKit+MMFF": None,
-           "golf before": ["--batch-size", "256"]}
+METHODS = {"golf default": [], "golf ETKDG start": ["--mmff-start", "0"], "golf one process": ["--processes", "1"],
+           "RDKit+MMFF": None, "golf before": ["--batch-size", "256"]}
 #: source tree (a ``src`` directory) of "golf before" (None: this one): e.g. an export of the commit before the
 #: change, so "before" is the code of then with its default batch size (256) rather than today's code
 BEFORE_SRC: str | None = None
@@ -172,7 +174,8 @@ def _run_mmff(smi: Path) -> dict:
 def child(method: str, smi: str, out: str, result: str) -> None:
     """Entry of one measured subprocess: run ``method``, write its JSON to ``result``."""
     t0 = time.perf_counter()
-    extra = METHODS[method]
+    # a listed method, or "golf OPTIONS..." (golf conformers with those options; bench/conformers_mmff_start.py)
+    extra = METHODS[method] if method in METHODS else method.split()[1:]
     r = _run_mmff(Path(smi)) if extra is None else _run_golf(Path(smi), Path(out), extra)
     r.update(wall_s=time.perf_counter() - t0, **_usage())
     Path(result).write_text(json.dumps(r))

@@ -252,3 +252,108 @@ def test_cli_refine_xtb(tmp_path):
     assert all(m.GetProp("golf_refine_method") == "xtb relaxation" for m in mols)
     ref = [m.GetDoubleProp("golf_refined_energy_eV") for m in mols]
     assert ref == sorted(ref) and mols[0].GetDoubleProp("golf_refined_rel_energy_kcal_mol") == 0.0
+
+
+# ---------------------------------------------------------------------------------------- the MMFF start
+
+
+def test_mmff_minimize_lowers_each_conformer_to_a_minimum():
+    from golf.oracles.mmff import mmff_energies, mmff_minimize
+
+    confs = _conf("CCCCCCO", n=5, seed=2)
+    relaxed, energies = mmff_minimize(confs, 2000)
+    assert len(relaxed) == 5 and energies.shape == (5,)
+    before = mmff_energies(confs)
+    np.testing.assert_allclose(mmff_energies(relaxed), energies, atol=1e-6)  # eV, the oracle's units
+    assert np.all(energies < before - 0.01)
+    from golf.oracles.mmff import MMFFOracle
+
+    forces = np.stack([MMFFOracle().compute(c).forces for c in relaxed])
+    assert np.abs(forces).max() < 0.01  # eV/A: minima, not a few steps downhill
+    assert [c.molblock for c in relaxed] == [c.molblock for c in confs]
+
+
+def test_mmff_minimize_refuses_what_mmff_cannot_type():
+    from golf.errors import InputError
+    from golf.oracles.mmff import mmff_minimize
+
+    with pytest.raises(InputError, match="MMFF94 cannot assign atom types"):
+        mmff_minimize(_conf("FS(F)(F)(F)c1ccccc1", n=1), 100)  # hypervalent S: no MMFF94 type
+
+
+class _AnyModel:
+    """A model that takes every element and charge: the relaxation is ``_record_starts``'s."""
+
+    neutral_only = False
+
+    def check_elements(self, numbers):
+        pass
+
+    def check_charge(self, charge, multiplicity):
+        pass
+
+
+def _record_starts(seen):
+    """A relax_fn that keeps its starts where they are (as converged relaxations) and records them."""
+    from golf.optim.driver import RelaxRecord
+
+    def relax_fn(confs, **how):
+        seen.extend(confs)
+        return [RelaxRecord(c.positions, -float(i), 0.0, 0, 1, True, "converged") for i, c in enumerate(confs)]
+
+    return relax_fn
+
+
+def test_mmff_start_relaxes_mmff_minima_and_drops_their_duplicates(tmp_path):
+    from golf.oracles.mmff import mmff_energies
+
+    p = tmp_path / "m.smi"
+    p.write_text("CCCO propanol\n")
+    runs = {}
+    for it in (0, 500):
+        seen: list = []
+        s = gc.ConformerSettings(n_conformers=12, mmff_start=it, top_k=None)
+        (res,) = gc.generate_conformer_ensembles(gc.read_molecules(p), _AnyModel(), s, relax_fn=_record_starts(seen))
+        runs[it] = (res, seen)
+    res0, starts0 = runs[0]
+    res, starts = runs[500]
+    assert res0.n_mmff_duplicates == 0 and len(starts0) == res0.n_embedded == 12
+    # propanol has a handful of MMFF minima: 12 starts collapse onto them, only the distinct ones are relaxed
+    assert res.n_embedded == 12 and res.n_mmff_duplicates > 0 and len(starts) == 12 - res.n_mmff_duplicates
+    assert np.all(mmff_energies(starts) < mmff_energies(starts0).min() + 0.5)
+    kept, dup_of = gc.deduplicate(starts, mmff_energies(starts), 0.3, 1.0)
+    assert not dup_of  # no two relaxed starts are the same MMFF minimum
+    (row,) = gc.summary_rows([res])
+    assert row["n_mmff_duplicates"] == res.n_mmff_duplicates and row["n_input_conformers"] == 12
+
+
+def test_mmff_start_is_skipped_with_a_note_where_mmff_cannot_type(tmp_path):
+    p = tmp_path / "m.smi"
+    p.write_text("FS(F)(F)(F)c1ccccc1 tetrafluorosulfanylbenzene\n")
+    seen: list = []
+    notes: list = []
+    (res,) = gc.generate_conformer_ensembles(gc.read_molecules(p), _AnyModel(), gc.ConformerSettings(n_conformers=3),
+                                             relax_fn=_record_starts(seen), log=notes.append)
+    assert len(seen) == res.n_embedded == 3 and res.n_mmff_duplicates == 0  # (its S-F bonds fail the graph check)
+    assert any("MMFF94 cannot assign atom types" in n and "without the MMFF start" in n for n in notes)
+
+
+def test_mmff_start_leaves_a_3d_ensemble_and_radicals_alone(tmp_path):
+    from golf.formats import write_conformations
+
+    confs = _conf("CCCCO", n=3, seed=1)
+    sdf = tmp_path / "e.sdf"
+    write_conformations(sdf, confs, [{} for _ in confs])
+    seen: list = []
+    (res,) = gc.generate_conformer_ensembles(gc.read_molecules(sdf), _AnyModel(), gc.ConformerSettings(),
+                                             relax_fn=_record_starts(seen))
+    assert len(seen) == 3 and res.n_mmff_duplicates == 0
+    for a, b in zip(confs, seen):
+        np.testing.assert_allclose(a.positions, b.positions, atol=1e-4)  # the SDF's 4 decimals
+    p = tmp_path / "r.smi"
+    p.write_text("C[CH2] ethyl\n")
+    seen = []
+    (res,) = gc.generate_conformer_ensembles(gc.read_molecules(p, multiplicity=2), _AnyModel(),
+                                             gc.ConformerSettings(n_conformers=4, multiplicity=2),
+                                             relax_fn=_record_starts(seen))
+    assert len(seen) == 4 and res.n_mmff_duplicates == 0

@@ -7,7 +7,8 @@ Pipeline, per input file:
    (``golf.chem.largest_fragment``); optionally enumerate unassigned stereocentres / double bonds
    (each stereoisomer is a group under its input molecule);
 2. embed an ETKDGv3 ensemble per molecule (:func:`default_n_conformers` from the number of
-   rotatable bonds, or a fixed count), or, for a 3D SDF (an existing CREST/OMEGA/RDKit ensemble),
+   rotatable bonds, or a fixed count), relax it with MMFF94 and drop duplicate MMFF minima
+   (``mmff_start``), or, for a 3D SDF (an existing CREST/OMEGA/RDKit ensemble),
    take its records' coordinates as they are (grouped into molecules by title, else by canonical
    isomeric SMILES);
 3. relax every conformer of every molecule in one stream with golf's batched optimizer
@@ -81,6 +82,13 @@ class ConformerSettings:
         seed: ETKDG seed.
         charge, multiplicity: accept charged / open-shell input (as elsewhere in golf).
         embed: embed new ETKDG conformers even for a 3D SDF (default: relax its coordinates).
+        mmff_start: MMFF94 minimizer iterations on each embedded conformer before the model relaxes it,
+            then duplicates among the MMFF minima dropped (``rmsd_threshold``/``energy_threshold`` on MMFF
+            energies); 0 = the model relaxes the ETKDG conformers themselves. Not applied to a 3D SDF's
+            own coordinates, to open-shell molecules, or where MMFF cannot type the molecule (noted).
+            Why: ETKDG starts are rough (model energies still fall by up to 23 kcal/mol after max |F|
+            < 0.3 eV/A), MMFF removes most of that for a fraction of a model step's cost, and many starts
+            share one MMFF minimum; 500 iterations chosen on validation drugs (docs/results.md §12).
         ph: protonate embedded molecules at this pH (optional dimorphite-dl); None: as given.
         temperature: of the Boltzmann weights (K).
     """
@@ -101,6 +109,7 @@ class ConformerSettings:
     charge: int | None = setting(None, INTEGER)
     multiplicity: int | None = setting(None, COUNT)
     embed: bool = False
+    mmff_start: int = setting(500, STEPS)
     ph: float | None = setting(None, PH)
     temperature: float = setting(ROOM_TEMPERATURE_K, POSITIVE)
 
@@ -187,6 +196,7 @@ class MoleculeResult:
     n_failed: int = 0
     n_graph_changed: int = 0
     n_stereo_changed: int = 0
+    n_mmff_duplicates: int = 0
     n_duplicates: int = 0
     n_beyond: int = 0
     n_refine_dropped: int = 0
@@ -457,9 +467,11 @@ def check_conformer(conf: Conformation, graph: set[tuple[int, int]], reference_s
 
 
 def heavy_atom_rmsd_matrix(confs: Sequence[Conformation], pairs: Sequence[tuple[int, int]] | None = None,
-                           max_matches: int = 2000) -> dict[tuple[int, int], float]:
+                           max_matches: int = 2000, cache: dict[int, Any] | None = None) -> dict[tuple[int, int], float]:
     """Symmetry-aware heavy-atom RMSD (A) after optimal alignment (RDKit ``GetBestRMS``) between
-    conformers of one molecule, for the given index pairs (default: all i < j)."""
+    conformers of one molecule, for the given index pairs (default: all i < j). ``cache``: the heavy-atom
+    RDKit molecules by index, kept across calls on the same ``confs`` (building them is most of the cost of
+    one pair)."""
     from rdkit import Chem
     from rdkit.Chem import rdMolAlign
 
@@ -468,7 +480,7 @@ def heavy_atom_rmsd_matrix(confs: Sequence[Conformation], pairs: Sequence[tuple[
     confs = list(confs)
     if pairs is None:
         pairs = [(i, j) for i in range(len(confs)) for j in range(i + 1, len(confs))]
-    heavy: dict[int, Any] = {}
+    heavy: dict[int, Any] = {} if cache is None else cache
 
     def get(k: int) -> Any:
         if k not in heavy:
@@ -500,14 +512,17 @@ def deduplicate(
     order = [int(i) for i in np.argsort(e, kind="stable")]
     confs = list(confs)
     mirrored = [c.with_positions(c.positions * np.array([-1.0, 1.0, 1.0])) for c in confs] if mirror else []
+    both = confs + mirrored  # index n + i: the mirror image of conformer i
+    cache: dict[int, Any] = {}
     kept: list[int] = []
     dup_of: dict[int, int] = {}
     for i in order:
         close = [k for k in kept if abs(e[i] - e[k]) < energy_threshold_kcal]
         hit = None
         for k in close:
-            if heavy_atom_rmsd_matrix(confs, [(k, i)])[(k, i)] < rmsd_threshold or (
-                    mirror and heavy_atom_rmsd_matrix([confs[k], mirrored[i]], [(0, 1)])[(0, 1)] < rmsd_threshold):
+            if heavy_atom_rmsd_matrix(both, [(k, i)], cache=cache)[(k, i)] < rmsd_threshold or (
+                    mirror and heavy_atom_rmsd_matrix(both, [(k, len(confs) + i)], cache=cache)[(k, len(confs) + i)]
+                    < rmsd_threshold):
                 hit = k
                 break
         if hit is None:
@@ -537,6 +552,21 @@ def _embed(item: MoleculeInput, mol: Any, name: str, mol_id: int, settings: Conf
     n = settings.n_conformers or default_n_conformers(mol, settings.max_conformers)
     return generate_conformers(mol, n, settings.seed, mol_id=mol_id, charge=item.charge,
                                multiplicity=item.multiplicity, info={"name": name}, where=item.where)
+
+
+def _mmff_start(confs: list[Conformation], settings: ConformerSettings, mirror: bool,
+                log: Callable[[str], None], where: str) -> tuple[list[Conformation], int]:
+    """The embedded conformers relaxed with MMFF94 (``settings.mmff_start`` iterations) less duplicates among
+    them, and the number dropped; the conformers as they were (with a note) where MMFF cannot type the molecule."""
+    from golf.oracles.mmff import mmff_minimize
+
+    try:
+        relaxed, energies = mmff_minimize(confs, settings.mmff_start)
+    except InputError as exc:
+        log(f"{where}: {exc}; the model relaxes its ETKDG conformers without the MMFF start")
+        return confs, 0
+    kept, dup_of = deduplicate(relaxed, energies, settings.rmsd_threshold, settings.energy_threshold, mirror=mirror)
+    return [relaxed[i] for i in sorted(kept)], len(dup_of)
 
 
 def _counted(items: Sequence[Any], done: Callable[[int], None] | None) -> Any:
@@ -657,6 +687,8 @@ def generate_conformer_ensembles(
                 log(res.error)
                 continue
             res.n_embedded = len(new)
+            if settings.mmff_start and item.multiplicity == 1:
+                new, res.n_mmff_duplicates = _mmff_start(new, settings, mirror=unassigned, log=log, where=name)
             for c in new:  # the stereo it must keep: the input's, or its own where unassigned
                 c.info["start_stereo"] = stereo_key(c) if unassigned else smi
                 c.info["input_properties"] = item.input_properties
@@ -896,6 +928,7 @@ def summary_rows(results: Sequence[MoleculeResult], model_name: str = "",
             "stripped_fragments": res.stripped, "golf_coordinates": res.coordinates,
             "status": "ok" if res.ok else "failed", "n_input_conformers": res.n_embedded, "n_failed": res.n_failed,
             "n_graph_changed": res.n_graph_changed, "n_stereo_changed": res.n_stereo_changed,
+            "n_mmff_duplicates": res.n_mmff_duplicates,
             "n_duplicates": res.n_duplicates, "n_beyond_selection": res.n_beyond,
             "n_refine_dropped": res.n_refine_dropped, "n_refine_failed": res.n_refine_failed,
             "n_refined": len(refined), "ranked_by": ranked_by,

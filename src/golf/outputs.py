@@ -74,6 +74,7 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "n_failed": "relaxations that failed (non-finite energy)",
     "n_graph_changed": "dropped: bonds changed in the relaxation",
     "n_stereo_changed": "dropped: stereochemistry changed in the relaxation",
+    "n_mmff_duplicates": "dropped before the model: duplicates among the MMFF94 start minima (--mmff-start)",
     "n_duplicates": "dropped: duplicates (RMSD and energy thresholds; mirror images in a racemic group)",
     "n_beyond_selection": "dropped: beyond top-k / window",
     "n_refine_dropped": "dropped: bonds/stereo changed in the oracle re-relaxation",

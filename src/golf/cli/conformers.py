@@ -71,6 +71,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
              "a model trained on neutral molecules only (every official one) refuses them one by one")
     opt(g, "--multiplicity", cls=E, field="multiplicity", help="accept radicals with this multiplicity")
     o = p.add_argument_group("relaxation")
+    opt(o, "--mmff-start", cls=E, field="mmff_start", metavar="ITERS",
+        help="relax each embedded conformer with this many MMFF94 iterations first and drop duplicates among "
+             f"the MMFF minima before the model relaxes them (default {E.mmff_start}; 0: the model relaxes the "
+             "ETKDG conformers themselves)")
     opt(o, "--optimizer", cls=E, field="optimizer", choices=OPTIMIZERS, help=f"(default {E.optimizer})")
     opt(o, "--fmax", cls=E, field="fmax", help=f"convergence, max |F| in eV/A (default {E.fmax})")
     opt(o, "--max-steps", cls=E, field="max_steps", help=f"steps per conformer (default {E.max_steps})")

@@ -120,4 +120,44 @@ def mmff_energies(confs: Sequence[Conformation], oracle: MMFFOracle | None = Non
     return np.array([oracle.energy(c) for c in confs], dtype=np.float64)
 
 
-__all__ = ["MMFFOracle", "mmff_energies"]
+def mmff_minimize(confs: Sequence[Conformation], max_iters: int,
+                  variant: str = "MMFF94") -> tuple[list[Conformation], np.ndarray]:
+    """Relax conformers of one molecule with RDKit's MMFF94 minimizer (``MMFFOptimizeMoleculeConfs``).
+
+    Args:
+        confs: conformers of ONE molecule (the first one's ``molblock`` gives the bond graph), [n, 3] A each.
+        max_iters: minimizer iterations per conformer (RDKit's BFGS; a conformer not converged by then
+            is returned where it stopped).
+        variant: "MMFF94" or "MMFF94s".
+
+    Returns the relaxed conformations (same order, metadata kept) and their MMFF energies [B] in eV.
+    Raises InputError when MMFF cannot type the molecule. Typing is done once for all conformers, the
+    minimization runs in RDKit's C++ loop: this is the cheap stage in front of a model relaxation.
+    """
+    from rdkit import Chem
+    from rdkit.Chem import rdForceFieldHelpers
+    from rdkit.Geometry import Point3D
+
+    if not confs:
+        return [], np.zeros(0)
+    mol = Chem.MolFromMolBlock(confs[0].molblock, removeHs=False) if confs[0].molblock else None
+    if mol is None:
+        raise InputError("MMFF94 needs the bond graph of the molecule (no usable mol block)")
+    if not rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
+        raise InputError("MMFF94 cannot assign atom types to this molecule")
+    mol.RemoveAllConformers()
+    for c in confs:
+        rc = Chem.Conformer(mol.GetNumAtoms())
+        for i, (x, y, z) in enumerate(np.asarray(c.positions, dtype=np.float64)):
+            rc.SetAtomPosition(i, Point3D(float(x), float(y), float(z)))
+        mol.AddConformer(rc, assignId=True)
+    out = rdForceFieldHelpers.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=int(max_iters),
+                                                        mmffVariant=variant)
+    if any(flag == -1 for flag, _ in out):
+        raise InputError("MMFF94 force field setup failed")
+    relaxed = [c.with_positions(np.array(rc.GetPositions(), dtype=np.float64))
+               for c, rc in zip(confs, mol.GetConformers())]
+    return relaxed, np.array([e for _, e in out], dtype=np.float64) * KCAL_MOL_TO_EV
+
+
+__all__ = ["MMFFOracle", "mmff_energies", "mmff_minimize"]

@@ -185,11 +185,13 @@ def input_counts(results: list[MoleculeResult]) -> tuple[int, int, int]:
 def _summary_line(results: list[MoleculeResult], model_name: str, seconds: float, n_written: int, out: Path,
                   summary: str, processes: int = 1) -> str:
     n_in, n_done, n_groups = input_counts(results)
-    n_relaxed = sum(r.n_embedded for r in results)
+    n_relaxed = sum(r.n_embedded - r.n_mmff_duplicates for r in results)
+    n_mmff_dup = sum(r.n_mmff_duplicates for r in results)
     dropped = sum(r.n_graph_changed + r.n_stereo_changed for r in results)
     failed = [r for r in results if not r.ok]
     groups = f" ({n_groups} stereoisomer groups)" if n_groups != n_in else ""
-    return (f"golf conformers: {n_done}/{n_in} molecules{groups}, {n_relaxed} conformers relaxed with {model_name} "
+    mmff = f" (MMFF94 starts; {n_mmff_dup} duplicate MMFF minima not relaxed)" if n_mmff_dup else ""
+    return (f"golf conformers: {n_done}/{n_in} molecules{groups}, {n_relaxed} conformers relaxed with {model_name}{mmff} "
             f"in {seconds:.1f} s{f' by {processes} processes' if processes > 1 else ''} "
             f"({n_relaxed / max(seconds, 1e-9):.1f} conformers/s), {dropped} dropped (bonds/stereo "
             f"changed), {n_written} kept -> {out}, {summary}"
