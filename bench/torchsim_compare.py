@@ -255,6 +255,7 @@ def write_report(args: argparse.Namespace, confs: list, raw: dict[str, dict[str,
         load_average_1min=os.getloadavg()[0], golf_settings="golf.optim.relax.relax defaults",
         intact_definition="every start bond (d < 1.2 x sum of covalent radii) still < 1.5 x that sum",
         best_torchsim=best, speedup=speedup, speedup_cpu=speedup_cpu, rows=rows,
+        optimizers_not_run=[n for n in TORCHSIM_OPTIMIZERS if n not in raw and n not in args.optimizers.split(",")],
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
