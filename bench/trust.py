@@ -1,11 +1,15 @@
-"""Trust signals of NNP relaxations, validated on the paper-table benchmark's stored DFT results.
+"""Trust signals of NNP relaxations, validated on the stored DFT results of the paper table and the adapt demonstration.
 
 For every NNP relaxation stored in ``bench/results/paper_table.db`` (each official checkpoint x each
-molecule with a DFT reference; structure after T = 100 steps of ``lbfgs-golf``) this computes
+molecule with a DFT reference; structure after T = 100 steps of ``lbfgs-golf``) and in the adapt
+demonstration's ``bench/results/adapt.db`` (``--heldout-rows``, default GOLF-10k, on the held-out
+thiocarbonyl / sulfur-oxoacid molecules that have a reference; the adapted model with
+``adapt=PATH``; records ``source`` = "paper-table" or "adapt-heldout") this computes
 candidate signals that need no DFT, labels the relaxation bad when E_res > 1 kcal/mol or the
 molecule fell apart (E_res from ``paper_table.write_table``, i.e. exactly the table's numbers), and
 reports each candidate's ROC AUC with a 95% bootstrap interval over molecules (the relaxations of
-one molecule are strongly correlated, so the molecule is the resampling unit).
+one molecule are strongly correlated, so the molecule is the resampling unit), pooled over both
+databases and (``by_source``, the chosen signal) for each alone.
 
 Candidates (names as in the JSON; "high = distrust" for all):
 
@@ -145,7 +149,7 @@ def load_stored(db: Path) -> tuple[list[Conformation], dict[int, dict[str, Any]]
                 con.execute("SELECT mol_id, positions FROM refs WHERE ok = 1") if int(m) in ids}
         dft_forces: dict[tuple[int, str], np.ndarray] = {}
         for c in confs:
-            for row in MODELS:
+            for row in sorted({r for r, _ in frames}):
                 f = frames.get((row, int(c.mol_id)), {}).get(100)
                 if f is None:
                     continue
@@ -210,7 +214,8 @@ def mmff_candidates(conf: Conformation, traj: dict[int, np.ndarray]) -> dict[str
 
 
 def model_candidates(confs: list[Conformation], frames: dict, rows: Sequence[str]) -> dict[tuple[int, str], dict[str, float]]:
-    """Committee and own-force candidates: every official model at every final structure."""
+    """Committee and own-force candidates: every official model at every final structure (a row that is not
+    an official model, e.g. an adapted one, is not in the committee; its own forces come from its model)."""
     import torch
 
     from golf.batch import Batch
@@ -232,13 +237,21 @@ def model_candidates(confs: list[Conformation], frames: dict, rows: Sequence[str
         f_final.append([x.numpy() for x in b.split(f)])
         e, _ = prov(Batch.from_conformations(anchors, dtype=torch.float64))
         e_anchor[m] = e.numpy()
+    own_forces: dict[int, np.ndarray] = {}  # rows outside the committee (an adapted model): its own forces
+    for row in {r for _, r, _ in finals if r not in MODELS}:
+        prov = ModelEnergyForces(load_model(pt.row_model(row)))
+        prov.model.double()
+        idx = [j for j, x in enumerate(finals) if x[1] == row]
+        b = Batch.from_conformations([finals[j][2] for j in idx], dtype=torch.float64)
+        _, f = prov(b)
+        own_forces.update({j: x.numpy() for j, x in zip(idx, b.split(f))})
     pos_of = {int(c.mol_id): k for k, c in enumerate(confs)}
     out = {}
     for j, (mol_id, row, _) in enumerate(finals):
         fs = np.stack([f_final[m][j] for m in range(len(MODELS))])  # [M, n, 3]
         dev = np.sqrt(np.mean(np.sum((fs - fs.mean(0)) ** 2, axis=-1), axis=0))  # [n]
         rel = e_final[:, j] - e_anchor[:, pos_of[mol_id]]
-        own = fs[MODELS.index(row)]
+        own = fs[MODELS.index(row)] if row in MODELS else own_forces[j]
         out[(mol_id, row)] = {
             "committee_force": float(dev.max()),
             "committee_energy": float(np.std(rel)),
@@ -308,18 +321,31 @@ def thresholds(signal_kcal: Sequence[float], labels: np.ndarray,
 # ----------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--db", type=Path, default=pt.DB_PATH, help="paper-table db (read through a copy)")
-    ap.add_argument("--out", type=Path, default=OUT_PATH)
-    ap.add_argument("--no-xtb", action="store_true", help="skip the GFN2-xTB candidates")
-    ap.add_argument("--no-rerun", action="store_true",
-                    help="skip re-running the relaxations (the mmff_rise_full candidate; ~4 of the ~6 min)")
-    args = ap.parse_args(argv)
-    t0 = time.perf_counter()
-    confs, e_res, frames, extra = load_stored(args.db)
-    rows = [r for r in MODELS if all((r, int(c.mol_id)) in frames for c in confs)]
-    print(f"{len(confs)} molecules, rows {rows} ({time.perf_counter() - t0:.1f} s)", flush=True)
+def by_source(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The chosen signal's AUC (95% bootstrap over molecules) on each database's relaxations alone."""
+    out = {}
+    for src in dict.fromkeys(r["source"] for r in records):
+        sub = [r for r in records if r["source"] == src]
+        y = np.array([r["bad"] for r in sub])
+        s = np.array([r["candidates"][CHOSEN] for r in sub], dtype=np.float64)
+        g = np.array([r["molecule"] for r in sub])
+        iv = auc_interval(s, y, g) if 0 < y.sum() < len(y) else {"value": None, "lo": None, "hi": None}
+        out[src] = {"n": len(sub), "n_bad": int(y.sum()), "n_molecules": len(np.unique(g)),
+                    "models": sorted({r["model"] for r in sub}), "auc": iv["value"],
+                    "auc_interval": [iv["lo"], iv["hi"]]}
+    return out
+
+
+def collect(db: Path, source: str, rows_wanted: Sequence[str], args: argparse.Namespace,
+            t0: float) -> tuple[list[dict[str, Any]], float | None]:
+    """One record per stored NNP relaxation of ``db`` (rows ``rows_wanted`` that relaxed every molecule with a
+    reference), with its E_res label and every candidate signal; ``source`` names the database. Also returns
+    the largest deviation (A) of a re-run relaxation from the stored one (None: not re-run)."""
+    confs, e_res, frames, extra = load_stored(db)
+    rows = [r for r in rows_wanted if all((r, int(c.mol_id)) in frames for c in confs)]
+    print(f"{source}: {len(confs)} molecules, rows {rows} ({time.perf_counter() - t0:.1f} s)", flush=True)
+    if not confs or not rows:
+        return [], None
     # xTB first: its workers are spawned before this process imports torch
     xtb: dict[tuple[int, str], np.ndarray | None] = {}
     xtb_ref: dict[int, np.ndarray | None] = {}
@@ -347,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
             v = e_res[m].get(row)
             split = dissociation(c, traj[100]) is not None
             rec: dict[str, Any] = {
-                "molecule": m, "model": row,
+                "source": source, "molecule": m, "model": row,
                 "e_res": float(v) if isinstance(v, float) else None,
                 "split": split or v == "split",
             }
@@ -368,15 +394,41 @@ def main(argv: list[str] | None = None) -> None:
             rec["signal"] = signal
             rec["candidates"] = cand
             records.append(rec)
+    return records, rerun_dev
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", type=Path, default=pt.DB_PATH, help="paper-table db (read through a copy)")
+    ap.add_argument("--heldout-db", type=Path, default=HERE / "results" / "adapt.db",
+                    help="the adapt demonstration's db: its held-out relaxations join the validation (read through a "
+                         "copy; skipped when missing)")
+    ap.add_argument("--heldout-rows", default="GOLF-10k",
+                    help="NNP rows of --heldout-db (comma list; NAME=PATH for a model file, e.g. "
+                         "adapt=bench/results/adapt_dft/model.pt)")
+    ap.add_argument("--out", type=Path, default=OUT_PATH)
+    ap.add_argument("--no-xtb", action="store_true", help="skip the GFN2-xTB candidates")
+    ap.add_argument("--no-rerun", action="store_true",
+                    help="skip re-running the relaxations (the mmff_rise_full candidate; ~4 of the ~6 min)")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    pt.ROW_PATHS.update(dict(r.split("=", 1) for r in args.heldout_rows.split(",") if "=" in r))
+    records, dev = collect(args.db, "paper-table", MODELS, args, t0)
+    rerun_dev = {"paper-table": dev}
+    heldout_rows = [r.split("=", 1)[0] for r in args.heldout_rows.split(",") if r]
+    if args.heldout_db is not None and args.heldout_db.exists():
+        more, rerun_dev["adapt-heldout"] = collect(args.heldout_db, "adapt-heldout", heldout_rows, args, t0)
+        records += more
     print(f"candidates done ({time.perf_counter() - t0:.1f} s)", flush=True)
     labels = np.array([r["bad"] for r in records])
-    groups = np.array([r["molecule"] for r in records])
+    groups = np.array([f"{r['source']}:{r['molecule']}" for r in records])  # the bootstrap's unit
     # molecules on which every NNP is bad (chemistry all official models get wrong): the pooled AUC
     # rewards flagging them; the AUC without them asks for more than "this molecule is hard"
     all_bad = [m for m in np.unique(groups) if labels[groups == m].all()]
     aucs = {}
-    for name in records[0]["candidates"]:
-        s = np.array([r["candidates"][name] for r in records], dtype=np.float64)
+    names = list(dict.fromkeys(k for r in records for k in r["candidates"]))
+    for name in names:
+        s = np.array([r["candidates"].get(name, np.nan) for r in records], dtype=np.float64)
         ok = ~np.isnan(s)  # +inf (fell apart) ranks first
         mixed = ok & ~np.isin(groups, all_bad)
         iv_mixed = auc_interval(s[mixed], labels[mixed], groups[mixed])
@@ -388,12 +440,13 @@ def main(argv: list[str] | None = None) -> None:
         "signal": CHOSEN, "signal_function": "golf.trust.mmff_energy_drop", "signal_units": "eV",
         "auc": aucs[CHOSEN]["value"],
         "auc_interval": [aucs[CHOSEN]["lo"], aucs[CHOSEN]["hi"]],
-        "n": len(records), "n_bad": int(labels.sum()), "n_molecules": len(confs),
+        "n": len(records), "n_bad": int(labels.sum()), "n_molecules": len(np.unique(groups)),
+        "by_source": by_source(records),
         "bad_definition": f"E_res(T=100) > {BAD_E_RES} kcal/mol or fell apart",
         "interval": "95% percentile bootstrap over molecules (2000 resamples, seed 0)",
         "candidates": aucs,
         "rerun_max_deviation_from_stored_A": rerun_dev,
-        "molecules_all_bad": [int(m) for m in all_bad],
+        "molecules_all_bad": [str(m) for m in all_bad],
         "null_values": "a null signal or candidate of a record with split = true is +inf (fell apart)",
         "thresholds": thresholds([r["signal"] * EV_TO_KCAL_MOL for r in records], labels),
         "seconds": round(time.perf_counter() - t0, 1),
