@@ -51,6 +51,8 @@ WINDOWS_KCAL = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0)
 
 def window_analysis(molecules: list[tuple[str, str]]) -> dict:
     """Per relaxed start: MMFF gap (kcal/mol) above its molecule's lowest MMFF minimum, force calls, kept or not."""
+    import tempfile
+
     import numpy as np
 
     from golf import conformer_search as gc
@@ -58,8 +60,6 @@ def window_analysis(molecules: list[tuple[str, str]]) -> dict:
     from golf.optim import relax
     from golf.oracles.mmff import mmff_energies
     from golf.units import EV_TO_KCAL_MOL
-
-    import tempfile
 
     model = load_model("GOLF-10k")
     starts: list = []
@@ -81,14 +81,11 @@ def window_analysis(molecules: list[tuple[str, str]]) -> dict:
     for k, res in enumerate(results):
         idx = [i for i, c in enumerate(starts) if c.mol_id == k]
         low = min(e_mmff[i] for i in idx)
-        kept_pos = [rec.conf.positions for rec in res.conformers]
-        for i in idx:
-            kept = any(p.shape == records[i].positions.shape and np.allclose(p, records[i].positions)
-                       for p in kept_pos)
+        for i in idx:  # a kept conformer is the relaxed start itself (same coordinates); None: not kept
+            rank = next((rec.model_rank for rec in res.conformers
+                         if np.allclose(rec.conf.positions, records[i].positions)), None)
             per_start.append(dict(molecule=res.name, mmff_gap_kcal_mol=float(e_mmff[i] - low),
-                                  force_calls=int(records[i].n_force_calls), kept=bool(kept),
-                                  model_rank=next((rec.model_rank for rec in res.conformers
-                                                   if np.allclose(rec.conf.positions, records[i].positions)), None)))
+                                  force_calls=int(records[i].n_force_calls), kept=rank is not None, model_rank=rank))
     total = sum(r["force_calls"] for r in per_start)
     windows = {}
     for w in WINDOWS_KCAL:

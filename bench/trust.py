@@ -148,16 +148,15 @@ def load_stored(db: Path) -> tuple[list[Conformation], dict[int, dict[str, Any]]
         refs = {int(m): pt.from_json(p) for m, p in
                 con.execute("SELECT mol_id, positions FROM refs WHERE ok = 1") if int(m) in ids}
         dft_forces: dict[tuple[int, str], np.ndarray] = {}
-        for c in confs:
-            for row in sorted({r for r, _ in frames}):
-                f = frames.get((row, int(c.mol_id)), {}).get(100)
-                if f is None:
-                    continue
-                r = con.execute("SELECT forces FROM dft_calls WHERE mol_id=? AND geom_hash=? AND "
-                                "settings_hash=? AND ok=1",
-                                (c.mol_id, pt.geom_hash(c.numbers, f), shash)).fetchone()
-                if r is not None:
-                    dft_forces[(int(c.mol_id), row)] = pt.from_json(r[0])
+        numbers = {int(c.mol_id): c.numbers for c in confs}
+        for (row, m), traj in frames.items():
+            f = traj.get(100)
+            if f is None:
+                continue
+            r = con.execute("SELECT forces FROM dft_calls WHERE mol_id=? AND geom_hash=? AND settings_hash=? AND ok=1",
+                            (m, pt.geom_hash(numbers[m], f), shash)).fetchone()
+            if r is not None:
+                dft_forces[(m, row)] = pt.from_json(r[0])
         con.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

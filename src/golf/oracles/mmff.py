@@ -125,7 +125,8 @@ def mmff_minimize(confs: Sequence[Conformation], max_iters: int,
     """Relax conformers of one molecule with RDKit's MMFF94 minimizer (``MMFFOptimizeMoleculeConfs``).
 
     Args:
-        confs: conformers of ONE molecule (the first one's ``molblock`` gives the bond graph), [n, 3] A each.
+        confs: conformers of ONE molecule, [n, 3] A each (bond graph as ``golf.chem.conformation_to_mol``: the
+            mol block, else perceived).
         max_iters: minimizer iterations per conformer (RDKit's BFGS; a conformer not converged by then
             is returned where it stopped).
         variant: "MMFF94" or "MMFF94s".
@@ -134,23 +135,17 @@ def mmff_minimize(confs: Sequence[Conformation], max_iters: int,
     Raises InputError when MMFF cannot type the molecule. Typing is done once for all conformers, the
     minimization runs in RDKit's C++ loop: this is the cheap stage in front of a model relaxation.
     """
-    from rdkit import Chem
     from rdkit.Chem import rdForceFieldHelpers
-    from rdkit.Geometry import Point3D
+
+    from golf.chem import conformation_to_mol
 
     if not confs:
         return [], np.zeros(0)
-    mol = Chem.MolFromMolBlock(confs[0].molblock, removeHs=False) if confs[0].molblock else None
-    if mol is None:
-        raise InputError("MMFF94 needs the bond graph of the molecule (no usable mol block)")
+    mol = conformation_to_mol(confs[0], strict=True)  # InputError for an unusable mol block
     if not rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
         raise InputError("MMFF94 cannot assign atom types to this molecule")
-    mol.RemoveAllConformers()
-    for c in confs:
-        rc = Chem.Conformer(mol.GetNumAtoms())
-        for i, (x, y, z) in enumerate(np.asarray(c.positions, dtype=np.float64)):
-            rc.SetAtomPosition(i, Point3D(float(x), float(y), float(z)))
-        mol.AddConformer(rc, assignId=True)
+    for c in confs[1:]:
+        mol.AddConformer(conformation_to_mol(c, strict=True).GetConformer(), assignId=True)
     out = rdForceFieldHelpers.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=int(max_iters),
                                                         mmffVariant=variant)
     if any(flag == -1 for flag, _ in out):
