@@ -263,7 +263,7 @@ def run(work: Path, out_json: Path, before_src: str | None = None, before_timeou
     )
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(out, indent=1) + "\n")
-    md = table(out)
+    md = table(out) + ("\n\n" + lowest_energy_comparison(out) if "golf ETKDG start" in results else "")
     out_json.with_suffix(".md").write_text(md + "\n")
     return out
 
@@ -284,3 +284,22 @@ def table(out: dict) -> str:
                 f"golf default / RDKit+MMFF CPU per kept: {q['cpu_per_kept_default_over_mmff']:.2f}x; "
                 f"kept energies default vs before: max |dE| {max(d) if d else float('nan'):.4f} kcal/mol.")
     return "\n".join(rows)
+
+
+def lowest_energy_comparison(out: dict, method: str = "golf default", against: str = "golf ETKDG start") -> str:
+    """Per molecule: lowest kept model energy of ``method`` minus that of ``against`` (kcal/mol; negative: ``method``
+    found a lower minimum) and the kept counts, from a results JSON of :func:`run`."""
+    a, b = out["results"][method]["kept"], out["results"][against]["kept"]
+    lines = [f"| molecule | lowest, {method} - {against} (kcal/mol) | kept ({method} / {against}) |", "|---|---|---|"]
+    for name in b:
+        if a.get(name) and b[name]:
+            lines.append(f"| {name} | {min(a[name]) - min(b[name]):+.2f} | {len(a[name])} / {len(b[name])} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # the tables of the stored results (measure with bench_conformers.py --drugs)
+    stored = json.loads((HERE / "results" / "conformers_drugs.json").read_text())
+    print(table(stored))
+    if "golf ETKDG start" in stored["results"]:
+        print()
+        print(lowest_energy_comparison(stored))
