@@ -27,6 +27,13 @@ Stages:
     ``pct_div`` at T = 100 with 95% bootstrap intervals over molecules), per-molecule E_res, the
     paired differences of the adapted rows against GOLF-10k, and the DFT calls spent (this db, and
     the oracle results of the adaptation's run directory ``--adapt-dir``).
+``forgetting``
+    Does the adapted model stay good outside its series? The adapted model (``--adapt-model``, row
+    ``adapt``) relaxes the paper table's general molecules (``--forgetting-db``, default
+    ``bench/results/paper_table.db``, whose GOLF-10k relaxations, DFT references and scores are stored;
+    the paper's L-BFGS, 100 steps) and its T = 100 structures get DFT single points there; the two-row
+    table (adapt, GOLF-10k, paired difference) goes to ``bench/results/adapt_forgetting.json``, which
+    ``report`` copies into ``adapt.json`` as ``forgetting``.
 ``references``, ``evaluate``, ``score``, ``table``, ``status``
     ``bench/paper_table.py``'s stages on this db (its options pass through; by default the reference
     starts from the MMFF94 optimum, ``--ref-start mmff``, and the rows are GOLF-10k and MMFF; add the
@@ -59,6 +66,8 @@ import paper_table as pt  # noqa: E402
 
 DB_PATH = HERE / "results" / "adapt.db"
 REPORT_PATH = HERE / "results" / "adapt.json"
+TABLE_PATH = HERE / "results" / "adapt_table.json"  # paper_table's table of this db (score/table stages)
+FORGETTING_PATH = HERE / "results" / "adapt_forgetting.json"
 ADAPT_DIR = HERE / "results" / "adapt_dft"
 TRAIN_SMI = HERE / "results" / "adapt_train.smi"
 
@@ -250,21 +259,40 @@ def stage_report(con, args: argparse.Namespace) -> dict:
         path = args.adapt_dir / db
         if path.exists():
             adapt_calls[db] = count_rows(path)
+    forgetting = None
+    if args.forgetting_json.exists():
+        f = json.loads(args.forgetting_json.read_text())
+        forgetting = dict(db=str(args.forgetting_db.name), n_molecules_with_reference=f["n_molecules_with_reference"],
+                          mol_ids=f["mol_ids"],
+                          rows={name: dict(aggregate_100=next((a for a in r["aggregate"] if a["T"] == 100), {}),
+                                           intervals_100=r.get("intervals_100"), E_T_100=r["E_T"].get("100"))
+                                for name, r in f["rows"].items()},
+                          pairs=f.get("paired_100", {}), e0=f.get("e0"), eopt=f.get("eopt"))
     report = dict(format="golf-adapt-demo/1", oracle=pt.ORACLE, n_heldout=doc["n_molecules_with_reference"],
                   mol_ids=doc["mol_ids"], rows=out_rows, e_res_100=doc.get("e_res_100", {}),
                   pairs=doc.get("paired_100", {}), dft_calls=dict(benchmark=calls, adaptation=adapt_calls),
                   selection=pt.get_meta(con, "adapt_selection"), ref_start=pt.get_meta(con, "ref_start"),
-                  created=pt.now())
+                  forgetting=forgetting, created=pt.now())
     atomic_write_json(REPORT_PATH if args.db == DB_PATH else args.db.with_suffix(".report.json"),
                       json.loads(json.dumps(report, default=str)))
     for row in out_rows:
         pt.log(f"report: {row['name']}: n={row['n']} E_res median {row['e_res_median']} success {row['pct_success']}")
+    for name, d in (forgetting or {}).get("pairs", {}).items():
+        pt.log(f"report: forgetting: {name} n={d['n']} E_res median {d['e_res_median']}")
     return report
+
+
+def stage_forgetting(args: argparse.Namespace) -> None:
+    """The adapted model on the paper table's molecules: relax, DFT-score at T = 100, two-row table."""
+    pt.main(["evaluate", "score", "--db", str(args.forgetting_db), "--n", str(args.forgetting_n),
+             "--rows", f"GOLF-10k,adapt={args.adapt_model}", "--pairs", "adapt:GOLF-10k",
+             "--score-steps", "100", "--threads", str(args.threads), "--table-json", str(args.forgetting_json),
+             "--oracle", args.oracle])
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    own = {"scan", "split", "scan-table", "report"}
+    own = {"scan", "split", "scan-table", "forgetting", "report"}
     stages = [a for a in argv if a in own]
     rest = [a for a in argv if a not in own]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -283,6 +311,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--adapt-dir", type=Path, default=ADAPT_DIR, help="report: the adaptation's run directory")
     ap.add_argument("--oracle", default="dft", choices=("dft", "mmff"),
                     help="dft (the benchmark); mmff only to test the script in seconds")
+    ap.add_argument("--adapt-model", type=Path, default=ADAPT_DIR / "model.pt", help="forgetting: the adapted model")
+    ap.add_argument("--forgetting-db", type=Path, default=pt.DB_PATH,
+                    help="forgetting: the general molecules' db (the paper table's)")
+    ap.add_argument("--forgetting-n", type=int, default=16, help="forgetting: its first N molecules")
+    ap.add_argument("--forgetting-json", type=Path, default=FORGETTING_PATH,
+                    help="forgetting: its two-row table (report reads it)")
     args, pt_args = ap.parse_known_args(rest)
     if args.oracle != "dft":
         pt.ORACLE.update(name=args.oracle, settings={"oracle": args.oracle})
@@ -296,6 +330,8 @@ def main(argv: list[str] | None = None) -> None:
             stage_scan(con, args)
         elif stage == "scan-table":
             print_scan(con)
+        elif stage == "forgetting":
+            stage_forgetting(args)
         else:
             stage_split(con, args)
         pt.log(f"stage {stage} done in {time.perf_counter() - t0:.0f} s")
@@ -303,7 +339,8 @@ def main(argv: list[str] | None = None) -> None:
         defaults = ["--db", str(args.db), "--ref-start", "mmff", "--rows", "GOLF-10k,mmff",
                     "--pairs", "GOLF-10k:mmff", "--min-heavy", str(args.min_heavy),
                     "--max-heavy", str(args.max_heavy), "--threads", str(args.threads),
-                    "--seed", str(args.seed)]
+                    "--seed", str(args.seed),
+                    "--table-json", str(TABLE_PATH if args.db == DB_PATH else args.db.with_name(args.db.stem + "_table.json"))]
         pt.main(defaults + ["--oracle", args.oracle] + pt_args)  # later options win
     if last:
         stage_report(con, args)

@@ -852,6 +852,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="dft (the benchmark); mmff only to test the script in seconds")
     ap.add_argument("--redo-evaluate", action="store_true",
                     help="recompute the model/MMFF trajectories (e.g. after an optimizer fix)")
+    ap.add_argument("--table-json", type=Path, default=None,
+                    help="score/table: write the table here (and its .md beside it); default: "
+                         "bench/results/paper_table.json for the default db, else the db's name with .json")
     args = ap.parse_args(argv)
     ROWS = tuple(r.split("=", 1)[0] for r in args.rows.split(","))
     ROW_PATHS.update(dict(r.split("=", 1) for r in args.rows.split(",") if "=" in r))
@@ -859,6 +862,8 @@ def main(argv: list[str] | None = None) -> None:
         PAIRS = tuple(tuple(p.split(":", 1)) for p in args.pairs.split(","))
     if args.db != DB_PATH:
         DB_PATH, JSON_PATH = args.db, args.db.with_suffix(".json")
+    if args.table_json is not None:
+        JSON_PATH = args.table_json
     DFT_SETTINGS["basis"] = args.dft_basis
     if args.oracle != "dft":
         ORACLE.update(name=args.oracle, settings={"oracle": args.oracle})

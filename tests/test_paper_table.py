@@ -160,3 +160,32 @@ def test_adapt_demo_split_scores_and_reports_with_mmff(tmp_path):
     doc = json.loads(db.with_suffix(".report.json").read_text())
     assert doc["n_heldout"] == 2 and [r["name"] for r in doc["rows"]] == ["GOLF-10k", "mmff"]
     assert all(r["e_res_median"] is not None for r in doc["rows"]) and "GOLF-10k - mmff" in doc["pairs"]
+
+
+def test_adapt_demo_forgetting_reports_the_paired_general_molecules(tmp_path):
+    """The forgetting stage relaxes the general molecules with the adapted model, scores them and report copies
+    the two-row table with its paired difference; paper_table's own table never lands on adapt's report path."""
+    bench, pdb, args = _mmff_bench(tmp_path, 100)
+    bench.main(["molecules", "references", "evaluate", "score", *args, "--rows", "GOLF-10k"])
+    spec = importlib.util.spec_from_file_location("adapt_demo", REPO / "bench" / "adapt_demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    demo.pt.CHECKPOINT_DIR = CHECKPOINTS
+    demo.TRAIN_SMI = tmp_path / "train.smi"
+    db = tmp_path / "ad.db"
+    demo.main(["split", "--db", str(db), "--classes", "thiocarbonyl", "--per-class", "1", "--oracle", "mmff"])
+    common = ["--db", str(db), "--n", "1", "--oracle", "mmff", "--ref-steps", "60", "--score-steps", "100"]
+    forget = ["--forgetting-db", str(pdb), "--forgetting-n", "2", "--adapt-model", str(CHECKPOINTS / "GOLF-10k.pt"),
+              "--forgetting-json", str(tmp_path / "forgetting.json")]
+    demo.main(["evaluate", "references", "forgetting", "report", *common, *forget])
+    con = sqlite3.connect(str(pdb))
+    assert con.execute("SELECT COUNT(DISTINCT mol_id) FROM trajectories WHERE row = 'adapt'").fetchone()[0] == 2
+    doc = json.loads(db.with_suffix(".report.json").read_text())
+    f = doc["forgetting"]
+    assert f["n_molecules_with_reference"] == 2 and set(f["rows"]) == {"GOLF-10k", "adapt"}
+    pair = f["pairs"]["adapt - GOLF-10k"]
+    assert pair["n"] == 2  # both scored; the stand-in 'adapted' model is GOLF-10k itself: difference zero
+    assert pair["e_res_median"]["value"] == pytest.approx(0.0, abs=1e-6)
+    demo.main(["table", *common])  # paper_table's table goes beside the db, not over the report
+    assert json.loads(db.with_suffix(".report.json").read_text())["format"] == "golf-adapt-demo/1"
+    assert json.loads(db.with_name("ad_table.json").read_text())["format"] == "golf-paper-table/1"
