@@ -28,8 +28,9 @@ skips what is stored):
     and CPU time (process + reaped children) per molecule and method. A method that fails on a molecule is
     recorded with its reason (one line) and the others go on.
 ``dft``
-    Single points with ``--oracle`` (default ``dft``: golf's DFT oracle at wB97X-D/def2-SVP, 1 thread; its
-    API computes the energy and the gradient, there is no energy-only call) on the union of the kept
+    Single points with ``--oracle`` (default ``dft``: golf's DFT oracle at wB97X-D/def2-SVP, 1 thread; energies
+    only, ``Oracle.compute_energy``: no gradient, about half the cost; the first 13 single points of the db were
+    energy+gradient calls, the same energy to the SCF tolerance) on the union of the kept
     conformers of one molecule, after merging geometries that are the same (all-atom RMSD, hydrogens
     included, below ``--same-rmsd``, 0.01 A: one single point for them). Sharded per molecule
     (``--shard I/M``), niceable, resumable. ``--oracle mmff|xtb`` runs the same pipeline in seconds (tests).
@@ -433,7 +434,7 @@ def stage_dft(con: sqlite3.Connection, args: argparse.Namespace) -> None:
                 continue
             log(f"{args.oracle}: {name}: {len(todo)} single points ({len(set(rep.values()))} unique of {len(recs)})")
             for cid in todo:
-                ex.submit(recs[cid]["conf"], key=cid, task="compute")
+                ex.submit(recs[cid]["conf"], key=cid, task="energy")
             for cid, res in ex.as_completed():
                 con.execute("INSERT OR REPLACE INTO singles VALUES (?,?,?,?,?,?,?)",
                             (cid, okey, int(bool(res.ok)), float(res.energy) if res.ok else None,
@@ -516,7 +517,8 @@ def stage_report(con: sqlite3.Connection, args: argparse.Namespace) -> dict[str,
     doc = dict(
         benchmark="conformers_dft", date=now(), oracle=args.oracle,
         oracle_settings=DFT_SETTINGS if args.oracle == "dft" else "golf defaults (test mode, not DFT)",
-        oracle_note="golf's oracle API computes energy and gradient together (no energy-only call)",
+        oracle_note="energies only (Oracle.compute_energy, no gradient); the first 13 DFT single points were "
+                    "energy+gradient calls (same energy to the SCF tolerance, 1e-9 Hartree)",
         top_k=get_meta(con, "top_k", args.top_k),
         same_rmsd_A=args.same_rmsd, tie_kcal=0.5, molecules_total=len(mol_rows), molecules_complete=len(complete),
         conformers=n_conf, unique_geometries=n_unique, single_points_done=n_done,

@@ -320,3 +320,45 @@ def test_plugin_oracle_whose_constructor_raises_is_one_input_error(tmp_path, mon
         validated_spec(f"{module}:Broken")
     msg = str(info.value)
     assert f"{module}:Broken" in msg and exc.split("(")[0] in msg and "\n" not in msg
+
+
+def test_dft_energy_only_is_the_compute_energy_without_the_gradient():
+    """Fresh interpreter (no torch): ``compute_energy`` gives ``compute``'s energy (incl. the dispersion term),
+    no forces, never touches the gradient path; an SCF failure is a clean one-line reason."""
+    pytest.importorskip("pyscf")
+    import subprocess
+
+    code = """
+from golf.oracles.dft import DFTOracle
+from golf.conformation import Conformation
+conf = Conformation(numbers=[8, 1, 1], positions=[[0, 0, 0.117], [0, 0.757, -0.469], [0, -0.757, -0.469]])
+base = dict(basis="sto-3g", density_fit=False, threads=1, reuse_density=False)
+full = DFTOracle(**base).compute(conf)
+o = DFTOracle(**base)
+def no_gradient(conf):
+    raise AssertionError("gradient path used")
+o._compute = no_gradient
+e = o.compute_energy(conf)
+assert full.ok and e.ok and e.forces is None, (full.reason, e.reason)
+assert abs(e.energy - full.energy) < 1e-6, (e.energy, full.energy)
+failed = DFTOracle(**base, max_cycle=1).compute_energy(conf)
+assert not failed.ok and failed.reason.startswith("SCF not converged"), failed.reason
+print("OK")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0 and out.stdout.startswith("OK"), out.stderr[-2000:]
+
+
+def test_executor_energy_task_gives_energies_without_forces():
+    from golf.oracles.executors import make_executor
+
+    confs = [water(), butane(180.0)]
+    with make_executor(OracleSpec("mmff"), kind="serial") as ex:
+        for i, c in enumerate(confs):
+            ex.submit(c, key=(i, "energy"), task="energy")
+            ex.submit(c, key=(i, "compute"))
+        got = dict(ex.as_completed())
+    for i in range(len(confs)):
+        e, full = got[(i, "energy")], got[(i, "compute")]
+        assert e.ok and e.forces is None and e.energy == pytest.approx(full.energy, abs=1e-9)

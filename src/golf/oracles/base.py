@@ -25,7 +25,7 @@ class OracleResult:
     Attributes:
         ok: whether energy and forces are valid.
         energy: total energy in eV (None when not ok).
-        forces: forces in eV/Angstrom, shape [n, 3] (None when not ok).
+        forces: forces in eV/Angstrom, shape [n, 3] (None when not ok, and from ``Oracle.compute_energy``).
         reason: why the call failed (empty when ok).
         seconds: wall time of the call.
     """
@@ -39,6 +39,16 @@ class OracleResult:
     @classmethod
     def failure(cls, reason: str, seconds: float = 0.0) -> "OracleResult":
         return cls(ok=False, reason=reason, seconds=seconds)
+
+
+class CalculationFailed(Exception):
+    """Raised inside an oracle for a per-conformation failure (e.g. an SCF that does not converge); its message is
+    the failed result's reason."""
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) if isinstance(exc, CalculationFailed) else f"{type(exc).__name__}: {exc}"
+    return text.splitlines()[0]
 
 
 @dataclass(frozen=True)
@@ -96,9 +106,7 @@ class Oracle(ABC):
         try:
             result = self._compute(conf)
         except Exception as exc:  # backend errors become per-conformation failures
-            return OracleResult.failure(
-                f"{type(exc).__name__}: {exc}".splitlines()[0], time.perf_counter() - t0
-            )
+            return OracleResult.failure(_reason(exc), time.perf_counter() - t0)
         if result.ok and (
             result.energy is None
             or not np.isfinite(result.energy)
@@ -108,6 +116,31 @@ class Oracle(ABC):
             return OracleResult.failure("non-finite energy or forces", time.perf_counter() - t0)
         result.seconds = time.perf_counter() - t0
         return result
+
+    def _energy(self, conf: Conformation) -> float:
+        """Energy (eV) of one conformation with a valid geometry. Override where the energy alone is cheaper
+        than energy and forces (DFT: no gradient); this default computes both."""
+        result = self._compute(conf)
+        if not result.ok:
+            raise CalculationFailed(result.reason)
+        return float(result.energy)
+
+    def compute_energy(self, conf: Conformation) -> OracleResult:
+        """The energy alone (``forces`` None), e.g. for single points that rank conformers; the same energy
+        as ``compute`` (to the SCF tolerance for DFT); never raises for a bad conformation."""
+        import time
+
+        problem = conf.geometry_problem()
+        if problem is not None:
+            return OracleResult.failure(f"bad geometry: {problem}")
+        t0 = time.perf_counter()
+        try:
+            energy = self._energy(conf)
+        except Exception as exc:  # backend errors become per-conformation failures
+            return OracleResult.failure(_reason(exc), time.perf_counter() - t0)
+        if energy is None or not np.isfinite(energy):
+            return OracleResult.failure("non-finite energy", time.perf_counter() - t0)
+        return OracleResult(ok=True, energy=float(energy), seconds=time.perf_counter() - t0)
 
     def compute_batch(self, confs: Sequence[Conformation]) -> list[OracleResult]:
         """Energies and forces of several conformations (serially, in this process)."""

@@ -10,7 +10,7 @@ Usage::
 
     with make_executor(OracleSpec("xtb"), kind="local", n_workers=2, timeout=600) as ex:
         for i, conf in enumerate(confs):
-            ex.submit(conf, key=i)                 # task="relax" relaxes instead (fmax=, max_steps=)
+            ex.submit(conf, key=i)                 # task="relax" relaxes (fmax=, max_steps=); "energy": energy only
         for key, result in ex.as_completed():      # or ex.poll(timeout) inside a training loop
             ...                                    # OracleResult / RelaxResult, ok=False + reason on failure
 

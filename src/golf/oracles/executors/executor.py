@@ -8,7 +8,7 @@ from golf.conformation import Conformation
 from golf.errors import GolfError
 from golf.oracles.base import OracleSpec
 
-TASKS = ("compute", "relax")
+TASKS = ("compute", "energy", "relax")
 
 
 @dataclass
@@ -42,6 +42,7 @@ class OracleExecutor:
         """Queue one call. ``key`` identifies it in results (must be unique among pending calls).
 
         task="compute": energy (eV) and forces (eV/A) -> OracleResult.
+        task="energy": the energy alone (eV; forces None; cheaper for DFT) -> OracleResult.
         task="relax": relaxation with ``fmax`` (eV/A) / ``max_steps`` -> RelaxResult.
         """
         if self._closed:

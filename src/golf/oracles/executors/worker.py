@@ -120,6 +120,8 @@ def run_task(payload: dict[str, Any]):
         kwargs = payload.get("kwargs") or {}
         if task == "relax":
             return oracle.relax(conf, **kwargs)
+        if task == "energy":
+            return oracle.compute_energy(conf)
         return oracle.compute(conf)
     except Exception as exc:  # oracle construction errors (missing backend...) -> per-call failure
         return failure(
