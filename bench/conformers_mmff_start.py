@@ -16,6 +16,15 @@ also drop MMFF minima far above the molecule's lowest before the model relaxes t
 molecule, its force calls, and whether it ended among the kept conformers; then, per window W, the force calls W
 would save and the kept conformers it would lose (``--drugs``: the ten drugs of the cost bench instead of the
 validation drugs). Writes bench/results/conformers_mmff_window[_drugs].json.
+
+``--screen`` asks whether a screening stage could cut the model's force calls further without changing the
+output (the multilevel pruning of CREST/CENSO-style workflows): relax every start only until max |F| <= S, drop
+the starts whose model energy there is more than a margin M above the top_k-th lowest of their molecule, and relax
+only the rest to the final fmax. From the default run's per-step trajectories (one process, in this process), per
+(S, M): the force calls the dropped starts would not spend after reaching S (an upper bound on the saving: a
+second stage would also restart L-BFGS's memory), the kept conformers it would lose, and the largest fall of a
+start's model energy relative to its molecule's other starts after S (the margin a safe screen needs). Writes
+bench/results/conformers_screen.json.
 """
 from __future__ import annotations
 
@@ -101,6 +110,77 @@ def window_analysis(molecules: list[tuple[str, str]]) -> dict:
                 windows=windows, starts=per_start)
 
 
+SCREEN_FMAX = (0.3, 0.2, 0.1)  # eV/A
+SCREEN_MARGIN_KCAL = (1.0, 2.0, 3.0, 5.0)
+
+
+def screen_analysis(molecules: list[tuple[str, str]]) -> dict:
+    """Per relaxed start: its model energy (kcal/mol) and max |F| (eV/A) after every step, kept or not; per
+    (screen fmax, margin): force calls a screening stage could save and kept conformers it would lose."""
+    import tempfile
+
+    import numpy as np
+
+    from golf import conformer_search as gc
+    from golf.models import ModelEnergyForces, load_model
+    from golf.optim import relax
+    from golf.units import EV_TO_KCAL_MOL
+
+    model = load_model("GOLF-10k")
+    settings = gc.ConformerSettings()
+    starts: list = []
+    records: list = []
+
+    def relax_fn(confs, **how):
+        recs = relax(ModelEnergyForces(model), confs, trajectory=True, **how)
+        starts.extend(confs)
+        records.extend(recs)
+        return recs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        smi = Path(tmp) / "m.smi"
+        smi.write_text("".join(f"{s} {n}\n" for n, s in molecules))
+        results = gc.generate_conformer_ensembles(gc.read_molecules(smi), model, settings, relax_fn=relax_fn)
+    per_start = []
+    for k, res in enumerate(results):
+        for i in (i for i, c in enumerate(starts) if c.mol_id == k):
+            r = records[i]
+            rank = next((rec.model_rank for rec in res.conformers if np.allclose(rec.conf.positions, r.positions)),
+                        None)
+            per_start.append(dict(molecule=res.name, energy_kcal=(r.trajectory_energies * EV_TO_KCAL_MOL).tolist(),
+                                  fmax=r.trajectory_fmax.tolist(), force_calls=int(r.n_force_calls), model_rank=rank))
+    total = sum(r["force_calls"] for r in per_start)
+    grid = {}
+    for f in SCREEN_FMAX:
+        at = []  # per start: first step with max |F| <= f (the last one if never)
+        for r in per_start:
+            hit = np.flatnonzero(np.asarray(r["fmax"]) <= f)
+            at.append(int(hit[0]) if len(hit) else len(r["fmax"]) - 1)
+        fall = 0.0
+        by_mol: dict[str, list[int]] = {}
+        for j, r in enumerate(per_start):
+            by_mol.setdefault(r["molecule"], []).append(j)
+        drop = set()
+        for idx in by_mol.values():
+            e_at = np.array([per_start[j]["energy_kcal"][at[j]] for j in idx])
+            e_end = np.array([per_start[j]["energy_kcal"][-1] for j in idx])
+            still = e_at - e_end  # how far each start still falls after the screen point
+            fall = max(fall, float(still.max() - still.min()))
+            kth = np.sort(e_at)[min(settings.top_k or len(idx), len(idx)) - 1]
+            for m in SCREEN_MARGIN_KCAL:
+                drop |= {(m, j) for j, e in zip(idx, e_at) if e > kth + m}
+        for m in SCREEN_MARGIN_KCAL:
+            out = [j for mm, j in drop if mm == m]
+            saved = sum(per_start[j]["force_calls"] - (at[j] + 1) for j in out)
+            lost = [(per_start[j]["molecule"], per_start[j]["model_rank"]) for j in out
+                    if per_start[j]["model_rank"] is not None]
+            grid[f"fmax {f:g} margin {m:g}"] = dict(screen_fmax=f, margin_kcal=m, starts_dropped=len(out),
+                                                    force_calls_saved_fraction_upper_bound=saved / total,
+                                                    kept_lost=len(lost), lost=lost, largest_relative_fall_kcal=fall)
+    return dict(molecules=molecules, top_k=settings.top_k, n_starts=len(per_start), force_calls=total, grid=grid,
+                starts=per_start)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="/tmp/golf_bench_mmff_start")
@@ -108,7 +188,18 @@ def main() -> None:
                                                 "conformers_mmff_window[_drugs].json with --window)")
     ap.add_argument("--window", action="store_true", help="the MMFF energy-window analysis")
     ap.add_argument("--drugs", action="store_true", help="--window on the ten drugs of the cost bench")
+    ap.add_argument("--screen", action="store_true", help="the screening-stage analysis (validation drugs)")
     args = ap.parse_args()
+    if args.screen:
+        out = screen_analysis(VALIDATION)
+        path = args.out or str(HERE / "results" / "conformers_screen.json")
+        Path(path).write_text(json.dumps(out) + "\n")
+        print(f"{out['n_starts']} starts, {out['force_calls']} force calls, top_k {out['top_k']}")
+        for name, r in out["grid"].items():
+            print(f"{name}: {r['starts_dropped']} starts dropped, at most {100 * r['force_calls_saved_fraction_upper_bound']:.0f}% "
+                  f"of force calls saved, {r['kept_lost']} kept lost {r['lost']}; largest relative fall after the "
+                  f"screen {r['largest_relative_fall_kcal']:.2f} kcal/mol")
+        return
     if args.window:
         from conformers_drugs import DRUGS
 
