@@ -58,24 +58,21 @@ SETTINGS = (0, 200, 500, 2000)
 WINDOWS_KCAL = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0)
 
 
-def window_analysis(molecules: list[tuple[str, str]]) -> dict:
-    """Per relaxed start: MMFF gap (kcal/mol) above its molecule's lowest MMFF minimum, force calls, kept or not."""
+def _default_run(molecules: list[tuple[str, str]], trajectory: bool = False) -> tuple[list, list, list]:
+    """``golf conformers``'s pipeline with every default (GOLF-10k, one process, in this process): the results,
+    every relaxed start and its ``golf.optim.RelaxRecord`` (with per-step trajectories if asked)."""
     import tempfile
-
-    import numpy as np
 
     from golf import conformer_search as gc
     from golf.models import ModelEnergyForces, load_model
     from golf.optim import relax
-    from golf.oracles.mmff import mmff_energies
-    from golf.units import EV_TO_KCAL_MOL
 
     model = load_model("GOLF-10k")
     starts: list = []
     records: list = []
 
     def relax_fn(confs, **how):
-        recs = relax(ModelEnergyForces(model), confs, **how)
+        recs = relax(ModelEnergyForces(model), confs, trajectory=trajectory, **how)
         starts.extend(confs)
         records.extend(recs)
         return recs
@@ -85,6 +82,17 @@ def window_analysis(molecules: list[tuple[str, str]]) -> dict:
         smi.write_text("".join(f"{s} {n}\n" for n, s in molecules))
         results = gc.generate_conformer_ensembles(gc.read_molecules(smi), model, gc.ConformerSettings(),
                                                   relax_fn=relax_fn)
+    return results, starts, records
+
+
+def window_analysis(molecules: list[tuple[str, str]]) -> dict:
+    """Per relaxed start: MMFF gap (kcal/mol) above its molecule's lowest MMFF minimum, force calls, kept or not."""
+    import numpy as np
+
+    from golf.oracles.mmff import mmff_energies
+    from golf.units import EV_TO_KCAL_MOL
+
+    results, starts, records = _default_run(molecules)
     e_mmff = mmff_energies(starts) * EV_TO_KCAL_MOL
     per_start = []
     for k, res in enumerate(results):
@@ -117,30 +125,13 @@ SCREEN_MARGIN_KCAL = (1.0, 2.0, 3.0, 5.0)
 def screen_analysis(molecules: list[tuple[str, str]]) -> dict:
     """Per relaxed start: its model energy (kcal/mol) and max |F| (eV/A) after every step, kept or not; per
     (screen fmax, margin): force calls a screening stage could save and kept conformers it would lose."""
-    import tempfile
-
     import numpy as np
 
-    from golf import conformer_search as gc
-    from golf.models import ModelEnergyForces, load_model
-    from golf.optim import relax
+    from golf.conformer_search import ConformerSettings
     from golf.units import EV_TO_KCAL_MOL
 
-    model = load_model("GOLF-10k")
-    settings = gc.ConformerSettings()
-    starts: list = []
-    records: list = []
-
-    def relax_fn(confs, **how):
-        recs = relax(ModelEnergyForces(model), confs, trajectory=True, **how)
-        starts.extend(confs)
-        records.extend(recs)
-        return recs
-
-    with tempfile.TemporaryDirectory() as tmp:
-        smi = Path(tmp) / "m.smi"
-        smi.write_text("".join(f"{s} {n}\n" for n, s in molecules))
-        results = gc.generate_conformer_ensembles(gc.read_molecules(smi), model, settings, relax_fn=relax_fn)
+    settings = ConformerSettings()
+    results, starts, records = _default_run(molecules, trajectory=True)
     per_start = []
     for k, res in enumerate(results):
         for i in (i for i, c in enumerate(starts) if c.mol_id == k):

@@ -138,17 +138,23 @@ def test_score_each_leaves_whole_molecules(tmp_path):
 
 
 @pytest.mark.slow
+def _load_adapt_demo(tmp_path):
+    """bench/adapt_demo.py with the official checkpoints and its training series under tmp_path."""
+    spec = importlib.util.spec_from_file_location("adapt_demo", REPO / "bench" / "adapt_demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    demo.pt.CHECKPOINT_DIR = CHECKPOINTS
+    demo.TRAIN_SMI = tmp_path / "train.smi"
+    return demo
+
+
 def test_adapt_demo_split_scores_and_reports_with_mmff(tmp_path):
     """bench/adapt_demo.py with MMFF standing in for DFT: the class split writes disjoint held-out
     and training molecules, paper_table's stages score them, and report writes the issue's fields."""
     if not (CHECKPOINTS / "GOLF-10k.pt").exists():
         pytest.skip("official checkpoints not available")
     _load_bench().CHECKPOINT_DIR = CHECKPOINTS
-    spec = importlib.util.spec_from_file_location("adapt_demo", REPO / "bench" / "adapt_demo.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    demo.pt.CHECKPOINT_DIR = CHECKPOINTS
-    demo.TRAIN_SMI = tmp_path / "train.smi"
+    demo = _load_adapt_demo(tmp_path)
     db = tmp_path / "ad.db"
     demo.main(["split", "--db", str(db), "--classes", "thiocarbonyl", "--per-class", "2", "--oracle", "mmff"])
     con = sqlite3.connect(str(db))
@@ -167,11 +173,7 @@ def test_adapt_demo_forgetting_reports_the_paired_general_molecules(tmp_path):
     the two-row table with its paired difference; paper_table's own table never lands on adapt's report path."""
     bench, pdb, args = _mmff_bench(tmp_path, 100)
     bench.main(["molecules", "references", "evaluate", "score", *args, "--rows", "GOLF-10k"])
-    spec = importlib.util.spec_from_file_location("adapt_demo", REPO / "bench" / "adapt_demo.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    demo.pt.CHECKPOINT_DIR = CHECKPOINTS
-    demo.TRAIN_SMI = tmp_path / "train.smi"
+    demo = _load_adapt_demo(tmp_path)
     db = tmp_path / "ad.db"
     demo.main(["split", "--db", str(db), "--classes", "thiocarbonyl", "--per-class", "1", "--oracle", "mmff"])
     common = ["--db", str(db), "--n", "1", "--oracle", "mmff", "--ref-steps", "60", "--score-steps", "100"]

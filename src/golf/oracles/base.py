@@ -97,25 +97,7 @@ class Oracle(ABC):
 
     def compute(self, conf: Conformation) -> OracleResult:
         """Energy and forces of one conformation; never raises for a bad conformation."""
-        import time
-
-        problem = conf.geometry_problem()
-        if problem is not None:
-            return OracleResult.failure(f"bad geometry: {problem}")
-        t0 = time.perf_counter()
-        try:
-            result = self._compute(conf)
-        except Exception as exc:  # backend errors become per-conformation failures
-            return OracleResult.failure(_reason(exc), time.perf_counter() - t0)
-        if result.ok and (
-            result.energy is None
-            or not np.isfinite(result.energy)
-            or result.forces is None
-            or not np.all(np.isfinite(result.forces))
-        ):
-            return OracleResult.failure("non-finite energy or forces", time.perf_counter() - t0)
-        result.seconds = time.perf_counter() - t0
-        return result
+        return self._guarded(conf, self._compute, forces=True)
 
     def _energy(self, conf: Conformation) -> float:
         """Energy (eV) of one conformation with a valid geometry. Override where the energy alone is cheaper
@@ -128,6 +110,11 @@ class Oracle(ABC):
     def compute_energy(self, conf: Conformation) -> OracleResult:
         """The energy alone (``forces`` None), e.g. for single points that rank conformers; the same energy
         as ``compute`` (to the SCF tolerance for DFT); never raises for a bad conformation."""
+        return self._guarded(conf, lambda c: OracleResult(ok=True, energy=self._energy(c)), forces=False)
+
+    @staticmethod
+    def _guarded(conf: Conformation, call: Any, forces: bool) -> OracleResult:
+        """``call(conf)`` after the geometry check; exceptions and non-finite results become failed results."""
         import time
 
         problem = conf.geometry_problem()
@@ -135,12 +122,15 @@ class Oracle(ABC):
             return OracleResult.failure(f"bad geometry: {problem}")
         t0 = time.perf_counter()
         try:
-            energy = self._energy(conf)
+            result = call(conf)
         except Exception as exc:  # backend errors become per-conformation failures
             return OracleResult.failure(_reason(exc), time.perf_counter() - t0)
-        if energy is None or not np.isfinite(energy):
-            return OracleResult.failure("non-finite energy", time.perf_counter() - t0)
-        return OracleResult(ok=True, energy=float(energy), seconds=time.perf_counter() - t0)
+        if result.ok and (result.energy is None or not np.isfinite(result.energy) or (forces and (
+                result.forces is None or not np.all(np.isfinite(result.forces))))):
+            what = "energy or forces" if forces else "energy"
+            return OracleResult.failure(f"non-finite {what}", time.perf_counter() - t0)
+        result.seconds = time.perf_counter() - t0
+        return result
 
     def compute_batch(self, confs: Sequence[Conformation]) -> list[OracleResult]:
         """Energies and forces of several conformations (serially, in this process)."""
