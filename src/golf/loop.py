@@ -210,13 +210,14 @@ class GolfLoop:
         self._start_episodes(self.n_restarts if self.state is not None else self.config.n_parallel)
         self.n_restarts = 0
         state = self.state
-        before = state.batch.split(state.batch.positions.detach().cpu().double().clone())  # B x [n, 3]
+        positions = state.batch.positions.detach().cpu().double()
+        before = [x.numpy() for x in state.batch.split(positions.clone())]  # B x [n, 3]
         state = lbfgs_step(state, self.provider)
         self.stats.nnp_steps += 1
         if bool(state.failed.any()) or not bool(torch.isfinite(state.batch.positions).all()):
             self._reset_all()
             return
-        after = state.batch.split(state.batch.positions.detach().cpu().double())
+        after = [x.numpy() for x in state.batch.split(state.batch.positions.detach().cpu().double())]
         ids = state.ids.tolist()
         episodes = [self.episodes[i] for i in ids]
         surrogate = self.surrogate([ep.conf.with_positions(x) for ep, x in zip(episodes, after)])  # [B] eV
