@@ -66,7 +66,6 @@ import paper_table as pt  # noqa: E402
 
 DB_PATH = HERE / "results" / "adapt.db"
 REPORT_PATH = HERE / "results" / "adapt.json"
-TABLE_PATH = HERE / "results" / "adapt_table.json"  # paper_table's table of this db (score/table stages)
 FORGETTING_PATH = HERE / "results" / "adapt_forgetting.json"
 ADAPT_DIR = HERE / "results" / "adapt_dft"
 TRAIN_SMI = HERE / "results" / "adapt_train.smi"
@@ -231,6 +230,11 @@ def stage_split(con, args: argparse.Namespace) -> None:
            + ", ".join(f"{n}: {len(per_class[n][0])} train / {len(per_class[n][1])} held out" for n in names))
 
 
+def table_path(db: Path) -> Path:
+    """Where paper_table's table of ``db`` goes (score/table stages): beside it, never on the report's path."""
+    return db.with_name(db.stem + "_table.json")
+
+
 def stage_report(con, args: argparse.Namespace) -> dict:
     """adapt.json from the stored structures and DFT energies (``paper_table.write_table``'s pass)."""
     import contextlib
@@ -242,7 +246,7 @@ def stage_report(con, args: argparse.Namespace) -> dict:
     rows = args.report_rows.split(",")
     pt.ROWS = tuple(r.split("=", 1)[0] for r in rows)
     pt.PAIRS = tuple((r, "GOLF-10k") for r in pt.ROWS if "adapt" in r) + (("GOLF-10k", "mmff"),)
-    pt.JSON_PATH = args.db.with_name(args.db.stem + "_table.json")
+    pt.JSON_PATH = table_path(args.db)
     ns = argparse.Namespace(score_steps=[100])
     with contextlib.redirect_stdout(io.StringIO()):
         doc = pt.write_table(con, pt.load_molecules(con), pt.settings_hash(pt.ORACLE["settings"]), ns)
@@ -340,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
                     "--pairs", "GOLF-10k:mmff", "--min-heavy", str(args.min_heavy),
                     "--max-heavy", str(args.max_heavy), "--threads", str(args.threads),
                     "--seed", str(args.seed),
-                    "--table-json", str(TABLE_PATH if args.db == DB_PATH else args.db.with_name(args.db.stem + "_table.json"))]
+                    "--table-json", str(table_path(args.db))]
         pt.main(defaults + ["--oracle", args.oracle] + pt_args)  # later options win
     if last:
         stage_report(con, args)

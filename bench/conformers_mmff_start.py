@@ -85,6 +85,13 @@ def _default_run(molecules: list[tuple[str, str]], trajectory: bool = False) -> 
     return results, starts, records
 
 
+def _kept_rank(result, positions) -> int | None:
+    """The model rank of the kept conformer that is this relaxed start (same coordinates); None: not kept."""
+    import numpy as np
+
+    return next((rec.model_rank for rec in result.conformers if np.allclose(rec.conf.positions, positions)), None)
+
+
 def window_analysis(molecules: list[tuple[str, str]]) -> dict:
     """Per relaxed start: MMFF gap (kcal/mol) above its molecule's lowest MMFF minimum, force calls, kept or not."""
     import numpy as np
@@ -98,9 +105,8 @@ def window_analysis(molecules: list[tuple[str, str]]) -> dict:
     for k, res in enumerate(results):
         idx = [i for i, c in enumerate(starts) if c.mol_id == k]
         low = min(e_mmff[i] for i in idx)
-        for i in idx:  # a kept conformer is the relaxed start itself (same coordinates); None: not kept
-            rank = next((rec.model_rank for rec in res.conformers
-                         if np.allclose(rec.conf.positions, records[i].positions)), None)
+        for i in idx:
+            rank = _kept_rank(res, records[i].positions)
             per_start.append(dict(molecule=res.name, mmff_gap_kcal_mol=float(e_mmff[i] - low),
                                   force_calls=int(records[i].n_force_calls), kept=rank is not None, model_rank=rank))
     total = sum(r["force_calls"] for r in per_start)
@@ -136,11 +142,13 @@ def screen_analysis(molecules: list[tuple[str, str]]) -> dict:
     for k, res in enumerate(results):
         for i in (i for i, c in enumerate(starts) if c.mol_id == k):
             r = records[i]
-            rank = next((rec.model_rank for rec in res.conformers if np.allclose(rec.conf.positions, r.positions)),
-                        None)
             per_start.append(dict(molecule=res.name, energy_kcal=(r.trajectory_energies * EV_TO_KCAL_MOL).tolist(),
-                                  fmax=r.trajectory_fmax.tolist(), force_calls=int(r.n_force_calls), model_rank=rank))
+                                  fmax=r.trajectory_fmax.tolist(), force_calls=int(r.n_force_calls),
+                                  model_rank=_kept_rank(res, r.positions)))
     total = sum(r["force_calls"] for r in per_start)
+    by_mol: dict[str, list[int]] = {}
+    for j, r in enumerate(per_start):
+        by_mol.setdefault(r["molecule"], []).append(j)
     grid = {}
     for f in SCREEN_FMAX:
         at = []  # per start: first step with max |F| <= f (the last one if never)
@@ -148,9 +156,6 @@ def screen_analysis(molecules: list[tuple[str, str]]) -> dict:
             hit = np.flatnonzero(np.asarray(r["fmax"]) <= f)
             at.append(int(hit[0]) if len(hit) else len(r["fmax"]) - 1)
         fall = 0.0
-        by_mol: dict[str, list[int]] = {}
-        for j, r in enumerate(per_start):
-            by_mol.setdefault(r["molecule"], []).append(j)
         drop = set()
         for idx in by_mol.values():
             e_at = np.array([per_start[j]["energy_kcal"][at[j]] for j in idx])

@@ -246,8 +246,8 @@ class DFTOracle(Oracle):
                 energy = newton.kernel(dm0=retry.make_rdm1())
                 retry = newton
             if not retry.converged:
-                raise CalculationFailed(f"SCF not converged in {self.max_cycle} cycles; retry with level shift/damping "
-                                   "and Newton solver did not converge either")
+                raise CalculationFailed(f"SCF not converged in {self.max_cycle} cycles; retry with level "
+                                        "shift/damping and Newton solver did not converge either")
             mf = retry
         if self.reuse_density:
             self._last = (key, np.array(conf.positions, dtype=np.float64), mf.make_rdm1())
