@@ -30,9 +30,10 @@ from __future__ import annotations
 import csv
 import io
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -217,6 +218,21 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+@contextmanager
+def _errors_onto(item: MoleculeInput) -> Iterator[None]:
+    """Record an input problem raised in the block as ``item.error`` (one line), so the batch goes on."""
+    from golf.errors import ChargeSpinError
+
+    try:
+        yield
+    except ChargeSpinError as exc:
+        item.error, item.charge_spin = str(exc), exc
+    except InputError as exc:
+        item.error = str(exc)
+    except Exception as exc:  # RDKit oddities: report, go on
+        item.error = f"{item.where}: {_first_line(exc)}"
+
+
 def _names(explicit: Sequence[str | None]) -> list[str]:
     """Record names: an explicit one is kept; record k (1-based) without one is ``mol{k}``, or
     ``mol{k}_2``, ``mol{k}_3``... when an explicit name already reads ``mol{k}``."""
@@ -255,7 +271,6 @@ def read_molecules(
     from rdkit import Chem
 
     from golf.chem import check_molecule, check_single_molecule, parse_smiles, quiet_rdkit
-    from golf.errors import ChargeSpinError
     from golf.formats import (CSV_EXTS, SDF_EXTS, SMILES_EXTS, _read_smiles_records, check_input_file,
                               input_properties, is_3d, record_charge_multiplicity, sdf_fields, sdf_records,
                               standardize)
@@ -266,7 +281,7 @@ def read_molecules(
 
     def finish(item: MoleculeInput, mol: Any, q: int | None = charge, m: int | None = multiplicity,
                sources: dict[str, str] | None = None) -> None:
-        try:
+        with _errors_onto(item):
             mol, stripped = standardize(mol, item.where, ph=ph)
             item.stripped = ".".join(stripped)
             if ph is not None and q is None:  # the charge of the state at that pH
@@ -276,12 +291,6 @@ def read_molecules(
             item.mol = Chem.RemoveHs(mol) if any(a.GetAtomicNum() == 1 for a in mol.GetAtoms()) else mol
             item.smiles = Chem.MolToSmiles(item.mol)
             item.charge, item.multiplicity = q, m
-        except ChargeSpinError as exc:
-            item.error, item.charge_spin = str(exc), exc
-        except InputError as exc:
-            item.error = str(exc)
-        except Exception as exc:  # RDKit oddities: report, go on
-            item.error = f"{item.where}: {_first_line(exc)}"
 
     if ext in SMILES_EXTS or ext in CSV_EXTS:
         records = _read_smiles_records(p)
@@ -353,10 +362,9 @@ def _read_3d_record(item: MoleculeInput, mol: Any, q: int | None, m: int | None,
     from rdkit import Chem
 
     from golf.chem import check_molecule, check_single_molecule, mol_to_conformations
-    from golf.errors import ChargeSpinError
     from golf.formats import standardize
 
-    try:
+    with _errors_onto(item):
         mol, stripped = standardize(mol, item.where)
         item.stripped = ".".join(stripped)
         q, m = check_molecule(mol, item.where, q, m, sources=sources)
@@ -374,12 +382,6 @@ def _read_3d_record(item: MoleculeInput, mol: Any, q: int | None, m: int | None,
             raise InputError(f"{item.where}: {problem}")
         conf.info["where"] = item.where
         item.conformers = [conf]
-    except ChargeSpinError as exc:
-        item.error, item.charge_spin = str(exc), exc
-    except InputError as exc:
-        item.error = str(exc)
-    except Exception as exc:  # RDKit oddities: report, go on
-        item.error = f"{item.where}: {_first_line(exc)}"
 
 
 def expand_stereoisomers(mol: Any, max_isomers: int = 8) -> list[Any]:
