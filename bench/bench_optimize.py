@@ -66,33 +66,14 @@ def torchsim_fire(model, confs, fmax: float, max_steps: int) -> tuple[list[float
     """
     try:
         import torch_sim as ts
-        from torch_sim.models.interface import ModelInterface
     except ImportError:
         return None
-    from golf.batch import Batch
-    from golf.models import ModelEnergyForces
+    from torchsim_compare import make_torchsim_model  # bench/, the TorchSim benchmark's wrapper
+
     from golf.chem import conformation_to_atoms
     from golf.optim.state import segment_max
 
-    provider = ModelEnergyForces(model)
-
-    class GolfTorchSimModel(ModelInterface):
-        """The golf model as a TorchSim model: energy [n_systems] (eV), forces [n_atoms, 3] (eV/A)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self._device, self._dtype = torch.device("cpu"), torch.float32
-            self._compute_stress, self._compute_forces = False, True
-            self._memory_scales_with = "n_atoms"
-            self.n_system_evals = 0
-
-        def forward(self, state, **kwargs) -> dict[str, torch.Tensor]:
-            batch = Batch(state.atomic_numbers.long(), state.positions, state.system_idx.long(), state.n_systems)
-            energy, forces = provider(batch)
-            self.n_system_evals += state.n_systems
-            return {"energy": energy.to(self._dtype), "forces": forces.to(self._dtype)}
-
-    ts_model = GolfTorchSimModel()
+    ts_model = make_torchsim_model(model)
     atoms = [conformation_to_atoms(c) for c in confs]
     optimizer = getattr(getattr(ts, "Optimizer", None), "fire", None) or ts.optimizers.fire
     final = ts.optimize(
