@@ -26,7 +26,9 @@ Stages:
     reference), one row per model (``name``, ``e_res_median``, ``e_res_mean``, ``pct_success``,
     ``pct_div`` at T = 100 with 95% bootstrap intervals over molecules), per-molecule E_res, the
     paired differences of the adapted rows against GOLF-10k, and the DFT calls spent (this db, and
-    the oracle results of the adaptation's run directory ``--adapt-dir``).
+    the oracle results of the adaptation's run directory ``--adapt-dir``), and ``goals``: the issue's
+    goals, each met (true), missed (false) or pending (null: no adapted row, or fewer than 10 held-out
+    molecules with a reference, or no forgetting table yet).
 ``forgetting``
     Does the adapted model stay good outside its series? The adapted model (``--adapt-model``, row
     ``adapt``) relaxes the paper table's general molecules (``--forgetting-db``, default
@@ -277,13 +279,60 @@ def stage_report(con, args: argparse.Namespace) -> dict:
                   pairs=doc.get("paired_100", {}), dft_calls=dict(benchmark=calls, adaptation=adapt_calls),
                   selection=pt.get_meta(con, "adapt_selection"), ref_start=pt.get_meta(con, "ref_start"),
                   forgetting=forgetting, created=pt.now())
+    report["goals"] = report_goals(report)
     atomic_write_json(REPORT_PATH if args.db == DB_PATH else args.db.with_suffix(".report.json"),
                       json.loads(json.dumps(report, default=str)))
     for row in out_rows:
         pt.log(f"report: {row['name']}: n={row['n']} E_res median {row['e_res_median']} success {row['pct_success']}")
     for name, d in (forgetting or {}).get("pairs", {}).items():
         pt.log(f"report: forgetting: {name} n={d['n']} E_res median {d['e_res_median']}")
+    for name, g in report["goals"].items():
+        pt.log(f"report: goal {name} {g['target']}: {'pending' if g['met'] is None else g['met']}")
     return report
+
+
+#: The demonstration's goals (issue 25): held-out molecules with a reference, the adapted row's median
+#: E_res (kcal/mol) and success (%) at T = 100.
+GOAL_N_HELDOUT, GOAL_E_RES_MEDIAN, GOAL_SUCCESS = 10, 0.5, 70.0
+
+
+def report_goals(report: dict) -> dict[str, dict]:
+    """Each goal of the demonstration with its value and ``met``: True, False, or None while pending.
+
+    The paired goals read the paired median E_res difference (adapted minus GOLF-10k, kcal/mol, 95%
+    bootstrap interval over molecules): on the held-out molecules it must exclude zero on the adapted
+    model's side; on the general molecules (forgetting) its lower end must be <= 0 (the interval includes
+    zero or favours the adapted model), judged once every general molecule with a reference is scored.
+    The held-out goals stay pending below ``GOAL_N_HELDOUT`` molecules.
+    """
+    adapt = next((r for r in report["rows"] if "adapt" in r["name"]), None)
+    n = int(report.get("n_heldout") or 0)
+    enough = n >= GOAL_N_HELDOUT and adapt is not None
+
+    def judged(value, ok) -> dict:
+        return dict(value=value, met=(bool(ok) if enough and value is not None else None))
+
+    pair = report.get("pairs", {}).get(f"{adapt['name']} - GOLF-10k") if adapt else None
+    diff = (pair or {}).get("e_res_median")
+    forgetting = report.get("forgetting") or {}
+    forget_pair = (forgetting.get("pairs") or {}).get("adapt - GOLF-10k") or {}
+    forget = forget_pair.get("e_res_median")
+    forget_done = bool(forget) and forget_pair.get("n", 0) >= forgetting.get("n_molecules_with_reference", 1)
+    goals = {
+        "n_heldout": dict(value=n, target=f">= {GOAL_N_HELDOUT}", met=n >= GOAL_N_HELDOUT),
+        "e_res_median": dict(target=f"<= {GOAL_E_RES_MEDIAN}", **judged(
+            adapt and adapt["e_res_median"], adapt and adapt["e_res_median"] is not None
+            and adapt["e_res_median"] <= GOAL_E_RES_MEDIAN)),
+        "pct_success": dict(target=f">= {GOAL_SUCCESS:g}", **judged(
+            adapt and adapt["pct_success"], adapt and adapt["pct_success"] is not None
+            and adapt["pct_success"] >= GOAL_SUCCESS)),
+        "better_than_GOLF-10k": dict(target="paired median E_res difference < 0, interval excluding zero",
+                                     **judged(diff, diff and diff["hi"] < 0)),
+        "forgetting": dict(target="paired median E_res difference on the general molecules: lower end <= 0",
+                           value=forget, n=forget_pair.get("n", 0),
+                           met=(bool(forget["lo"] <= 0) if forget_done else None)),
+    }
+    return goals
 
 
 def stage_forgetting(args: argparse.Namespace) -> None:

@@ -137,7 +137,6 @@ def test_score_each_leaves_whole_molecules(tmp_path):
     assert set(doc["e_res_100"]) == {str(m) for m in scored}
 
 
-@pytest.mark.slow
 def _load_adapt_demo(tmp_path):
     """bench/adapt_demo.py with the official checkpoints and its training series under tmp_path."""
     spec = importlib.util.spec_from_file_location("adapt_demo", REPO / "bench" / "adapt_demo.py")
@@ -148,6 +147,7 @@ def _load_adapt_demo(tmp_path):
     return demo
 
 
+@pytest.mark.slow
 def test_adapt_demo_split_scores_and_reports_with_mmff(tmp_path):
     """bench/adapt_demo.py with MMFF standing in for DFT: the class split writes disjoint held-out
     and training molecules, paper_table's stages score them, and report writes the issue's fields."""
@@ -188,6 +188,36 @@ def test_adapt_demo_forgetting_reports_the_paired_general_molecules(tmp_path):
     pair = f["pairs"]["adapt - GOLF-10k"]
     assert pair["n"] == 2  # both scored; the stand-in 'adapted' model is GOLF-10k itself: difference zero
     assert pair["e_res_median"]["value"] == pytest.approx(0.0, abs=1e-6)
+    assert doc["goals"]["forgetting"]["met"] is True and doc["goals"]["e_res_median"]["met"] is None  # n_heldout 1
     demo.main(["table", *common])  # paper_table's table goes beside the db, not over the report
     assert json.loads(db.with_suffix(".report.json").read_text())["format"] == "golf-adapt-demo/1"
     assert json.loads(db.with_name("ad_table.json").read_text())["format"] == "golf-paper-table/1"
+
+
+def test_adapt_demo_goals_pending_met_and_missed(tmp_path):
+    """report's goals: pending below 10 held-out molecules or without the forgetting table; then judged
+    from the adapted row and the paired intervals (held-out: excludes zero below; general: lower end <= 0)."""
+    demo = _load_adapt_demo(tmp_path)
+
+    def iv(value, lo, hi):
+        return dict(value=value, lo=lo, hi=hi, excludes_zero=lo > 0 or hi < 0)
+
+    rows = [dict(name="GOLF-10k", e_res_median=20.0, pct_success=0.0),
+            dict(name="adapt", e_res_median=0.4, pct_success=75.0), dict(name="mmff", e_res_median=3.0, pct_success=0.0)]
+    pairs = {"adapt - GOLF-10k": dict(n=12, e_res_median=iv(-19.0, -30.0, -5.0))}
+    forgetting = dict(n_molecules_with_reference=15, pairs={"adapt - GOLF-10k": dict(n=15, e_res_median=iv(0.1, -0.2, 0.9))})
+    report = dict(n_heldout=12, rows=rows, pairs=pairs, forgetting=forgetting)
+    goals = demo.report_goals(report)
+    assert {k: g["met"] for k, g in goals.items()} == {
+        "n_heldout": True, "e_res_median": True, "pct_success": True, "better_than_GOLF-10k": True, "forgetting": True}
+    pending = demo.report_goals(dict(report, n_heldout=5, forgetting=None))
+    assert pending["n_heldout"]["met"] is False
+    assert [pending[k]["met"] for k in ("e_res_median", "pct_success", "better_than_GOLF-10k", "forgetting")] == [None] * 4
+    partial = dict(forgetting, pairs={"adapt - GOLF-10k": dict(n=9, e_res_median=iv(0.1, -0.2, 0.9))})
+    assert demo.report_goals(dict(report, forgetting=partial))["forgetting"]["met"] is None
+    worse = dict(report, rows=[rows[0], dict(rows[1], e_res_median=0.6, pct_success=60.0), rows[2]],
+                 pairs={"adapt - GOLF-10k": dict(n=12, e_res_median=iv(-1.0, -3.0, 0.5))},
+                 forgetting=dict(forgetting, pairs={"adapt - GOLF-10k": dict(n=15, e_res_median=iv(1.0, 0.3, 2.0))}))
+    missed = demo.report_goals(worse)
+    assert [missed[k]["met"] for k in ("e_res_median", "pct_success", "better_than_GOLF-10k", "forgetting")] == [False] * 4
+    assert demo.report_goals(dict(report, rows=[rows[0], rows[2]]))["e_res_median"]["met"] is None  # no adapted row
