@@ -36,6 +36,13 @@ Stages:
     the paper's L-BFGS, 100 steps) and its T = 100 structures get DFT single points there; the two-row
     table (adapt, GOLF-10k, paired difference) goes to ``bench/results/adapt_forgetting.json``, which
     ``report`` copies into ``adapt.json`` as ``forgetting``.
+``polish``
+    Was the adaptation under-trained? No DFT: the adapted model (``--adapt-model``) trains
+    ``--polish-updates`` more steps on the adaptation's own labels (its replay buffer rebuilt from
+    ``--adapt-dir``: the start set's training molecules, the GOLF labels, the generic share; the same
+    mixing, lr 1e-4 cosine, batch ``--polish-batch``) and the held-out start-set errors (the run's own
+    validation split, never the held-out class molecules) are written every ``--polish-every`` steps to
+    ``bench/results/adapt_polish.json``.
 ``references``, ``evaluate``, ``score``, ``table``, ``status``
     ``bench/paper_table.py``'s stages on this db (its options pass through; by default the reference
     starts from the MMFF94 optimum, ``--ref-start mmff``, and the rows are GOLF-10k and MMFF; add the
@@ -69,6 +76,7 @@ import paper_table as pt  # noqa: E402
 DB_PATH = HERE / "results" / "adapt.db"
 REPORT_PATH = HERE / "results" / "adapt.json"
 FORGETTING_PATH = HERE / "results" / "adapt_forgetting.json"
+POLISH_PATH = HERE / "results" / "adapt_polish.json"
 ADAPT_DIR = HERE / "results" / "adapt_dft"
 TRAIN_SMI = HERE / "results" / "adapt_train.smi"
 
@@ -343,9 +351,60 @@ def stage_forgetting(args: argparse.Namespace) -> None:
              "--oracle", args.oracle])
 
 
+def stage_polish(args: argparse.Namespace) -> None:
+    """More updates on the adaptation's labels; the validation curve to ``args.polish_json``."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from golf.dataset import LabelledData
+    from golf.io import atomic_write_json
+    from golf.models import load_model
+    from golf.presets import OracleRun
+    from golf.replay import ReplayBuffer
+    from golf.runs.adapt import ADAPT_GOLF, Adaptation
+    from golf.runs.data import oracle_spec
+    from golf.runs.golf import RunStore
+    from golf.trainer import Trainer
+
+    torch.set_num_threads(args.threads)
+    run = json.loads((args.adapt_dir / "adapt.json").read_text())
+    golf = dict(dataclasses.asdict(ADAPT_GOLF), **run.get("golf", {}))
+    share = run.get("adaptation", {}).get("generic_share", Adaptation.generic_share)
+    d0 = LabelledData.from_db([args.adapt_dir / "start.db"])
+    train, held = d0.split_by_molecule(golf["eval_fraction"], seed=golf["seed"])  # the run's own split
+    generic = (LabelledData.from_db([args.adapt_dir / "generic.db"]) if (args.adapt_dir / "generic.db").exists()
+               else None)  # none: the run had no generic share (--generic none)
+    share = share if generic is not None and len(generic) else 0.0
+    buffer = ReplayBuffer(train, initial_conf_pct=golf["initial_conf_pct"], generic=generic, generic_pct=share)
+    store = RunStore(args.adapt_dir / "golf", oracle_spec(OracleRun(oracle=run["oracle"])))
+    labels = [r for r in store.stored_results() if r["kvp"].get("used", 1)]
+    for r in labels:
+        buffer.add(r["conformation"], r["energy"], r["forces"])
+    model = load_model(args.adapt_model)
+    trainer = Trainer(model, lr=golf["lr"], lr_min=golf["lr_min"] or golf["lr"] / 1000.0,
+                      total_steps=args.polish_updates, clip=golf["clip"], w_energy=golf["w_energy"],
+                      w_forces=golf["w_forces"], device="cpu", seed=golf["seed"])
+    rng = np.random.default_rng(golf["seed"])
+    doc = dict(adapt_model=str(args.adapt_model), labels=len(labels), d0_train=len(train), validation=len(held),
+               generic=0 if generic is None else len(generic), generic_share=share, batch=args.polish_batch,
+               curve=[])
+    t0 = time.perf_counter()
+    for k in range(args.polish_updates + 1):
+        if k:
+            trainer.update(buffer.sample_batch(args.polish_batch, rng, device=trainer.device, dtype=trainer.dtype))
+        if k % args.polish_every == 0:
+            ev = trainer.evaluate(held, batch_size=64)
+            doc["curve"].append(dict(updates=k, seconds=time.perf_counter() - t0,
+                                     **{m: ev[m] for m in ("energy_mae_mev", "forces_mae_mev_a", "forces_rmse_mev_a")}))
+            pt.log(f"polish: {k} updates: validation force MAE {ev['forces_mae_mev_a']:.1f} meV/A")
+            atomic_write_json(args.polish_json, dict(doc, created=pt.now()))
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    own = {"scan", "split", "scan-table", "forgetting", "report"}
+    own = {"scan", "split", "scan-table", "forgetting", "polish", "report"}
     stages = [a for a in argv if a in own]
     rest = [a for a in argv if a not in own]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -370,6 +429,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--forgetting-n", type=int, default=16, help="forgetting: its first N molecules")
     ap.add_argument("--forgetting-json", type=Path, default=FORGETTING_PATH,
                     help="forgetting: its two-row table (report reads it)")
+    ap.add_argument("--polish-updates", type=int, default=2000, help="polish: extra updates")
+    ap.add_argument("--polish-every", type=int, default=250, help="polish: validation every N updates")
+    ap.add_argument("--polish-batch", type=int, default=16, help="polish: batch size (the adaptation's)")
+    ap.add_argument("--polish-json", type=Path, default=POLISH_PATH, help="polish: its validation curve")
     args, pt_args = ap.parse_known_args(rest)
     if args.oracle != "dft":
         pt.ORACLE.update(name=args.oracle, settings={"oracle": args.oracle})
@@ -385,6 +448,8 @@ def main(argv: list[str] | None = None) -> None:
             print_scan(con)
         elif stage == "forgetting":
             stage_forgetting(args)
+        elif stage == "polish":
+            stage_polish(args)
         else:
             stage_split(con, args)
         pt.log(f"stage {stage} done in {time.perf_counter() - t0:.0f} s")

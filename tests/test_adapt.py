@@ -125,6 +125,20 @@ def test_adapt_spends_the_budget_once_refits_offsets_and_registers(series, tmp_p
     assert pred.returncode == 0, pred.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["calls_start_and_generic"] == 9 and summary["heldout_forces_mae_mev_a_end"] is not None
+    # bench/adapt_demo.py polish rebuilds this run's buffer and validation split: before any extra update
+    # its validation error is the run's own final one
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("adapt_demo", Path(__file__).parents[1] / "bench" / "adapt_demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    curve = tmp_path / "polish.json"
+    demo.main(["polish", "--db", str(tmp_path / "demo.db"), "--adapt-dir", str(out), "--adapt-model",
+               str(out / "model.pt"), "--polish-updates", "2", "--polish-every", "1", "--polish-json", str(curve)])
+    doc = json.loads(curve.read_text())
+    used = sum(1 for r in iter_rows(out / "golf" / "oracle.db") if r["kvp"].get("used", 1))
+    assert (doc["labels"], doc["generic"], len(doc["curve"])) == (used, 6, 3)
+    assert doc["curve"][0]["forces_mae_mev_a"] == pytest.approx(summary["heldout_forces_mae_mev_a_end"], rel=1e-6)
 
 
 def test_adapt_refuses_to_restart_or_change_a_run(series, tmp_path):
