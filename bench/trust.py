@@ -123,8 +123,8 @@ def auc_interval(scores: Sequence[float], labels: Sequence[bool], groups: Sequen
 # stored data
 
 
-def load_stored(db: Path) -> tuple[list[Conformation], dict[int, dict[str, Any]], dict[tuple[str, int], dict[int, np.ndarray]], dict]:
-    """Molecules with a DFT reference, E_res at T = 100 per (mol_id, model) from ``write_table``
+def load_stored(db: Path, rows: Sequence[str]) -> tuple[list[Conformation], dict[int, dict[str, Any]], dict[tuple[str, int], dict[int, np.ndarray]], dict]:
+    """Molecules with a DFT reference, E_res at T = 100 per (mol_id, model) of ``rows`` from ``write_table``
     (kcal/mol, or "split"/"fail"/None), stored frames per (row, mol_id) -> {T: positions [n, 3]},
     and per molecule the reference optimum [n, 3] and the DFT forces at the stored frames."""
     tmp = Path(tempfile.mkdtemp(prefix="golf-trust-"))
@@ -132,6 +132,7 @@ def load_stored(db: Path) -> tuple[list[Conformation], dict[int, dict[str, Any]]
         copy = tmp / "paper_table.db"
         shutil.copyfile(db, copy)
         pt.DB_PATH, pt.JSON_PATH = copy, copy.with_suffix(".json")  # write_table's side files go to tmp
+        pt.ROWS, pt.PAIRS = tuple(rows), ()  # write_table's E_res columns: the rows asked for, whatever the db
         con = pt.connect(copy)
         confs_all = pt.load_molecules(con)
         shash = pt.settings_hash(pt.ORACLE["settings"])
@@ -340,7 +341,7 @@ def collect(db: Path, source: str, rows_wanted: Sequence[str], args: argparse.Na
     """One record per stored NNP relaxation of ``db`` (rows ``rows_wanted`` that relaxed every molecule with a
     reference), with its E_res label and every candidate signal; ``source`` names the database. Also returns
     the largest deviation (A) of a re-run relaxation from the stored one (None: not re-run)."""
-    confs, e_res, frames, extra = load_stored(db)
+    confs, e_res, frames, extra = load_stored(db, rows_wanted)
     rows = [r for r in rows_wanted if all((r, int(c.mol_id)) in frames for c in confs)]
     print(f"{source}: {len(confs)} molecules, rows {rows} ({time.perf_counter() - t0:.1f} s)", flush=True)
     if not confs or not rows:
@@ -362,6 +363,7 @@ def collect(db: Path, source: str, rows_wanted: Sequence[str], args: argparse.Na
     rerun, rerun_dev = ({}, None) if args.no_rerun else rerun_candidates(confs, frames, rows)
     print(f"re-run relaxations: ({time.perf_counter() - t0:.1f} s)", flush=True)
     records = []
+    unscored = []
     from golf.evaluation.scoring import dissociation
 
     for c in confs:
@@ -371,6 +373,9 @@ def collect(db: Path, source: str, rows_wanted: Sequence[str], args: argparse.Na
             traj = frames[(row, m)]
             v = e_res[m].get(row)
             split = dissociation(c, traj[100]) is not None
+            if not (split or v == "split" or isinstance(v, float)):
+                unscored.append(f"{row}/{m}")  # no DFT score at T = 100 yet: neither good nor bad
+                continue
             rec: dict[str, Any] = {
                 "source": source, "molecule": m, "model": row,
                 "e_res": float(v) if isinstance(v, float) else None,
@@ -393,6 +398,8 @@ def collect(db: Path, source: str, rows_wanted: Sequence[str], args: argparse.Na
             rec["signal"] = signal
             rec["candidates"] = cand
             records.append(rec)
+    if unscored:
+        print(f"{source}: left out {len(unscored)} relaxations without a DFT score: {' '.join(unscored)}", flush=True)
     return records, rerun_dev
 
 

@@ -189,6 +189,14 @@ def test_adapt_demo_forgetting_reports_the_paired_general_molecules(tmp_path):
     assert pair["n"] == 2  # both scored; the stand-in 'adapted' model is GOLF-10k itself: difference zero
     assert pair["e_res_median"]["value"] == pytest.approx(0.0, abs=1e-6)
     assert doc["goals"]["forgetting"]["met"] is True and doc["goals"]["e_res_median"]["met"] is None  # n_heldout 1
+    # bench/trust.py reads the adapted row's E_res from any db, whatever rows paper_table last tabled
+    spec = importlib.util.spec_from_file_location("trust_bench", REPO / "bench" / "trust.py")
+    trust = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(trust)
+    assert trust.pt is demo.pt
+    demo.pt.ROWS = ("GOLF-10k",)
+    _, e_res, _, _ = trust.load_stored(pdb, ["GOLF-10k", "adapt"])
+    assert len(e_res) == 2 and all(isinstance(v["adapt"], float) for v in e_res.values())
     demo.main(["table", *common])  # paper_table's table goes beside the db, not over the report
     assert json.loads(db.with_suffix(".report.json").read_text())["format"] == "golf-adapt-demo/1"
     assert json.loads(db.with_name("ad_table.json").read_text())["format"] == "golf-paper-table/1"
