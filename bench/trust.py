@@ -2,9 +2,9 @@
 
 For every NNP relaxation stored in ``bench/results/paper_table.db`` (each official checkpoint x each
 molecule with a DFT reference; structure after T = 100 steps of ``lbfgs-golf``) and in the adapt
-demonstration's ``bench/results/adapt.db`` (``--heldout-rows``, default GOLF-10k, on the held-out
-thiocarbonyl / sulfur-oxoacid molecules that have a reference; the adapted model with
-``adapt=PATH``; records ``source`` = "paper-table" or "adapt-heldout") this computes
+demonstration's ``bench/results/adapt.db`` (``--heldout-rows``, default GOLF-10k and the adapted model
+``adapt=bench/results/adapt_dft/model.pt``, on the held-out thiocarbonyl / sulfur-oxoacid molecules that
+have a reference and a DFT score; records ``source`` = "paper-table" or "adapt-heldout") this computes
 candidate signals that need no DFT, labels the relaxation bad when E_res > 1 kcal/mol or the
 molecule fell apart (E_res from ``paper_table.write_table``, i.e. exactly the table's numbers), and
 reports each candidate's ROC AUC with a 95% bootstrap interval over molecules (the relaxations of
@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--heldout-db", type=Path, default=HERE / "results" / "adapt.db",
                     help="the adapt demonstration's db: its held-out relaxations join the validation (read through a "
                          "copy; skipped when missing)")
-    ap.add_argument("--heldout-rows", default="GOLF-10k",
+    ap.add_argument("--heldout-rows", default=f"GOLF-10k,adapt={HERE / 'results' / 'adapt_dft' / 'model.pt'}",
                     help="NNP rows of --heldout-db (comma list; NAME=PATH for a model file, e.g. "
                          "adapt=bench/results/adapt_dft/model.pt)")
     ap.add_argument("--out", type=Path, default=OUT_PATH)
