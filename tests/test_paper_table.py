@@ -189,6 +189,8 @@ def test_adapt_demo_forgetting_reports_the_paired_general_molecules(tmp_path):
     assert pair["n"] == 2  # both scored; the stand-in 'adapted' model is GOLF-10k itself: difference zero
     assert pair["e_res_median"]["value"] == pytest.approx(0.0, abs=1e-6)
     assert doc["goals"]["forgetting"]["met"] is True and doc["goals"]["e_res_median"]["met"] is None  # n_heldout 1
+    (bonds,) = doc["sulfur_bonds"].values()  # the one held-out thiocarbonyl: its C=S against the reference
+    assert bonds["GOLF-10k"]["intact"] is True and abs(bonds["GOLF-10k"]["s_bond_dev_A"]) < 0.5
     # bench/trust.py reads the adapted row's E_res from any db, whatever rows paper_table last tabled
     spec = importlib.util.spec_from_file_location("trust_bench", REPO / "bench" / "trust.py")
     trust = importlib.util.module_from_spec(spec)
