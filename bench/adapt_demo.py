@@ -45,6 +45,14 @@ Stages:
     mixing, lr 1e-4 cosine, batch ``--polish-batch``) and the held-out start-set errors (the run's own
     validation split, never the held-out class molecules) are written every ``--polish-every`` steps to
     ``bench/results/adapt_polish.json``.
+``drift``
+    Can forgetting be seen without DFT? Outside the adapted classes GOLF-10k is close to DFT (the paper
+    table), so the teacher's energy at the adapted model's relaxed structure minus at its own
+    (``teacher_drift``, kcal/mol; both relaxed by the paper's L-BFGS, T = 100) should track the forgetting
+    DFT measures. On the forgetting molecules it is set beside the DFT paired difference (adapted minus
+    GOLF-10k E_res, from ``adapt_forgetting.json``), split into the adapted classes (``--classes``) and the
+    rest; on ``--drift-n`` molecules of the NCI pool's test split outside them (no DFT) its median with a
+    95% bootstrap interval. Writes ``bench/results/adapt_drift.json``.
 ``references``, ``evaluate``, ``score``, ``table``, ``status``
     ``bench/paper_table.py``'s stages on this db (its options pass through; by default the reference
     starts from the MMFF94 optimum, ``--ref-start mmff``, and the rows are GOLF-10k and MMFF; add the
@@ -79,6 +87,7 @@ DB_PATH = HERE / "results" / "adapt.db"
 REPORT_PATH = HERE / "results" / "adapt.json"
 FORGETTING_PATH = HERE / "results" / "adapt_forgetting.json"
 POLISH_PATH = HERE / "results" / "adapt_polish.json"
+DRIFT_PATH = HERE / "results" / "adapt_drift.json"
 ADAPT_DIR = HERE / "results" / "adapt_dft"
 TRAIN_SMI = HERE / "results" / "adapt_train.smi"
 
@@ -436,9 +445,76 @@ def stage_polish(args: argparse.Namespace) -> None:
             atomic_write_json(args.polish_json, dict(doc, created=pt.now()))
 
 
+def teacher_drift(model, teacher, confs: list) -> np.ndarray:
+    """E_teacher(model's structure) - E_teacher(teacher's structure) per conformation (kcal/mol), both relaxed
+    from the same start by the paper's L-BFGS for 100 steps (one batched relaxation per model); +inf where the
+    model's structure fell apart."""
+    from golf.batch import Batch
+    from golf.evaluation.scoring import dissociation, model_trajectories
+    from golf.models import ModelEnergyForces
+    from golf.units import EV_TO_KCAL_MOL
+
+    ends = [[tr.frames[tr.frame_of_step[-1]] for tr in model_trajectories(m, confs, [100])] for m in (model, teacher)]
+    pairs = [c.with_positions(x) for c, xm, xt in zip(confs, *ends) for x in (xm, xt)]
+    energy, _ = ModelEnergyForces(teacher)(Batch.from_conformations(pairs))
+    e = energy.detach().double().numpy().reshape(-1, 2)
+    drift = (e[:, 0] - e[:, 1]) * EV_TO_KCAL_MOL
+    broken = np.array([dissociation(c, x) is not None for c, x in zip(confs, ends[0])])
+    return np.where(broken, np.inf, drift)
+
+
+def stage_drift(args: argparse.Namespace) -> None:
+    """``teacher_drift`` against DFT's forgetting, and on unseen NCI molecules; to ``args.drift_json``."""
+    from scipy.stats import spearmanr
+
+    from golf.chem import generate_conformers
+    from golf.evaluation.stats import LEVEL, N_BOOTSTRAP
+    from golf.io import atomic_write_json
+    from golf.models import load_model
+    from golf.pool import select_pool_molecules
+
+    teacher, model = load_model(pt.row_model("GOLF-10k")), load_model(args.adapt_model)
+    names = args.classes.split(",")  # the adapted classes; every other molecule is general
+    forgetting = json.loads(args.forgetting_json.read_text())
+    con = pt.connect(args.forgetting_db)
+    confs = [c for c in pt.load_molecules(con, args.forgetting_n) if str(c.mol_id) in forgetting["e_res_100"]]
+    drift = teacher_drift(model, teacher, confs)
+    records = []
+    for c, d in zip(confs, drift):
+        e = forgetting["e_res_100"][str(c.mol_id)]
+        dft = (e["adapt"] - e["GOLF-10k"]) if all(isinstance(e.get(k), float) for k in ("adapt", "GOLF-10k")) else None
+        records.append(dict(molecule=int(c.mol_id), smiles=c.smiles, adapted_class=class_of(c.smiles, names),
+                            teacher_drift=float(d), dft_difference=dft))
+    general = [r for r in records if r["adapted_class"] is None and r["dft_difference"] is not None
+               and np.isfinite(r["teacher_drift"])]
+    x = np.array([r["teacher_drift"] for r in general])
+    y = np.array([r["dft_difference"] for r in general])
+    agreement = dict(n=len(general), median_teacher_drift=float(np.median(x)), median_dft_difference=float(np.median(y)),
+                     median_abs_gap=float(np.median(np.abs(x - y))), spearman=float(spearmanr(x, y)[0]))
+    unseen = [(m, smi) for m, smi in select_pool_molecules(None, split="test", min_heavy=args.min_heavy,
+                                                            max_heavy=args.max_heavy)
+              if class_of(smi, names) is None][: args.drift_n]
+    starts = [generate_conformers(smi, 1, seed=args.seed, mol_id=m)[0] for m, smi in unseen]
+    d_unseen = teacher_drift(model, teacher, starts)
+    finite = d_unseen[np.isfinite(d_unseen)]
+    resampled = np.median(finite[np.random.default_rng(0).integers(0, len(finite), (N_BOOTSTRAP, len(finite)))], axis=1)
+    lo, hi = (float(v) for v in np.percentile(resampled, [50 * (1 - LEVEL), 50 * (1 + LEVEL)]))
+    doc = dict(adapt_model=str(args.adapt_model), teacher="GOLF-10k", units="kcal/mol", records=records,
+               general_agreement=agreement,
+               unseen=dict(n=len(starts), n_fell_apart=int((~np.isfinite(d_unseen)).sum()),
+                           median_teacher_drift=float(np.median(finite)), interval=[lo, hi],
+                           molecules=[m for m, _ in unseen], teacher_drift=d_unseen.tolist()),
+               created=pt.now())
+    atomic_write_json(args.drift_json, json.loads(json.dumps(doc, default=str).replace("Infinity", "null")))
+    pt.log(f"drift: general paper-table molecules n={agreement['n']}: teacher drift median "
+           f"{agreement['median_teacher_drift']:.2f} vs DFT {agreement['median_dft_difference']:.2f} kcal/mol, "
+           f"median |gap| {agreement['median_abs_gap']:.2f}, Spearman {agreement['spearman']:.2f}; unseen NCI "
+           f"n={len(starts)}: median {np.median(finite):.2f} [{lo:.2f}, {hi:.2f}]")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    own = {"scan", "split", "scan-table", "forgetting", "polish", "report"}
+    own = {"scan", "split", "scan-table", "forgetting", "polish", "drift", "report"}
     stages = [a for a in argv if a in own]
     rest = [a for a in argv if a not in own]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -467,6 +543,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--polish-every", type=int, default=250, help="polish: validation every N updates")
     ap.add_argument("--polish-batch", type=int, default=16, help="polish: batch size (the adaptation's)")
     ap.add_argument("--polish-json", type=Path, default=POLISH_PATH, help="polish: its validation curve")
+    ap.add_argument("--drift-n", type=int, default=30, help="drift: unseen NCI test-split molecules")
+    ap.add_argument("--drift-json", type=Path, default=DRIFT_PATH, help="drift: its output")
     args, pt_args = ap.parse_known_args(rest)
     if args.oracle != "dft":
         pt.ORACLE.update(name=args.oracle, settings={"oracle": args.oracle})
@@ -484,6 +562,8 @@ def main(argv: list[str] | None = None) -> None:
             stage_forgetting(args)
         elif stage == "polish":
             stage_polish(args)
+        elif stage == "drift":
+            stage_drift(args)
         else:
             stage_split(con, args)
         pt.log(f"stage {stage} done in {time.perf_counter() - t0:.0f} s")
