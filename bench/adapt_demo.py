@@ -445,29 +445,12 @@ def stage_polish(args: argparse.Namespace) -> None:
             atomic_write_json(args.polish_json, dict(doc, created=pt.now()))
 
 
-def teacher_drift(model, teacher, confs: list) -> np.ndarray:
-    """E_teacher(model's structure) - E_teacher(teacher's structure) per conformation (kcal/mol), both relaxed
-    from the same start by the paper's L-BFGS for 100 steps (one batched relaxation per model); +inf where the
-    model's structure fell apart."""
-    from golf.batch import Batch
-    from golf.evaluation.scoring import dissociation, model_trajectories
-    from golf.models import ModelEnergyForces
-    from golf.units import EV_TO_KCAL_MOL
-
-    ends = [[tr.frames[tr.frame_of_step[-1]] for tr in model_trajectories(m, confs, [100])] for m in (model, teacher)]
-    pairs = [c.with_positions(x) for c, xm, xt in zip(confs, *ends) for x in (xm, xt)]
-    energy, _ = ModelEnergyForces(teacher)(Batch.from_conformations(pairs))
-    e = energy.detach().double().numpy().reshape(-1, 2)
-    drift = (e[:, 0] - e[:, 1]) * EV_TO_KCAL_MOL
-    broken = np.array([dissociation(c, x) is not None for c, x in zip(confs, ends[0])])
-    return np.where(broken, np.inf, drift)
-
-
 def stage_drift(args: argparse.Namespace) -> None:
     """``teacher_drift`` against DFT's forgetting, and on unseen NCI molecules; to ``args.drift_json``."""
     from scipy.stats import spearmanr
 
     from golf.chem import generate_conformers
+    from golf.evaluation.drift import teacher_drift
     from golf.evaluation.stats import LEVEL, N_BOOTSTRAP
     from golf.io import atomic_write_json
     from golf.models import load_model

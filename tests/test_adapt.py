@@ -324,6 +324,13 @@ def test_a_model_without_energy_offsets_is_refit_even_at_the_oracles_level(serie
           golf, OracleRun(oracle="mmff", executor="serial"), progress=False)
     doc = json.loads((out / "adapt.json").read_text())
     assert doc["generic"] == "teacher" and doc["refit"] == (offsets == "zero")
+    # forgetting without oracle calls: the start model's energy at the adapted model's minima of unseen molecules
+    from golf.runs.adapt import DRIFT_MOLECULES
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["teacher_drift_n"] == DRIFT_MOLECULES == len(set(summary["teacher_drift_molecules"]))
+    assert np.isfinite(summary["teacher_drift_median_kcal_mol"])
+    assert not set(summary["teacher_drift_molecules"]) & {int(x.split()[1]) for x in (out / "generic.smi").read_text().splitlines()}
     assert (out / "init.pt").exists() == (offsets == "zero")
     labeller = load_model(out / "init.pt" if offsets == "zero" else path)
     rows = list(iter_rows(out / "generic.db"))

@@ -273,6 +273,8 @@ def _calls(db: Path) -> int:
 
 
 GENERIC_SMI = "generic.smi"
+#: Unseen NCI molecules (test split) on which ``summary.json`` reports the teacher drift (teacher mode only).
+DRIFT_MOLECULES = 24
 
 
 def _generic_molecules(out: Path, settings: Adaptation, model_path: Path, series: list) -> Molecules:
@@ -329,6 +331,36 @@ def _teacher_set(path: Path, model_path: Path, labeller: Path, settings: Adaptat
     return path
 
 
+def _generic_drift(model: Any, teacher_path: Path, settings: Adaptation) -> dict[str, Any]:
+    """``golf.evaluation.drift.teacher_drift`` of the adapted model against the start model on
+    ``DRIFT_MOLECULES`` NCI test-split molecules (the generic set is drawn from the training split), one
+    ETKDGv3 conformer each: the forgetting that costs no oracle call (kcal/mol)."""
+    import numpy as np
+    from rdkit import Chem
+
+    from golf.chem import generate_conformers
+    from golf.evaluation.drift import teacher_drift
+    from golf.models import load_model
+    from golf.pool import select_pool_molecules
+
+    teacher = load_model(teacher_path)
+    known = set(teacher.elements)
+    confs = []
+    for mol_id, smi in select_pool_molecules(None, split="test", seed=settings.seed):
+        if len(confs) == DRIFT_MOLECULES:
+            break
+        if {a.GetAtomicNum() for a in Chem.AddHs(Chem.MolFromSmiles(smi)).GetAtoms()} <= known:
+            try:
+                confs += generate_conformers(smi, 1, seed=settings.seed, mol_id=mol_id)
+            except GolfError:  # an embedding failure: the next molecule
+                continue
+    drift = teacher_drift(model, teacher, confs)
+    finite = drift[np.isfinite(drift)]
+    return dict(teacher_drift_n=len(confs), teacher_drift_fell_apart=int(len(drift) - len(finite)),
+                teacher_drift_median_kcal_mol=float(np.median(finite)) if len(finite) else None,
+                teacher_drift_molecules=[int(c.mol_id) for c in confs])
+
+
 def _finish(out: Path, trained: Path, settings: Adaptation, identity: dict[str, Any], calls_sets: int,
             say) -> Path:
     """``out/model.pt`` with the adaptation's provenance, registration, and a summary of held-out errors."""
@@ -348,6 +380,13 @@ def _finish(out: Path, trained: Path, settings: Adaptation, identity: dict[str, 
                    calls_golf=int(last["calls"]) if last else None,
                    heldout_forces_mae_mev_a_start=float(first[key]) if first else None,
                    heldout_forces_mae_mev_a_end=float(last[key]) if last else None)
+    if identity["generic"] == "teacher":
+        drift = _generic_drift(model, Path(identity["model_file"]), settings)
+        summary.update(drift)
+        median = drift["teacher_drift_median_kcal_mol"]
+        say(f"teacher drift on {drift['teacher_drift_n']} unseen NCI molecules: median "
+            f"{'-' if median is None else f'{median:.2f}'} kcal/mol ({settings.model}'s energy at the adapted "
+            f"model's minima above its own; {drift['teacher_drift_fell_apart']} fell apart)")
     if settings.name:
         from golf.runs.models import register_model
 
