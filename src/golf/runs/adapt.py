@@ -232,7 +232,7 @@ def adapt(
     golf_dir = out / GOLF_DIR
     trained = train_golf(baseline, [str(start)], golf_dir, run, oracle, resume=resume and golf_dir.exists(),
                          progress=progress, generic=generic_dbs)
-    return _finish(out, trained, settings, identity, calls, say)
+    return _finish(out, trained, settings, identity, calls, say, {c.smiles for c in confs if c.smiles})
 
 
 def _same_level(a: str, b: str) -> bool:
@@ -331,10 +331,11 @@ def _teacher_set(path: Path, model_path: Path, labeller: Path, settings: Adaptat
     return path
 
 
-def _generic_drift(model: Any, teacher_path: Path, settings: Adaptation) -> dict[str, Any]:
+def _generic_drift(model: Any, teacher_path: Path, settings: Adaptation, series: set[str]) -> dict[str, Any]:
     """``golf.evaluation.drift.teacher_drift`` of the adapted model against the start model on
-    ``DRIFT_MOLECULES`` NCI test-split molecules (the generic set is drawn from the training split), one
-    ETKDGv3 conformer each: the forgetting that costs no oracle call (kcal/mol)."""
+    ``DRIFT_MOLECULES`` NCI test-split molecules outside the series (canonical SMILES ``series``; the generic
+    set is drawn from the training split), one ETKDGv3 conformer each: the forgetting that costs no oracle
+    call (kcal/mol)."""
     import numpy as np
     from rdkit import Chem
 
@@ -349,7 +350,7 @@ def _generic_drift(model: Any, teacher_path: Path, settings: Adaptation) -> dict
     for mol_id, smi in select_pool_molecules(None, split="test", seed=settings.seed):
         if len(confs) == DRIFT_MOLECULES:
             break
-        if {a.GetAtomicNum() for a in Chem.AddHs(Chem.MolFromSmiles(smi)).GetAtoms()} <= known:
+        if smi not in series and {a.GetAtomicNum() for a in Chem.AddHs(Chem.MolFromSmiles(smi)).GetAtoms()} <= known:
             try:
                 confs += generate_conformers(smi, 1, seed=settings.seed, mol_id=mol_id)
             except GolfError:  # an embedding failure: the next molecule
@@ -362,7 +363,7 @@ def _generic_drift(model: Any, teacher_path: Path, settings: Adaptation) -> dict
 
 
 def _finish(out: Path, trained: Path, settings: Adaptation, identity: dict[str, Any], calls_sets: int,
-            say) -> Path:
+            say, series: set[str]) -> Path:
     """``out/model.pt`` with the adaptation's provenance, registration, and a summary of held-out errors."""
     import csv
 
@@ -381,7 +382,7 @@ def _finish(out: Path, trained: Path, settings: Adaptation, identity: dict[str, 
                    heldout_forces_mae_mev_a_start=float(first[key]) if first else None,
                    heldout_forces_mae_mev_a_end=float(last[key]) if last else None)
     if identity["generic"] == "teacher":
-        drift = _generic_drift(model, Path(identity["model_file"]), settings)
+        drift = _generic_drift(model, Path(identity["model_file"]), settings, series)
         summary.update(drift)
         median = drift["teacher_drift_median_kcal_mol"]
         say(f"teacher drift on {drift['teacher_drift_n']} unseen NCI molecules: median "
