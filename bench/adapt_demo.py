@@ -28,9 +28,8 @@ Stages:
     paired differences of the adapted rows against GOLF-10k, the DFT calls spent (this db, and
     the oracle results of the adaptation's run directory ``--adapt-dir``), ``sulfur_bonds`` (per molecule
     and row, without DFT: intact at T = 100, and the largest C-S/O-S bond error against the reference),
-    and ``goals``: the issue's
-    goals, each met (true), missed (false) or pending (null: no adapted row, or fewer than 10 held-out
-    molecules with a reference, or no forgetting table yet).
+    and ``goals``: the issue's goals, each met (true), missed (false) or pending (null: no adapted row,
+    fewer than 10 held-out molecules with a reference, or no complete forgetting table yet).
 ``forgetting``
     Does the adapted model stay good outside its series? The adapted model (``--adapt-model``, row
     ``adapt``) relaxes the paper table's general molecules (``--forgetting-db``, default
@@ -48,8 +47,8 @@ Stages:
 ``drift``
     Can forgetting be seen without DFT? Outside the adapted classes GOLF-10k is close to DFT (the paper
     table), so the teacher's energy at the adapted model's relaxed structure minus at its own
-    (``teacher_drift``, kcal/mol; both relaxed by the paper's L-BFGS, T = 100) should track the forgetting
-    DFT measures. On the forgetting molecules it is set beside the DFT paired difference (adapted minus
+    (``golf.evaluation.drift.teacher_drift``, kcal/mol; both relaxed by the paper's L-BFGS, T = 100)
+    should track the forgetting DFT measures. On the forgetting molecules it is set beside the DFT paired difference (adapted minus
     GOLF-10k E_res, from ``adapt_forgetting.json``), split into the adapted classes (``--classes``) and the
     rest; on ``--drift-n`` molecules of the NCI pool's test split outside them (no DFT) its median with a
     95% bootstrap interval. Writes ``bench/results/adapt_drift.json``.
@@ -315,8 +314,6 @@ def sulfur_bonds(con, rows: list[str]) -> dict[str, dict[str, dict]]:
     piece (``intact``), and, where a reference exists, the largest |change| of a bond of sulfur to C or O
     against the DFT optimum (``s_bond_dev_A``, A; the bonds are those of the reference, shorter than 1.8 A).
     The bonds GOLF-10k gets wrong (C=S, S-O) are what the adaptation is for."""
-    import numpy as np
-
     from golf.evaluation.scoring import dissociation
 
     refs = {int(m): pt.from_json(p) for m, p in con.execute("SELECT mol_id, positions FROM refs WHERE ok = 1")}
@@ -398,7 +395,6 @@ def stage_polish(args: argparse.Namespace) -> None:
     """More updates on the adaptation's labels; the validation curve to ``args.polish_json``."""
     import dataclasses
 
-    import numpy as np
     import torch
 
     from golf.dataset import LabelledData
