@@ -73,6 +73,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -357,25 +358,22 @@ def report_goals(report: dict) -> dict[str, dict]:
     n = int(report.get("n_heldout") or 0)
     enough = n >= GOAL_N_HELDOUT and adapt is not None
 
-    def judged(value, ok) -> dict:
-        return dict(value=value, met=(bool(ok) if enough and value is not None else None))
+    def judged(value, passes: Callable[[Any], bool]) -> dict:
+        return dict(value=value, met=(bool(passes(value)) if enough and value is not None else None))
 
-    pair = report.get("pairs", {}).get(f"{adapt['name']} - GOLF-10k") if adapt else None
-    diff = (pair or {}).get("e_res_median")
+    row = adapt or {}
+    diff = (report.get("pairs", {}).get(f"{row.get('name')} - GOLF-10k") or {}).get("e_res_median")
     forgetting = report.get("forgetting") or {}
     forget_pair = (forgetting.get("pairs") or {}).get("adapt - GOLF-10k") or {}
     forget = forget_pair.get("e_res_median")
     forget_done = bool(forget) and forget_pair.get("n", 0) >= forgetting.get("n_molecules_with_reference", 1)
     goals = {
         "n_heldout": dict(value=n, target=f">= {GOAL_N_HELDOUT}", met=n >= GOAL_N_HELDOUT),
-        "e_res_median": dict(target=f"<= {GOAL_E_RES_MEDIAN}", **judged(
-            adapt and adapt["e_res_median"], adapt and adapt["e_res_median"] is not None
-            and adapt["e_res_median"] <= GOAL_E_RES_MEDIAN)),
-        "pct_success": dict(target=f">= {GOAL_SUCCESS:g}", **judged(
-            adapt and adapt["pct_success"], adapt and adapt["pct_success"] is not None
-            and adapt["pct_success"] >= GOAL_SUCCESS)),
+        "e_res_median": dict(target=f"<= {GOAL_E_RES_MEDIAN}",
+                             **judged(row.get("e_res_median"), lambda v: v <= GOAL_E_RES_MEDIAN)),
+        "pct_success": dict(target=f">= {GOAL_SUCCESS:g}", **judged(row.get("pct_success"), lambda v: v >= GOAL_SUCCESS)),
         "better_than_GOLF-10k": dict(target="paired median E_res difference < 0, interval excluding zero",
-                                     **judged(diff, diff and diff["hi"] < 0)),
+                                     **judged(diff, lambda d: d["hi"] < 0)),
         "forgetting": dict(target="paired median E_res difference on the general molecules: lower end <= 0",
                            value=forget, n=forget_pair.get("n", 0),
                            met=(bool(forget["lo"] <= 0) if forget_done else None)),

@@ -34,7 +34,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from golf.errors import GolfError, InputError, RunExists
 from golf.presets import COUNT, DEFAULT_MODEL, FRACTION, GolfTraining, Molecules, OracleRun, check_settings, one_of, setting
@@ -277,27 +277,32 @@ GENERIC_SMI = "generic.smi"
 DRIFT_MOLECULES = 24
 
 
+def _outside_series(split: str, seed: int, known: set[int], series: set[str]) -> Iterator[tuple[int, str]]:
+    """(NCI id, SMILES) of the NCI pool's ``split`` in its seeded order, made only of the elements ``known``
+    and not in the series (canonical SMILES ``series``): the generic set's and the teacher drift's molecules."""
+    from rdkit import Chem
+
+    from golf.pool import select_pool_molecules
+
+    for mol_id, smi in select_pool_molecules(None, split=split, seed=seed):
+        if smi not in series and {a.GetAtomicNum() for a in Chem.AddHs(Chem.MolFromSmiles(smi)).GetAtoms()} <= known:
+            yield mol_id, smi
+
+
 def _generic_molecules(out: Path, settings: Adaptation, model_path: Path, series: list) -> Molecules:
     """The generic set's molecules, written once to ``out/generic.smi``: the first
     ``generic_molecules`` of the NCI pool's training split (seeded order) made only of elements the
     model knows and not in the series (by canonical SMILES); one ETKDGv3 conformer each."""
     path = out / GENERIC_SMI
     if not path.exists():
-        from rdkit import Chem
+        from itertools import islice
 
         from golf.io import atomic_path
         from golf.models import load_model
-        from golf.pool import select_pool_molecules
 
         known = set(load_model(model_path).elements)
-        exclude = {c.smiles for c in series if c.smiles}
-        lines = []
-        for mol_id, smi in select_pool_molecules(None, split="train", seed=settings.seed):
-            if len(lines) == settings.generic_molecules:
-                break
-            mol = Chem.AddHs(Chem.MolFromSmiles(smi))
-            if smi not in exclude and {a.GetAtomicNum() for a in mol.GetAtoms()} <= known:
-                lines.append(f"{smi} {mol_id}\n")
+        pool = _outside_series("train", settings.seed, known, {c.smiles for c in series if c.smiles})
+        lines = [f"{smi} {mol_id}\n" for mol_id, smi in islice(pool, settings.generic_molecules)]
         with atomic_path(path, suffix=".smi") as tmp:
             tmp.write_text("".join(lines))
     return Molecules(smiles=str(path), conformers=1, seed=settings.seed)
@@ -337,24 +342,20 @@ def _generic_drift(model: Any, teacher_path: Path, settings: Adaptation, series:
     set is drawn from the training split), one ETKDGv3 conformer each: the forgetting that costs no oracle
     call (kcal/mol)."""
     import numpy as np
-    from rdkit import Chem
 
     from golf.chem import generate_conformers
     from golf.evaluation.drift import teacher_drift
     from golf.models import load_model
-    from golf.pool import select_pool_molecules
 
     teacher = load_model(teacher_path)
-    known = set(teacher.elements)
     confs = []
-    for mol_id, smi in select_pool_molecules(None, split="test", seed=settings.seed):
+    for mol_id, smi in _outside_series("test", settings.seed, set(teacher.elements), series):
         if len(confs) == DRIFT_MOLECULES:
             break
-        if smi not in series and {a.GetAtomicNum() for a in Chem.AddHs(Chem.MolFromSmiles(smi)).GetAtoms()} <= known:
-            try:
-                confs += generate_conformers(smi, 1, seed=settings.seed, mol_id=mol_id)
-            except GolfError:  # an embedding failure: the next molecule
-                continue
+        try:
+            confs += generate_conformers(smi, 1, seed=settings.seed, mol_id=mol_id)
+        except GolfError:  # an embedding failure: the next molecule
+            continue
     drift = teacher_drift(model, teacher, confs)
     finite = drift[np.isfinite(drift)]
     return dict(teacher_drift_n=len(confs), teacher_drift_fell_apart=int(len(drift) - len(finite)),
